@@ -1,0 +1,36 @@
+//! The one table from store errors to S3 error codes and statuses.
+
+use s3s::{S3Error, S3ErrorCode, s3_error};
+use seedbucket_store::StoreError;
+
+/// Maps a store error to the S3 error a client sees. Internal failures are logged here and
+/// answered as `InternalError` without their details.
+pub fn to_s3(e: StoreError) -> S3Error {
+    match e {
+        StoreError::NoSuchBucket => s3_error!(NoSuchBucket),
+        StoreError::NoSuchKey => s3_error!(NoSuchKey),
+        StoreError::BucketAlreadyExists => s3_error!(BucketAlreadyExists),
+        StoreError::BucketAlreadyOwnedByYou => s3_error!(BucketAlreadyOwnedByYou),
+        StoreError::BucketNotEmpty => s3_error!(BucketNotEmpty),
+        StoreError::NoSuchUpload => s3_error!(NoSuchUpload),
+        StoreError::InvalidPart(m) => S3Error::with_message(S3ErrorCode::InvalidPart, m),
+        StoreError::InvalidPartOrder => s3_error!(InvalidPartOrder),
+        StoreError::EntityTooSmall => s3_error!(EntityTooSmall),
+        StoreError::EntityTooLarge => s3_error!(EntityTooLarge),
+        StoreError::IncompleteBody => s3_error!(IncompleteBody),
+        StoreError::PreconditionFailed => s3_error!(PreconditionFailed),
+        StoreError::Body(m) => {
+            tracing::debug!(error = %m, "request body failed");
+            // Signature or chunk-format failures of streaming bodies surface here.
+            if m.contains("signature") || m.contains("Signature") {
+                S3Error::with_message(S3ErrorCode::SignatureDoesNotMatch, m)
+            } else {
+                S3Error::with_message(S3ErrorCode::IncompleteBody, m)
+            }
+        }
+        e @ (StoreError::Io(_) | StoreError::Db(_) | StoreError::Corrupt(_)) => {
+            tracing::error!(error = %e, "internal store error");
+            s3_error!(InternalError)
+        }
+    }
+}

@@ -1,0 +1,139 @@
+//! ListBuckets, CreateBucket, DeleteBucket, HeadBucket, GetBucketLocation.
+
+use s3s::dto::*;
+use s3s::{S3Request, S3Response, S3Result, s3_error};
+
+use super::timestamp;
+use crate::Seedbucket;
+use crate::error::to_s3;
+
+/// S3 bucket naming rules (general purpose buckets).
+pub(crate) fn valid_bucket_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    if !(3..=63).contains(&b.len()) {
+        return false;
+    }
+    let edge_ok = |c: u8| c.is_ascii_lowercase() || c.is_ascii_digit();
+    if !edge_ok(b[0]) || !edge_ok(b[b.len() - 1]) {
+        return false;
+    }
+    if !b.iter().all(|&c| edge_ok(c) || c == b'-' || c == b'.') {
+        return false;
+    }
+    if name.contains("..") || name.contains(".-") || name.contains("-.") {
+        return false;
+    }
+    let is_ip = name.split('.').count() == 4 && name.split('.').all(|p| p.parse::<u8>().is_ok());
+    let reserved = name.starts_with("xn--")
+        || name.starts_with("sthree-")
+        || name.starts_with("amzn-s3-demo-")
+        || name.ends_with("-s3alias")
+        || name.ends_with("--ol-s3")
+        || name.ends_with(".mrap")
+        || name.ends_with("--x-s3");
+    !is_ip && !reserved
+}
+
+impl Seedbucket {
+    pub(crate) async fn h_list_buckets(
+        &self,
+        req: S3Request<ListBucketsInput>,
+    ) -> S3Result<S3Response<ListBucketsOutput>> {
+        let caller = crate::auth::caller(&self.keys, req.credentials.as_ref())?;
+        let prefix = req.input.prefix.unwrap_or_default();
+        let buckets = self
+            .store
+            .list_buckets()
+            .await
+            .map_err(to_s3)?
+            .into_iter()
+            .filter(|b| b.owner == caller.user_id && b.name.starts_with(&prefix))
+            .map(|b| Bucket {
+                name: Some(b.name),
+                creation_date: Some(timestamp(b.created_ns)),
+                bucket_region: None,
+            })
+            .collect();
+        Ok(S3Response::new(ListBucketsOutput {
+            buckets: Some(buckets),
+            owner: Some(self.owner_of(&caller.user_id)),
+            ..Default::default()
+        }))
+    }
+
+    pub(crate) async fn h_create_bucket(
+        &self,
+        req: S3Request<CreateBucketInput>,
+    ) -> S3Result<S3Response<CreateBucketOutput>> {
+        let caller = crate::auth::caller(&self.keys, req.credentials.as_ref())?;
+        let name = req.input.bucket;
+        if !valid_bucket_name(&name) {
+            return Err(s3_error!(InvalidBucketName, "The specified bucket is not valid."));
+        }
+        if req.input.acl.is_some() || req.input.grant_full_control.is_some() || req.input.grant_read.is_some() {
+            return Err(s3_error!(NotImplemented, "Bucket ACLs are not implemented yet"));
+        }
+        if req.input.object_lock_enabled_for_bucket == Some(true) {
+            return Err(s3_error!(NotImplemented, "Object Lock is not implemented"));
+        }
+        self.store.create_bucket(&name, &caller.user_id).await.map_err(to_s3)?;
+        Ok(S3Response::new(CreateBucketOutput {
+            location: Some(format!("/{name}")),
+            ..Default::default()
+        }))
+    }
+
+    pub(crate) async fn h_delete_bucket(
+        &self,
+        req: S3Request<DeleteBucketInput>,
+    ) -> S3Result<S3Response<DeleteBucketOutput>> {
+        let input = req.input;
+        self.owned_bucket(req.credentials.as_ref(), &input.bucket, input.expected_bucket_owner.as_deref())
+            .await?;
+        self.store.delete_bucket(&input.bucket).await.map_err(to_s3)?;
+        Ok(S3Response::new(DeleteBucketOutput {}))
+    }
+
+    pub(crate) async fn h_head_bucket(
+        &self,
+        req: S3Request<HeadBucketInput>,
+    ) -> S3Result<S3Response<HeadBucketOutput>> {
+        let input = req.input;
+        self.owned_bucket(req.credentials.as_ref(), &input.bucket, input.expected_bucket_owner.as_deref())
+            .await?;
+        Ok(S3Response::new(HeadBucketOutput {
+            bucket_region: Some(self.options.region.clone()),
+            ..Default::default()
+        }))
+    }
+
+    pub(crate) async fn h_get_bucket_location(
+        &self,
+        req: S3Request<GetBucketLocationInput>,
+    ) -> S3Result<S3Response<GetBucketLocationOutput>> {
+        let input = req.input;
+        self.owned_bucket(req.credentials.as_ref(), &input.bucket, input.expected_bucket_owner.as_deref())
+            .await?;
+        // us-east-1 is reported as an empty LocationConstraint, as S3 does.
+        let location = (self.options.region != "us-east-1")
+            .then(|| BucketLocationConstraint::from(self.options.region.clone()));
+        Ok(S3Response::new(GetBucketLocationOutput {
+            location_constraint: location,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::valid_bucket_name;
+
+    #[test]
+    fn names() {
+        for ok in ["abc", "my-bucket.data", "a1b", "x".repeat(63).as_str()] {
+            assert!(valid_bucket_name(ok), "{ok}");
+        }
+        for bad in ["ab", "ABC", "-abc", "abc-", "a..b", "a.-b", "192.168.1.1", "xn--abc", "a_b", "x".repeat(64).as_str(), "abc-s3alias"] {
+            assert!(!valid_bucket_name(bad), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,308 @@
+//! CreateMultipartUpload, UploadPart, CompleteMultipartUpload, AbortMultipartUpload, ListParts,
+//! ListMultipartUploads. Parts are stored as they come; completion references them in order.
+
+use s3s::dto::*;
+use s3s::{S3Request, S3Response, S3Result, s3_error};
+use seedbucket_store::{MAX_PART_NUMBER, ObjectAttributes, UploadRecord};
+
+use super::list::{Encoder, max_keys};
+use super::object::{check_key, stored_headers, write_condition};
+use super::{ClaimedChecksums, etag, timestamp, user_metadata, verify_content_md5};
+use crate::Seedbucket;
+use crate::error::to_s3;
+
+impl Seedbucket {
+    /// The upload, checked to belong to this bucket and key.
+    async fn upload_of(&self, bucket: &str, key: &str, upload_id: &str) -> S3Result<UploadRecord> {
+        let up = self.store.upload(upload_id).await.map_err(to_s3)?;
+        if up.bucket != bucket || up.key != key {
+            return Err(s3_error!(NoSuchUpload));
+        }
+        Ok(up)
+    }
+
+    pub(crate) async fn h_create_multipart_upload(
+        &self,
+        req: S3Request<CreateMultipartUploadInput>,
+    ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
+        let input = req.input;
+        check_key(&input.key)?;
+        let (caller, _) = self
+            .owned_bucket(req.credentials.as_ref(), &input.bucket, input.expected_bucket_owner.as_deref())
+            .await?;
+        if input.acl.is_some() || input.sse_customer_key.is_some() || input.tagging.is_some() {
+            return Err(s3_error!(NotImplemented, "ACLs, SSE-C and tagging are not implemented yet"));
+        }
+        let algorithm = input.checksum_algorithm.as_ref().map(|a| a.as_str().to_ascii_uppercase());
+        if let Some(a) = &algorithm
+            && !seedbucket_store::ChecksumSelection::default().enable(a)
+        {
+            return Err(s3_error!(InvalidArgument, "Unsupported checksum algorithm: {a}"));
+        }
+        let attributes = ObjectAttributes {
+            headers: stored_headers(
+                input.content_type,
+                input.content_encoding,
+                input.content_disposition,
+                input.content_language,
+                input.cache_control,
+                input.expires.as_ref(),
+            ),
+            user_metadata: user_metadata(input.metadata),
+            owner: caller.user_id,
+        };
+        let up = self
+            .store
+            .create_upload(&input.bucket, &input.key, attributes, algorithm.clone())
+            .await
+            .map_err(to_s3)?;
+        Ok(S3Response::new(CreateMultipartUploadOutput {
+            bucket: Some(input.bucket),
+            key: Some(input.key),
+            upload_id: Some(up.upload_id),
+            checksum_algorithm: algorithm.map(ChecksumAlgorithm::from),
+            checksum_type: input.checksum_algorithm.as_ref().map(|_| ChecksumType::from_static(ChecksumType::COMPOSITE)),
+            ..Default::default()
+        }))
+    }
+
+    pub(crate) async fn h_upload_part(&self, req: S3Request<UploadPartInput>) -> S3Result<S3Response<UploadPartOutput>> {
+        let input = req.input;
+        check_key(&input.key)?;
+        self.owned_bucket(req.credentials.as_ref(), &input.bucket, input.expected_bucket_owner.as_deref())
+            .await?;
+        let part_number = u32::try_from(input.part_number)
+            .ok()
+            .filter(|n| (1..=MAX_PART_NUMBER).contains(n))
+            .ok_or_else(|| s3_error!(InvalidArgument, "Part number must be an integer between 1 and 10000, inclusive"))?;
+        if input.sse_customer_key.is_some() {
+            return Err(s3_error!(NotImplemented, "SSE-C is not implemented yet"));
+        }
+        let upload = self.upload_of(&input.bucket, &input.key, &input.upload_id).await?;
+        let mut claimed = ClaimedChecksums {
+            crc32: input.checksum_crc32,
+            crc32c: input.checksum_crc32c,
+            sha1: input.checksum_sha1,
+            sha256: input.checksum_sha256,
+            crc64nvme: input.checksum_crc64nvme,
+        };
+        let algorithm = input
+            .checksum_algorithm
+            .as_ref()
+            .map(|a| a.as_str().to_owned())
+            .or(upload.checksum_algorithm.clone());
+        let selection = claimed.selection(algorithm.as_deref(), &req.headers)?;
+        let body = input.body.ok_or_else(|| s3_error!(IncompleteBody))?;
+        let expected = input.content_length.and_then(|n| u64::try_from(n).ok());
+        let staged = self.store.stage(body, expected, selection).await.map_err(to_s3)?;
+        verify_content_md5(input.content_md5.as_deref(), &staged.digests.md5)?;
+        claimed.add_trailers(req.trailing_headers.as_ref());
+        let computed = staged.digests.checksums();
+        claimed.verify(&computed)?;
+        let part = self
+            .store
+            .commit_part(staged, &input.upload_id, part_number, computed)
+            .await
+            .map_err(to_s3)?;
+        Ok(S3Response::new(UploadPartOutput {
+            e_tag: Some(etag(&part.etag)),
+            checksum_crc32: part.checksums.crc32,
+            checksum_crc32c: part.checksums.crc32c,
+            checksum_sha1: part.checksums.sha1,
+            checksum_sha256: part.checksums.sha256,
+            checksum_crc64nvme: part.checksums.crc64nvme,
+            ..Default::default()
+        }))
+    }
+
+    pub(crate) async fn h_complete_multipart_upload(
+        &self,
+        req: S3Request<CompleteMultipartUploadInput>,
+    ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
+        let input = req.input;
+        check_key(&input.key)?;
+        self.owned_bucket(req.credentials.as_ref(), &input.bucket, input.expected_bucket_owner.as_deref())
+            .await?;
+        self.upload_of(&input.bucket, &input.key, &input.upload_id).await?;
+        let parts = input
+            .multipart_upload
+            .and_then(|m| m.parts)
+            .filter(|p| !p.is_empty())
+            .ok_or_else(|| s3_error!(MalformedXML, "The XML you provided was not well-formed or did not validate against our published schema"))?;
+        let mut requested = Vec::with_capacity(parts.len());
+        for p in parts {
+            let n = p
+                .part_number
+                .and_then(|n| u32::try_from(n).ok())
+                .ok_or_else(|| s3_error!(MalformedXML, "Each part needs a PartNumber"))?;
+            let tag = p.e_tag.ok_or_else(|| s3_error!(MalformedXML, "Each part needs an ETag"))?;
+            requested.push((n, tag.value().to_owned()));
+        }
+        let cond = write_condition(input.if_match.as_ref(), input.if_none_match.as_ref())?;
+        let rec = self
+            .store
+            .complete_upload(&input.upload_id, requested, cond)
+            .await
+            .map_err(to_s3)?;
+        Ok(S3Response::new(CompleteMultipartUploadOutput {
+            bucket: Some(input.bucket.clone()),
+            key: Some(input.key.clone()),
+            location: Some(format!("/{}/{}", input.bucket, input.key)),
+            e_tag: Some(etag(&rec.etag)),
+            checksum_crc32: rec.checksums.crc32.clone(),
+            checksum_crc32c: rec.checksums.crc32c.clone(),
+            checksum_sha1: rec.checksums.sha1.clone(),
+            checksum_sha256: rec.checksums.sha256.clone(),
+            checksum_type: (!rec.checksums.is_empty()).then(|| ChecksumType::from_static(ChecksumType::COMPOSITE)),
+            ..Default::default()
+        }))
+    }
+
+    pub(crate) async fn h_abort_multipart_upload(
+        &self,
+        req: S3Request<AbortMultipartUploadInput>,
+    ) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
+        let input = req.input;
+        self.owned_bucket(req.credentials.as_ref(), &input.bucket, input.expected_bucket_owner.as_deref())
+            .await?;
+        self.upload_of(&input.bucket, &input.key, &input.upload_id).await?;
+        self.store.abort_upload(&input.upload_id).await.map_err(to_s3)?;
+        Ok(S3Response::new(AbortMultipartUploadOutput::default()))
+    }
+
+    pub(crate) async fn h_list_parts(&self, req: S3Request<ListPartsInput>) -> S3Result<S3Response<ListPartsOutput>> {
+        let input = req.input;
+        self.owned_bucket(req.credentials.as_ref(), &input.bucket, input.expected_bucket_owner.as_deref())
+            .await?;
+        let upload = self.upload_of(&input.bucket, &input.key, &input.upload_id).await?;
+        let max = max_keys(input.max_parts)?;
+        let marker = match input.part_number_marker {
+            None => 0u32,
+            Some(m) => u32::try_from(m)
+                .map_err(|_| s3_error!(InvalidArgument, "part-number-marker must be a non-negative integer"))?,
+        };
+        let stored = self.store.list_parts(&input.upload_id).await.map_err(to_s3)?;
+        let mut rest = stored.into_iter().filter(|p| p.part_number > marker);
+        let page: Vec<_> = rest.by_ref().take(max).collect();
+        let truncated = rest.next().is_some();
+        let next_marker = page.last().and_then(|p| i32::try_from(p.part_number).ok());
+        let parts = page
+            .into_iter()
+            .map(|p| Part {
+                part_number: i32::try_from(p.part_number).ok(),
+                e_tag: Some(etag(&p.etag)),
+                size: i64::try_from(p.size).ok(),
+                last_modified: Some(timestamp(p.last_modified_ns)),
+                checksum_crc32: p.checksums.crc32,
+                checksum_crc32c: p.checksums.crc32c,
+                checksum_sha1: p.checksums.sha1,
+                checksum_sha256: p.checksums.sha256,
+                checksum_crc64nvme: p.checksums.crc64nvme,
+            })
+            .collect();
+        let owner = self.owner_of(&upload.attributes.owner);
+        Ok(S3Response::new(ListPartsOutput {
+            bucket: Some(input.bucket),
+            key: Some(input.key),
+            upload_id: Some(input.upload_id),
+            part_number_marker: input.part_number_marker,
+            next_part_number_marker: if truncated { next_marker } else { None },
+            max_parts: Some(i32::try_from(max).unwrap_or(1000)),
+            is_truncated: Some(truncated),
+            parts: Some(parts),
+            initiator: Some(Initiator { id: owner.id.clone(), display_name: owner.display_name.clone() }),
+            owner: Some(owner),
+            storage_class: Some(StorageClass::from_static(StorageClass::STANDARD)),
+            checksum_algorithm: upload.checksum_algorithm.map(ChecksumAlgorithm::from),
+            ..Default::default()
+        }))
+    }
+
+    pub(crate) async fn h_list_multipart_uploads(
+        &self,
+        req: S3Request<ListMultipartUploadsInput>,
+    ) -> S3Result<S3Response<ListMultipartUploadsOutput>> {
+        let input = req.input;
+        self.owned_bucket(req.credentials.as_ref(), &input.bucket, input.expected_bucket_owner.as_deref())
+            .await?;
+        let enc = Encoder::new(input.encoding_type.as_ref())?;
+        let max = max_keys(input.max_uploads)?;
+        let prefix = input.prefix.clone().unwrap_or_default();
+        let delimiter = input.delimiter.clone().filter(|d| !d.is_empty());
+        let key_marker = input.key_marker.clone().unwrap_or_default();
+        let id_marker = input.upload_id_marker.clone().unwrap_or_default();
+        let all = self.store.list_uploads(&input.bucket).await.map_err(to_s3)?;
+        let mut uploads = Vec::new();
+        let mut prefixes: Vec<String> = Vec::new();
+        let mut truncated = false;
+        let mut last: Option<(String, String)> = None;
+        for up in all {
+            if !up.key.starts_with(&prefix) {
+                continue;
+            }
+            // Past the markers: keys after key-marker, or the same key with a later upload id.
+            if !key_marker.is_empty() {
+                let after = if id_marker.is_empty() {
+                    up.key.as_str() > key_marker.as_str()
+                } else {
+                    up.key.as_str() > key_marker.as_str()
+                        || (up.key == key_marker && up.upload_id.as_str() > id_marker.as_str())
+                };
+                if !after {
+                    continue;
+                }
+            }
+            let common = delimiter.as_deref().and_then(|d| {
+                up.key[prefix.len()..].find(d).map(|pos| up.key[..prefix.len() + pos + d.len()].to_owned())
+            });
+            if let Some(cp) = &common
+                && prefixes.last() == Some(cp)
+            {
+                continue;
+            }
+            if uploads.len() + prefixes.len() == max {
+                truncated = true;
+                break;
+            }
+            match common {
+                Some(cp) => {
+                    last = Some((cp.clone(), String::new()));
+                    prefixes.push(cp);
+                }
+                None => {
+                    last = Some((up.key.clone(), up.upload_id.clone()));
+                    let owner = self.owner_of(&up.attributes.owner);
+                    uploads.push(MultipartUpload {
+                        key: Some(enc.apply(&up.key)),
+                        upload_id: Some(up.upload_id),
+                        initiated: Some(timestamp(up.initiated_ns)),
+                        initiator: Some(Initiator { id: owner.id.clone(), display_name: owner.display_name.clone() }),
+                        owner: Some(owner),
+                        storage_class: Some(StorageClass::from_static(StorageClass::STANDARD)),
+                        checksum_algorithm: up.checksum_algorithm.map(ChecksumAlgorithm::from),
+                        ..Default::default()
+                    });
+                }
+            }
+        }
+        let (next_key, next_id) = match (truncated, last) {
+            (true, Some((k, id))) => (Some(enc.apply(&k)), Some(id)),
+            _ => (None, None),
+        };
+        Ok(S3Response::new(ListMultipartUploadsOutput {
+            bucket: Some(input.bucket),
+            prefix: Some(enc.apply(&prefix)),
+            delimiter: enc.opt(input.delimiter),
+            key_marker: Some(enc.apply(&key_marker)),
+            upload_id_marker: Some(id_marker),
+            next_key_marker: next_key,
+            next_upload_id_marker: next_id,
+            max_uploads: Some(i32::try_from(max).unwrap_or(1000)),
+            is_truncated: Some(truncated),
+            uploads: Some(uploads),
+            common_prefixes: Some(prefixes.into_iter().map(|p| CommonPrefix { prefix: Some(enc.apply(&p)) }).collect()),
+            encoding_type: input.encoding_type,
+            ..Default::default()
+        }))
+    }
+}

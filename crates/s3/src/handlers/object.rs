@@ -1,0 +1,359 @@
+//! PutObject, GetObject, HeadObject, DeleteObject.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use futures::Stream;
+use s3s::dto::*;
+use s3s::{S3Request, S3Response, S3Result, s3_error};
+use seedbucket_store::{ObjectAttributes, ObjectRecord, StoredHeaders, WriteCondition};
+use tokio::sync::mpsc;
+
+use super::{
+    ClaimedChecksums, etag, format_http_date, parse_http_date, timestamp, user_metadata, verify_content_md5,
+};
+use crate::Seedbucket;
+use crate::conditional::{Conditions, Outcome};
+use crate::error::to_s3;
+
+/// Longest key S3 accepts, in UTF-8 bytes.
+pub(crate) const MAX_KEY_BYTES: usize = 1024;
+
+pub(crate) fn check_key(key: &str) -> S3Result<()> {
+    if key.len() > MAX_KEY_BYTES {
+        return Err(s3_error!(KeyTooLongError));
+    }
+    Ok(())
+}
+
+/// The object bytes as an HTTP body (the store reads on a blocking thread).
+struct BodyStream(mpsc::Receiver<std::io::Result<Bytes>>);
+
+impl Stream for BodyStream {
+    type Item = std::io::Result<Bytes>;
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.0.poll_recv(cx)
+    }
+}
+
+/// Turns a PUT/CreateMultipartUpload's `If-Match`/`If-None-Match` into a store condition.
+pub(crate) fn write_condition(
+    if_match: Option<&ETagCondition>,
+    if_none_match: Option<&ETagCondition>,
+) -> S3Result<WriteCondition> {
+    let mut cond = WriteCondition::default();
+    if let Some(c) = if_match {
+        cond.if_match = Some(match c {
+            ETagCondition::Any => "*".to_owned(),
+            ETagCondition::ETag(e) => e.value().to_owned(),
+        });
+    }
+    match if_none_match {
+        None => {}
+        Some(ETagCondition::Any) => cond.if_none_match_any = true,
+        Some(_) => return Err(s3_error!(NotImplemented, "If-None-Match on writes supports only *")),
+    }
+    Ok(cond)
+}
+
+pub(crate) fn stored_headers(
+    content_type: Option<String>,
+    content_encoding: Option<String>,
+    content_disposition: Option<String>,
+    content_language: Option<String>,
+    cache_control: Option<String>,
+    expires: Option<&Timestamp>,
+) -> StoredHeaders {
+    StoredHeaders {
+        content_type,
+        content_encoding,
+        content_disposition,
+        content_language,
+        cache_control,
+        expires: expires.and_then(format_http_date),
+    }
+}
+
+fn checksum_type(rec: &ObjectRecord) -> Option<ChecksumType> {
+    if rec.checksums.is_empty() {
+        return None;
+    }
+    Some(ChecksumType::from_static(if rec.parts_count.is_some() {
+        ChecksumType::COMPOSITE
+    } else {
+        ChecksumType::FULL_OBJECT
+    }))
+}
+
+impl Seedbucket {
+    pub(crate) async fn h_put_object(&self, req: S3Request<PutObjectInput>) -> S3Result<S3Response<PutObjectOutput>> {
+        let input = req.input;
+        check_key(&input.key)?;
+        let (caller, _) = self
+            .owned_bucket(req.credentials.as_ref(), &input.bucket, input.expected_bucket_owner.as_deref())
+            .await?;
+        if input.acl.is_some() || input.grant_read.is_some() || input.grant_full_control.is_some() {
+            return Err(s3_error!(NotImplemented, "Object ACLs are not implemented yet"));
+        }
+        if input.sse_customer_algorithm.is_some() || input.sse_customer_key.is_some() {
+            return Err(s3_error!(NotImplemented, "SSE-C is not implemented yet"));
+        }
+        if input.tagging.is_some() {
+            return Err(s3_error!(NotImplemented, "Object tagging is not implemented yet"));
+        }
+        let cond = write_condition(input.if_match.as_ref(), input.if_none_match.as_ref())?;
+        let mut claimed = ClaimedChecksums {
+            crc32: input.checksum_crc32,
+            crc32c: input.checksum_crc32c,
+            sha1: input.checksum_sha1,
+            sha256: input.checksum_sha256,
+            crc64nvme: input.checksum_crc64nvme,
+        };
+        let selection = claimed.selection(input.checksum_algorithm.as_ref().map(|a| a.as_str()), &req.headers)?;
+        let body = input.body.ok_or_else(|| s3_error!(IncompleteBody))?;
+        let expected = input.content_length.and_then(|n| u64::try_from(n).ok());
+        let staged = self.store.stage(body, expected, selection).await.map_err(to_s3)?;
+        verify_content_md5(input.content_md5.as_deref(), &staged.digests.md5)?;
+        claimed.add_trailers(req.trailing_headers.as_ref());
+        let computed = staged.digests.checksums();
+        claimed.verify(&computed)?;
+        let attributes = ObjectAttributes {
+            headers: stored_headers(
+                input.content_type,
+                input.content_encoding,
+                input.content_disposition,
+                input.content_language,
+                input.cache_control,
+                input.expires.as_ref(),
+            ),
+            user_metadata: user_metadata(input.metadata),
+            owner: caller.user_id,
+        };
+        let rec = self
+            .store
+            .commit_object(staged, &input.bucket, &input.key, attributes, computed, cond)
+            .await
+            .map_err(to_s3)?;
+        Ok(S3Response::new(PutObjectOutput {
+            e_tag: Some(etag(&rec.etag)),
+            checksum_crc32: rec.checksums.crc32.clone(),
+            checksum_crc32c: rec.checksums.crc32c.clone(),
+            checksum_sha1: rec.checksums.sha1.clone(),
+            checksum_sha256: rec.checksums.sha256.clone(),
+            checksum_crc64nvme: rec.checksums.crc64nvme.clone(),
+            checksum_type: checksum_type(&rec),
+            ..Default::default()
+        }))
+    }
+
+    pub(crate) async fn h_get_object(&self, req: S3Request<GetObjectInput>) -> S3Result<S3Response<GetObjectOutput>> {
+        let input = req.input;
+        check_key(&input.key)?;
+        self.owned_bucket(req.credentials.as_ref(), &input.bucket, input.expected_bucket_owner.as_deref())
+            .await?;
+        reject_unsupported_read(input.version_id.as_deref(), input.sse_customer_key.is_some())?;
+        let reader = self.store.open_object(&input.bucket, &input.key).await.map_err(to_s3)?;
+        let rec = &reader.record;
+        check_conditions(
+            rec,
+            Conditions {
+                if_match: input.if_match.as_ref(),
+                if_none_match: input.if_none_match.as_ref(),
+                if_modified_since: input.if_modified_since.as_ref(),
+                if_unmodified_since: input.if_unmodified_since.as_ref(),
+            },
+        )?;
+        let view = ByteView::resolve(rec, input.range.as_ref(), input.part_number)?;
+        let whole = view.start == 0 && view.end == rec.size && input.part_number.is_none();
+        let checksums = (whole && is_checksum_mode(input.checksum_mode.as_ref())).then(|| rec.checksums.clone());
+        let h = &rec.attributes.headers;
+        let mut out = GetObjectOutput {
+            accept_ranges: Some("bytes".to_owned()),
+            content_length: i64::try_from(view.end - view.start).ok(),
+            content_range: view.content_range.clone(),
+            e_tag: Some(etag(&rec.etag)),
+            last_modified: Some(timestamp(rec.last_modified_ns)),
+            metadata: Some(rec.attributes.user_metadata.clone().into_iter().collect()),
+            parts_count: rec.parts_count.and_then(|n| i32::try_from(n).ok()),
+            content_type: input.response_content_type.or_else(|| h.content_type.clone()),
+            content_encoding: input.response_content_encoding.or_else(|| h.content_encoding.clone()),
+            content_disposition: input.response_content_disposition.or_else(|| h.content_disposition.clone()),
+            content_language: input.response_content_language.or_else(|| h.content_language.clone()),
+            cache_control: input.response_cache_control.or_else(|| h.cache_control.clone()),
+            expires: input.response_expires.or_else(|| h.expires.as_deref().and_then(parse_http_date)),
+            checksum_type: checksums.as_ref().and_then(|_| checksum_type(rec)),
+            ..Default::default()
+        };
+        if let Some(c) = checksums {
+            out.checksum_crc32 = c.crc32;
+            out.checksum_crc32c = c.crc32c;
+            out.checksum_sha1 = c.sha1;
+            out.checksum_sha256 = c.sha256;
+            out.checksum_crc64nvme = c.crc64nvme;
+        }
+        let (start, end) = (view.start, view.end);
+        out.body = Some(StreamingBlob::wrap(BodyStream(reader.stream(start, end))));
+        Ok(S3Response::new(out))
+    }
+
+    pub(crate) async fn h_head_object(&self, req: S3Request<HeadObjectInput>) -> S3Result<S3Response<HeadObjectOutput>> {
+        let input = req.input;
+        check_key(&input.key)?;
+        self.owned_bucket(req.credentials.as_ref(), &input.bucket, input.expected_bucket_owner.as_deref())
+            .await?;
+        reject_unsupported_read(input.version_id.as_deref(), input.sse_customer_key.is_some())?;
+        let rec = self.store.head_object(&input.bucket, &input.key).await.map_err(to_s3)?;
+        check_conditions(
+            &rec,
+            Conditions {
+                if_match: input.if_match.as_ref(),
+                if_none_match: input.if_none_match.as_ref(),
+                if_modified_since: input.if_modified_since.as_ref(),
+                if_unmodified_since: input.if_unmodified_since.as_ref(),
+            },
+        )?;
+        let view = ByteView::resolve(&rec, input.range.as_ref(), input.part_number)?;
+        let whole = view.start == 0 && view.end == rec.size && input.part_number.is_none();
+        let checksums = (whole && is_checksum_mode(input.checksum_mode.as_ref())).then(|| rec.checksums.clone());
+        let h = &rec.attributes.headers;
+        let mut out = HeadObjectOutput {
+            accept_ranges: Some("bytes".to_owned()),
+            content_length: i64::try_from(view.end - view.start).ok(),
+            content_range: view.content_range.clone(),
+            e_tag: Some(etag(&rec.etag)),
+            last_modified: Some(timestamp(rec.last_modified_ns)),
+            metadata: Some(rec.attributes.user_metadata.clone().into_iter().collect()),
+            parts_count: rec.parts_count.and_then(|n| i32::try_from(n).ok()),
+            content_type: input.response_content_type.or_else(|| h.content_type.clone()),
+            content_encoding: input.response_content_encoding.or_else(|| h.content_encoding.clone()),
+            content_disposition: input.response_content_disposition.or_else(|| h.content_disposition.clone()),
+            content_language: input.response_content_language.or_else(|| h.content_language.clone()),
+            cache_control: input.response_cache_control.or_else(|| h.cache_control.clone()),
+            expires: input.response_expires.or_else(|| h.expires.as_deref().and_then(parse_http_date)),
+            checksum_type: checksums.as_ref().and_then(|_| checksum_type(&rec)),
+            ..Default::default()
+        };
+        if let Some(c) = checksums {
+            out.checksum_crc32 = c.crc32;
+            out.checksum_crc32c = c.crc32c;
+            out.checksum_sha1 = c.sha1;
+            out.checksum_sha256 = c.sha256;
+            out.checksum_crc64nvme = c.crc64nvme;
+        }
+        let mut resp = S3Response::new(out);
+        if view.content_range.is_some() {
+            resp.status = Some(http::StatusCode::PARTIAL_CONTENT);
+        }
+        Ok(resp)
+    }
+
+    pub(crate) async fn h_delete_object(
+        &self,
+        req: S3Request<DeleteObjectInput>,
+    ) -> S3Result<S3Response<DeleteObjectOutput>> {
+        let input = req.input;
+        check_key(&input.key)?;
+        self.owned_bucket(req.credentials.as_ref(), &input.bucket, input.expected_bucket_owner.as_deref())
+            .await?;
+        if input.version_id.is_some() {
+            return Err(s3_error!(NotImplemented, "Versioning is not implemented"));
+        }
+        if input.if_match.is_some() {
+            let rec = self.store.head_object(&input.bucket, &input.key).await.map_err(to_s3)?;
+            let cond = Conditions {
+                if_match: input.if_match.as_ref(),
+                if_none_match: None,
+                if_modified_since: None,
+                if_unmodified_since: None,
+            };
+            if cond.evaluate(&rec.etag, rec.last_modified_ns) != Outcome::Proceed {
+                return Err(s3_error!(PreconditionFailed));
+            }
+        }
+        self.store.delete_object(&input.bucket, &input.key).await.map_err(to_s3)?;
+        Ok(S3Response::new(DeleteObjectOutput::default()))
+    }
+}
+
+fn is_checksum_mode(mode: Option<&ChecksumMode>) -> bool {
+    mode.is_some_and(|m| m.as_str().eq_ignore_ascii_case("ENABLED"))
+}
+
+fn reject_unsupported_read(version_id: Option<&str>, sse_c: bool) -> S3Result<()> {
+    if let Some(v) = version_id
+        && v != "null"
+    {
+        return Err(s3_error!(NoSuchVersion, "The specified version does not exist."));
+    }
+    if sse_c {
+        return Err(s3_error!(NotImplemented, "SSE-C is not implemented yet"));
+    }
+    Ok(())
+}
+
+fn check_conditions(rec: &ObjectRecord, c: Conditions<'_>) -> S3Result<()> {
+    match c.evaluate(&rec.etag, rec.last_modified_ns) {
+        Outcome::Proceed => Ok(()),
+        Outcome::PreconditionFailed => Err(s3_error!(PreconditionFailed)),
+        Outcome::NotModified => {
+            let mut e = s3_error!(NotModified);
+            let mut headers = http::HeaderMap::new();
+            if let Ok(v) = http::HeaderValue::from_str(&format!("\"{}\"", rec.etag)) {
+                headers.insert(http::header::ETAG, v);
+            }
+            if let Some(v) = format_http_date(&timestamp(rec.last_modified_ns))
+                .and_then(|d| http::HeaderValue::from_str(&d).ok())
+            {
+                headers.insert(http::header::LAST_MODIFIED, v);
+            }
+            e.set_headers(headers);
+            Err(e)
+        }
+    }
+}
+
+/// The bytes a GET/HEAD returns: the whole object, a `Range`, or a `partNumber`.
+struct ByteView {
+    start: u64,
+    end: u64,
+    content_range: Option<String>,
+}
+
+impl ByteView {
+    fn resolve(rec: &ObjectRecord, range: Option<&Range>, part_number: Option<i32>) -> S3Result<Self> {
+        let size = rec.size;
+        match (range, part_number) {
+            (Some(_), Some(_)) => Err(s3_error!(
+                InvalidRequest,
+                "Cannot specify both Range header and partNumber query parameter"
+            )),
+            (Some(r), None) => {
+                let checked = r.check(size).map_err(|_| {
+                    s3_error!(InvalidRange, "The requested range is not satisfiable")
+                })?;
+                Ok(Self {
+                    start: checked.start,
+                    end: checked.end,
+                    content_range: Some(format!("bytes {}-{}/{}", checked.start, checked.end.saturating_sub(1), size)),
+                })
+            }
+            (None, Some(n)) => {
+                let n = u32::try_from(n)
+                    .ok()
+                    .filter(|n| (1..=seedbucket_store::MAX_PART_NUMBER).contains(n))
+                    .ok_or_else(|| s3_error!(InvalidArgument, "Part number must be an integer between 1 and 10000, inclusive"))?;
+                let (start, end) = rec.part_range(n).ok_or_else(|| {
+                    let mut e = s3_error!(InvalidRange, "The requested partnumber is not satisfiable");
+                    e.set_status_code(http::StatusCode::RANGE_NOT_SATISFIABLE);
+                    e
+                })?;
+                // S3 answers 206 with a Content-Range for multipart objects' parts.
+                let content_range = (rec.parts_count.is_some() && end > start)
+                    .then(|| format!("bytes {}-{}/{}", start, end - 1, size));
+                Ok(Self { start, end, content_range })
+            }
+            (None, None) => Ok(Self { start: 0, end: size, content_range: None }),
+        }
+    }
+}

@@ -1,0 +1,132 @@
+//! seedbucket's S3 HTTP layer.
+//!
+//! s3s is the wire codec (routing, SigV4 header/presigned/streaming verification, XML); this
+//! crate owns what the operations mean: [`Seedbucket`] implements `s3s::S3` by calling the
+//! store, checking ownership and S3's rules on the way. [`service`] wraps the s3s service with
+//! request ids and the `/_seedbucket/` routes, which no bucket name can reach.
+
+mod auth;
+mod conditional;
+mod error;
+mod handlers;
+pub mod service;
+
+use std::sync::Arc;
+
+use s3s::dto::*;
+use s3s::{S3, S3Request, S3Response, S3Result};
+use seedbucket_store::Store;
+use seedbucket_store::credentials::KeyRing;
+
+pub use crate::auth::KeyRingAuth;
+
+/// Settings of the S3 layer.
+#[derive(Debug, Clone)]
+pub struct S3Options {
+    /// Region reported by GetBucketLocation and expected in signatures (informational).
+    pub region: String,
+}
+
+impl Default for S3Options {
+    fn default() -> Self {
+        Self {
+            region: "us-east-1".to_owned(),
+        }
+    }
+}
+
+/// The S3 implementation over a [`Store`].
+#[derive(Clone)]
+pub struct Seedbucket {
+    store: Store,
+    keys: Arc<KeyRing>,
+    options: Arc<S3Options>,
+}
+
+impl Seedbucket {
+    pub fn new(store: Store, keys: Arc<KeyRing>, options: S3Options) -> Self {
+        Self {
+            store,
+            keys,
+            options: Arc::new(options),
+        }
+    }
+}
+
+impl std::fmt::Debug for Seedbucket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Seedbucket").finish_non_exhaustive()
+    }
+}
+
+/// Each operation forwards to its handler in `handlers/`; what is not listed answers
+/// NotImplemented (s3s's default).
+#[async_trait::async_trait]
+impl S3 for Seedbucket {
+    async fn list_buckets(&self, req: S3Request<ListBucketsInput>) -> S3Result<S3Response<ListBucketsOutput>> {
+        self.h_list_buckets(req).await
+    }
+    async fn create_bucket(&self, req: S3Request<CreateBucketInput>) -> S3Result<S3Response<CreateBucketOutput>> {
+        self.h_create_bucket(req).await
+    }
+    async fn delete_bucket(&self, req: S3Request<DeleteBucketInput>) -> S3Result<S3Response<DeleteBucketOutput>> {
+        self.h_delete_bucket(req).await
+    }
+    async fn head_bucket(&self, req: S3Request<HeadBucketInput>) -> S3Result<S3Response<HeadBucketOutput>> {
+        self.h_head_bucket(req).await
+    }
+    async fn get_bucket_location(
+        &self,
+        req: S3Request<GetBucketLocationInput>,
+    ) -> S3Result<S3Response<GetBucketLocationOutput>> {
+        self.h_get_bucket_location(req).await
+    }
+    async fn put_object(&self, req: S3Request<PutObjectInput>) -> S3Result<S3Response<PutObjectOutput>> {
+        self.h_put_object(req).await
+    }
+    async fn get_object(&self, req: S3Request<GetObjectInput>) -> S3Result<S3Response<GetObjectOutput>> {
+        self.h_get_object(req).await
+    }
+    async fn head_object(&self, req: S3Request<HeadObjectInput>) -> S3Result<S3Response<HeadObjectOutput>> {
+        self.h_head_object(req).await
+    }
+    async fn delete_object(&self, req: S3Request<DeleteObjectInput>) -> S3Result<S3Response<DeleteObjectOutput>> {
+        self.h_delete_object(req).await
+    }
+    async fn list_objects_v2(&self, req: S3Request<ListObjectsV2Input>) -> S3Result<S3Response<ListObjectsV2Output>> {
+        self.h_list_objects_v2(req).await
+    }
+    async fn list_objects(&self, req: S3Request<ListObjectsInput>) -> S3Result<S3Response<ListObjectsOutput>> {
+        self.h_list_objects(req).await
+    }
+    async fn create_multipart_upload(
+        &self,
+        req: S3Request<CreateMultipartUploadInput>,
+    ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
+        self.h_create_multipart_upload(req).await
+    }
+    async fn upload_part(&self, req: S3Request<UploadPartInput>) -> S3Result<S3Response<UploadPartOutput>> {
+        self.h_upload_part(req).await
+    }
+    async fn complete_multipart_upload(
+        &self,
+        req: S3Request<CompleteMultipartUploadInput>,
+    ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
+        self.h_complete_multipart_upload(req).await
+    }
+    async fn abort_multipart_upload(
+        &self,
+        req: S3Request<AbortMultipartUploadInput>,
+    ) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
+        self.h_abort_multipart_upload(req).await
+    }
+    async fn list_parts(&self, req: S3Request<ListPartsInput>) -> S3Result<S3Response<ListPartsOutput>> {
+        self.h_list_parts(req).await
+    }
+    async fn list_multipart_uploads(
+        &self,
+        req: S3Request<ListMultipartUploadsInput>,
+    ) -> S3Result<S3Response<ListMultipartUploadsOutput>> {
+        self.h_list_multipart_uploads(req).await
+    }
+}

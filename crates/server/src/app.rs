@@ -1,0 +1,105 @@
+//! Wiring: open the store, make sure the root key exists, serve S3 until SIGINT/SIGTERM.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto::Builder as ConnBuilder;
+use seedbucket_s3::service::{Frontend, s3_service};
+use seedbucket_s3::{S3Options, Seedbucket};
+use seedbucket_store::credentials::{KeyFile, KeyRing};
+use seedbucket_store::{Store, StoreOptions};
+use tokio::net::TcpListener;
+
+use crate::config::Config;
+
+pub async fn serve(config: Config) -> anyhow::Result<()> {
+    let store = Store::open(StoreOptions::new(&config.data_dir))
+        .await
+        .with_context(|| format!("opening the data dir {}", config.data_dir.display()))?;
+
+    let key_file = KeyFile::new(&config.data_dir);
+    let fixed = match (
+        std::env::var("SEEDBUCKET_ROOT_ACCESS_KEY").ok().filter(|s| !s.is_empty()),
+        std::env::var("SEEDBUCKET_ROOT_SECRET_KEY").ok().filter(|s| !s.is_empty()),
+    ) {
+        (Some(a), Some(s)) => Some((a, s)),
+        (None, None) => None,
+        _ => anyhow::bail!("set both SEEDBUCKET_ROOT_ACCESS_KEY and SEEDBUCKET_ROOT_SECRET_KEY, or neither"),
+    };
+    let (root, generated) = key_file.ensure_root(fixed)?;
+    if generated {
+        println!("Generated root credentials (shown once; kept in {}):", key_file.path().display());
+        println!("  access key: {}", root.access_key);
+        println!("  secret key: {}", root.secret_key);
+    }
+    let keys = Arc::new(KeyRing::new(key_file)?);
+
+    let s3 = Seedbucket::new(store, keys.clone(), S3Options { region: config.region.clone() });
+    let service = s3_service(s3, keys, &config.domains).map_err(anyhow::Error::msg)?;
+    let frontend = Frontend::new(service);
+
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding the S3 listener to {}", config.listen))?;
+    tracing::info!(
+        listen = %listener.local_addr()?,
+        public_url = %config.public_url,
+        data_dir = %config.data_dir.display(),
+        "seedbucket is serving S3"
+    );
+
+    let http = ConnBuilder::new(TokioExecutor::new());
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown_signal());
+    loop {
+        let (socket, _) = tokio::select! {
+            res = listener.accept() => match res {
+                Ok(conn) => conn,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = socket.set_nodelay(true);
+        let conn = http.serve_connection(TokioIo::new(socket), frontend.clone());
+        let conn = graceful.watch(conn.into_owned());
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+    }
+    tracing::info!("shutting down");
+    tokio::select! {
+        () = graceful.shutdown() => {},
+        () = tokio::time::sleep(Duration::from_secs(10)) => {
+            tracing::warn!("connections still open after 10 s; closing them");
+        }
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

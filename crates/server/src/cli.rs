@@ -1,0 +1,78 @@
+//! Command line.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "seedbucket", version, about = "An S3-compatible object store that serves every object over BitTorrent too")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server.
+    Serve(ServeArgs),
+    /// Manage access keys (works while the server runs).
+    Key {
+        #[command(subcommand)]
+        action: KeyAction,
+        /// Data directory.
+        #[arg(long, env = "SEEDBUCKET_DATA_DIR", default_value = "./seedbucket-data", global = true)]
+        data_dir: PathBuf,
+    },
+    /// Configuration helpers.
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// TOML configuration file (flags and environment variables override it).
+    #[arg(long, env = "SEEDBUCKET_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Data directory [default: ./seedbucket-data].
+    #[arg(long, env = "SEEDBUCKET_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// S3 listen address [default: 127.0.0.1:9000].
+    #[arg(long, env = "SEEDBUCKET_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Public base URL used in every URL the server hands out [default: http://<listen>].
+    #[arg(long, env = "SEEDBUCKET_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Domain for virtual-host style requests (repeatable).
+    #[arg(long, env = "SEEDBUCKET_DOMAIN", value_delimiter = ',')]
+    pub domain: Vec<String>,
+    /// Region reported to clients [default: us-east-1].
+    #[arg(long, env = "SEEDBUCKET_REGION")]
+    pub region: Option<String>,
+    /// Log format.
+    #[arg(long, env = "SEEDBUCKET_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    pub log_format: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeyAction {
+    /// Create a key (a new user) and print its id and secret.
+    Create {
+        /// A name for the key.
+        name: String,
+    },
+    /// List keys (secrets are not shown).
+    List,
+    /// Delete a key by access key id or name.
+    Delete {
+        id_or_name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigAction {
+    /// Print the default configuration file.
+    Default,
+}

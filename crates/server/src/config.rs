@@ -1,0 +1,99 @@
+//! Configuration: defaults, then the TOML file, then `SEEDBUCKET_*` variables, then flags.
+//! Clap resolves flag-over-env; the file fills whatever neither set.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use serde::{Deserialize, Serialize};
+
+use crate::cli::ServeArgs;
+
+/// The configuration file (`--config FILE`). Every field is optional.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FileConfig {
+    /// Directory holding objects, metadata and keys. Example: "/var/lib/seedbucket".
+    pub data_dir: PathBuf,
+    /// Address of the S3 HTTP listener. Example: "0.0.0.0:9000".
+    pub listen: SocketAddr,
+    /// Base URL clients reach this server at; every URL the server hands out (torrents,
+    /// webseeds) starts with it. Default: "http://" + listen. Example: "https://s3.example.com".
+    pub public_url: Option<String>,
+    /// Domains for virtual-host style requests (`bucket.DOMAIN`). Example: ["s3.example.com"].
+    pub domains: Vec<String>,
+    /// Region reported to clients. Example: "us-east-1".
+    pub region: String,
+}
+
+impl Default for FileConfig {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("./seedbucket-data"),
+            listen: SocketAddr::from(([127, 0, 0, 1], 9000)),
+            public_url: None,
+            domains: Vec::new(),
+            region: "us-east-1".to_owned(),
+        }
+    }
+}
+
+/// The validated configuration the server runs with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    pub public_url: String,
+    pub domains: Vec<String>,
+    pub region: String,
+}
+
+impl Config {
+    pub fn resolve(args: &ServeArgs) -> anyhow::Result<Self> {
+        let file = match &args.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading config file {}", path.display()))?;
+                toml::from_str::<FileConfig>(&text)
+                    .with_context(|| format!("parsing config file {}", path.display()))?
+            }
+            None => FileConfig::default(),
+        };
+        let listen = args.listen.unwrap_or(file.listen);
+        let public_url = args
+            .public_url
+            .clone()
+            .or(file.public_url)
+            .unwrap_or_else(|| format!("http://{listen}"));
+        let public_url = public_url.trim_end_matches('/').to_owned();
+        if !(public_url.starts_with("http://") || public_url.starts_with("https://")) {
+            bail!("--public-url must start with http:// or https://, got {public_url:?}");
+        }
+        let domains = if args.domain.is_empty() {
+            file.domains
+        } else {
+            args.domain.clone()
+        };
+        for d in &domains {
+            if d.contains('/') || d.contains(':') {
+                bail!("--domain takes a host name like s3.example.com, got {d:?}");
+            }
+        }
+        Ok(Self {
+            data_dir: args.data_dir.clone().unwrap_or(file.data_dir),
+            listen,
+            public_url,
+            domains,
+            region: args.region.clone().unwrap_or(file.region),
+        })
+    }
+}
+
+/// `seedbucket config default`: the defaults as a commented TOML file.
+pub fn default_toml() -> anyhow::Result<String> {
+    let body = toml::to_string_pretty(&FileConfig::default())?;
+    Ok(format!(
+        "# seedbucket configuration (all keys optional). Flags and SEEDBUCKET_* variables override it.\n\
+         # public_url = \"https://s3.example.com\"   # default: http://<listen>\n{body}"
+    ))
+}

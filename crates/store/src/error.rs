@@ -1,0 +1,68 @@
+//! The store's typed errors. The S3 layer maps each variant to one S3 error code in one table.
+
+use std::io;
+
+/// Everything a store call can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("the specified bucket does not exist")]
+    NoSuchBucket,
+    #[error("the specified key does not exist")]
+    NoSuchKey,
+    #[error("the requested bucket name is not available")]
+    BucketAlreadyExists,
+    #[error("the bucket is already owned by you")]
+    BucketAlreadyOwnedByYou,
+    #[error("the bucket you tried to delete is not empty")]
+    BucketNotEmpty,
+    #[error("the specified multipart upload does not exist")]
+    NoSuchUpload,
+    #[error("{0}")]
+    InvalidPart(String),
+    #[error("the list of parts was not in ascending order")]
+    InvalidPartOrder,
+    #[error("your proposed upload is smaller than the minimum allowed size")]
+    EntityTooSmall,
+    #[error("your proposed upload exceeds the maximum allowed size")]
+    EntityTooLarge,
+    #[error("you did not provide the number of bytes specified by the Content-Length")]
+    IncompleteBody,
+    #[error("at least one of the preconditions you specified did not hold")]
+    PreconditionFailed,
+    #[error("the request body could not be read: {0}")]
+    Body(String),
+    #[error("storage I/O error: {0}")]
+    Io(#[from] io::Error),
+    #[error("metadata database error: {0}")]
+    Db(String),
+    #[error("corrupt metadata record: {0}")]
+    Corrupt(String),
+}
+
+/// Result with [`StoreError`].
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+macro_rules! db_error_from {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StoreError {
+            fn from(e: $t) -> Self {
+                StoreError::Db(e.to_string())
+            }
+        }
+    )*};
+}
+
+db_error_from!(
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError,
+    tokio::task::JoinError
+);
+
+impl From<serde_json::Error> for StoreError {
+    fn from(e: serde_json::Error) -> Self {
+        StoreError::Corrupt(e.to_string())
+    }
+}

@@ -1,0 +1,519 @@
+//! seedbucket's object store: the one place that touches blob files and the metadata database.
+//!
+//! Data path of a PUT: [`Store::stage`] receives the body into a fsynced temporary file while
+//! hashing it ([`ingest`]); the caller checks the digests (Content-MD5, trailing checksums);
+//! [`Store::commit_object`] moves the file into the blob tree and commits the object record in one
+//! metadata transaction. Until that commit nothing is visible; after it the previous version's
+//! blobs are garbage, removed once no reader holds them ([`pins`]).
+//!
+//! A GET opens an [`ObjectReader`], which pins the version's blobs and streams any byte range.
+
+pub mod blob;
+pub mod credentials;
+pub mod digest;
+pub mod error;
+pub mod ingest;
+pub mod meta;
+mod pins;
+pub mod records;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use futures::Stream;
+use tokio::sync::{Notify, mpsc};
+
+pub use crate::blob::BlobDir;
+pub use crate::digest::{ChecksumSelection, Digests};
+pub use crate::error::{Result, StoreError};
+pub use crate::ingest::Staged;
+pub use crate::meta::{ListPage, ListQuery, WriteCondition};
+pub use crate::records::*;
+
+use crate::blob::ReadSpan;
+use crate::meta::Meta;
+use crate::pins::{PinGuard, Pins};
+
+/// Largest object a single PUT or part may carry: 5 GiB, as in S3.
+pub const MAX_PUT_SIZE: u64 = 5 * 1024 * 1024 * 1024;
+/// Smallest size of every part but the last: 5 MiB, as in S3.
+pub const MIN_PART_SIZE: u64 = 5 * 1024 * 1024;
+/// Highest part number.
+pub const MAX_PART_NUMBER: u32 = 10_000;
+
+/// Options for [`Store::open`].
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    pub data_dir: PathBuf,
+    /// Smallest allowed size of a non-last part (S3: 5 MiB).
+    pub min_part_size: u64,
+}
+
+impl StoreOptions {
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            data_dir: data_dir.into(),
+            min_part_size: MIN_PART_SIZE,
+        }
+    }
+}
+
+struct Inner {
+    meta: Meta,
+    blobs: BlobDir,
+    pins: Pins,
+    gc: Notify,
+    min_part_size: u64,
+}
+
+/// The object store. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+/// Nanoseconds since the Unix epoch, now.
+pub fn now_ns() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+impl Store {
+    /// Opens (or creates) the store under `opts.data_dir`, removes leftovers of interrupted
+    /// writes, and starts the garbage collector and the orphan sweep in the background.
+    pub async fn open(opts: StoreOptions) -> Result<Self> {
+        let dir = opts.data_dir.clone();
+        let started = SystemTime::now();
+        let (meta, blobs) = tokio::task::spawn_blocking(move || -> Result<(Meta, BlobDir)> {
+            std::fs::create_dir_all(&dir)?;
+            let blobs = BlobDir::open(&dir)?;
+            let meta = Meta::open(&dir.join("meta.redb"))?;
+            Ok((meta, blobs))
+        })
+        .await??;
+        let store = Store {
+            inner: Arc::new(Inner {
+                meta,
+                blobs,
+                pins: Pins::default(),
+                gc: Notify::new(),
+                min_part_size: opts.min_part_size,
+            }),
+        };
+        store.spawn_gc();
+        let sweeper = store.clone();
+        tokio::spawn(async move {
+            if let Err(e) = sweeper.sweep_orphans(started).await {
+                tracing::warn!(error = %e, "orphan blob sweep failed");
+            }
+        });
+        Ok(store)
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        self.inner.blobs_root()
+    }
+
+    async fn blocking<T, F>(&self, f: F) -> Result<T>
+    where
+        F: FnOnce(&Inner) -> Result<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || f(&inner)).await?
+    }
+
+    // ---- buckets ----
+
+    pub async fn create_bucket(&self, name: &str, owner: &str) -> Result<()> {
+        let rec = BucketRecord {
+            name: name.to_owned(),
+            owner: owner.to_owned(),
+            created_ns: now_ns(),
+        };
+        self.blocking(move |i| i.meta.create_bucket(&rec)).await
+    }
+
+    pub async fn delete_bucket(&self, name: &str) -> Result<()> {
+        let name = name.to_owned();
+        self.blocking(move |i| i.meta.delete_bucket(&name)).await?;
+        self.inner.gc.notify_one();
+        Ok(())
+    }
+
+    pub async fn bucket(&self, name: &str) -> Result<BucketRecord> {
+        let name = name.to_owned();
+        self.blocking(move |i| i.meta.bucket(&name)).await
+    }
+
+    pub async fn list_buckets(&self) -> Result<Vec<BucketRecord>> {
+        self.blocking(|i| i.meta.list_buckets()).await
+    }
+
+    // ---- objects ----
+
+    /// Receives a body into a temporary file, computing MD5 and the selected checksums.
+    pub async fn stage<S, E>(
+        &self,
+        body: S,
+        expected_size: Option<u64>,
+        checksums: ChecksumSelection,
+    ) -> Result<Staged>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        ingest::stage(
+            &self.inner.blobs,
+            body,
+            expected_size,
+            MAX_PUT_SIZE,
+            checksums,
+        )
+        .await
+    }
+
+    /// Publishes a staged body as the object `bucket/key`.
+    pub async fn commit_object(
+        &self,
+        staged: Staged,
+        bucket: &str,
+        key: &str,
+        attributes: ObjectAttributes,
+        checksums: Checksums,
+        cond: WriteCondition,
+    ) -> Result<ObjectRecord> {
+        let rec = ObjectRecord {
+            version: uuid::Uuid::new_v4().simple().to_string(),
+            size: staged.size,
+            etag: staged.digests.md5_hex(),
+            last_modified_ns: now_ns(),
+            attributes,
+            checksums,
+            segments: vec![Segment {
+                blob: staged.id.clone(),
+                len: staged.size,
+            }],
+            parts_count: None,
+        };
+        let (bucket, key) = (bucket.to_owned(), key.to_owned());
+        let out = self
+            .blocking(move |i| {
+                i.blobs.publish(&staged.id)?;
+                let blob = staged.disarm();
+                match i.meta.put_object(&bucket, &key, &rec, &cond) {
+                    Ok(()) => Ok(rec),
+                    Err(e) => {
+                        let _ = i.blobs.remove(&blob);
+                        Err(e)
+                    }
+                }
+            })
+            .await?;
+        self.inner.gc.notify_one();
+        Ok(out)
+    }
+
+    pub async fn head_object(&self, bucket: &str, key: &str) -> Result<ObjectRecord> {
+        let (bucket, key) = (bucket.to_owned(), key.to_owned());
+        self.blocking(move |i| i.meta.object(&bucket, &key)).await
+    }
+
+    /// Looks up the object and pins its blobs so they outlive a concurrent overwrite.
+    pub async fn open_object(&self, bucket: &str, key: &str) -> Result<ObjectReader> {
+        loop {
+            let rec = self.head_object(bucket, key).await?;
+            let guard = self.inner.pins.pin(
+                rec.segments.iter().map(|s| s.blob.clone()).collect(),
+                self.inner.clone_notify_target(),
+            );
+            // Re-check after pinning: if the version is still current, the collector has not
+            // yet seen its blobs as garbage and will respect the pin.
+            let again = self.head_object(bucket, key).await?;
+            if again.version == rec.version {
+                return Ok(ObjectReader {
+                    record: rec,
+                    blobs: self.inner.blobs.clone(),
+                    _pins: guard,
+                });
+            }
+        }
+    }
+
+    pub async fn delete_object(&self, bucket: &str, key: &str) -> Result<bool> {
+        let (bucket, key) = (bucket.to_owned(), key.to_owned());
+        let existed = self
+            .blocking(move |i| i.meta.delete_object(&bucket, &key))
+            .await?;
+        self.inner.gc.notify_one();
+        Ok(existed)
+    }
+
+    pub async fn list_objects(&self, bucket: &str, q: ListQuery) -> Result<ListPage> {
+        let bucket = bucket.to_owned();
+        self.blocking(move |i| i.meta.list_objects(&bucket, &q))
+            .await
+    }
+
+    // ---- multipart ----
+
+    pub async fn create_upload(
+        &self,
+        bucket: &str,
+        key: &str,
+        attributes: ObjectAttributes,
+        checksum_algorithm: Option<String>,
+    ) -> Result<UploadRecord> {
+        let initiated_ns = now_ns();
+        let rec = UploadRecord {
+            // Sortable by creation time, unguessable after that.
+            upload_id: format!(
+                "{:016x}{}",
+                initiated_ns,
+                uuid::Uuid::new_v4().simple()
+            ),
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+            initiated_ns,
+            attributes,
+            checksum_algorithm,
+        };
+        self.blocking(move |i| i.meta.create_upload(&rec).map(|()| rec))
+            .await
+    }
+
+    pub async fn upload(&self, upload_id: &str) -> Result<UploadRecord> {
+        let id = upload_id.to_owned();
+        self.blocking(move |i| i.meta.upload(&id)).await
+    }
+
+    pub async fn commit_part(
+        &self,
+        staged: Staged,
+        upload_id: &str,
+        part_number: u32,
+        checksums: Checksums,
+    ) -> Result<PartRecord> {
+        let part = PartRecord {
+            part_number,
+            blob: staged.id.clone(),
+            size: staged.size,
+            etag: staged.digests.md5_hex(),
+            last_modified_ns: now_ns(),
+            checksums,
+        };
+        let id = upload_id.to_owned();
+        let out = self
+            .blocking(move |i| {
+                i.blobs.publish(&staged.id)?;
+                let blob = staged.disarm();
+                match i.meta.put_part(&id, &part) {
+                    Ok(()) => Ok(part),
+                    Err(e) => {
+                        let _ = i.blobs.remove(&blob);
+                        Err(e)
+                    }
+                }
+            })
+            .await?;
+        self.inner.gc.notify_one();
+        Ok(out)
+    }
+
+    pub async fn list_parts(&self, upload_id: &str) -> Result<Vec<PartRecord>> {
+        let id = upload_id.to_owned();
+        self.blocking(move |i| i.meta.list_parts(&id)).await
+    }
+
+    pub async fn list_uploads(&self, bucket: &str) -> Result<Vec<UploadRecord>> {
+        let bucket = bucket.to_owned();
+        self.blocking(move |i| i.meta.list_uploads(&bucket)).await
+    }
+
+    pub async fn abort_upload(&self, upload_id: &str) -> Result<()> {
+        let id = upload_id.to_owned();
+        self.blocking(move |i| i.meta.abort_upload(&id)).await?;
+        self.inner.gc.notify_one();
+        Ok(())
+    }
+
+    /// Completes a multipart upload from the listed `(part number, ETag)` pairs. The object is
+    /// the parts' concatenation by reference: no byte is copied.
+    pub async fn complete_upload(
+        &self,
+        upload_id: &str,
+        requested: Vec<(u32, String)>,
+        cond: WriteCondition,
+    ) -> Result<ObjectRecord> {
+        let id = upload_id.to_owned();
+        let out = self
+            .blocking(move |i| {
+                let min = i.min_part_size;
+                i.meta
+                    .complete_upload(&id, &cond, |upload, stored| {
+                        assemble(upload, stored, &requested, min)
+                    })
+            })
+            .await?;
+        self.inner.gc.notify_one();
+        Ok(out)
+    }
+
+    // ---- garbage ----
+
+    fn spawn_gc(&self) {
+        let store = self.clone();
+        tokio::spawn(async move {
+            loop {
+                if let Err(e) = store.collect_garbage().await {
+                    tracing::warn!(error = %e, "garbage collection failed");
+                }
+                store.inner.gc.notified().await;
+            }
+        });
+    }
+
+    /// Removes the files of released blobs that no reader holds.
+    pub async fn collect_garbage(&self) -> Result<usize> {
+        self.blocking(|i| {
+            let garbage = i.meta.garbage()?;
+            let mut gone = Vec::new();
+            for id in garbage {
+                if i.pins.is_pinned(&id) {
+                    continue;
+                }
+                i.blobs.remove(&id)?;
+                gone.push(id);
+            }
+            i.meta.forget_blobs(&gone)?;
+            Ok(gone.len())
+        })
+        .await
+    }
+
+    /// Removes blob files that no record names and that predate this process: the leftovers of
+    /// a crash between publishing a file and committing its record.
+    async fn sweep_orphans(&self, started: SystemTime) -> Result<()> {
+        let removed = self
+            .blocking(move |i| {
+                let on_disk = i.blobs.list_older_than(started)?;
+                let orphans = i.meta.unreferenced(on_disk)?;
+                for id in &orphans {
+                    i.blobs.remove(id)?;
+                }
+                Ok(orphans.len())
+            })
+            .await?;
+        if removed > 0 {
+            tracing::info!(removed, "removed orphan blob files");
+        }
+        Ok(())
+    }
+}
+
+impl Inner {
+    fn blobs_root(&self) -> &Path {
+        self.blobs.root()
+    }
+
+    fn clone_notify_target(self: &Arc<Self>) -> Arc<dyn Fn() + Send + Sync> {
+        let weak = Arc::downgrade(self);
+        Arc::new(move || {
+            if let Some(inner) = weak.upgrade() {
+                inner.gc.notify_one();
+            }
+        })
+    }
+}
+
+/// Validates the requested part list against the stored parts and builds the object record.
+fn assemble(
+    upload: &UploadRecord,
+    stored: &[PartRecord],
+    requested: &[(u32, String)],
+    min_part_size: u64,
+) -> Result<ObjectRecord> {
+    if requested.is_empty() {
+        return Err(StoreError::InvalidPart(
+            "you must specify at least one part".into(),
+        ));
+    }
+    let mut chosen: Vec<&PartRecord> = Vec::with_capacity(requested.len());
+    let mut last_number = 0u32;
+    for (n, etag) in requested {
+        if *n <= last_number {
+            return Err(StoreError::InvalidPartOrder);
+        }
+        last_number = *n;
+        let want = etag.trim().trim_matches('"');
+        let part = stored
+            .iter()
+            .find(|p| p.part_number == *n)
+            .filter(|p| p.etag == want)
+            .ok_or_else(|| {
+                StoreError::InvalidPart(format!(
+                    "part {n} could not be found or its ETag does not match"
+                ))
+            })?;
+        chosen.push(part);
+    }
+    if let Some((_, all_but_last)) = chosen.split_last()
+        && all_but_last.iter().any(|p| p.size < min_part_size)
+    {
+        return Err(StoreError::EntityTooSmall);
+    }
+    let etags: Vec<&str> = chosen.iter().map(|p| p.etag.as_str()).collect();
+    let etag = digest::multipart_etag(&etags)
+        .ok_or_else(|| StoreError::Corrupt("part ETag is not hex MD5".into()))?;
+    let sums: Vec<&Checksums> = chosen.iter().map(|p| &p.checksums).collect();
+    Ok(ObjectRecord {
+        version: uuid::Uuid::new_v4().simple().to_string(),
+        size: chosen.iter().map(|p| p.size).sum(),
+        etag,
+        last_modified_ns: now_ns(),
+        attributes: upload.attributes.clone(),
+        checksums: digest::composite_checksums(&sums),
+        segments: chosen
+            .iter()
+            .map(|p| Segment {
+                blob: p.blob.clone(),
+                len: p.size,
+            })
+            .collect(),
+        parts_count: u32::try_from(chosen.len()).ok(),
+    })
+}
+
+/// An open object version: its record, and its blobs pinned against removal.
+pub struct ObjectReader {
+    pub record: ObjectRecord,
+    blobs: BlobDir,
+    _pins: PinGuard,
+}
+
+impl ObjectReader {
+    /// Streams bytes `[start, end)` of the object. The caller validates the range.
+    /// The pins travel with the stream: the blobs stay until the last byte is read.
+    pub fn stream(self, start: u64, end: u64) -> mpsc::Receiver<std::io::Result<Bytes>> {
+        let mut spans = Vec::new();
+        let mut seg_start = 0u64;
+        for seg in &self.record.segments {
+            let seg_end = seg_start + seg.len;
+            let lo = start.max(seg_start);
+            let hi = end.min(seg_end);
+            if lo < hi {
+                spans.push(ReadSpan {
+                    path: self.blobs.path(&seg.blob),
+                    offset: lo - seg_start,
+                    len: hi - lo,
+                });
+            }
+            seg_start = seg_end;
+        }
+        blob::stream_spans(spans, self._pins)
+    }
+}

@@ -1,0 +1,589 @@
+//! The embedded metadata database (redb). Every state change is one ACID transaction.
+//!
+//! Tables (keys are bytes so that listing can seek past a common prefix):
+//! - `buckets`: bucket name → [`BucketRecord`]
+//! - `objects`: `bucket/key` → [`ObjectRecord`] (bucket names have no `/`, so this sorts by
+//!   bucket, then by key in UTF-8 byte order, which is S3's listing order)
+//! - `uploads`: upload id → [`UploadRecord`]; `parts`: `upload id/00042` → [`PartRecord`]
+//! - `blob_refs`: every blob id some record names; `garbage`: blob ids no record names any more,
+//!   waiting for their files to be removed. Both change in the same transaction as the records.
+
+use std::path::Path;
+
+use redb::{Database, ReadableDatabase, ReadableTable, Table, TableDefinition};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::{Result, StoreError};
+use crate::records::{BucketRecord, ObjectRecord, PartRecord, UploadRecord};
+
+const BUCKETS: TableDefinition<&str, &[u8]> = TableDefinition::new("buckets");
+const OBJECTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("objects");
+const UPLOADS: TableDefinition<&str, &[u8]> = TableDefinition::new("uploads");
+const PARTS: TableDefinition<&str, &[u8]> = TableDefinition::new("parts");
+const BLOB_REFS: TableDefinition<&str, ()> = TableDefinition::new("blob_refs");
+const GARBAGE: TableDefinition<&str, ()> = TableDefinition::new("garbage");
+
+/// Conditions a write must meet, checked inside the transaction (`If-Match`, `If-None-Match`).
+#[derive(Debug, Clone, Default)]
+pub struct WriteCondition {
+    /// Overwrite only if the current ETag equals this (unquoted), or any object exists for `*`.
+    pub if_match: Option<String>,
+    /// With `*`: write only if no object exists under the key.
+    pub if_none_match_any: bool,
+}
+
+/// A listing request (ListObjects v1/v2 share it).
+#[derive(Debug, Clone, Default)]
+pub struct ListQuery {
+    pub prefix: String,
+    pub delimiter: Option<String>,
+    /// Only keys strictly after this one (v1 marker, v2 start-after or continuation token).
+    pub after: Option<String>,
+    pub max_keys: usize,
+}
+
+/// One page of a listing.
+#[derive(Debug, Clone, Default)]
+pub struct ListPage {
+    pub objects: Vec<(String, ObjectRecord)>,
+    pub common_prefixes: Vec<String>,
+    pub is_truncated: bool,
+    /// The last key or common prefix on this page: where the next page starts after.
+    pub last: Option<String>,
+}
+
+fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>> {
+    serde_json::to_vec(v).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn decode<T: DeserializeOwned>(b: &[u8]) -> Result<T> {
+    Ok(serde_json::from_slice(b)?)
+}
+
+pub(crate) fn object_key(bucket: &str, key: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(bucket.len() + 1 + key.len());
+    k.extend_from_slice(bucket.as_bytes());
+    k.push(b'/');
+    k.extend_from_slice(key.as_bytes());
+    k
+}
+
+fn part_key(upload_id: &str, n: u32) -> String {
+    format!("{upload_id}/{n:05}")
+}
+
+/// The smallest byte string greater than every string that starts with `prefix`.
+/// `None` when no such string exists (all 0xff).
+fn prefix_successor(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut p = prefix.to_vec();
+    while let Some(last) = p.pop() {
+        if last < 0xff {
+            p.push(last + 1);
+            return Some(p);
+        }
+    }
+    None
+}
+
+fn release<'t>(garbage: &mut Table<'t, &'static str, ()>, blobs: &[String]) -> Result<()> {
+    for b in blobs {
+        garbage.insert(b.as_str(), ())?;
+    }
+    Ok(())
+}
+
+/// Handle to the metadata database.
+pub struct Meta {
+    db: Database,
+}
+
+impl Meta {
+    pub fn open(path: &Path) -> Result<Self> {
+        let db = Database::create(path)?;
+        let tx = db.begin_write()?;
+        {
+            tx.open_table(BUCKETS)?;
+            tx.open_table(OBJECTS)?;
+            tx.open_table(UPLOADS)?;
+            tx.open_table(PARTS)?;
+            tx.open_table(BLOB_REFS)?;
+            tx.open_table(GARBAGE)?;
+        }
+        tx.commit()?;
+        Ok(Self { db })
+    }
+
+    // ---- buckets ----
+
+    pub fn create_bucket(&self, rec: &BucketRecord) -> Result<()> {
+        let tx = self.db.begin_write()?;
+        {
+            let mut t = tx.open_table(BUCKETS)?;
+            if let Some(existing) = t.get(rec.name.as_str())? {
+                let existing: BucketRecord = decode(existing.value())?;
+                return Err(if existing.owner == rec.owner {
+                    StoreError::BucketAlreadyOwnedByYou
+                } else {
+                    StoreError::BucketAlreadyExists
+                });
+            }
+            t.insert(rec.name.as_str(), encode(rec)?.as_slice())?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Deletes an empty bucket; in-progress uploads in it are aborted.
+    pub fn delete_bucket(&self, name: &str) -> Result<()> {
+        let tx = self.db.begin_write()?;
+        {
+            let mut buckets = tx.open_table(BUCKETS)?;
+            if buckets.get(name)?.is_none() {
+                return Err(StoreError::NoSuchBucket);
+            }
+            let objects = tx.open_table(OBJECTS)?;
+            let start = object_key(name, "");
+            if let Some(first) = objects.range(start.as_slice()..)?.next() {
+                let (k, _) = first?;
+                if k.value().starts_with(&start) {
+                    return Err(StoreError::BucketNotEmpty);
+                }
+            }
+            let mut uploads = tx.open_table(UPLOADS)?;
+            let mut doomed = Vec::new();
+            for entry in uploads.iter()? {
+                let (k, v) = entry?;
+                let rec: UploadRecord = decode(v.value())?;
+                if rec.bucket == name {
+                    doomed.push(k.value().to_owned());
+                }
+            }
+            let mut parts = tx.open_table(PARTS)?;
+            let mut garbage = tx.open_table(GARBAGE)?;
+            for id in doomed {
+                uploads.remove(id.as_str())?;
+                let released = remove_parts(&mut parts, &id)?;
+                release(&mut garbage, &released)?;
+            }
+            buckets.remove(name)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn bucket(&self, name: &str) -> Result<BucketRecord> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(BUCKETS)?;
+        let v = t.get(name)?.ok_or(StoreError::NoSuchBucket)?;
+        decode(v.value())
+    }
+
+    pub fn list_buckets(&self) -> Result<Vec<BucketRecord>> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(BUCKETS)?;
+        let mut out = Vec::new();
+        for entry in t.iter()? {
+            let (_, v) = entry?;
+            out.push(decode(v.value())?);
+        }
+        Ok(out)
+    }
+
+    // ---- objects ----
+
+    pub fn object(&self, bucket: &str, key: &str) -> Result<ObjectRecord> {
+        let tx = self.db.begin_read()?;
+        let buckets = tx.open_table(BUCKETS)?;
+        if buckets.get(bucket)?.is_none() {
+            return Err(StoreError::NoSuchBucket);
+        }
+        let t = tx.open_table(OBJECTS)?;
+        let v = t
+            .get(object_key(bucket, key).as_slice())?
+            .ok_or(StoreError::NoSuchKey)?;
+        decode(v.value())
+    }
+
+    /// Makes `rec` the current object under `bucket/key`. The previous version's blobs become
+    /// garbage in the same transaction.
+    pub fn put_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        rec: &ObjectRecord,
+        cond: &WriteCondition,
+    ) -> Result<()> {
+        let tx = self.db.begin_write()?;
+        {
+            if tx.open_table(BUCKETS)?.get(bucket)?.is_none() {
+                return Err(StoreError::NoSuchBucket);
+            }
+            let mut objects = tx.open_table(OBJECTS)?;
+            let k = object_key(bucket, key);
+            let previous: Option<ObjectRecord> = match objects.get(k.as_slice())? {
+                Some(v) => Some(decode(v.value())?),
+                None => None,
+            };
+            check_condition(previous.as_ref(), cond)?;
+            objects.insert(k.as_slice(), encode(rec)?.as_slice())?;
+            let mut refs = tx.open_table(BLOB_REFS)?;
+            for s in &rec.segments {
+                refs.insert(s.blob.as_str(), ())?;
+            }
+            if let Some(prev) = previous {
+                let released: Vec<String> = prev.segments.into_iter().map(|s| s.blob).collect();
+                release(&mut tx.open_table(GARBAGE)?, &released)?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Removes the object; `Ok(false)` if there was none (S3 answers 204 either way).
+    pub fn delete_object(&self, bucket: &str, key: &str) -> Result<bool> {
+        let tx = self.db.begin_write()?;
+        let existed;
+        {
+            if tx.open_table(BUCKETS)?.get(bucket)?.is_none() {
+                return Err(StoreError::NoSuchBucket);
+            }
+            let mut objects = tx.open_table(OBJECTS)?;
+            let removed: Option<ObjectRecord> =
+                match objects.remove(object_key(bucket, key).as_slice())? {
+                    Some(v) => Some(decode(v.value())?),
+                    None => None,
+                };
+            existed = removed.is_some();
+            if let Some(prev) = removed {
+                let released: Vec<String> = prev.segments.into_iter().map(|s| s.blob).collect();
+                release(&mut tx.open_table(GARBAGE)?, &released)?;
+            }
+        }
+        tx.commit()?;
+        Ok(existed)
+    }
+
+    pub fn list_objects(&self, bucket: &str, q: &ListQuery) -> Result<ListPage> {
+        let tx = self.db.begin_read()?;
+        if tx.open_table(BUCKETS)?.get(bucket)?.is_none() {
+            return Err(StoreError::NoSuchBucket);
+        }
+        let t = tx.open_table(OBJECTS)?;
+        let base = object_key(bucket, "");
+        let full_prefix = object_key(bucket, &q.prefix);
+        let delimiter = q.delimiter.as_deref().filter(|d| !d.is_empty());
+        let mut page = ListPage::default();
+        if q.max_keys == 0 {
+            return Ok(page);
+        }
+        // Cursor: the first key to consider, and whether it is itself excluded.
+        let mut cursor = full_prefix.clone();
+        let mut exclusive: Option<Vec<u8>> = None;
+        if let Some(after) = &q.after {
+            let a = object_key(bucket, after);
+            if a >= cursor {
+                cursor = a.clone();
+                exclusive = Some(a);
+            }
+        }
+        let mut count = 0usize;
+        'outer: loop {
+            let mut reseek: Option<Vec<u8>> = None;
+            for entry in t.range(cursor.as_slice()..)? {
+                let (k, v) = entry?;
+                let kb = k.value();
+                if !kb.starts_with(&full_prefix) {
+                    break 'outer;
+                }
+                if exclusive.as_deref() == Some(kb) {
+                    continue;
+                }
+                let key = std::str::from_utf8(&kb[base.len()..])
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                let after_prefix = &key[q.prefix.len()..];
+                let common = delimiter.and_then(|d| {
+                    after_prefix
+                        .find(d)
+                        .map(|pos| &key[..q.prefix.len() + pos + d.len()])
+                });
+                // A continuation inside a common prefix must not repeat that prefix.
+                if let (Some(cp), Some(after)) = (common, &q.after)
+                    && after.as_str() >= cp
+                    && after.starts_with(cp)
+                {
+                    reseek = prefix_successor(&object_key(bucket, cp));
+                    if reseek.is_none() {
+                        break 'outer;
+                    }
+                    break;
+                }
+                if count == q.max_keys {
+                    page.is_truncated = true;
+                    break 'outer;
+                }
+                count += 1;
+                if let Some(cp) = common {
+                    page.common_prefixes.push(cp.to_owned());
+                    page.last = Some(cp.to_owned());
+                    reseek = prefix_successor(&object_key(bucket, cp));
+                    if reseek.is_none() {
+                        break 'outer;
+                    }
+                    break;
+                }
+                page.objects.push((key.to_owned(), decode(v.value())?));
+                page.last = Some(key.to_owned());
+            }
+            match reseek {
+                Some(next) => {
+                    cursor = next;
+                    exclusive = None;
+                }
+                None => break,
+            }
+        }
+        Ok(page)
+    }
+
+    // ---- multipart ----
+
+    pub fn create_upload(&self, rec: &UploadRecord) -> Result<()> {
+        let tx = self.db.begin_write()?;
+        {
+            if tx.open_table(BUCKETS)?.get(rec.bucket.as_str())?.is_none() {
+                return Err(StoreError::NoSuchBucket);
+            }
+            tx.open_table(UPLOADS)?
+                .insert(rec.upload_id.as_str(), encode(rec)?.as_slice())?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn upload(&self, upload_id: &str) -> Result<UploadRecord> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(UPLOADS)?;
+        let v = t.get(upload_id)?.ok_or(StoreError::NoSuchUpload)?;
+        decode(v.value())
+    }
+
+    /// Records a part, replacing (and releasing) an earlier upload of the same number.
+    pub fn put_part(&self, upload_id: &str, part: &PartRecord) -> Result<()> {
+        let tx = self.db.begin_write()?;
+        {
+            if tx.open_table(UPLOADS)?.get(upload_id)?.is_none() {
+                return Err(StoreError::NoSuchUpload);
+            }
+            let mut parts = tx.open_table(PARTS)?;
+            let k = part_key(upload_id, part.part_number);
+            let previous: Option<PartRecord> = match parts.get(k.as_str())? {
+                Some(v) => Some(decode(v.value())?),
+                None => None,
+            };
+            parts.insert(k.as_str(), encode(part)?.as_slice())?;
+            tx.open_table(BLOB_REFS)?.insert(part.blob.as_str(), ())?;
+            if let Some(prev) = previous {
+                release(&mut tx.open_table(GARBAGE)?, &[prev.blob])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn list_parts(&self, upload_id: &str) -> Result<Vec<PartRecord>> {
+        let tx = self.db.begin_read()?;
+        if tx.open_table(UPLOADS)?.get(upload_id)?.is_none() {
+            return Err(StoreError::NoSuchUpload);
+        }
+        let parts = tx.open_table(PARTS)?;
+        read_parts(&parts, upload_id)
+    }
+
+    pub fn list_uploads(&self, bucket: &str) -> Result<Vec<UploadRecord>> {
+        let tx = self.db.begin_read()?;
+        if tx.open_table(BUCKETS)?.get(bucket)?.is_none() {
+            return Err(StoreError::NoSuchBucket);
+        }
+        let t = tx.open_table(UPLOADS)?;
+        let mut out = Vec::new();
+        for entry in t.iter()? {
+            let (_, v) = entry?;
+            let rec: UploadRecord = decode(v.value())?;
+            if rec.bucket == bucket {
+                out.push(rec);
+            }
+        }
+        out.sort_by(|a, b| {
+            (a.key.as_str(), a.initiated_ns, a.upload_id.as_str()).cmp(&(
+                b.key.as_str(),
+                b.initiated_ns,
+                b.upload_id.as_str(),
+            ))
+        });
+        Ok(out)
+    }
+
+    pub fn abort_upload(&self, upload_id: &str) -> Result<()> {
+        let tx = self.db.begin_write()?;
+        {
+            if tx.open_table(UPLOADS)?.remove(upload_id)?.is_none() {
+                return Err(StoreError::NoSuchUpload);
+            }
+            let released = remove_parts(&mut tx.open_table(PARTS)?, upload_id)?;
+            release(&mut tx.open_table(GARBAGE)?, &released)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Completes an upload: `build` receives the upload and its stored parts and returns the
+    /// object record (validation happens there); the record is committed, the upload removed,
+    /// parts it does not use released, all in one transaction.
+    pub fn complete_upload(
+        &self,
+        upload_id: &str,
+        cond: &WriteCondition,
+        build: impl FnOnce(&UploadRecord, &[PartRecord]) -> Result<ObjectRecord>,
+    ) -> Result<ObjectRecord> {
+        let tx = self.db.begin_write()?;
+        let rec;
+        {
+            let mut uploads = tx.open_table(UPLOADS)?;
+            let upload: UploadRecord = match uploads.get(upload_id)? {
+                Some(v) => decode(v.value())?,
+                None => return Err(StoreError::NoSuchUpload),
+            };
+            if tx
+                .open_table(BUCKETS)?
+                .get(upload.bucket.as_str())?
+                .is_none()
+            {
+                return Err(StoreError::NoSuchBucket);
+            }
+            let mut parts = tx.open_table(PARTS)?;
+            let stored = read_parts(&parts, upload_id)?;
+            rec = build(&upload, &stored)?;
+            let mut objects = tx.open_table(OBJECTS)?;
+            let k = object_key(&upload.bucket, &upload.key);
+            let previous: Option<ObjectRecord> = match objects.get(k.as_slice())? {
+                Some(v) => Some(decode(v.value())?),
+                None => None,
+            };
+            check_condition(previous.as_ref(), cond)?;
+            objects.insert(k.as_slice(), encode(&rec)?.as_slice())?;
+            uploads.remove(upload_id)?;
+            let all_parts = remove_parts(&mut parts, upload_id)?;
+            let used: std::collections::HashSet<&str> =
+                rec.segments.iter().map(|s| s.blob.as_str()).collect();
+            let mut released: Vec<String> = all_parts
+                .into_iter()
+                .filter(|b| !used.contains(b.as_str()))
+                .collect();
+            if let Some(prev) = previous {
+                released.extend(prev.segments.into_iter().map(|s| s.blob));
+            }
+            release(&mut tx.open_table(GARBAGE)?, &released)?;
+        }
+        tx.commit()?;
+        Ok(rec)
+    }
+
+    // ---- blob bookkeeping ----
+
+    pub fn garbage(&self) -> Result<Vec<String>> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(GARBAGE)?;
+        let mut out = Vec::new();
+        for entry in t.iter()? {
+            out.push(entry?.0.value().to_owned());
+        }
+        Ok(out)
+    }
+
+    /// Forgets blobs whose files are gone.
+    pub fn forget_blobs(&self, ids: &[String]) -> Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let tx = self.db.begin_write()?;
+        {
+            let mut garbage = tx.open_table(GARBAGE)?;
+            let mut refs = tx.open_table(BLOB_REFS)?;
+            for id in ids {
+                garbage.remove(id.as_str())?;
+                refs.remove(id.as_str())?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Of `ids`, those that no record has ever named (or that were forgotten): orphans.
+    pub fn unreferenced(&self, ids: Vec<String>) -> Result<Vec<String>> {
+        let tx = self.db.begin_read()?;
+        let refs = tx.open_table(BLOB_REFS)?;
+        let mut out = Vec::new();
+        for id in ids {
+            if refs.get(id.as_str())?.is_none() {
+                out.push(id);
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn check_condition(current: Option<&ObjectRecord>, cond: &WriteCondition) -> Result<()> {
+    if cond.if_none_match_any && current.is_some() {
+        return Err(StoreError::PreconditionFailed);
+    }
+    if let Some(want) = &cond.if_match {
+        match current {
+            None => return Err(StoreError::NoSuchKey),
+            Some(cur) if want != "*" && *want != cur.etag => {
+                return Err(StoreError::PreconditionFailed);
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
+}
+
+fn read_parts(
+    parts: &impl ReadableTable<&'static str, &'static [u8]>,
+    upload_id: &str,
+) -> Result<Vec<PartRecord>> {
+    let start = format!("{upload_id}/");
+    let mut out = Vec::new();
+    for entry in parts.range(start.as_str()..)? {
+        let (k, v) = entry?;
+        if !k.value().starts_with(&start) {
+            break;
+        }
+        out.push(decode(v.value())?);
+    }
+    Ok(out)
+}
+
+/// Removes every part of an upload, returning their blob ids.
+fn remove_parts(parts: &mut Table<'_, &'static str, &'static [u8]>, upload_id: &str) -> Result<Vec<String>> {
+    let stored = read_parts(parts, upload_id)?;
+    let mut blobs = Vec::with_capacity(stored.len());
+    for p in stored {
+        parts.remove(part_key(upload_id, p.part_number).as_str())?;
+        blobs.push(p.blob);
+    }
+    Ok(blobs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn successor() {
+        assert_eq!(prefix_successor(b"a/"), Some(b"a0".to_vec()));
+        assert_eq!(prefix_successor(&[b'a', 0xff]), Some(b"b".to_vec()));
+        assert_eq!(prefix_successor(&[0xff]), None);
+    }
+}

@@ -1,0 +1,139 @@
+//! The records kept in the metadata database, serialized as JSON values.
+//!
+//! Every object version is a list of [`Segment`]s: a single PUT has one, a completed multipart
+//! upload has one per part, in order. Reads walk the segments; completion never copies bytes.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// A bucket and who owns it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BucketRecord {
+    pub name: String,
+    /// Canonical user id of the owner (see `credentials`).
+    pub owner: String,
+    /// Creation time, nanoseconds since the Unix epoch.
+    pub created_ns: i64,
+}
+
+/// The standard HTTP headers S3 stores with an object and returns on GET/HEAD.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct StoredHeaders {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_encoding: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_disposition: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_language: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_control: Option<String>,
+    /// `Expires`, kept as the client sent it (RFC 7231 date).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<String>,
+}
+
+/// S3 additional checksums of an object or part, base64 as S3 prints them.
+/// For a multipart object they are composite (`<base64>-<parts>`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Checksums {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crc32: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crc32c: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha1: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crc64nvme: Option<String>,
+}
+
+impl Checksums {
+    pub fn is_empty(&self) -> bool {
+        self.crc32.is_none()
+            && self.crc32c.is_none()
+            && self.sha1.is_none()
+            && self.sha256.is_none()
+            && self.crc64nvme.is_none()
+    }
+}
+
+/// A run of object bytes held in one blob file.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Segment {
+    pub blob: String,
+    pub len: u64,
+}
+
+/// What the caller supplies for a new object (PUT or multipart completion).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ObjectAttributes {
+    pub headers: StoredHeaders,
+    /// `x-amz-meta-*` without the prefix, keys lower-cased.
+    pub user_metadata: BTreeMap<String, String>,
+    /// Canonical user id of the writer.
+    pub owner: String,
+}
+
+/// One stored object version.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ObjectRecord {
+    /// Unique per write: names this exact version of the bytes.
+    pub version: String,
+    pub size: u64,
+    /// The ETag without quotes: hex MD5, or `hex-N` for multipart.
+    pub etag: String,
+    /// Nanoseconds since the Unix epoch.
+    pub last_modified_ns: i64,
+    #[serde(flatten)]
+    pub attributes: ObjectAttributes,
+    #[serde(default)]
+    pub checksums: Checksums,
+    pub segments: Vec<Segment>,
+    /// Number of parts for an object made by multipart upload.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parts_count: Option<u32>,
+}
+
+impl ObjectRecord {
+    /// Byte range `[start, end)` of part `n` (1-based), if it exists. A single-PUT object has one part.
+    pub fn part_range(&self, n: u32) -> Option<(u64, u64)> {
+        let index = usize::try_from(n.checked_sub(1)?).ok()?;
+        if self.parts_count.is_none() {
+            return (index == 0).then_some((0, self.size));
+        }
+        let start: u64 = self.segments.get(..index)?.iter().map(|s| s.len).sum();
+        let seg = self.segments.get(index)?;
+        Some((start, start + seg.len))
+    }
+}
+
+/// An in-progress multipart upload.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct UploadRecord {
+    pub upload_id: String,
+    pub bucket: String,
+    pub key: String,
+    pub initiated_ns: i64,
+    #[serde(flatten)]
+    pub attributes: ObjectAttributes,
+    /// The checksum algorithm named at creation (`CRC32`, `SHA256`, ...), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksum_algorithm: Option<String>,
+}
+
+/// One uploaded part.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PartRecord {
+    pub part_number: u32,
+    pub blob: String,
+    pub size: u64,
+    /// Hex MD5 of the part, without quotes.
+    pub etag: String,
+    pub last_modified_ns: i64,
+    #[serde(default)]
+    pub checksums: Checksums,
+}
