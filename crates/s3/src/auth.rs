@@ -21,7 +21,8 @@ impl S3Auth for KeyRingAuth {
 
 /// Who made a request: the key it was signed with.
 pub fn caller(keys: &KeyRing, credentials: Option<&s3s::auth::Credentials>) -> S3Result<AccessKey> {
-    let c = credentials.ok_or_else(|| s3_error!(AccessDenied, "Anonymous access is not allowed"))?;
+    let c =
+        credentials.ok_or_else(|| s3_error!(AccessDenied, "Anonymous access is not allowed"))?;
     keys.get(&c.access_key)
         .ok_or_else(|| s3_error!(InvalidAccessKeyId))
 }

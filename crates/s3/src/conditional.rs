@@ -62,7 +62,9 @@ mod tests {
     use s3s::dto::ETag;
 
     fn ts(secs: i64) -> Timestamp {
-        time::OffsetDateTime::from_unix_timestamp(secs).unwrap().into()
+        time::OffsetDateTime::from_unix_timestamp(secs)
+            .unwrap()
+            .into()
     }
 
     #[test]
@@ -70,23 +72,56 @@ mod tests {
         let tag = ETagCondition::ETag(ETag::Strong("abc".into()));
         let other = ETagCondition::ETag(ETag::Strong("zzz".into()));
         let at = 1_000 * 1_000_000_000 + 5; // 1000.000000005 s
-        let none = Conditions { if_match: None, if_none_match: None, if_modified_since: None, if_unmodified_since: None };
+        let none = Conditions {
+            if_match: None,
+            if_none_match: None,
+            if_modified_since: None,
+            if_unmodified_since: None,
+        };
         assert_eq!(none.evaluate("abc", at), Outcome::Proceed);
-        let c = Conditions { if_match: Some(&other), ..none };
+        let c = Conditions {
+            if_match: Some(&other),
+            ..none
+        };
         assert_eq!(c.evaluate("abc", at), Outcome::PreconditionFailed);
         // If-Match true overrides a failing If-Unmodified-Since.
         let (early, late) = (ts(10), ts(5000));
-        let c = Conditions { if_match: Some(&tag), if_none_match: None, if_modified_since: None, if_unmodified_since: Some(&early) };
+        let c = Conditions {
+            if_match: Some(&tag),
+            if_none_match: None,
+            if_modified_since: None,
+            if_unmodified_since: Some(&early),
+        };
         assert_eq!(c.evaluate("abc", at), Outcome::Proceed);
-        let c = Conditions { if_match: None, if_none_match: None, if_modified_since: None, if_unmodified_since: Some(&early) };
+        let c = Conditions {
+            if_match: None,
+            if_none_match: None,
+            if_modified_since: None,
+            if_unmodified_since: Some(&early),
+        };
         assert_eq!(c.evaluate("abc", at), Outcome::PreconditionFailed);
-        let c = Conditions { if_match: None, if_none_match: Some(&tag), if_modified_since: None, if_unmodified_since: None };
+        let c = Conditions {
+            if_match: None,
+            if_none_match: Some(&tag),
+            if_modified_since: None,
+            if_unmodified_since: None,
+        };
         assert_eq!(c.evaluate("abc", at), Outcome::NotModified);
         // If-None-Match false overrides If-Modified-Since.
-        let c = Conditions { if_match: None, if_none_match: Some(&other), if_modified_since: Some(&late), if_unmodified_since: None };
+        let c = Conditions {
+            if_match: None,
+            if_none_match: Some(&other),
+            if_modified_since: Some(&late),
+            if_unmodified_since: None,
+        };
         assert_eq!(c.evaluate("abc", at), Outcome::Proceed);
         let same = ts(1000);
-        let c = Conditions { if_match: None, if_none_match: None, if_modified_since: Some(&same), if_unmodified_since: None };
+        let c = Conditions {
+            if_match: None,
+            if_none_match: None,
+            if_modified_since: Some(&same),
+            if_unmodified_since: None,
+        };
         assert_eq!(c.evaluate("abc", at), Outcome::NotModified);
     }
 }

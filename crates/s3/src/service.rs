@@ -19,7 +19,11 @@ pub const INTERNAL_PREFIX: &str = "/_seedbucket/";
 
 /// Builds the s3s service: our handlers, signature keys from the key ring, and virtual-host
 /// style addressing for `domains` (path style always works).
-pub fn s3_service(s3: Seedbucket, keys: Arc<KeyRing>, domains: &[String]) -> Result<S3Service, String> {
+pub fn s3_service(
+    s3: Seedbucket,
+    keys: Arc<KeyRing>,
+    domains: &[String],
+) -> Result<S3Service, String> {
     let mut b = S3ServiceBuilder::new(s3);
     b.set_auth(KeyRingAuth(keys));
     if !domains.is_empty() {
@@ -92,8 +96,10 @@ fn internal_route(req: &Request<Incoming>) -> Response<Body> {
     };
     let mut resp = Response::new(Body::from(body.to_owned()));
     *resp.status_mut() = status;
-    resp.headers_mut()
-        .insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain"),
+    );
     resp
 }
 

@@ -21,22 +21,37 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
 
     let key_file = KeyFile::new(&config.data_dir);
     let fixed = match (
-        std::env::var("SEEDBUCKET_ROOT_ACCESS_KEY").ok().filter(|s| !s.is_empty()),
-        std::env::var("SEEDBUCKET_ROOT_SECRET_KEY").ok().filter(|s| !s.is_empty()),
+        std::env::var("SEEDBUCKET_ROOT_ACCESS_KEY")
+            .ok()
+            .filter(|s| !s.is_empty()),
+        std::env::var("SEEDBUCKET_ROOT_SECRET_KEY")
+            .ok()
+            .filter(|s| !s.is_empty()),
     ) {
         (Some(a), Some(s)) => Some((a, s)),
         (None, None) => None,
-        _ => anyhow::bail!("set both SEEDBUCKET_ROOT_ACCESS_KEY and SEEDBUCKET_ROOT_SECRET_KEY, or neither"),
+        _ => anyhow::bail!(
+            "set both SEEDBUCKET_ROOT_ACCESS_KEY and SEEDBUCKET_ROOT_SECRET_KEY, or neither"
+        ),
     };
     let (root, generated) = key_file.ensure_root(fixed)?;
     if generated {
-        println!("Generated root credentials (shown once; kept in {}):", key_file.path().display());
+        println!(
+            "Generated root credentials (shown once; kept in {}):",
+            key_file.path().display()
+        );
         println!("  access key: {}", root.access_key);
         println!("  secret key: {}", root.secret_key);
     }
     let keys = Arc::new(KeyRing::new(key_file)?);
 
-    let s3 = Seedbucket::new(store, keys.clone(), S3Options { region: config.region.clone() });
+    let s3 = Seedbucket::new(
+        store,
+        keys.clone(),
+        S3Options {
+            region: config.region.clone(),
+        },
+    );
     let service = s3_service(s3, keys, &config.domains).map_err(anyhow::Error::msg)?;
     let frontend = Frontend::new(service);
 
@@ -86,13 +101,14 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {},
             _ = term.recv() => {},

@@ -6,7 +6,11 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "seedbucket", version, about = "An S3-compatible object store that serves every object over BitTorrent too")]
+#[command(
+    name = "seedbucket",
+    version,
+    about = "An S3-compatible object store that serves every object over BitTorrent too"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -21,7 +25,12 @@ pub enum Command {
         #[command(subcommand)]
         action: KeyAction,
         /// Data directory.
-        #[arg(long, env = "SEEDBUCKET_DATA_DIR", default_value = "./seedbucket-data", global = true)]
+        #[arg(
+            long,
+            env = "SEEDBUCKET_DATA_DIR",
+            default_value = "./seedbucket-data",
+            global = true
+        )]
         data_dir: PathBuf,
     },
     /// Configuration helpers.
@@ -66,9 +75,7 @@ pub enum KeyAction {
     /// List keys (secrets are not shown).
     List,
     /// Delete a key by access key id or name.
-    Delete {
-        id_or_name: String,
-    },
+    Delete { id_or_name: String },
 }
 
 #[derive(Debug, Subcommand)]

@@ -15,7 +15,9 @@ fn main() -> anyhow::Result<()> {
         Command::Serve(args) => {
             init_tracing(&args.log_format);
             let config = config::Config::resolve(&args)?;
-            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
             rt.block_on(app::serve(config))
         }
         Command::Key { action, data_dir } => {
@@ -43,7 +45,9 @@ fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Config { action: ConfigAction::Default } => {
+        Command::Config {
+            action: ConfigAction::Default,
+        } => {
             print!("{}", config::default_toml()?);
             Ok(())
         }
@@ -52,8 +56,11 @@ fn main() -> anyhow::Result<()> {
 
 fn init_tracing(format: &str) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,s3s=off"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,s3s=off"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if format == "json" {
         builder.json().init();
     } else {

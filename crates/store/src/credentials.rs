@@ -216,7 +216,9 @@ impl KeyRing {
                     st.keys = keys;
                     st.mtime = mtime;
                 }
-                Err(e) => tracing::warn!(error = %e, "could not reload keys.json; keeping the old keys"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not reload keys.json; keeping the old keys")
+                }
             }
         }
     }

@@ -167,7 +167,11 @@ pub fn multipart_etag(part_md5_hex: &[&str]) -> Option<String> {
     for p in part_md5_hex {
         md5.update(hex::decode(p).ok()?);
     }
-    Some(format!("{}-{}", hex::encode(md5.finalize()), part_md5_hex.len()))
+    Some(format!(
+        "{}-{}",
+        hex::encode(md5.finalize()),
+        part_md5_hex.len()
+    ))
 }
 
 #[cfg(test)]

@@ -271,11 +271,7 @@ impl Store {
         let initiated_ns = now_ns();
         let rec = UploadRecord {
             // Sortable by creation time, unguessable after that.
-            upload_id: format!(
-                "{:016x}{}",
-                initiated_ns,
-                uuid::Uuid::new_v4().simple()
-            ),
+            upload_id: format!("{:016x}{}", initiated_ns, uuid::Uuid::new_v4().simple()),
             bucket: bucket.to_owned(),
             key: key.to_owned(),
             initiated_ns,
@@ -353,10 +349,9 @@ impl Store {
         let out = self
             .blocking(move |i| {
                 let min = i.min_part_size;
-                i.meta
-                    .complete_upload(&id, &cond, |upload, stored| {
-                        assemble(upload, stored, &requested, min)
-                    })
+                i.meta.complete_upload(&id, &cond, |upload, stored| {
+                    assemble(upload, stored, &requested, min)
+                })
             })
             .await?;
         self.inner.gc.notify_one();

@@ -566,7 +566,10 @@ fn read_parts(
 }
 
 /// Removes every part of an upload, returning their blob ids.
-fn remove_parts(parts: &mut Table<'_, &'static str, &'static [u8]>, upload_id: &str) -> Result<Vec<String>> {
+fn remove_parts(
+    parts: &mut Table<'_, &'static str, &'static [u8]>,
+    upload_id: &str,
+) -> Result<Vec<String>> {
     let stored = read_parts(parts, upload_id)?;
     let mut blobs = Vec::with_capacity(stored.len());
     for p in stored {

@@ -68,15 +68,27 @@ impl Seedbucket {
         let caller = crate::auth::caller(&self.keys, req.credentials.as_ref())?;
         let name = req.input.bucket;
         if !valid_bucket_name(&name) {
-            return Err(s3_error!(InvalidBucketName, "The specified bucket is not valid."));
+            return Err(s3_error!(
+                InvalidBucketName,
+                "The specified bucket is not valid."
+            ));
         }
-        if req.input.acl.is_some() || req.input.grant_full_control.is_some() || req.input.grant_read.is_some() {
-            return Err(s3_error!(NotImplemented, "Bucket ACLs are not implemented yet"));
+        if req.input.acl.is_some()
+            || req.input.grant_full_control.is_some()
+            || req.input.grant_read.is_some()
+        {
+            return Err(s3_error!(
+                NotImplemented,
+                "Bucket ACLs are not implemented yet"
+            ));
         }
         if req.input.object_lock_enabled_for_bucket == Some(true) {
             return Err(s3_error!(NotImplemented, "Object Lock is not implemented"));
         }
-        self.store.create_bucket(&name, &caller.user_id).await.map_err(to_s3)?;
+        self.store
+            .create_bucket(&name, &caller.user_id)
+            .await
+            .map_err(to_s3)?;
         Ok(S3Response::new(CreateBucketOutput {
             location: Some(format!("/{name}")),
             ..Default::default()
@@ -88,9 +100,16 @@ impl Seedbucket {
         req: S3Request<DeleteBucketInput>,
     ) -> S3Result<S3Response<DeleteBucketOutput>> {
         let input = req.input;
-        self.owned_bucket(req.credentials.as_ref(), &input.bucket, input.expected_bucket_owner.as_deref())
-            .await?;
-        self.store.delete_bucket(&input.bucket).await.map_err(to_s3)?;
+        self.owned_bucket(
+            req.credentials.as_ref(),
+            &input.bucket,
+            input.expected_bucket_owner.as_deref(),
+        )
+        .await?;
+        self.store
+            .delete_bucket(&input.bucket)
+            .await
+            .map_err(to_s3)?;
         Ok(S3Response::new(DeleteBucketOutput {}))
     }
 
@@ -99,8 +118,12 @@ impl Seedbucket {
         req: S3Request<HeadBucketInput>,
     ) -> S3Result<S3Response<HeadBucketOutput>> {
         let input = req.input;
-        self.owned_bucket(req.credentials.as_ref(), &input.bucket, input.expected_bucket_owner.as_deref())
-            .await?;
+        self.owned_bucket(
+            req.credentials.as_ref(),
+            &input.bucket,
+            input.expected_bucket_owner.as_deref(),
+        )
+        .await?;
         Ok(S3Response::new(HeadBucketOutput {
             bucket_region: Some(self.options.region.clone()),
             ..Default::default()
@@ -112,8 +135,12 @@ impl Seedbucket {
         req: S3Request<GetBucketLocationInput>,
     ) -> S3Result<S3Response<GetBucketLocationOutput>> {
         let input = req.input;
-        self.owned_bucket(req.credentials.as_ref(), &input.bucket, input.expected_bucket_owner.as_deref())
-            .await?;
+        self.owned_bucket(
+            req.credentials.as_ref(),
+            &input.bucket,
+            input.expected_bucket_owner.as_deref(),
+        )
+        .await?;
         // us-east-1 is reported as an empty LocationConstraint, as S3 does.
         let location = (self.options.region != "us-east-1")
             .then(|| BucketLocationConstraint::from(self.options.region.clone()));
@@ -132,7 +159,19 @@ mod tests {
         for ok in ["abc", "my-bucket.data", "a1b", "x".repeat(63).as_str()] {
             assert!(valid_bucket_name(ok), "{ok}");
         }
-        for bad in ["ab", "ABC", "-abc", "abc-", "a..b", "a.-b", "192.168.1.1", "xn--abc", "a_b", "x".repeat(64).as_str(), "abc-s3alias"] {
+        for bad in [
+            "ab",
+            "ABC",
+            "-abc",
+            "abc-",
+            "a..b",
+            "a.-b",
+            "192.168.1.1",
+            "xn--abc",
+            "a_b",
+            "x".repeat(64).as_str(),
+            "abc-s3alias",
+        ] {
             assert!(!valid_bucket_name(bad), "{bad}");
         }
     }

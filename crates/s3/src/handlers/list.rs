@@ -13,7 +13,12 @@ use crate::error::to_s3;
 
 /// `encoding-type=url`: everything but unreserved characters and `/` is percent-encoded
 /// (so `+` and space survive clients that decode with `unquote_plus`).
-const KEY_ENCODE: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~').remove(b'/');
+const KEY_ENCODE: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~')
+    .remove(b'/');
 
 pub(crate) const DEFAULT_MAX_KEYS: i32 = 1000;
 
@@ -24,11 +29,18 @@ impl Encoder {
         match encoding_type.map(|e| e.as_str()) {
             None => Ok(Self(false)),
             Some(e) if e.eq_ignore_ascii_case("url") => Ok(Self(true)),
-            Some(_) => Err(s3_error!(InvalidArgument, "Invalid Encoding Method specified in Request")),
+            Some(_) => Err(s3_error!(
+                InvalidArgument,
+                "Invalid Encoding Method specified in Request"
+            )),
         }
     }
     pub(crate) fn apply(&self, s: &str) -> String {
-        if self.0 { utf8_percent_encode(s, KEY_ENCODE).to_string() } else { s.to_owned() }
+        if self.0 {
+            utf8_percent_encode(s, KEY_ENCODE).to_string()
+        } else {
+            s.to_owned()
+        }
     }
     pub(crate) fn opt(&self, s: Option<String>) -> Option<String> {
         s.map(|s| self.apply(&s))
@@ -38,7 +50,10 @@ impl Encoder {
 pub(crate) fn max_keys(requested: Option<i32>) -> S3Result<usize> {
     let n = requested.unwrap_or(DEFAULT_MAX_KEYS);
     if n < 0 {
-        return Err(s3_error!(InvalidArgument, "max-keys must be a non-negative integer"));
+        return Err(s3_error!(
+            InvalidArgument,
+            "max-keys must be a non-negative integer"
+        ));
     }
     Ok(usize::try_from(n.min(DEFAULT_MAX_KEYS)).unwrap_or(0))
 }
@@ -52,7 +67,9 @@ impl Seedbucket {
                 size: i64::try_from(rec.size).ok(),
                 e_tag: Some(etag(&rec.etag)),
                 last_modified: Some(timestamp(rec.last_modified_ns)),
-                storage_class: Some(ObjectStorageClass::from_static(ObjectStorageClass::STANDARD)),
+                storage_class: Some(ObjectStorageClass::from_static(
+                    ObjectStorageClass::STANDARD,
+                )),
                 owner: fetch_owner.then(|| self.owner_of(&rec.attributes.owner)),
                 ..Default::default()
             })
@@ -64,8 +81,12 @@ impl Seedbucket {
         req: S3Request<ListObjectsV2Input>,
     ) -> S3Result<S3Response<ListObjectsV2Output>> {
         let input = req.input;
-        self.owned_bucket(req.credentials.as_ref(), &input.bucket, input.expected_bucket_owner.as_deref())
-            .await?;
+        self.owned_bucket(
+            req.credentials.as_ref(),
+            &input.bucket,
+            input.expected_bucket_owner.as_deref(),
+        )
+        .await?;
         let enc = Encoder::new(input.encoding_type.as_ref())?;
         let max = max_keys(input.max_keys)?;
         let token_key = match &input.continuation_token {
@@ -74,18 +95,30 @@ impl Seedbucket {
                     .decode(t)
                     .ok()
                     .and_then(|b| String::from_utf8(b).ok())
-                    .ok_or_else(|| s3_error!(InvalidArgument, "The continuation token provided is incorrect"))?,
+                    .ok_or_else(|| {
+                        s3_error!(
+                            InvalidArgument,
+                            "The continuation token provided is incorrect"
+                        )
+                    })?,
             ),
             None => None,
         };
         // The continuation token wins over start-after, as in S3.
-        let after = token_key.or_else(|| input.start_after.clone()).filter(|s| !s.is_empty());
+        let after = token_key
+            .or_else(|| input.start_after.clone())
+            .filter(|s| !s.is_empty());
         let prefix = input.prefix.clone().unwrap_or_default();
         let page = self
             .store
             .list_objects(
                 &input.bucket,
-                ListQuery { prefix, delimiter: input.delimiter.clone(), after, max_keys: max },
+                ListQuery {
+                    prefix,
+                    delimiter: input.delimiter.clone(),
+                    after,
+                    max_keys: max,
+                },
             )
             .await
             .map_err(to_s3)?;
@@ -93,7 +126,9 @@ impl Seedbucket {
         let prefixes: Vec<CommonPrefix> = page
             .common_prefixes
             .iter()
-            .map(|p| CommonPrefix { prefix: Some(enc.apply(p)) })
+            .map(|p| CommonPrefix {
+                prefix: Some(enc.apply(p)),
+            })
             .collect();
         let key_count = i32::try_from(contents.len() + prefixes.len()).unwrap_or(i32::MAX);
         Ok(S3Response::new(ListObjectsV2Output {
@@ -121,8 +156,12 @@ impl Seedbucket {
         req: S3Request<ListObjectsInput>,
     ) -> S3Result<S3Response<ListObjectsOutput>> {
         let input = req.input;
-        self.owned_bucket(req.credentials.as_ref(), &input.bucket, input.expected_bucket_owner.as_deref())
-            .await?;
+        self.owned_bucket(
+            req.credentials.as_ref(),
+            &input.bucket,
+            input.expected_bucket_owner.as_deref(),
+        )
+        .await?;
         let enc = Encoder::new(input.encoding_type.as_ref())?;
         let max = max_keys(input.max_keys)?;
         let prefix = input.prefix.clone().unwrap_or_default();
@@ -143,7 +182,9 @@ impl Seedbucket {
         let prefixes = page
             .common_prefixes
             .iter()
-            .map(|p| CommonPrefix { prefix: Some(enc.apply(p)) })
+            .map(|p| CommonPrefix {
+                prefix: Some(enc.apply(p)),
+            })
             .collect();
         // NextMarker is returned only with a delimiter, as in S3.
         let next_marker = (page.is_truncated && input.delimiter.is_some())

@@ -30,7 +30,10 @@ impl Seedbucket {
         if let Some(expected) = expected_owner
             && expected != rec.owner
         {
-            return Err(s3_error!(AccessDenied, "The expected bucket owner does not match"));
+            return Err(s3_error!(
+                AccessDenied,
+                "The expected bucket owner does not match"
+            ));
         }
         Ok((caller, rec))
     }
@@ -76,19 +79,32 @@ pub(crate) struct ClaimedChecksums {
 impl ClaimedChecksums {
     /// Which algorithms to compute: those named by `x-amz-sdk-checksum-algorithm`/the
     /// `ChecksumAlgorithm` field, by `x-amz-trailer`, or supplied as values.
-    pub fn selection(&self, algorithm: Option<&str>, headers: &http::HeaderMap) -> S3Result<ChecksumSelection> {
+    pub fn selection(
+        &self,
+        algorithm: Option<&str>,
+        headers: &http::HeaderMap,
+    ) -> S3Result<ChecksumSelection> {
         let mut sel = ChecksumSelection::default();
         if let Some(a) = algorithm
             && !sel.enable(a)
         {
-            return Err(s3_error!(InvalidArgument, "Unsupported checksum algorithm: {a}"));
+            return Err(s3_error!(
+                InvalidArgument,
+                "Unsupported checksum algorithm: {a}"
+            ));
         }
         if let Some(trailer) = headers.get("x-amz-trailer").and_then(|v| v.to_str().ok()) {
             for name in trailer.split(',') {
-                if let Some(alg) = name.trim().to_ascii_lowercase().strip_prefix("x-amz-checksum-")
+                if let Some(alg) = name
+                    .trim()
+                    .to_ascii_lowercase()
+                    .strip_prefix("x-amz-checksum-")
                     && !sel.enable(alg)
                 {
-                    return Err(s3_error!(InvalidArgument, "Unsupported trailing checksum: {name}"));
+                    return Err(s3_error!(
+                        InvalidArgument,
+                        "Unsupported trailing checksum: {name}"
+                    ));
                 }
             }
         }
@@ -102,13 +118,22 @@ impl ClaimedChecksums {
 
     /// Adds values that arrived as trailers.
     pub fn add_trailers(&mut self, trailers: Option<&s3s::TrailingHeaders>) {
-        let Some(map) = trailers.and_then(|t| t.take()) else { return };
-        let get = |name: &str| map.get(name).and_then(|v| v.to_str().ok()).map(|s| s.trim().to_owned());
+        let Some(map) = trailers.and_then(|t| t.take()) else {
+            return;
+        };
+        let get = |name: &str| {
+            map.get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(|s| s.trim().to_owned())
+        };
         self.crc32 = self.crc32.take().or_else(|| get("x-amz-checksum-crc32"));
         self.crc32c = self.crc32c.take().or_else(|| get("x-amz-checksum-crc32c"));
         self.sha1 = self.sha1.take().or_else(|| get("x-amz-checksum-sha1"));
         self.sha256 = self.sha256.take().or_else(|| get("x-amz-checksum-sha256"));
-        self.crc64nvme = self.crc64nvme.take().or_else(|| get("x-amz-checksum-crc64nvme"));
+        self.crc64nvme = self
+            .crc64nvme
+            .take()
+            .or_else(|| get("x-amz-checksum-crc64nvme"));
     }
 
     /// Every claimed value must equal the computed one (BadDigest otherwise).
@@ -124,7 +149,10 @@ impl ClaimedChecksums {
             if let Some(c) = claimed
                 && Some(c) != actual.as_ref()
             {
-                return Err(s3_error!(BadDigest, "The {name} you specified did not match the calculated checksum."));
+                return Err(s3_error!(
+                    BadDigest,
+                    "The {name} you specified did not match the calculated checksum."
+                ));
             }
         }
         Ok(())
@@ -134,15 +162,23 @@ impl ClaimedChecksums {
 /// Checks `Content-MD5` (base64 of the 16-byte digest) against the computed MD5.
 pub(crate) fn verify_content_md5(claimed: Option<&str>, md5: &[u8; 16]) -> S3Result<()> {
     use base64::Engine as _;
-    let Some(claimed) = claimed else { return Ok(()) };
+    let Some(claimed) = claimed else {
+        return Ok(());
+    };
     let decoded = base64::engine::general_purpose::STANDARD
         .decode(claimed.trim())
         .map_err(|_| s3_error!(InvalidDigest, "The Content-MD5 you specified was invalid."))?;
     if decoded.len() != 16 {
-        return Err(s3_error!(InvalidDigest, "The Content-MD5 you specified was invalid."));
+        return Err(s3_error!(
+            InvalidDigest,
+            "The Content-MD5 you specified was invalid."
+        ));
     }
     if decoded != md5 {
-        return Err(s3_error!(BadDigest, "The Content-MD5 you specified did not match what we received."));
+        return Err(s3_error!(
+            BadDigest,
+            "The Content-MD5 you specified did not match what we received."
+        ));
     }
     Ok(())
 }

@@ -28,16 +28,29 @@ impl Seedbucket {
         let input = req.input;
         check_key(&input.key)?;
         let (caller, _) = self
-            .owned_bucket(req.credentials.as_ref(), &input.bucket, input.expected_bucket_owner.as_deref())
+            .owned_bucket(
+                req.credentials.as_ref(),
+                &input.bucket,
+                input.expected_bucket_owner.as_deref(),
+            )
             .await?;
         if input.acl.is_some() || input.sse_customer_key.is_some() || input.tagging.is_some() {
-            return Err(s3_error!(NotImplemented, "ACLs, SSE-C and tagging are not implemented yet"));
+            return Err(s3_error!(
+                NotImplemented,
+                "ACLs, SSE-C and tagging are not implemented yet"
+            ));
         }
-        let algorithm = input.checksum_algorithm.as_ref().map(|a| a.as_str().to_ascii_uppercase());
+        let algorithm = input
+            .checksum_algorithm
+            .as_ref()
+            .map(|a| a.as_str().to_ascii_uppercase());
         if let Some(a) = &algorithm
             && !seedbucket_store::ChecksumSelection::default().enable(a)
         {
-            return Err(s3_error!(InvalidArgument, "Unsupported checksum algorithm: {a}"));
+            return Err(s3_error!(
+                InvalidArgument,
+                "Unsupported checksum algorithm: {a}"
+            ));
         }
         let attributes = ObjectAttributes {
             headers: stored_headers(
@@ -61,24 +74,41 @@ impl Seedbucket {
             key: Some(input.key),
             upload_id: Some(up.upload_id),
             checksum_algorithm: algorithm.map(ChecksumAlgorithm::from),
-            checksum_type: input.checksum_algorithm.as_ref().map(|_| ChecksumType::from_static(ChecksumType::COMPOSITE)),
+            checksum_type: input
+                .checksum_algorithm
+                .as_ref()
+                .map(|_| ChecksumType::from_static(ChecksumType::COMPOSITE)),
             ..Default::default()
         }))
     }
 
-    pub(crate) async fn h_upload_part(&self, req: S3Request<UploadPartInput>) -> S3Result<S3Response<UploadPartOutput>> {
+    pub(crate) async fn h_upload_part(
+        &self,
+        req: S3Request<UploadPartInput>,
+    ) -> S3Result<S3Response<UploadPartOutput>> {
         let input = req.input;
         check_key(&input.key)?;
-        self.owned_bucket(req.credentials.as_ref(), &input.bucket, input.expected_bucket_owner.as_deref())
-            .await?;
+        self.owned_bucket(
+            req.credentials.as_ref(),
+            &input.bucket,
+            input.expected_bucket_owner.as_deref(),
+        )
+        .await?;
         let part_number = u32::try_from(input.part_number)
             .ok()
             .filter(|n| (1..=MAX_PART_NUMBER).contains(n))
-            .ok_or_else(|| s3_error!(InvalidArgument, "Part number must be an integer between 1 and 10000, inclusive"))?;
+            .ok_or_else(|| {
+                s3_error!(
+                    InvalidArgument,
+                    "Part number must be an integer between 1 and 10000, inclusive"
+                )
+            })?;
         if input.sse_customer_key.is_some() {
             return Err(s3_error!(NotImplemented, "SSE-C is not implemented yet"));
         }
-        let upload = self.upload_of(&input.bucket, &input.key, &input.upload_id).await?;
+        let upload = self
+            .upload_of(&input.bucket, &input.key, &input.upload_id)
+            .await?;
         let mut claimed = ClaimedChecksums {
             crc32: input.checksum_crc32,
             crc32c: input.checksum_crc32c,
@@ -94,7 +124,11 @@ impl Seedbucket {
         let selection = claimed.selection(algorithm.as_deref(), &req.headers)?;
         let body = input.body.ok_or_else(|| s3_error!(IncompleteBody))?;
         let expected = input.content_length.and_then(|n| u64::try_from(n).ok());
-        let staged = self.store.stage(body, expected, selection).await.map_err(to_s3)?;
+        let staged = self
+            .store
+            .stage(body, expected, selection)
+            .await
+            .map_err(to_s3)?;
         verify_content_md5(input.content_md5.as_deref(), &staged.digests.md5)?;
         claimed.add_trailers(req.trailing_headers.as_ref());
         let computed = staged.digests.checksums();
@@ -121,9 +155,14 @@ impl Seedbucket {
     ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
         let input = req.input;
         check_key(&input.key)?;
-        self.owned_bucket(req.credentials.as_ref(), &input.bucket, input.expected_bucket_owner.as_deref())
+        self.owned_bucket(
+            req.credentials.as_ref(),
+            &input.bucket,
+            input.expected_bucket_owner.as_deref(),
+        )
+        .await?;
+        self.upload_of(&input.bucket, &input.key, &input.upload_id)
             .await?;
-        self.upload_of(&input.bucket, &input.key, &input.upload_id).await?;
         let parts = input
             .multipart_upload
             .and_then(|m| m.parts)
@@ -135,7 +174,9 @@ impl Seedbucket {
                 .part_number
                 .and_then(|n| u32::try_from(n).ok())
                 .ok_or_else(|| s3_error!(MalformedXML, "Each part needs a PartNumber"))?;
-            let tag = p.e_tag.ok_or_else(|| s3_error!(MalformedXML, "Each part needs an ETag"))?;
+            let tag = p
+                .e_tag
+                .ok_or_else(|| s3_error!(MalformedXML, "Each part needs an ETag"))?;
             requested.push((n, tag.value().to_owned()));
         }
         let cond = write_condition(input.if_match.as_ref(), input.if_none_match.as_ref())?;
@@ -153,7 +194,8 @@ impl Seedbucket {
             checksum_crc32c: rec.checksums.crc32c.clone(),
             checksum_sha1: rec.checksums.sha1.clone(),
             checksum_sha256: rec.checksums.sha256.clone(),
-            checksum_type: (!rec.checksums.is_empty()).then(|| ChecksumType::from_static(ChecksumType::COMPOSITE)),
+            checksum_type: (!rec.checksums.is_empty())
+                .then(|| ChecksumType::from_static(ChecksumType::COMPOSITE)),
             ..Default::default()
         }))
     }
@@ -163,25 +205,50 @@ impl Seedbucket {
         req: S3Request<AbortMultipartUploadInput>,
     ) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
         let input = req.input;
-        self.owned_bucket(req.credentials.as_ref(), &input.bucket, input.expected_bucket_owner.as_deref())
+        self.owned_bucket(
+            req.credentials.as_ref(),
+            &input.bucket,
+            input.expected_bucket_owner.as_deref(),
+        )
+        .await?;
+        self.upload_of(&input.bucket, &input.key, &input.upload_id)
             .await?;
-        self.upload_of(&input.bucket, &input.key, &input.upload_id).await?;
-        self.store.abort_upload(&input.upload_id).await.map_err(to_s3)?;
+        self.store
+            .abort_upload(&input.upload_id)
+            .await
+            .map_err(to_s3)?;
         Ok(S3Response::new(AbortMultipartUploadOutput::default()))
     }
 
-    pub(crate) async fn h_list_parts(&self, req: S3Request<ListPartsInput>) -> S3Result<S3Response<ListPartsOutput>> {
+    pub(crate) async fn h_list_parts(
+        &self,
+        req: S3Request<ListPartsInput>,
+    ) -> S3Result<S3Response<ListPartsOutput>> {
         let input = req.input;
-        self.owned_bucket(req.credentials.as_ref(), &input.bucket, input.expected_bucket_owner.as_deref())
+        self.owned_bucket(
+            req.credentials.as_ref(),
+            &input.bucket,
+            input.expected_bucket_owner.as_deref(),
+        )
+        .await?;
+        let upload = self
+            .upload_of(&input.bucket, &input.key, &input.upload_id)
             .await?;
-        let upload = self.upload_of(&input.bucket, &input.key, &input.upload_id).await?;
         let max = max_keys(input.max_parts)?;
         let marker = match input.part_number_marker {
             None => 0u32,
-            Some(m) => u32::try_from(m)
-                .map_err(|_| s3_error!(InvalidArgument, "part-number-marker must be a non-negative integer"))?,
+            Some(m) => u32::try_from(m).map_err(|_| {
+                s3_error!(
+                    InvalidArgument,
+                    "part-number-marker must be a non-negative integer"
+                )
+            })?,
         };
-        let stored = self.store.list_parts(&input.upload_id).await.map_err(to_s3)?;
+        let stored = self
+            .store
+            .list_parts(&input.upload_id)
+            .await
+            .map_err(to_s3)?;
         let mut rest = stored.into_iter().filter(|p| p.part_number > marker);
         let page: Vec<_> = rest.by_ref().take(max).collect();
         let truncated = rest.next().is_some();
@@ -210,7 +277,10 @@ impl Seedbucket {
             max_parts: Some(i32::try_from(max).unwrap_or(1000)),
             is_truncated: Some(truncated),
             parts: Some(parts),
-            initiator: Some(Initiator { id: owner.id.clone(), display_name: owner.display_name.clone() }),
+            initiator: Some(Initiator {
+                id: owner.id.clone(),
+                display_name: owner.display_name.clone(),
+            }),
             owner: Some(owner),
             storage_class: Some(StorageClass::from_static(StorageClass::STANDARD)),
             checksum_algorithm: upload.checksum_algorithm.map(ChecksumAlgorithm::from),
@@ -223,15 +293,23 @@ impl Seedbucket {
         req: S3Request<ListMultipartUploadsInput>,
     ) -> S3Result<S3Response<ListMultipartUploadsOutput>> {
         let input = req.input;
-        self.owned_bucket(req.credentials.as_ref(), &input.bucket, input.expected_bucket_owner.as_deref())
-            .await?;
+        self.owned_bucket(
+            req.credentials.as_ref(),
+            &input.bucket,
+            input.expected_bucket_owner.as_deref(),
+        )
+        .await?;
         let enc = Encoder::new(input.encoding_type.as_ref())?;
         let max = max_keys(input.max_uploads)?;
         let prefix = input.prefix.clone().unwrap_or_default();
         let delimiter = input.delimiter.clone().filter(|d| !d.is_empty());
         let key_marker = input.key_marker.clone().unwrap_or_default();
         let id_marker = input.upload_id_marker.clone().unwrap_or_default();
-        let all = self.store.list_uploads(&input.bucket).await.map_err(to_s3)?;
+        let all = self
+            .store
+            .list_uploads(&input.bucket)
+            .await
+            .map_err(to_s3)?;
         let mut uploads = Vec::new();
         let mut prefixes: Vec<String> = Vec::new();
         let mut truncated = false;
@@ -253,7 +331,9 @@ impl Seedbucket {
                 }
             }
             let common = delimiter.as_deref().and_then(|d| {
-                up.key[prefix.len()..].find(d).map(|pos| up.key[..prefix.len() + pos + d.len()].to_owned())
+                up.key[prefix.len()..]
+                    .find(d)
+                    .map(|pos| up.key[..prefix.len() + pos + d.len()].to_owned())
             });
             if let Some(cp) = &common
                 && prefixes.last() == Some(cp)
@@ -276,7 +356,10 @@ impl Seedbucket {
                         key: Some(enc.apply(&up.key)),
                         upload_id: Some(up.upload_id),
                         initiated: Some(timestamp(up.initiated_ns)),
-                        initiator: Some(Initiator { id: owner.id.clone(), display_name: owner.display_name.clone() }),
+                        initiator: Some(Initiator {
+                            id: owner.id.clone(),
+                            display_name: owner.display_name.clone(),
+                        }),
                         owner: Some(owner),
                         storage_class: Some(StorageClass::from_static(StorageClass::STANDARD)),
                         checksum_algorithm: up.checksum_algorithm.map(ChecksumAlgorithm::from),
@@ -300,7 +383,14 @@ impl Seedbucket {
             max_uploads: Some(i32::try_from(max).unwrap_or(1000)),
             is_truncated: Some(truncated),
             uploads: Some(uploads),
-            common_prefixes: Some(prefixes.into_iter().map(|p| CommonPrefix { prefix: Some(enc.apply(&p)) }).collect()),
+            common_prefixes: Some(
+                prefixes
+                    .into_iter()
+                    .map(|p| CommonPrefix {
+                        prefix: Some(enc.apply(&p)),
+                    })
+                    .collect(),
+            ),
             encoding_type: input.encoding_type,
             ..Default::default()
         }))

@@ -11,7 +11,8 @@ use seedbucket_store::{ObjectAttributes, ObjectRecord, StoredHeaders, WriteCondi
 use tokio::sync::mpsc;
 
 use super::{
-    ClaimedChecksums, etag, format_http_date, parse_http_date, timestamp, user_metadata, verify_content_md5,
+    ClaimedChecksums, etag, format_http_date, parse_http_date, timestamp, user_metadata,
+    verify_content_md5,
 };
 use crate::Seedbucket;
 use crate::conditional::{Conditions, Outcome};
@@ -52,7 +53,12 @@ pub(crate) fn write_condition(
     match if_none_match {
         None => {}
         Some(ETagCondition::Any) => cond.if_none_match_any = true,
-        Some(_) => return Err(s3_error!(NotImplemented, "If-None-Match on writes supports only *")),
+        Some(_) => {
+            return Err(s3_error!(
+                NotImplemented,
+                "If-None-Match on writes supports only *"
+            ));
+        }
     }
     Ok(cond)
 }
@@ -87,20 +93,33 @@ fn checksum_type(rec: &ObjectRecord) -> Option<ChecksumType> {
 }
 
 impl Seedbucket {
-    pub(crate) async fn h_put_object(&self, req: S3Request<PutObjectInput>) -> S3Result<S3Response<PutObjectOutput>> {
+    pub(crate) async fn h_put_object(
+        &self,
+        req: S3Request<PutObjectInput>,
+    ) -> S3Result<S3Response<PutObjectOutput>> {
         let input = req.input;
         check_key(&input.key)?;
         let (caller, _) = self
-            .owned_bucket(req.credentials.as_ref(), &input.bucket, input.expected_bucket_owner.as_deref())
+            .owned_bucket(
+                req.credentials.as_ref(),
+                &input.bucket,
+                input.expected_bucket_owner.as_deref(),
+            )
             .await?;
         if input.acl.is_some() || input.grant_read.is_some() || input.grant_full_control.is_some() {
-            return Err(s3_error!(NotImplemented, "Object ACLs are not implemented yet"));
+            return Err(s3_error!(
+                NotImplemented,
+                "Object ACLs are not implemented yet"
+            ));
         }
         if input.sse_customer_algorithm.is_some() || input.sse_customer_key.is_some() {
             return Err(s3_error!(NotImplemented, "SSE-C is not implemented yet"));
         }
         if input.tagging.is_some() {
-            return Err(s3_error!(NotImplemented, "Object tagging is not implemented yet"));
+            return Err(s3_error!(
+                NotImplemented,
+                "Object tagging is not implemented yet"
+            ));
         }
         let cond = write_condition(input.if_match.as_ref(), input.if_none_match.as_ref())?;
         let mut claimed = ClaimedChecksums {
@@ -110,10 +129,17 @@ impl Seedbucket {
             sha256: input.checksum_sha256,
             crc64nvme: input.checksum_crc64nvme,
         };
-        let selection = claimed.selection(input.checksum_algorithm.as_ref().map(|a| a.as_str()), &req.headers)?;
+        let selection = claimed.selection(
+            input.checksum_algorithm.as_ref().map(|a| a.as_str()),
+            &req.headers,
+        )?;
         let body = input.body.ok_or_else(|| s3_error!(IncompleteBody))?;
         let expected = input.content_length.and_then(|n| u64::try_from(n).ok());
-        let staged = self.store.stage(body, expected, selection).await.map_err(to_s3)?;
+        let staged = self
+            .store
+            .stage(body, expected, selection)
+            .await
+            .map_err(to_s3)?;
         verify_content_md5(input.content_md5.as_deref(), &staged.digests.md5)?;
         claimed.add_trailers(req.trailing_headers.as_ref());
         let computed = staged.digests.checksums();
@@ -132,7 +158,14 @@ impl Seedbucket {
         };
         let rec = self
             .store
-            .commit_object(staged, &input.bucket, &input.key, attributes, computed, cond)
+            .commit_object(
+                staged,
+                &input.bucket,
+                &input.key,
+                attributes,
+                computed,
+                cond,
+            )
             .await
             .map_err(to_s3)?;
         Ok(S3Response::new(PutObjectOutput {
@@ -147,13 +180,27 @@ impl Seedbucket {
         }))
     }
 
-    pub(crate) async fn h_get_object(&self, req: S3Request<GetObjectInput>) -> S3Result<S3Response<GetObjectOutput>> {
+    pub(crate) async fn h_get_object(
+        &self,
+        req: S3Request<GetObjectInput>,
+    ) -> S3Result<S3Response<GetObjectOutput>> {
         let input = req.input;
         check_key(&input.key)?;
-        self.owned_bucket(req.credentials.as_ref(), &input.bucket, input.expected_bucket_owner.as_deref())
-            .await?;
-        reject_unsupported_read(input.version_id.as_deref(), input.sse_customer_key.is_some())?;
-        let reader = self.store.open_object(&input.bucket, &input.key).await.map_err(to_s3)?;
+        self.owned_bucket(
+            req.credentials.as_ref(),
+            &input.bucket,
+            input.expected_bucket_owner.as_deref(),
+        )
+        .await?;
+        reject_unsupported_read(
+            input.version_id.as_deref(),
+            input.sse_customer_key.is_some(),
+        )?;
+        let reader = self
+            .store
+            .open_object(&input.bucket, &input.key)
+            .await
+            .map_err(to_s3)?;
         let rec = &reader.record;
         check_conditions(
             rec,
@@ -166,7 +213,8 @@ impl Seedbucket {
         )?;
         let view = ByteView::resolve(rec, input.range.as_ref(), input.part_number)?;
         let whole = view.start == 0 && view.end == rec.size && input.part_number.is_none();
-        let checksums = (whole && is_checksum_mode(input.checksum_mode.as_ref())).then(|| rec.checksums.clone());
+        let checksums = (whole && is_checksum_mode(input.checksum_mode.as_ref()))
+            .then(|| rec.checksums.clone());
         let h = &rec.attributes.headers;
         let mut out = GetObjectOutput {
             accept_ranges: Some("bytes".to_owned()),
@@ -176,12 +224,24 @@ impl Seedbucket {
             last_modified: Some(timestamp(rec.last_modified_ns)),
             metadata: Some(rec.attributes.user_metadata.clone().into_iter().collect()),
             parts_count: rec.parts_count.and_then(|n| i32::try_from(n).ok()),
-            content_type: input.response_content_type.or_else(|| h.content_type.clone()),
-            content_encoding: input.response_content_encoding.or_else(|| h.content_encoding.clone()),
-            content_disposition: input.response_content_disposition.or_else(|| h.content_disposition.clone()),
-            content_language: input.response_content_language.or_else(|| h.content_language.clone()),
-            cache_control: input.response_cache_control.or_else(|| h.cache_control.clone()),
-            expires: input.response_expires.or_else(|| h.expires.as_deref().and_then(parse_http_date)),
+            content_type: input
+                .response_content_type
+                .or_else(|| h.content_type.clone()),
+            content_encoding: input
+                .response_content_encoding
+                .or_else(|| h.content_encoding.clone()),
+            content_disposition: input
+                .response_content_disposition
+                .or_else(|| h.content_disposition.clone()),
+            content_language: input
+                .response_content_language
+                .or_else(|| h.content_language.clone()),
+            cache_control: input
+                .response_cache_control
+                .or_else(|| h.cache_control.clone()),
+            expires: input
+                .response_expires
+                .or_else(|| h.expires.as_deref().and_then(parse_http_date)),
             checksum_type: checksums.as_ref().and_then(|_| checksum_type(rec)),
             ..Default::default()
         };
@@ -197,13 +257,27 @@ impl Seedbucket {
         Ok(S3Response::new(out))
     }
 
-    pub(crate) async fn h_head_object(&self, req: S3Request<HeadObjectInput>) -> S3Result<S3Response<HeadObjectOutput>> {
+    pub(crate) async fn h_head_object(
+        &self,
+        req: S3Request<HeadObjectInput>,
+    ) -> S3Result<S3Response<HeadObjectOutput>> {
         let input = req.input;
         check_key(&input.key)?;
-        self.owned_bucket(req.credentials.as_ref(), &input.bucket, input.expected_bucket_owner.as_deref())
-            .await?;
-        reject_unsupported_read(input.version_id.as_deref(), input.sse_customer_key.is_some())?;
-        let rec = self.store.head_object(&input.bucket, &input.key).await.map_err(to_s3)?;
+        self.owned_bucket(
+            req.credentials.as_ref(),
+            &input.bucket,
+            input.expected_bucket_owner.as_deref(),
+        )
+        .await?;
+        reject_unsupported_read(
+            input.version_id.as_deref(),
+            input.sse_customer_key.is_some(),
+        )?;
+        let rec = self
+            .store
+            .head_object(&input.bucket, &input.key)
+            .await
+            .map_err(to_s3)?;
         check_conditions(
             &rec,
             Conditions {
@@ -215,7 +289,8 @@ impl Seedbucket {
         )?;
         let view = ByteView::resolve(&rec, input.range.as_ref(), input.part_number)?;
         let whole = view.start == 0 && view.end == rec.size && input.part_number.is_none();
-        let checksums = (whole && is_checksum_mode(input.checksum_mode.as_ref())).then(|| rec.checksums.clone());
+        let checksums = (whole && is_checksum_mode(input.checksum_mode.as_ref()))
+            .then(|| rec.checksums.clone());
         let h = &rec.attributes.headers;
         let mut out = HeadObjectOutput {
             accept_ranges: Some("bytes".to_owned()),
@@ -225,12 +300,24 @@ impl Seedbucket {
             last_modified: Some(timestamp(rec.last_modified_ns)),
             metadata: Some(rec.attributes.user_metadata.clone().into_iter().collect()),
             parts_count: rec.parts_count.and_then(|n| i32::try_from(n).ok()),
-            content_type: input.response_content_type.or_else(|| h.content_type.clone()),
-            content_encoding: input.response_content_encoding.or_else(|| h.content_encoding.clone()),
-            content_disposition: input.response_content_disposition.or_else(|| h.content_disposition.clone()),
-            content_language: input.response_content_language.or_else(|| h.content_language.clone()),
-            cache_control: input.response_cache_control.or_else(|| h.cache_control.clone()),
-            expires: input.response_expires.or_else(|| h.expires.as_deref().and_then(parse_http_date)),
+            content_type: input
+                .response_content_type
+                .or_else(|| h.content_type.clone()),
+            content_encoding: input
+                .response_content_encoding
+                .or_else(|| h.content_encoding.clone()),
+            content_disposition: input
+                .response_content_disposition
+                .or_else(|| h.content_disposition.clone()),
+            content_language: input
+                .response_content_language
+                .or_else(|| h.content_language.clone()),
+            cache_control: input
+                .response_cache_control
+                .or_else(|| h.cache_control.clone()),
+            expires: input
+                .response_expires
+                .or_else(|| h.expires.as_deref().and_then(parse_http_date)),
             checksum_type: checksums.as_ref().and_then(|_| checksum_type(&rec)),
             ..Default::default()
         };
@@ -254,13 +341,21 @@ impl Seedbucket {
     ) -> S3Result<S3Response<DeleteObjectOutput>> {
         let input = req.input;
         check_key(&input.key)?;
-        self.owned_bucket(req.credentials.as_ref(), &input.bucket, input.expected_bucket_owner.as_deref())
-            .await?;
+        self.owned_bucket(
+            req.credentials.as_ref(),
+            &input.bucket,
+            input.expected_bucket_owner.as_deref(),
+        )
+        .await?;
         if input.version_id.is_some() {
             return Err(s3_error!(NotImplemented, "Versioning is not implemented"));
         }
         if input.if_match.is_some() {
-            let rec = self.store.head_object(&input.bucket, &input.key).await.map_err(to_s3)?;
+            let rec = self
+                .store
+                .head_object(&input.bucket, &input.key)
+                .await
+                .map_err(to_s3)?;
             let cond = Conditions {
                 if_match: input.if_match.as_ref(),
                 if_none_match: None,
@@ -271,7 +366,10 @@ impl Seedbucket {
                 return Err(s3_error!(PreconditionFailed));
             }
         }
-        self.store.delete_object(&input.bucket, &input.key).await.map_err(to_s3)?;
+        self.store
+            .delete_object(&input.bucket, &input.key)
+            .await
+            .map_err(to_s3)?;
         Ok(S3Response::new(DeleteObjectOutput::default()))
     }
 }
@@ -284,7 +382,10 @@ fn reject_unsupported_read(version_id: Option<&str>, sse_c: bool) -> S3Result<()
     if let Some(v) = version_id
         && v != "null"
     {
-        return Err(s3_error!(NoSuchVersion, "The specified version does not exist."));
+        return Err(s3_error!(
+            NoSuchVersion,
+            "The specified version does not exist."
+        ));
     }
     if sse_c {
         return Err(s3_error!(NotImplemented, "SSE-C is not implemented yet"));
@@ -321,7 +422,11 @@ struct ByteView {
 }
 
 impl ByteView {
-    fn resolve(rec: &ObjectRecord, range: Option<&Range>, part_number: Option<i32>) -> S3Result<Self> {
+    fn resolve(
+        rec: &ObjectRecord,
+        range: Option<&Range>,
+        part_number: Option<i32>,
+    ) -> S3Result<Self> {
         let size = rec.size;
         match (range, part_number) {
             (Some(_), Some(_)) => Err(s3_error!(
@@ -335,25 +440,44 @@ impl ByteView {
                 Ok(Self {
                     start: checked.start,
                     end: checked.end,
-                    content_range: Some(format!("bytes {}-{}/{}", checked.start, checked.end.saturating_sub(1), size)),
+                    content_range: Some(format!(
+                        "bytes {}-{}/{}",
+                        checked.start,
+                        checked.end.saturating_sub(1),
+                        size
+                    )),
                 })
             }
             (None, Some(n)) => {
                 let n = u32::try_from(n)
                     .ok()
                     .filter(|n| (1..=seedbucket_store::MAX_PART_NUMBER).contains(n))
-                    .ok_or_else(|| s3_error!(InvalidArgument, "Part number must be an integer between 1 and 10000, inclusive"))?;
+                    .ok_or_else(|| {
+                        s3_error!(
+                            InvalidArgument,
+                            "Part number must be an integer between 1 and 10000, inclusive"
+                        )
+                    })?;
                 let (start, end) = rec.part_range(n).ok_or_else(|| {
-                    let mut e = s3_error!(InvalidRange, "The requested partnumber is not satisfiable");
+                    let mut e =
+                        s3_error!(InvalidRange, "The requested partnumber is not satisfiable");
                     e.set_status_code(http::StatusCode::RANGE_NOT_SATISFIABLE);
                     e
                 })?;
                 // S3 answers 206 with a Content-Range for multipart objects' parts.
                 let content_range = (rec.parts_count.is_some() && end > start)
                     .then(|| format!("bytes {}-{}/{}", start, end - 1, size));
-                Ok(Self { start, end, content_range })
+                Ok(Self {
+                    start,
+                    end,
+                    content_range,
+                })
             }
-            (None, None) => Ok(Self { start: 0, end: size, content_range: None }),
+            (None, None) => Ok(Self {
+                start: 0,
+                end: size,
+                content_range: None,
+            }),
         }
     }
 }
