@@ -76,10 +76,8 @@ impl Server {
     fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
-            if let Ok(resp) = http_probe::get_ok(&format!("{}/_seedbucket/health", self.url())) {
-                if resp {
-                    return;
-                }
+            if http_probe::get_ok(&format!("{}/_seedbucket/health", self.url())).unwrap_or(false) {
+                return;
             }
             std::thread::sleep(Duration::from_millis(50));
         }

@@ -91,7 +91,6 @@ impl Seedbucket {
             .map_err(to_s3)?;
         Ok(S3Response::new(CreateBucketOutput {
             location: Some(format!("/{name}")),
-            ..Default::default()
         }))
     }
 
