@@ -349,7 +349,7 @@ impl Store {
         let out = self
             .blocking(move |i| {
                 let min = i.min_part_size;
-                i.meta.complete_upload(&id, &cond, |upload, stored| {
+                i.meta.complete_upload(&id, &cond, move |upload, stored| {
                     assemble(upload, stored, &requested, min)
                 })
             })

@@ -10,7 +10,9 @@
 
 use std::path::Path;
 
-use redb::{Database, ReadableDatabase, ReadableTable, Table, TableDefinition};
+use std::sync::{Arc, Mutex, mpsc};
+
+use redb::{Database, ReadableDatabase, ReadableTable, Table, TableDefinition, WriteTransaction};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -93,9 +95,23 @@ fn release<'t>(garbage: &mut Table<'t, &'static str, ()>, blobs: &[String]) -> R
     Ok(())
 }
 
+/// One write job of a group commit: runs inside the shared transaction and returns the
+/// continuation that reports the outcome once the commit is known.
+type Job =
+    Box<dyn FnOnce(&WriteTransaction) -> (bool, Box<dyn FnOnce(Option<&str>) + Send>) + Send>;
+
+/// Most jobs one transaction carries.
+const MAX_BATCH: usize = 256;
+
 /// Handle to the metadata database.
+///
+/// Reads open their own read transaction. Writes go to one committer thread that runs every job
+/// waiting at that moment in a single transaction and commits it with one fsync (group commit):
+/// concurrent PUTs share the cost of durability. A job checks its preconditions before it
+/// mutates anything, so a job that fails leaves the shared transaction as it found it.
 pub struct Meta {
-    db: Database,
+    db: Arc<Database>,
+    jobs: Mutex<Option<mpsc::Sender<Job>>>,
 }
 
 impl Meta {
@@ -111,65 +127,116 @@ impl Meta {
             tx.open_table(GARBAGE)?;
         }
         tx.commit()?;
-        Ok(Self { db })
+        let db = Arc::new(db);
+        let (send, recv) = mpsc::channel::<Job>();
+        let committer_db = db.clone();
+        std::thread::Builder::new()
+            .name("meta-commit".into())
+            .spawn(move || run_committer(&committer_db, &recv))?;
+        Ok(Self {
+            db,
+            jobs: Mutex::new(Some(send)),
+        })
+    }
+
+    /// Runs `f` in a write transaction shared with other concurrent writers; returns once the
+    /// transaction is durably committed (or failed).
+    fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&WriteTransaction) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let (reply, answer) = mpsc::sync_channel::<Result<T>>(1);
+        let job: Job = Box::new(move |tx| {
+            let result = f(tx);
+            // Only storage-level failures poison the shared transaction.
+            let poisons = matches!(
+                result,
+                Err(StoreError::Db(_) | StoreError::Io(_) | StoreError::Corrupt(_))
+            );
+            let finish = Box::new(move |commit_error: Option<&str>| {
+                let out = match (result, commit_error) {
+                    (Err(e), _) => Err(e),
+                    (Ok(_), Some(msg)) => Err(StoreError::Db(msg.to_owned())),
+                    (Ok(v), None) => Ok(v),
+                };
+                let _ = reply.send(out);
+            });
+            (poisons, finish as Box<dyn FnOnce(Option<&str>) + Send>)
+        });
+        let sender = self
+            .jobs
+            .lock()
+            .ok()
+            .and_then(|g| g.clone())
+            .ok_or_else(|| StoreError::Db("the metadata committer has stopped".into()))?;
+        sender
+            .send(job)
+            .map_err(|_| StoreError::Db("the metadata committer has stopped".into()))?;
+        answer
+            .recv()
+            .map_err(|_| StoreError::Db("the metadata committer dropped a job".into()))?
     }
 
     // ---- buckets ----
 
     pub fn create_bucket(&self, rec: &BucketRecord) -> Result<()> {
-        let tx = self.db.begin_write()?;
-        {
-            let mut t = tx.open_table(BUCKETS)?;
-            if let Some(existing) = t.get(rec.name.as_str())? {
-                let existing: BucketRecord = decode(existing.value())?;
-                return Err(if existing.owner == rec.owner {
-                    StoreError::BucketAlreadyOwnedByYou
-                } else {
-                    StoreError::BucketAlreadyExists
-                });
+        let rec = rec.clone();
+        self.write(move |tx| {
+            let rec = &rec;
+            {
+                let mut t = tx.open_table(BUCKETS)?;
+                if let Some(existing) = t.get(rec.name.as_str())? {
+                    let existing: BucketRecord = decode(existing.value())?;
+                    return Err(if existing.owner == rec.owner {
+                        StoreError::BucketAlreadyOwnedByYou
+                    } else {
+                        StoreError::BucketAlreadyExists
+                    });
+                }
+                t.insert(rec.name.as_str(), encode(rec)?.as_slice())?;
             }
-            t.insert(rec.name.as_str(), encode(rec)?.as_slice())?;
-        }
-        tx.commit()?;
-        Ok(())
+            Ok(())
+        })
     }
 
     /// Deletes an empty bucket; in-progress uploads in it are aborted.
     pub fn delete_bucket(&self, name: &str) -> Result<()> {
-        let tx = self.db.begin_write()?;
-        {
-            let mut buckets = tx.open_table(BUCKETS)?;
-            if buckets.get(name)?.is_none() {
-                return Err(StoreError::NoSuchBucket);
-            }
-            let objects = tx.open_table(OBJECTS)?;
-            let start = object_key(name, "");
-            if let Some(first) = objects.range(start.as_slice()..)?.next() {
-                let (k, _) = first?;
-                if k.value().starts_with(&start) {
-                    return Err(StoreError::BucketNotEmpty);
+        let name = name.to_owned();
+        self.write(move |tx| {
+            let name = name.as_str();
+            {
+                let mut buckets = tx.open_table(BUCKETS)?;
+                if buckets.get(name)?.is_none() {
+                    return Err(StoreError::NoSuchBucket);
                 }
-            }
-            let mut uploads = tx.open_table(UPLOADS)?;
-            let mut doomed = Vec::new();
-            for entry in uploads.iter()? {
-                let (k, v) = entry?;
-                let rec: UploadRecord = decode(v.value())?;
-                if rec.bucket == name {
-                    doomed.push(k.value().to_owned());
+                let objects = tx.open_table(OBJECTS)?;
+                let start = object_key(name, "");
+                if let Some(first) = objects.range(start.as_slice()..)?.next() {
+                    let (k, _) = first?;
+                    if k.value().starts_with(&start) {
+                        return Err(StoreError::BucketNotEmpty);
+                    }
                 }
+                let mut uploads = tx.open_table(UPLOADS)?;
+                let mut doomed = Vec::new();
+                for entry in uploads.iter()? {
+                    let (k, v) = entry?;
+                    let rec: UploadRecord = decode(v.value())?;
+                    if rec.bucket == name {
+                        doomed.push(k.value().to_owned());
+                    }
+                }
+                let mut parts = tx.open_table(PARTS)?;
+                let mut garbage = tx.open_table(GARBAGE)?;
+                for id in doomed {
+                    uploads.remove(id.as_str())?;
+                    let released = remove_parts(&mut parts, &id)?;
+                    release(&mut garbage, &released)?;
+                }
+                buckets.remove(name)?;
             }
-            let mut parts = tx.open_table(PARTS)?;
-            let mut garbage = tx.open_table(GARBAGE)?;
-            for id in doomed {
-                uploads.remove(id.as_str())?;
-                let released = remove_parts(&mut parts, &id)?;
-                release(&mut garbage, &released)?;
-            }
-            buckets.remove(name)?;
-        }
-        tx.commit()?;
-        Ok(())
+            Ok(())
+        })
     }
 
     pub fn bucket(&self, name: &str) -> Result<BucketRecord> {
@@ -214,54 +281,59 @@ impl Meta {
         rec: &ObjectRecord,
         cond: &WriteCondition,
     ) -> Result<()> {
-        let tx = self.db.begin_write()?;
-        {
-            if tx.open_table(BUCKETS)?.get(bucket)?.is_none() {
-                return Err(StoreError::NoSuchBucket);
+        let (bucket, key, rec, cond) =
+            (bucket.to_owned(), key.to_owned(), rec.clone(), cond.clone());
+        self.write(move |tx| {
+            let (bucket, key, rec, cond) = (bucket.as_str(), key.as_str(), &rec, &cond);
+            {
+                if tx.open_table(BUCKETS)?.get(bucket)?.is_none() {
+                    return Err(StoreError::NoSuchBucket);
+                }
+                let mut objects = tx.open_table(OBJECTS)?;
+                let k = object_key(bucket, key);
+                let previous: Option<ObjectRecord> = match objects.get(k.as_slice())? {
+                    Some(v) => Some(decode(v.value())?),
+                    None => None,
+                };
+                check_condition(previous.as_ref(), cond)?;
+                objects.insert(k.as_slice(), encode(rec)?.as_slice())?;
+                let mut refs = tx.open_table(BLOB_REFS)?;
+                for s in &rec.segments {
+                    refs.insert(s.blob.as_str(), ())?;
+                }
+                if let Some(prev) = previous {
+                    let released: Vec<String> = prev.segments.into_iter().map(|s| s.blob).collect();
+                    release(&mut tx.open_table(GARBAGE)?, &released)?;
+                }
             }
-            let mut objects = tx.open_table(OBJECTS)?;
-            let k = object_key(bucket, key);
-            let previous: Option<ObjectRecord> = match objects.get(k.as_slice())? {
-                Some(v) => Some(decode(v.value())?),
-                None => None,
-            };
-            check_condition(previous.as_ref(), cond)?;
-            objects.insert(k.as_slice(), encode(rec)?.as_slice())?;
-            let mut refs = tx.open_table(BLOB_REFS)?;
-            for s in &rec.segments {
-                refs.insert(s.blob.as_str(), ())?;
-            }
-            if let Some(prev) = previous {
-                let released: Vec<String> = prev.segments.into_iter().map(|s| s.blob).collect();
-                release(&mut tx.open_table(GARBAGE)?, &released)?;
-            }
-        }
-        tx.commit()?;
-        Ok(())
+            Ok(())
+        })
     }
 
     /// Removes the object; `Ok(false)` if there was none (S3 answers 204 either way).
     pub fn delete_object(&self, bucket: &str, key: &str) -> Result<bool> {
-        let tx = self.db.begin_write()?;
-        let existed;
-        {
-            if tx.open_table(BUCKETS)?.get(bucket)?.is_none() {
-                return Err(StoreError::NoSuchBucket);
+        let (bucket, key) = (bucket.to_owned(), key.to_owned());
+        self.write(move |tx| {
+            let (bucket, key) = (bucket.as_str(), key.as_str());
+            let existed;
+            {
+                if tx.open_table(BUCKETS)?.get(bucket)?.is_none() {
+                    return Err(StoreError::NoSuchBucket);
+                }
+                let mut objects = tx.open_table(OBJECTS)?;
+                let removed: Option<ObjectRecord> =
+                    match objects.remove(object_key(bucket, key).as_slice())? {
+                        Some(v) => Some(decode(v.value())?),
+                        None => None,
+                    };
+                existed = removed.is_some();
+                if let Some(prev) = removed {
+                    let released: Vec<String> = prev.segments.into_iter().map(|s| s.blob).collect();
+                    release(&mut tx.open_table(GARBAGE)?, &released)?;
+                }
             }
-            let mut objects = tx.open_table(OBJECTS)?;
-            let removed: Option<ObjectRecord> =
-                match objects.remove(object_key(bucket, key).as_slice())? {
-                    Some(v) => Some(decode(v.value())?),
-                    None => None,
-                };
-            existed = removed.is_some();
-            if let Some(prev) = removed {
-                let released: Vec<String> = prev.segments.into_iter().map(|s| s.blob).collect();
-                release(&mut tx.open_table(GARBAGE)?, &released)?;
-            }
-        }
-        tx.commit()?;
-        Ok(existed)
+            Ok(existed)
+        })
     }
 
     pub fn list_objects(&self, bucket: &str, q: &ListQuery) -> Result<ListPage> {
@@ -349,16 +421,18 @@ impl Meta {
     // ---- multipart ----
 
     pub fn create_upload(&self, rec: &UploadRecord) -> Result<()> {
-        let tx = self.db.begin_write()?;
-        {
-            if tx.open_table(BUCKETS)?.get(rec.bucket.as_str())?.is_none() {
-                return Err(StoreError::NoSuchBucket);
+        let rec = rec.clone();
+        self.write(move |tx| {
+            let rec = &rec;
+            {
+                if tx.open_table(BUCKETS)?.get(rec.bucket.as_str())?.is_none() {
+                    return Err(StoreError::NoSuchBucket);
+                }
+                tx.open_table(UPLOADS)?
+                    .insert(rec.upload_id.as_str(), encode(rec)?.as_slice())?;
             }
-            tx.open_table(UPLOADS)?
-                .insert(rec.upload_id.as_str(), encode(rec)?.as_slice())?;
-        }
-        tx.commit()?;
-        Ok(())
+            Ok(())
+        })
     }
 
     pub fn upload(&self, upload_id: &str) -> Result<UploadRecord> {
@@ -370,25 +444,27 @@ impl Meta {
 
     /// Records a part, replacing (and releasing) an earlier upload of the same number.
     pub fn put_part(&self, upload_id: &str, part: &PartRecord) -> Result<()> {
-        let tx = self.db.begin_write()?;
-        {
-            if tx.open_table(UPLOADS)?.get(upload_id)?.is_none() {
-                return Err(StoreError::NoSuchUpload);
+        let (upload_id, part) = (upload_id.to_owned(), part.clone());
+        self.write(move |tx| {
+            let (upload_id, part) = (upload_id.as_str(), &part);
+            {
+                if tx.open_table(UPLOADS)?.get(upload_id)?.is_none() {
+                    return Err(StoreError::NoSuchUpload);
+                }
+                let mut parts = tx.open_table(PARTS)?;
+                let k = part_key(upload_id, part.part_number);
+                let previous: Option<PartRecord> = match parts.get(k.as_str())? {
+                    Some(v) => Some(decode(v.value())?),
+                    None => None,
+                };
+                parts.insert(k.as_str(), encode(part)?.as_slice())?;
+                tx.open_table(BLOB_REFS)?.insert(part.blob.as_str(), ())?;
+                if let Some(prev) = previous {
+                    release(&mut tx.open_table(GARBAGE)?, &[prev.blob])?;
+                }
             }
-            let mut parts = tx.open_table(PARTS)?;
-            let k = part_key(upload_id, part.part_number);
-            let previous: Option<PartRecord> = match parts.get(k.as_str())? {
-                Some(v) => Some(decode(v.value())?),
-                None => None,
-            };
-            parts.insert(k.as_str(), encode(part)?.as_slice())?;
-            tx.open_table(BLOB_REFS)?.insert(part.blob.as_str(), ())?;
-            if let Some(prev) = previous {
-                release(&mut tx.open_table(GARBAGE)?, &[prev.blob])?;
-            }
-        }
-        tx.commit()?;
-        Ok(())
+            Ok(())
+        })
     }
 
     pub fn list_parts(&self, upload_id: &str) -> Result<Vec<PartRecord>> {
@@ -425,16 +501,18 @@ impl Meta {
     }
 
     pub fn abort_upload(&self, upload_id: &str) -> Result<()> {
-        let tx = self.db.begin_write()?;
-        {
-            if tx.open_table(UPLOADS)?.remove(upload_id)?.is_none() {
-                return Err(StoreError::NoSuchUpload);
+        let upload_id = upload_id.to_owned();
+        self.write(move |tx| {
+            let upload_id = upload_id.as_str();
+            {
+                if tx.open_table(UPLOADS)?.remove(upload_id)?.is_none() {
+                    return Err(StoreError::NoSuchUpload);
+                }
+                let released = remove_parts(&mut tx.open_table(PARTS)?, upload_id)?;
+                release(&mut tx.open_table(GARBAGE)?, &released)?;
             }
-            let released = remove_parts(&mut tx.open_table(PARTS)?, upload_id)?;
-            release(&mut tx.open_table(GARBAGE)?, &released)?;
-        }
-        tx.commit()?;
-        Ok(())
+            Ok(())
+        })
     }
 
     /// Completes an upload: `build` receives the upload and its stored parts and returns the
@@ -444,49 +522,51 @@ impl Meta {
         &self,
         upload_id: &str,
         cond: &WriteCondition,
-        build: impl FnOnce(&UploadRecord, &[PartRecord]) -> Result<ObjectRecord>,
+        build: impl FnOnce(&UploadRecord, &[PartRecord]) -> Result<ObjectRecord> + Send + 'static,
     ) -> Result<ObjectRecord> {
-        let tx = self.db.begin_write()?;
-        let rec;
-        {
-            let mut uploads = tx.open_table(UPLOADS)?;
-            let upload: UploadRecord = match uploads.get(upload_id)? {
-                Some(v) => decode(v.value())?,
-                None => return Err(StoreError::NoSuchUpload),
-            };
-            if tx
-                .open_table(BUCKETS)?
-                .get(upload.bucket.as_str())?
-                .is_none()
+        let (upload_id, cond) = (upload_id.to_owned(), cond.clone());
+        self.write(move |tx| {
+            let (upload_id, cond) = (upload_id.as_str(), &cond);
+            let rec;
             {
-                return Err(StoreError::NoSuchBucket);
+                let mut uploads = tx.open_table(UPLOADS)?;
+                let upload: UploadRecord = match uploads.get(upload_id)? {
+                    Some(v) => decode(v.value())?,
+                    None => return Err(StoreError::NoSuchUpload),
+                };
+                if tx
+                    .open_table(BUCKETS)?
+                    .get(upload.bucket.as_str())?
+                    .is_none()
+                {
+                    return Err(StoreError::NoSuchBucket);
+                }
+                let mut parts = tx.open_table(PARTS)?;
+                let stored = read_parts(&parts, upload_id)?;
+                rec = build(&upload, &stored)?;
+                let mut objects = tx.open_table(OBJECTS)?;
+                let k = object_key(&upload.bucket, &upload.key);
+                let previous: Option<ObjectRecord> = match objects.get(k.as_slice())? {
+                    Some(v) => Some(decode(v.value())?),
+                    None => None,
+                };
+                check_condition(previous.as_ref(), cond)?;
+                objects.insert(k.as_slice(), encode(&rec)?.as_slice())?;
+                uploads.remove(upload_id)?;
+                let all_parts = remove_parts(&mut parts, upload_id)?;
+                let used: std::collections::HashSet<&str> =
+                    rec.segments.iter().map(|s| s.blob.as_str()).collect();
+                let mut released: Vec<String> = all_parts
+                    .into_iter()
+                    .filter(|b| !used.contains(b.as_str()))
+                    .collect();
+                if let Some(prev) = previous {
+                    released.extend(prev.segments.into_iter().map(|s| s.blob));
+                }
+                release(&mut tx.open_table(GARBAGE)?, &released)?;
             }
-            let mut parts = tx.open_table(PARTS)?;
-            let stored = read_parts(&parts, upload_id)?;
-            rec = build(&upload, &stored)?;
-            let mut objects = tx.open_table(OBJECTS)?;
-            let k = object_key(&upload.bucket, &upload.key);
-            let previous: Option<ObjectRecord> = match objects.get(k.as_slice())? {
-                Some(v) => Some(decode(v.value())?),
-                None => None,
-            };
-            check_condition(previous.as_ref(), cond)?;
-            objects.insert(k.as_slice(), encode(&rec)?.as_slice())?;
-            uploads.remove(upload_id)?;
-            let all_parts = remove_parts(&mut parts, upload_id)?;
-            let used: std::collections::HashSet<&str> =
-                rec.segments.iter().map(|s| s.blob.as_str()).collect();
-            let mut released: Vec<String> = all_parts
-                .into_iter()
-                .filter(|b| !used.contains(b.as_str()))
-                .collect();
-            if let Some(prev) = previous {
-                released.extend(prev.segments.into_iter().map(|s| s.blob));
-            }
-            release(&mut tx.open_table(GARBAGE)?, &released)?;
-        }
-        tx.commit()?;
-        Ok(rec)
+            Ok(rec)
+        })
     }
 
     // ---- blob bookkeeping ----
@@ -506,17 +586,18 @@ impl Meta {
         if ids.is_empty() {
             return Ok(());
         }
-        let tx = self.db.begin_write()?;
-        {
-            let mut garbage = tx.open_table(GARBAGE)?;
-            let mut refs = tx.open_table(BLOB_REFS)?;
-            for id in ids {
-                garbage.remove(id.as_str())?;
-                refs.remove(id.as_str())?;
+        let ids = ids.to_vec();
+        self.write(move |tx| {
+            {
+                let mut garbage = tx.open_table(GARBAGE)?;
+                let mut refs = tx.open_table(BLOB_REFS)?;
+                for id in ids {
+                    garbage.remove(id.as_str())?;
+                    refs.remove(id.as_str())?;
+                }
             }
-        }
-        tx.commit()?;
-        Ok(())
+            Ok(())
+        })
     }
 
     /// Of `ids`, those that no record has ever named (or that were forgotten): orphans.
@@ -530,6 +611,47 @@ impl Meta {
             }
         }
         Ok(out)
+    }
+}
+
+fn run_committer(db: &Database, jobs: &mpsc::Receiver<Job>) {
+    while let Ok(first) = jobs.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match jobs.try_recv() {
+                Ok(j) => batch.push(j),
+                Err(_) => break,
+            }
+        }
+        let tx = match db.begin_write() {
+            Ok(tx) => tx,
+            Err(e) => {
+                let msg = e.to_string();
+                tracing::error!(error = %msg, "cannot begin a metadata transaction");
+                // Each job reports the failure without running.
+                drop(batch);
+                continue;
+            }
+        };
+        let mut finishers = Vec::with_capacity(batch.len());
+        let mut poisoned = false;
+        for job in batch {
+            let (poisons, finish) = job(&tx);
+            poisoned |= poisons;
+            finishers.push(finish);
+        }
+        let outcome = if poisoned {
+            let _ = tx.abort();
+            Some("a storage error aborted the metadata transaction".to_owned())
+        } else {
+            tx.commit().err().map(|e| e.to_string())
+        };
+        if let Some(msg) = &outcome {
+            tracing::error!(error = %msg, "metadata transaction failed");
+        }
+        for finish in finishers {
+            finish(outcome.as_deref());
+        }
     }
 }
 
