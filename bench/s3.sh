@@ -22,7 +22,7 @@ BENCH=$ROOT/target/release/s3bench
 S3SFS=$ROOT/bench/.tools/bin/s3s-fs
 if [ ! -x "$S3SFS" ]; then
   echo "== installing s3s-fs 0.14.1 (the newest that builds on Rust 1.95)"
-  cargo install -q s3s-fs --version 0.14.1 --root "$ROOT/bench/.tools"
+  cargo install -q s3s-fs --version 0.14.1 --features binary --root "$ROOT/bench/.tools"
 fi
 if ! command -v nginx >/dev/null; then
   if [ "$(id -u)" = 0 ]; then apt-get install -y -qq nginx-light >/dev/null || apt-get install -y -qq nginx >/dev/null; fi

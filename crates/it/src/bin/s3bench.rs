@@ -97,11 +97,23 @@ fn presign_cfg() -> anyhow::Result<PresigningConfig> {
 }
 
 async fn presign_put(c: &Client, b: &str, k: &str) -> anyhow::Result<String> {
-    Ok(c.put_object().bucket(b).key(k).presigned(presign_cfg()?).await?.uri().to_owned())
+    Ok(c.put_object()
+        .bucket(b)
+        .key(k)
+        .presigned(presign_cfg()?)
+        .await?
+        .uri()
+        .to_owned())
 }
 
 async fn presign_get(c: &Client, b: &str, k: &str) -> anyhow::Result<String> {
-    Ok(c.get_object().bucket(b).key(k).presigned(presign_cfg()?).await?.uri().to_owned())
+    Ok(c.get_object()
+        .bucket(b)
+        .key(k)
+        .presigned(presign_cfg()?)
+        .await?
+        .uri()
+        .to_owned())
 }
 
 fn mbps(bytes: u64, d: Duration) -> f64 {
@@ -111,12 +123,18 @@ fn mbps(bytes: u64, d: Duration) -> f64 {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let http = reqwest::Client::builder().pool_max_idle_per_host(256).build()?;
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(256)
+        .build()?;
     match cli.cmd {
         Cmd::Setup { t } => {
             let c = client(&t)?;
             let _ = c.create_bucket().bucket(&t.bucket).send().await;
-            c.head_bucket().bucket(&t.bucket).send().await.context("bucket is not usable")?;
+            c.head_bucket()
+                .bucket(&t.bucket)
+                .send()
+                .await
+                .context("bucket is not usable")?;
             println!("setup=ok");
         }
         Cmd::LargePut { t, key, size } => {
@@ -125,7 +143,11 @@ async fn main() -> anyhow::Result<()> {
             let block = Bytes::from(vec![0x5au8; 1 << 20]);
             let chunks = size.div_ceil(1 << 20);
             let body = futures::stream::iter((0..chunks).map(move |i| {
-                let n = if i + 1 == chunks && size % (1 << 20) != 0 { (size % (1 << 20)) as usize } else { 1 << 20 };
+                let n = if i + 1 == chunks && size % (1 << 20) != 0 {
+                    (size % (1 << 20)) as usize
+                } else {
+                    1 << 20
+                };
                 Ok::<_, std::io::Error>(block.slice(..n))
             }));
             let start = Instant::now();
@@ -139,7 +161,11 @@ async fn main() -> anyhow::Result<()> {
             let _ = resp.bytes().await;
             let d = start.elapsed();
             anyhow::ensure!(status.is_success(), "PUT answered {status}");
-            println!("op=large_put bytes={size} seconds={:.3} mb_per_s={:.1}", d.as_secs_f64(), mbps(size, d));
+            println!(
+                "op=large_put bytes={size} seconds={:.3} mb_per_s={:.1}",
+                d.as_secs_f64(),
+                mbps(size, d)
+            );
         }
         Cmd::LargeGet { t, key, url } => {
             let url = match url {
@@ -155,9 +181,18 @@ async fn main() -> anyhow::Result<()> {
                 total += chunk?.len() as u64;
             }
             let d = start.elapsed();
-            println!("op=large_get bytes={total} seconds={:.3} mb_per_s={:.1}", d.as_secs_f64(), mbps(total, d));
+            println!(
+                "op=large_get bytes={total} seconds={:.3} mb_per_s={:.1}",
+                d.as_secs_f64(),
+                mbps(total, d)
+            );
         }
-        Cmd::Small { t, size, concurrency, seconds } => {
+        Cmd::Small {
+            t,
+            size,
+            concurrency,
+            seconds,
+        } => {
             let c = client(&t)?;
             let body = Bytes::from(vec![0x42u8; size]);
             let done = Arc::new(AtomicU64::new(0));
@@ -169,15 +204,24 @@ async fn main() -> anyhow::Result<()> {
             let start = Instant::now();
             let deadline = start + Duration::from_secs(seconds);
             for w in 0..concurrency {
-                let (c, http, body, done, errors, written, bucket) =
-                    (c.clone(), http.clone(), body.clone(), done.clone(), errors.clone(), written.clone(), t.bucket.clone());
+                let (c, http, body, done, errors, written, bucket) = (
+                    c.clone(),
+                    http.clone(),
+                    body.clone(),
+                    done.clone(),
+                    errors.clone(),
+                    written.clone(),
+                    t.bucket.clone(),
+                );
                 workers.push(tokio::spawn(async move {
                     for i in 0..per_worker {
                         if Instant::now() >= deadline {
                             break;
                         }
                         let key = format!("small/{w}/{i}");
-                        let Ok(url) = presign_put(&c, &bucket, &key).await else { break };
+                        let Ok(url) = presign_put(&c, &bucket, &key).await else {
+                            break;
+                        };
                         match http.put(&url).body(body.clone()).send().await {
                             Ok(r) if r.status().is_success() => {
                                 done.fetch_add(1, Ordering::Relaxed);
@@ -206,13 +250,21 @@ async fn main() -> anyhow::Result<()> {
             let mut workers = Vec::new();
             let max_i = puts / concurrency as u64;
             for w in 0..concurrency {
-                let (c, http, got, get_errors, bucket) = (c.clone(), http.clone(), got.clone(), get_errors.clone(), t.bucket.clone());
+                let (c, http, got, get_errors, bucket) = (
+                    c.clone(),
+                    http.clone(),
+                    got.clone(),
+                    get_errors.clone(),
+                    t.bucket.clone(),
+                );
                 workers.push(tokio::spawn(async move {
                     let mut i = 0u64;
                     while Instant::now() < deadline && max_i > 0 {
                         let key = format!("small/{w}/{}", i % max_i);
                         i += 1;
-                        let Ok(url) = presign_get(&c, &bucket, &key).await else { break };
+                        let Ok(url) = presign_get(&c, &bucket, &key).await else {
+                            break;
+                        };
                         let ok = match http.get(&url).send().await {
                             Ok(r) if r.status().is_success() => r.bytes().await.is_ok(),
                             _ => false,
