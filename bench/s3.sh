@@ -10,7 +10,7 @@ HUGE_MB=${HUGE_MB:-5120}
 SMALL_SECONDS=${SMALL_SECONDS:-10}
 CONCURRENCY=${CONCURRENCY:-32}
 OUT=$ROOT/bench/out; mkdir -p "$OUT"
-WORK=$(mktemp -d /tmp/seedbucket-bench.XXXXXX)
+WORK=$(mktemp -d /tmp/seedbucket-bench.XXXXXX); chmod 755 "$WORK"   # nginx workers read www/
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
 trap cleanup EXIT
@@ -54,6 +54,7 @@ run_s3() { # name port
   "$BENCH" setup --endpoint "$ep" >/dev/null
   line=$("$BENCH" large-put --endpoint "$ep" --key large --size $((LARGE_MB << 20))); echo "$name $line"
   R[$name.put]=$(echo "$line" | field mb_per_s)
+  "$BENCH" large-get --endpoint "$ep" --key large >/dev/null   # warm-up: every server reads from page cache
   line=$("$BENCH" large-get --endpoint "$ep" --key large); echo "$name $line"
   R[$name.get]=$(echo "$line" | field mb_per_s)
   line=$("$BENCH" small --endpoint "$ep" --size 4096 --concurrency "$CONCURRENCY" --seconds "$SMALL_SECONDS"); echo "$name $line"
@@ -63,6 +64,7 @@ echo "== seedbucket"; run_s3 seedbucket $SB_PORT
 echo "== s3s-fs";    run_s3 s3sfs $FS_PORT
 echo "== nginx (GET of the same ${LARGE_MB} MiB)"
 head -c $((LARGE_MB << 20)) /dev/zero | tr '\0' 'Z' > "$WORK/www/large"
+"$BENCH" large-get --url "http://127.0.0.1:$NG_PORT/large" >/dev/null
 line=$("$BENCH" large-get --url "http://127.0.0.1:$NG_PORT/large"); echo "nginx $line"
 R[nginx.get]=$(echo "$line" | field mb_per_s)
 

@@ -19,6 +19,8 @@ use crate::error::{Result, StoreError};
 
 const CHUNK: usize = 1024 * 1024;
 const DEPTH: usize = 8;
+/// Bytes written between intermediate `fdatasync` calls of a large body.
+const SYNC_EVERY: usize = 32 * 1024 * 1024;
 
 /// A completely received, fsynced body that no metadata names yet. Dropping it removes the file.
 #[derive(Debug)]
@@ -83,8 +85,15 @@ where
     let (hash_tx, mut hash_rx) = mpsc::channel::<Bytes>(DEPTH);
     let writer = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
         let mut file = file;
+        let mut unsynced = 0usize;
         while let Some(buf) = write_rx.blocking_recv() {
             file.write_all(&buf)?;
+            unsynced += buf.len();
+            // Write back as we go, so the final fsync has little left to wait for.
+            if unsynced >= SYNC_EVERY {
+                file.sync_data()?;
+                unsynced = 0;
+            }
         }
         file.sync_all()
     });

@@ -197,23 +197,23 @@ async fn main() -> anyhow::Result<()> {
             let body = Bytes::from(vec![0x42u8; size]);
             let done = Arc::new(AtomicU64::new(0));
             let errors = Arc::new(AtomicU64::new(0));
-            let written = Arc::new(AtomicU64::new(0));
             // Presign up front: enough URLs for a generous rate, per worker.
             let per_worker = 20_000usize;
             let mut workers = Vec::new();
             let start = Instant::now();
             let deadline = start + Duration::from_secs(seconds);
             for w in 0..concurrency {
-                let (c, http, body, done, errors, written, bucket) = (
+                let (c, http, body, done, errors, bucket) = (
                     c.clone(),
                     http.clone(),
                     body.clone(),
                     done.clone(),
                     errors.clone(),
-                    written.clone(),
                     t.bucket.clone(),
                 );
                 workers.push(tokio::spawn(async move {
+                    // Keys 0..written of this worker exist afterwards.
+                    let mut written = 0u64;
                     for i in 0..per_worker {
                         if Instant::now() >= deadline {
                             break;
@@ -225,14 +225,15 @@ async fn main() -> anyhow::Result<()> {
                         match http.put(&url).body(body.clone()).send().await {
                             Ok(r) if r.status().is_success() => {
                                 done.fetch_add(1, Ordering::Relaxed);
-                                written.fetch_max(i as u64 + 1, Ordering::Relaxed);
+                                written = i as u64 + 1;
                             }
                             _ => {
                                 errors.fetch_add(1, Ordering::Relaxed);
+                                break;
                             }
                         }
                     }
-                    (w, written.load(Ordering::Relaxed))
+                    written
                 }));
             }
             let mut counts = Vec::new();
@@ -248,8 +249,7 @@ async fn main() -> anyhow::Result<()> {
             let start = Instant::now();
             let deadline = start + Duration::from_secs(seconds);
             let mut workers = Vec::new();
-            let max_i = puts / concurrency as u64;
-            for w in 0..concurrency {
+            for (w, max_i) in counts.into_iter().enumerate() {
                 let (c, http, got, get_errors, bucket) = (
                     c.clone(),
                     http.clone(),
