@@ -22,28 +22,44 @@ const DEPTH: usize = 8;
 /// Bytes written between intermediate `fdatasync` calls of a large body.
 const SYNC_EVERY: usize = 32 * 1024 * 1024;
 
-/// A completely received, fsynced body that no metadata names yet. Dropping it removes the file.
+/// Where a staged body is: small bodies stay in memory and are committed inside the metadata
+/// transaction; larger ones are a fsynced temporary file.
+#[derive(Debug)]
+pub(crate) enum StagedBody {
+    Inline(Bytes),
+    File { path: PathBuf, armed: bool },
+}
+
+/// A completely received body that no metadata names yet. Dropping it removes its file.
 #[derive(Debug)]
 pub struct Staged {
     pub(crate) id: String,
-    path: PathBuf,
+    pub(crate) body: StagedBody,
     pub size: u64,
     pub digests: Digests,
-    armed: bool,
 }
 
 impl Staged {
     /// Called once the file has been moved into the blob tree.
-    pub(crate) fn disarm(mut self) -> String {
-        self.armed = false;
-        std::mem::take(&mut self.id)
+    pub(crate) fn disarm(&mut self) {
+        if let StagedBody::File { armed, .. } = &mut self.body {
+            *armed = false;
+        }
+    }
+
+    /// The bytes of an inline body.
+    pub(crate) fn inline(&self) -> Option<&Bytes> {
+        match &self.body {
+            StagedBody::Inline(b) => Some(b),
+            StagedBody::File { .. } => None,
+        }
     }
 }
 
 impl Drop for Staged {
     fn drop(&mut self) {
-        if self.armed {
-            let _ = std::fs::remove_file(&self.path);
+        if let StagedBody::File { path, armed: true } = &self.body {
+            let _ = std::fs::remove_file(path);
         }
     }
 }
@@ -59,14 +75,77 @@ impl Drop for TmpGuard {
     }
 }
 
-/// Receives `body` into a new temporary file, hashing as it goes.
-/// Fails with `EntityTooLarge` past `max_size` bytes and `IncompleteBody` if `expected_size`
-/// is given and not met exactly.
+/// The two blocking workers of a body that goes to a file.
+struct FileSink {
+    write_tx: mpsc::Sender<Bytes>,
+    hash_tx: mpsc::Sender<Bytes>,
+    writer: tokio::task::JoinHandle<std::io::Result<()>>,
+    hasher: tokio::task::JoinHandle<Digests>,
+    path: PathBuf,
+    guard: TmpGuard,
+}
+
+impl FileSink {
+    fn start(path: PathBuf, checksums: ChecksumSelection) -> Result<Self> {
+        let file = File::create_new(&path)?;
+        let guard = TmpGuard(Some(path.clone()));
+        let (write_tx, mut write_rx) = mpsc::channel::<Bytes>(DEPTH);
+        let (hash_tx, mut hash_rx) = mpsc::channel::<Bytes>(DEPTH);
+        let writer = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            let mut file = file;
+            let mut unsynced = 0usize;
+            while let Some(buf) = write_rx.blocking_recv() {
+                file.write_all(&buf)?;
+                unsynced += buf.len();
+                // Write back as we go, so the final fsync has little left to wait for.
+                if unsynced >= SYNC_EVERY {
+                    file.sync_data()?;
+                    unsynced = 0;
+                }
+            }
+            file.sync_all()
+        });
+        let hasher = tokio::task::spawn_blocking(move || {
+            let mut hasher = BodyHasher::new(checksums);
+            while let Some(buf) = hash_rx.blocking_recv() {
+                hasher.update(&buf);
+            }
+            hasher.finish()
+        });
+        Ok(Self {
+            write_tx,
+            hash_tx,
+            writer,
+            hasher,
+            path,
+            guard,
+        })
+    }
+
+    /// False if a worker died (its error is reported by `finish`).
+    async fn send(&self, buf: Bytes) -> bool {
+        self.write_tx.send(buf.clone()).await.is_ok() && self.hash_tx.send(buf).await.is_ok()
+    }
+
+    async fn finish(self) -> Result<(PathBuf, Digests, TmpGuard)> {
+        drop(self.write_tx);
+        drop(self.hash_tx);
+        let written = self.writer.await?;
+        let digests = self.hasher.await?;
+        written?;
+        Ok((self.path, digests, self.guard))
+    }
+}
+
+/// Receives `body`, hashing as it goes. A body of at most `inline_max` bytes is kept in memory;
+/// a larger one goes to a new temporary file. Fails with `EntityTooLarge` past `max_size` bytes
+/// and `IncompleteBody` if `expected_size` is given and not met exactly.
 pub async fn stage<S, E>(
     blobs: &BlobDir,
     mut body: S,
     expected_size: Option<u64>,
     max_size: u64,
+    inline_max: usize,
     checksums: ChecksumSelection,
 ) -> Result<Staged>
 where
@@ -77,40 +156,13 @@ where
         return Err(StoreError::EntityTooLarge);
     }
     let id = BlobDir::new_id();
-    let path = blobs.tmp_path(&id);
-    let file = File::create_new(&path)?;
-    let mut guard = TmpGuard(Some(path.clone()));
-
-    let (write_tx, mut write_rx) = mpsc::channel::<Bytes>(DEPTH);
-    let (hash_tx, mut hash_rx) = mpsc::channel::<Bytes>(DEPTH);
-    let writer = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-        let mut file = file;
-        let mut unsynced = 0usize;
-        while let Some(buf) = write_rx.blocking_recv() {
-            file.write_all(&buf)?;
-            unsynced += buf.len();
-            // Write back as we go, so the final fsync has little left to wait for.
-            if unsynced >= SYNC_EVERY {
-                file.sync_data()?;
-                unsynced = 0;
-            }
-        }
-        file.sync_all()
-    });
-    let hasher = tokio::task::spawn_blocking(move || {
-        let mut hasher = BodyHasher::new(checksums);
-        while let Some(buf) = hash_rx.blocking_recv() {
-            hasher.update(&buf);
-        }
-        hasher.finish()
-    });
-
+    let mut sink: Option<FileSink> = None;
     let mut size: u64 = 0;
-    let mut pending = BytesMut::with_capacity(CHUNK);
+    let mut pending = BytesMut::new();
     let mut failure: Option<StoreError> = None;
     loop {
         let next = body.next().await;
-        let flush = match &next {
+        match &next {
             Some(Ok(chunk)) => {
                 size += chunk.len() as u64;
                 if size > max_size || expected_size.is_some_and(|n| size > n) {
@@ -122,19 +174,22 @@ where
                     break;
                 }
                 pending.extend_from_slice(chunk);
-                pending.len() >= CHUNK
             }
             Some(Err(e)) => {
                 failure = Some(StoreError::Body(e.to_string()));
                 break;
             }
-            None => true,
-        };
-        if flush && !pending.is_empty() {
+            None => {}
+        }
+        if sink.is_none() && pending.len() > inline_max {
+            sink = Some(FileSink::start(blobs.tmp_path(&id), checksums)?);
+        }
+        if let Some(s) = &sink
+            && (pending.len() >= CHUNK || (next.is_none() && !pending.is_empty()))
+        {
             let buf = pending.split().freeze();
             pending.reserve(CHUNK);
-            // A send fails only if a worker died; its own error is reported below.
-            if write_tx.send(buf.clone()).await.is_err() || hash_tx.send(buf).await.is_err() {
+            if !s.send(buf).await {
                 break;
             }
         }
@@ -142,23 +197,37 @@ where
             break;
         }
     }
-    drop(write_tx);
-    drop(hash_tx);
-    let written = writer.await?;
-    let digests = hasher.await?;
+    let finished = match sink {
+        Some(s) => Some(s.finish().await),
+        None => None,
+    };
     if let Some(e) = failure {
         return Err(e);
     }
-    written?;
     if expected_size.is_some_and(|n| n != size) {
         return Err(StoreError::IncompleteBody);
     }
-    guard.0 = None;
-    Ok(Staged {
-        id,
-        path,
-        size,
-        digests,
-        armed: true,
-    })
+    match finished {
+        Some(result) => {
+            let (path, digests, mut guard) = result?;
+            guard.0 = None;
+            Ok(Staged {
+                id,
+                body: StagedBody::File { path, armed: true },
+                size,
+                digests,
+            })
+        }
+        None => {
+            let data = pending.freeze();
+            let mut hasher = BodyHasher::new(checksums);
+            hasher.update(&data);
+            Ok(Staged {
+                id,
+                body: StagedBody::Inline(data),
+                size,
+                digests: hasher.finish(),
+            })
+        }
+    }
 }

@@ -42,6 +42,9 @@ pub const MAX_PUT_SIZE: u64 = 5 * 1024 * 1024 * 1024;
 pub const MIN_PART_SIZE: u64 = 5 * 1024 * 1024;
 /// Highest part number.
 pub const MAX_PART_NUMBER: u32 = 10_000;
+/// Objects up to this size are kept inside the metadata database: one group-committed
+/// transaction makes them durable, with no file to create and fsync.
+pub const INLINE_MAX: usize = 64 * 1024;
 
 /// Options for [`Store::open`].
 #[derive(Debug, Clone)]
@@ -156,8 +159,33 @@ impl Store {
 
     // ---- objects ----
 
-    /// Receives a body into a temporary file, computing MD5 and the selected checksums.
+    /// Receives an object body, computing MD5 and the selected checksums. Bodies up to
+    /// [`INLINE_MAX`] bytes are kept for the metadata database; larger ones go to a file.
     pub async fn stage<S, E>(
+        &self,
+        body: S,
+        expected_size: Option<u64>,
+        checksums: ChecksumSelection,
+    ) -> Result<Staged>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        let blobs = &self.inner.blobs;
+        ingest::stage(
+            blobs,
+            body,
+            expected_size,
+            MAX_PUT_SIZE,
+            INLINE_MAX,
+            checksums,
+        )
+        .await
+    }
+
+    /// Receives a multipart part: like [`Store::stage`], always into a file (completion
+    /// references part files).
+    pub async fn stage_part<S, E>(
         &self,
         body: S,
         expected_size: Option<u64>,
@@ -172,6 +200,7 @@ impl Store {
             body,
             expected_size,
             MAX_PUT_SIZE,
+            0,
             checksums,
         )
         .await
@@ -197,18 +226,27 @@ impl Store {
             segments: vec![Segment {
                 blob: staged.id.clone(),
                 len: staged.size,
+                inline: staged.inline().is_some(),
             }],
             parts_count: None,
         };
         let (bucket, key) = (bucket.to_owned(), key.to_owned());
         let out = self
             .blocking(move |i| {
+                let mut staged = staged;
+                if let Some(data) = staged.inline() {
+                    let data = data.clone();
+                    return i
+                        .meta
+                        .put_object(&bucket, &key, &rec, &cond, Some(data))
+                        .map(|()| rec);
+                }
                 i.blobs.publish(&staged.id)?;
-                let blob = staged.disarm();
-                match i.meta.put_object(&bucket, &key, &rec, &cond) {
+                staged.disarm();
+                match i.meta.put_object(&bucket, &key, &rec, &cond, None) {
                     Ok(()) => Ok(rec),
                     Err(e) => {
-                        let _ = i.blobs.remove(&blob);
+                        let _ = i.blobs.remove(&staged.id);
                         Err(e)
                     }
                 }
@@ -226,7 +264,22 @@ impl Store {
     /// Looks up the object and pins its blobs so they outlive a concurrent overwrite.
     pub async fn open_object(&self, bucket: &str, key: &str) -> Result<ObjectReader> {
         loop {
-            let rec = self.head_object(bucket, key).await?;
+            let (b, k) = (bucket.to_owned(), key.to_owned());
+            let (rec, inline) = self
+                .blocking(move |i| i.meta.object_with_inline(&b, &k))
+                .await?;
+            if let Some(data) = inline {
+                // Inline bytes are already in hand: nothing to pin.
+                return Ok(ObjectReader {
+                    record: rec,
+                    blobs: self.inner.blobs.clone(),
+                    inline: Some(data),
+                    _pins: self
+                        .inner
+                        .pins
+                        .pin(Vec::new(), self.inner.clone_notify_target()),
+                });
+            }
             let guard = self.inner.pins.pin(
                 rec.segments.iter().map(|s| s.blob.clone()).collect(),
                 self.inner.clone_notify_target(),
@@ -238,6 +291,7 @@ impl Store {
                 return Ok(ObjectReader {
                     record: rec,
                     blobs: self.inner.blobs.clone(),
+                    inline: None,
                     _pins: guard,
                 });
             }
@@ -302,15 +356,21 @@ impl Store {
             last_modified_ns: now_ns(),
             checksums,
         };
+        if staged.inline().is_some() {
+            return Err(StoreError::Corrupt(
+                "a part must be staged to a file".into(),
+            ));
+        }
         let id = upload_id.to_owned();
         let out = self
             .blocking(move |i| {
+                let mut staged = staged;
                 i.blobs.publish(&staged.id)?;
-                let blob = staged.disarm();
+                staged.disarm();
                 match i.meta.put_part(&id, &part) {
                     Ok(()) => Ok(part),
                     Err(e) => {
-                        let _ = i.blobs.remove(&blob);
+                        let _ = i.blobs.remove(&staged.id);
                         Err(e)
                     }
                 }
@@ -477,6 +537,7 @@ fn assemble(
             .map(|p| Segment {
                 blob: p.blob.clone(),
                 len: p.size,
+                inline: false,
             })
             .collect(),
         parts_count: u32::try_from(chosen.len()).ok(),
@@ -487,6 +548,7 @@ fn assemble(
 pub struct ObjectReader {
     pub record: ObjectRecord,
     blobs: BlobDir,
+    inline: Option<Bytes>,
     _pins: PinGuard,
 }
 
@@ -494,6 +556,18 @@ impl ObjectReader {
     /// Streams bytes `[start, end)` of the object. The caller validates the range.
     /// The pins travel with the stream: the blobs stay until the last byte is read.
     pub fn stream(self, start: u64, end: u64) -> mpsc::Receiver<std::io::Result<Bytes>> {
+        if let Some(data) = &self.inline {
+            let (tx, rx) = mpsc::channel(1);
+            let lo = usize::try_from(start).unwrap_or(usize::MAX).min(data.len());
+            let hi = usize::try_from(end)
+                .unwrap_or(usize::MAX)
+                .min(data.len())
+                .max(lo);
+            if hi > lo {
+                let _ = tx.try_send(Ok(data.slice(lo..hi)));
+            }
+            return rx;
+        }
         let mut spans = Vec::new();
         let mut seg_start = 0u64;
         for seg in &self.record.segments {

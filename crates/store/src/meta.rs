@@ -25,6 +25,7 @@ const UPLOADS: TableDefinition<&str, &[u8]> = TableDefinition::new("uploads");
 const PARTS: TableDefinition<&str, &[u8]> = TableDefinition::new("parts");
 const BLOB_REFS: TableDefinition<&str, ()> = TableDefinition::new("blob_refs");
 const GARBAGE: TableDefinition<&str, ()> = TableDefinition::new("garbage");
+const INLINE: TableDefinition<&str, &[u8]> = TableDefinition::new("inline");
 
 /// Conditions a write must meet, checked inside the transaction (`If-Match`, `If-None-Match`).
 #[derive(Debug, Clone, Default)]
@@ -100,6 +101,9 @@ fn release<'t>(garbage: &mut Table<'t, &'static str, ()>, blobs: &[String]) -> R
 type Job =
     Box<dyn FnOnce(&WriteTransaction) -> (bool, Box<dyn FnOnce(Option<&str>) + Send>) + Send>;
 
+/// redb page cache size.
+const CACHE_BYTES: usize = 64 * 1024 * 1024;
+
 /// Most jobs one transaction carries.
 const MAX_BATCH: usize = 256;
 
@@ -116,7 +120,8 @@ pub struct Meta {
 
 impl Meta {
     pub fn open(path: &Path) -> Result<Self> {
-        let db = Database::create(path)?;
+        // A bounded page cache: memory stays flat however much is written.
+        let db = Database::builder().set_cache_size(CACHE_BYTES).create(path)?;
         let tx = db.begin_write()?;
         {
             tx.open_table(BUCKETS)?;
@@ -125,6 +130,7 @@ impl Meta {
             tx.open_table(PARTS)?;
             tx.open_table(BLOB_REFS)?;
             tx.open_table(GARBAGE)?;
+            tx.open_table(INLINE)?;
         }
         tx.commit()?;
         let db = Arc::new(db);
@@ -272,6 +278,34 @@ impl Meta {
         decode(v.value())
     }
 
+    /// The object record and, for an inline object, its bytes, read in one transaction.
+    pub fn object_with_inline(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> Result<(ObjectRecord, Option<bytes::Bytes>)> {
+        let tx = self.db.begin_read()?;
+        if tx.open_table(BUCKETS)?.get(bucket)?.is_none() {
+            return Err(StoreError::NoSuchBucket);
+        }
+        let t = tx.open_table(OBJECTS)?;
+        let v = t
+            .get(object_key(bucket, key).as_slice())?
+            .ok_or(StoreError::NoSuchKey)?;
+        let rec: ObjectRecord = decode(v.value())?;
+        let inline = match rec.segments.first() {
+            Some(seg) if seg.inline => {
+                let table = tx.open_table(INLINE)?;
+                let data = table.get(seg.blob.as_str())?.ok_or_else(|| {
+                    StoreError::Corrupt(format!("inline blob {} is missing", seg.blob))
+                })?;
+                Some(bytes::Bytes::copy_from_slice(data.value()))
+            }
+            _ => None,
+        };
+        Ok((rec, inline))
+    }
+
     /// Makes `rec` the current object under `bucket/key`. The previous version's blobs become
     /// garbage in the same transaction.
     pub fn put_object(
@@ -280,6 +314,7 @@ impl Meta {
         key: &str,
         rec: &ObjectRecord,
         cond: &WriteCondition,
+        inline: Option<bytes::Bytes>,
     ) -> Result<()> {
         let (bucket, key, rec, cond) =
             (bucket.to_owned(), key.to_owned(), rec.clone(), cond.clone());
@@ -300,6 +335,10 @@ impl Meta {
                 let mut refs = tx.open_table(BLOB_REFS)?;
                 for s in &rec.segments {
                     refs.insert(s.blob.as_str(), ())?;
+                }
+                if let (Some(data), Some(seg)) = (&inline, rec.segments.first()) {
+                    tx.open_table(INLINE)?
+                        .insert(seg.blob.as_str(), data.as_ref())?;
                 }
                 if let Some(prev) = previous {
                     let released: Vec<String> = prev.segments.into_iter().map(|s| s.blob).collect();

@@ -66,6 +66,9 @@ impl Checksums {
 pub struct Segment {
     pub blob: String,
     pub len: u64,
+    /// The bytes live in the metadata database's `inline` table, not in a file.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub inline: bool,
 }
 
 /// What the caller supplies for a new object (PUT or multipart completion).

@@ -126,7 +126,7 @@ impl Seedbucket {
         let expected = input.content_length.and_then(|n| u64::try_from(n).ok());
         let staged = self
             .store
-            .stage(body, expected, selection)
+            .stage_part(body, expected, selection)
             .await
             .map_err(to_s3)?;
         verify_content_md5(input.content_md5.as_deref(), &staged.digests.md5)?;
