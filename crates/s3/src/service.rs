@@ -7,7 +7,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use futures::future::BoxFuture;
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
-use s3s::host::MultiDomain;
+use s3s::S3Result;
+use s3s::host::{S3Host, VirtualHost};
 use s3s::service::{S3Service, S3ServiceBuilder};
 use s3s::{Body, HttpError};
 use seedbucket_store::credentials::KeyRing;
@@ -27,9 +28,65 @@ pub fn s3_service(
     let mut b = S3ServiceBuilder::new(s3);
     b.set_auth(KeyRingAuth(keys));
     if !domains.is_empty() {
-        b.set_host(MultiDomain::new(domains).map_err(|e| format!("invalid --domain: {e}"))?);
+        b.set_host(DomainHost::new(domains)?);
     }
     Ok(b.build())
+}
+
+/// Virtual-host style addressing: `bucket.<domain>[:port]` names a bucket; any other host
+/// (an IP address, `localhost`, the domain itself) is path style.
+pub struct DomainHost {
+    domains: Vec<String>,
+}
+
+impl DomainHost {
+    pub fn new(domains: &[String]) -> Result<Self, String> {
+        let mut out = Vec::new();
+        for d in domains {
+            let d = d.trim().trim_end_matches('.').to_ascii_lowercase();
+            if d.is_empty() || d.contains(['/', ':', ' ']) {
+                return Err(format!(
+                    "invalid --domain {d:?}: give a host name like s3.example.com"
+                ));
+            }
+            out.push(d);
+        }
+        Ok(Self { domains: out })
+    }
+
+    /// The bucket a host name addresses, if any.
+    pub fn bucket_of<'a>(&self, name: &'a str) -> Option<&'a str> {
+        self.domains.iter().find_map(|d| {
+            let prefix = name.len().checked_sub(d.len() + 1)?;
+            let (bucket, rest) = name.split_at(prefix);
+            (rest.len() == d.len() + 1
+                && rest.starts_with('.')
+                && rest[1..].eq_ignore_ascii_case(d)
+                && !bucket.is_empty())
+            .then_some(bucket)
+        })
+    }
+}
+
+/// `host[:port]` or `[v6]:port` → host.
+fn strip_port(host: &str) -> &str {
+    if let Some(rest) = host.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    match host.rsplit_once(':') {
+        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+        _ => host,
+    }
+}
+
+impl S3Host for DomainHost {
+    fn parse_host_header<'a>(&'a self, host: &'a str) -> S3Result<VirtualHost<'a>> {
+        let name = strip_port(host);
+        Ok(match self.bucket_of(name) {
+            Some(bucket) => VirtualHost::new(name).with_bucket(bucket),
+            None => VirtualHost::new(name),
+        })
+    }
 }
 
 /// The hyper service of the S3 port.
@@ -110,5 +167,28 @@ impl hyper::service::Service<Request<Incoming>> for Frontend {
 
     fn call(&self, req: Request<Incoming>) -> Self::Future {
         Box::pin(self.clone().handle(req))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn virtual_hosts() {
+        let h = DomainHost::new(&["s3.example.com".to_owned()]).unwrap();
+        assert_eq!(h.bucket_of("data.s3.example.com"), Some("data"));
+        assert_eq!(
+            h.bucket_of("my.dotted.bucket.s3.example.com"),
+            Some("my.dotted.bucket")
+        );
+        assert_eq!(h.bucket_of("s3.example.com"), None);
+        assert_eq!(h.bucket_of(".s3.example.com"), None);
+        assert_eq!(h.bucket_of("xs3.example.com"), None);
+        assert_eq!(h.bucket_of("127.0.0.1"), None);
+        assert_eq!(strip_port("a.b:9000"), "a.b");
+        assert_eq!(strip_port("[::1]:9000"), "::1");
+        assert_eq!(strip_port("localhost"), "localhost");
+        assert!(DomainHost::new(&["http://x".to_owned()]).is_err());
     }
 }

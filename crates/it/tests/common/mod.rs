@@ -42,20 +42,30 @@ pub struct Server {
 
 impl Server {
     pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// Starts with extra `serve` flags.
+    pub fn start_with(extra: &[&str]) -> Self {
         let tmp = tempfile::tempdir().expect("tempdir");
         let data_dir = tmp.path().join("data");
-        let mut s = Self::start_in(&data_dir);
+        let mut s = Self::spawn(&data_dir, extra);
         s._tmp = Some(tmp);
         s
     }
 
     /// Starts on an existing data dir (for restart tests); the caller keeps the dir alive.
     pub fn start_in(data_dir: &Path) -> Self {
+        Self::spawn(data_dir, &[])
+    }
+
+    fn spawn(data_dir: &Path, extra: &[&str]) -> Self {
         let port = free_port();
         let child = Command::new(binary())
             .args(["serve", "--data-dir"])
             .arg(data_dir)
             .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(extra)
             .env("SEEDBUCKET_ROOT_ACCESS_KEY", ACCESS_KEY)
             .env("SEEDBUCKET_ROOT_SECRET_KEY", SECRET_KEY)
             .env("RUST_LOG", "warn")
