@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# The whole test suite, on a fresh Debian machine with Rust and nothing else:
+# installs what the tests need (Debian packages when root, Python tools into .venv), builds the
+# release binary, then runs the Rust tests (unit + integration against the real binary with
+# aws-sdk-s3) and the interop tests (aws-cli, boto3). Exits non-zero if anything fails.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+
+# Debian packages the tests drive. Later suites append here.
+APT_PACKAGES="curl python3-venv"
+
+missing=()
+for p in $APT_PACKAGES; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "== installing Debian packages: ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  else
+    echo "note: missing Debian packages (${missing[*]}); not root, continuing with what is installed"
+  fi
+fi
+for tool in curl python3 cargo; do
+  command -v "$tool" >/dev/null || { echo "FATAL: $tool is required"; exit 1; }
+done
+
+if [ ! -x .venv/bin/python ]; then
+  echo "== creating .venv"
+  python3 -m venv .venv
+fi
+echo "== installing Python test tools"
+.venv/bin/pip install -q --disable-pip-version-check -r tests/requirements.txt
+export PATH=$ROOT/.venv/bin:$PATH
+for tool in aws pytest; do
+  command -v "$tool" >/dev/null || { echo "FATAL: $tool did not install"; exit 1; }
+done
+
+echo "== building (release)"
+cargo build --release --workspace --bins
+export SEEDBUCKET_BIN=$ROOT/target/release/seedbucket
+
+passed=0; failed=0
+run_suite() { # name command...
+  local name=$1; shift
+  echo "== $name"
+  if "$@"; then passed=$((passed + 1)); echo "-- $name: ok"; else failed=$((failed + 1)); echo "-- $name: FAILED"; fi
+}
+run_suite "cargo test (unit and integration)" cargo test --release --workspace --no-fail-fast
+run_suite "interop: aws-cli and boto3" pytest -q tests/interop
+if [ -f crates/torrent/tests/oracle/run.sh ]; then
+  run_suite "torrent oracle (libtorrent)" bash crates/torrent/tests/oracle/run.sh
+fi
+
+echo "suites: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]

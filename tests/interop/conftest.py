@@ -1,0 +1,117 @@
+"""Fixtures: the real seedbucket binary on a free 127.0.0.1 port, and real clients for it."""
+import os
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+import boto3
+import botocore.config
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+ACCESS_KEY = "SBINTEROPROOTKEY0001"
+SECRET_KEY = "interop-root-secret-0123456789abcdefghijk"
+
+
+def _binary() -> str:
+    b = os.environ.get("SEEDBUCKET_BIN") or str(ROOT / "target" / "release" / "seedbucket")
+    if not os.path.exists(b):
+        raise RuntimeError(f"no seedbucket binary at {b}: cargo build --release -p seedbucket")
+    return b
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    def __init__(self, tmp: Path):
+        self.data_dir = tmp / "data"
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = open(tmp / "server.log", "w+")
+        env = dict(os.environ, SEEDBUCKET_ROOT_ACCESS_KEY=ACCESS_KEY,
+                   SEEDBUCKET_ROOT_SECRET_KEY=SECRET_KEY, RUST_LOG="warn")
+        self.proc = subprocess.Popen(
+            [_binary(), "serve", "--data-dir", str(self.data_dir), "--listen", f"127.0.0.1:{self.port}"],
+            env=env, stdout=subprocess.DEVNULL, stderr=self.log)
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            try:
+                with urllib.request.urlopen(f"{self.url}/_seedbucket/health", timeout=1) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("seedbucket did not start:\n" + self.logs())
+
+    def logs(self) -> str:
+        self.log.flush()
+        self.log.seek(0)
+        return self.log.read()
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+    def create_key(self, name: str):
+        out = subprocess.run([_binary(), "key", "create", name, "--data-dir", str(self.data_dir)],
+                             check=True, capture_output=True, text=True).stdout
+        fields = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
+        return fields["access key"].strip(), fields["secret key"].strip(), fields["user id"].strip()
+
+
+@pytest.fixture(scope="session")
+def server():
+    with tempfile.TemporaryDirectory() as tmp:
+        s = Server(Path(tmp))
+        yield s
+        s.stop()
+        if s.proc.returncode not in (0, -15):
+            print(s.logs())
+
+
+def make_client(server, access_key=ACCESS_KEY, secret_key=SECRET_KEY, **config):
+    return boto3.client(
+        "s3", endpoint_url=server.url, region_name="us-east-1",
+        aws_access_key_id=access_key, aws_secret_access_key=secret_key,
+        config=botocore.config.Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}, **config))
+
+
+@pytest.fixture
+def s3(server):
+    return make_client(server)
+
+
+@pytest.fixture
+def bucket(s3):
+    name = "b-" + uuid.uuid4().hex[:12]
+    s3.create_bucket(Bucket=name)
+    return name
+
+
+@pytest.fixture
+def aws(server, tmp_path):
+    """Runs aws-cli against the server; returns the CompletedProcess."""
+    cfg = tmp_path / "aws-config"
+    cfg.write_text("[default]\nregion = us-east-1\n")
+    env = dict(os.environ, AWS_ACCESS_KEY_ID=ACCESS_KEY, AWS_SECRET_ACCESS_KEY=SECRET_KEY,
+               AWS_CONFIG_FILE=str(cfg), AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "none"),
+               AWS_DEFAULT_REGION="us-east-1", AWS_PAGER="")
+
+    def run(*args, check=True):
+        p = subprocess.run(["aws", "--endpoint-url", server.url, *args], env=env,
+                           capture_output=True, text=True)
+        if check and p.returncode != 0:
+            raise AssertionError(f"aws {' '.join(args)} failed ({p.returncode}):\n{p.stderr}")
+        return p
+    return run
