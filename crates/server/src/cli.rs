@@ -33,6 +33,11 @@ pub enum Command {
         )]
         data_dir: PathBuf,
     },
+    /// Torrent helpers for local files.
+    Torrent {
+        #[command(subcommand)]
+        action: TorrentAction,
+    },
     /// Configuration helpers.
     Config {
         #[command(subcommand)]
@@ -82,4 +87,39 @@ pub enum KeyAction {
 pub enum ConfigAction {
     /// Print the default configuration file.
     Default,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TorrentAction {
+    /// Make a .torrent for a local file (the same builder GetObjectTorrent uses).
+    Create {
+        /// The file.
+        file: PathBuf,
+        /// Name inside the torrent [default: the file name].
+        #[arg(long)]
+        name: Option<String>,
+        /// Piece length in bytes, a power of two >= 16384 [default: the size rule].
+        #[arg(long)]
+        piece_length: Option<u64>,
+        /// v1, hybrid or v2.
+        #[arg(long, default_value = "v1")]
+        format: String,
+        /// Tracker announce URL.
+        #[arg(long)]
+        announce: Option<String>,
+        /// Webseed URL (repeatable).
+        #[arg(long)]
+        webseed: Vec<String>,
+        /// Mark private (BEP 27).
+        #[arg(long)]
+        private: bool,
+        /// Output file [default: <name>.torrent].
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// No progress bar.
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Print what a .torrent holds: name, size, pieces, info-hashes, trackers, webseeds.
+    Show { file: PathBuf },
 }

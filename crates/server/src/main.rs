@@ -3,6 +3,7 @@
 mod app;
 mod cli;
 mod config;
+mod torrent_cli;
 
 use clap::Parser;
 use seedbucket_store::credentials::KeyFile;
@@ -45,6 +46,7 @@ fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Torrent { action } => torrent_cli::run(action),
         Command::Config {
             action: ConfigAction::Default,
         } => {
