@@ -8,8 +8,10 @@
 mod auth;
 mod conditional;
 mod error;
-mod handlers;
+pub(crate) mod handlers;
 pub mod service;
+pub mod tokens;
+mod webseed;
 
 use std::sync::Arc;
 
@@ -21,16 +23,31 @@ use seedbucket_store::credentials::KeyRing;
 pub use crate::auth::KeyRingAuth;
 
 /// Settings of the S3 layer.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct S3Options {
     /// Region reported by GetBucketLocation and expected in signatures (informational).
     pub region: String,
+    /// Base of every URL handed out (announce, webseed), without a trailing `/`.
+    pub public_url: String,
+    /// Largest object GetObjectTorrent makes a torrent for (S3: 5 GiB).
+    pub torrent_max_size: u64,
+    /// The form `?torrent` answers when the request names none.
+    pub torrent_format: seedbucket_torrent::Format,
+    /// How long the webseed URL of a private torrent stays valid, in seconds.
+    pub webseed_expiry_secs: u64,
+    /// Key of the capability tokens in private torrents' URLs.
+    pub token_key: tokens::TokenKey,
 }
 
 impl Default for S3Options {
     fn default() -> Self {
         Self {
             region: "us-east-1".to_owned(),
+            public_url: "http://127.0.0.1:9000".to_owned(),
+            torrent_max_size: 5 * 1024 * 1024 * 1024,
+            torrent_format: seedbucket_torrent::Format::V1,
+            webseed_expiry_secs: 7 * 24 * 3600,
+            token_key: tokens::TokenKey::new(&[]),
         }
     }
 }
@@ -158,6 +175,12 @@ impl S3 for Seedbucket {
         req: S3Request<ListPartsInput>,
     ) -> S3Result<S3Response<ListPartsOutput>> {
         self.h_list_parts(req).await
+    }
+    async fn get_object_torrent(
+        &self,
+        req: S3Request<GetObjectTorrentInput>,
+    ) -> S3Result<S3Response<GetObjectTorrentOutput>> {
+        self.h_get_object_torrent(req).await
     }
     async fn list_multipart_uploads(
         &self,

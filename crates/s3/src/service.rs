@@ -93,14 +93,78 @@ impl S3Host for DomainHost {
 #[derive(Clone)]
 pub struct Frontend {
     s3: S3Service,
+    app: Seedbucket,
     counter: Arc<AtomicU64>,
     node: u32,
 }
 
+/// True when the query string has the `torrent` subresource.
+fn is_torrent_request(uri: &http::Uri) -> bool {
+    uri.query()
+        .unwrap_or("")
+        .split('&')
+        .any(|p| p == "torrent" || p.starts_with("torrent="))
+}
+
+fn xml_error(status: StatusCode, code: &str, message: &str, extra: &str) -> Response<Body> {
+    let body = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>{code}</Code><Message>{message}</Message>{extra}</Error>"
+    );
+    let mut r = Response::new(Body::from(body));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/xml"),
+    );
+    r
+}
+
+/// Pulls `<Tag>value</Tag>` out of a small XML document.
+fn xml_field(xml: &str, tag: &str) -> Option<String> {
+    let open = format!("<{tag}>");
+    let start = xml.find(&open)? + open.len();
+    let end = xml[start..].find(&format!("</{tag}>"))? + start;
+    Some(xml[start..end].to_owned())
+}
+
+/// The seed's JSON envelope for an error: S3's code, or `VALIDATION_ERROR` for malformed
+/// parameters; the status stays.
+async fn json_error(resp: Response<Body>) -> Response<Body> {
+    use http_body_util::BodyExt;
+    let (mut parts, body) = resp.into_parts();
+    let bytes = body
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .unwrap_or_default();
+    let xml = String::from_utf8_lossy(&bytes);
+    let code = xml_field(&xml, "Code").unwrap_or_else(|| {
+        parts
+            .status
+            .canonical_reason()
+            .unwrap_or("Error")
+            .to_owned()
+    });
+    let code = if code == "InvalidArgument" {
+        "VALIDATION_ERROR".to_owned()
+    } else {
+        code
+    };
+    let message = xml_field(&xml, "Message").unwrap_or_else(|| code.clone());
+    let json = serde_json::json!({"success": false, "error": {"code": code, "message": message}});
+    parts.headers.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    parts.headers.remove(http::header::CONTENT_LENGTH);
+    Response::from_parts(parts, Body::from(json.to_string()))
+}
+
 impl Frontend {
-    pub fn new(s3: S3Service) -> Self {
+    pub fn new(s3: S3Service, app: Seedbucket) -> Self {
         Self {
             s3,
+            app,
             counter: Arc::new(AtomicU64::new(0)),
             node: rand_node(),
         }
@@ -114,8 +178,36 @@ impl Frontend {
     async fn handle(self, req: Request<Incoming>) -> Result<Response<Body>, HttpError> {
         let request_id = self.next_request_id();
         let is_head = req.method() == Method::HEAD;
-        let mut resp = if req.uri().path().starts_with(INTERNAL_PREFIX) {
-            internal_route(&req)
+        let path = req.uri().path().to_owned();
+        let mut resp = if let Some(rest) = path.strip_prefix(INTERNAL_PREFIX) {
+            match rest.strip_prefix("webseed/") {
+                Some(ws) => self.app.webseed(req.method(), ws, req.headers()).await,
+                None => internal_route(&req),
+            }
+        } else if is_torrent_request(req.uri()) {
+            let json = crate::handlers::wants_json(req.headers());
+            let resp = if req.method() == Method::GET {
+                self.s3.call(req.map(Body::from)).await?
+            } else {
+                let extra = format!(
+                    "<Method>{}</Method><ResourceType>TORRENT</ResourceType>",
+                    req.method()
+                );
+                let mut r = xml_error(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "MethodNotAllowed",
+                    "The specified method is not allowed against this resource.",
+                    &extra,
+                );
+                r.headers_mut()
+                    .insert(http::header::ALLOW, HeaderValue::from_static("GET"));
+                r
+            };
+            if json && !resp.status().is_success() {
+                json_error(resp).await
+            } else {
+                resp
+            }
         } else {
             self.s3.call(req.map(Body::from)).await?
         };

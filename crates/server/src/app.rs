@@ -7,6 +7,7 @@ use anyhow::Context;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder as ConnBuilder;
 use seedbucket_s3::service::{Frontend, s3_service};
+use seedbucket_s3::tokens::TokenKey;
 use seedbucket_s3::{S3Options, Seedbucket};
 use seedbucket_store::credentials::{KeyFile, KeyRing};
 use seedbucket_store::{Store, StoreOptions};
@@ -45,15 +46,18 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     }
     let keys = Arc::new(KeyRing::new(key_file)?);
 
-    let s3 = Seedbucket::new(
-        store,
-        keys.clone(),
-        S3Options {
-            region: config.region.clone(),
-        },
-    );
-    let service = s3_service(s3, keys, &config.domains).map_err(anyhow::Error::msg)?;
-    let frontend = Frontend::new(service);
+    let secret = server_secret(&config.data_dir)?;
+    let options = S3Options {
+        region: config.region.clone(),
+        public_url: config.public_url.clone(),
+        torrent_max_size: config.torrent_max_size,
+        torrent_format: config.torrent_format,
+        webseed_expiry_secs: config.webseed_expiry,
+        token_key: TokenKey::new(&secret),
+    };
+    let s3 = Seedbucket::new(store, keys.clone(), options);
+    let service = s3_service(s3.clone(), keys, &config.domains).map_err(anyhow::Error::msg)?;
+    let frontend = Frontend::new(service, s3);
 
     let listener = TcpListener::bind(config.listen)
         .await
@@ -117,5 +121,30 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     {
         let _ = ctrl_c.await;
+    }
+}
+
+/// The server's own secret (token MACs), made on first start and kept in the data dir.
+fn server_secret(data_dir: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+    let path = data_dir.join("server.secret");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => Ok(hex::decode(text.trim()).context("server.secret is not hex")?),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let secret: [u8; 32] = rand::random();
+            let tmp = path.with_extension("tmp");
+            {
+                use std::io::Write;
+                let mut opts = std::fs::OpenOptions::new();
+                opts.write(true).create(true).truncate(true);
+                #[cfg(unix)]
+                std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+                let mut f = opts.open(&tmp)?;
+                f.write_all(hex::encode(secret).as_bytes())?;
+                f.sync_all()?;
+            }
+            std::fs::rename(&tmp, &path)?;
+            Ok(secret.to_vec())
+        }
+        Err(e) => Err(e.into()),
     }
 }

@@ -65,6 +65,15 @@ pub struct ServeArgs {
     /// Region reported to clients [default: us-east-1].
     #[arg(long, env = "SEEDBUCKET_REGION")]
     pub region: Option<String>,
+    /// Largest object to make a torrent for, in bytes [default: 5368709120].
+    #[arg(long, env = "SEEDBUCKET_TORRENT_MAX_SIZE")]
+    pub torrent_max_size: Option<u64>,
+    /// Default form of ?torrent: v1, hybrid or v2 [default: v1].
+    #[arg(long, env = "SEEDBUCKET_TORRENT_FORMAT")]
+    pub torrent_format: Option<String>,
+    /// Seconds a private torrent's webseed URL stays valid [default: 604800].
+    #[arg(long, env = "SEEDBUCKET_WEBSEED_EXPIRY")]
+    pub webseed_expiry: Option<u64>,
     /// Log format.
     #[arg(long, env = "SEEDBUCKET_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,

@@ -24,6 +24,12 @@ pub struct FileConfig {
     pub domains: Vec<String>,
     /// Region reported to clients. Example: "us-east-1".
     pub region: String,
+    /// Largest object GetObjectTorrent makes a torrent for, in bytes (S3: 5368709120).
+    pub torrent_max_size: u64,
+    /// Form of `?torrent` when the request names none: "v1", "hybrid" or "v2".
+    pub torrent_format: String,
+    /// Seconds the webseed URL in a private torrent stays valid. Example: 604800 (7 days).
+    pub webseed_expiry: u64,
 }
 
 impl Default for FileConfig {
@@ -34,6 +40,9 @@ impl Default for FileConfig {
             public_url: None,
             domains: Vec::new(),
             region: "us-east-1".to_owned(),
+            torrent_max_size: 5 * 1024 * 1024 * 1024,
+            torrent_format: "v1".to_owned(),
+            webseed_expiry: 7 * 24 * 3600,
         }
     }
 }
@@ -46,6 +55,9 @@ pub struct Config {
     pub public_url: String,
     pub domains: Vec<String>,
     pub region: String,
+    pub torrent_max_size: u64,
+    pub torrent_format: seedbucket_torrent::Format,
+    pub webseed_expiry: u64,
 }
 
 impl Config {
@@ -79,7 +91,15 @@ impl Config {
                 bail!("--domain takes a host name like s3.example.com, got {d:?}");
             }
         }
+        let format_name = args.torrent_format.clone().unwrap_or(file.torrent_format);
+        let torrent_format =
+            seedbucket_torrent::Format::parse(&format_name).with_context(|| {
+                format!("--torrent-format must be v1, hybrid or v2, got {format_name:?}")
+            })?;
         Ok(Self {
+            torrent_max_size: args.torrent_max_size.unwrap_or(file.torrent_max_size),
+            torrent_format,
+            webseed_expiry: args.webseed_expiry.unwrap_or(file.webseed_expiry),
             data_dir: args.data_dir.clone().unwrap_or(file.data_dir),
             listen,
             public_url,

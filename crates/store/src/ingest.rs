@@ -16,6 +16,7 @@ use tokio::sync::mpsc;
 use crate::blob::BlobDir;
 use crate::digest::{BodyHasher, ChecksumSelection, Digests};
 use crate::error::{Result, StoreError};
+use seedbucket_torrent::{PieceHasher, PieceHashes, piece_length_for};
 
 const CHUNK: usize = 1024 * 1024;
 const DEPTH: usize = 8;
@@ -37,6 +38,8 @@ pub struct Staged {
     pub(crate) body: StagedBody,
     pub size: u64,
     pub digests: Digests,
+    /// Torrent piece hashes, when the size was known up front (a PUT with Content-Length).
+    pub pieces: Option<PieceHashes>,
 }
 
 impl Staged {
@@ -79,14 +82,16 @@ impl Drop for TmpGuard {
 struct FileSink {
     write_tx: mpsc::Sender<Bytes>,
     hash_tx: mpsc::Sender<Bytes>,
+    piece_tx: Option<mpsc::Sender<Bytes>>,
     writer: tokio::task::JoinHandle<std::io::Result<()>>,
     hasher: tokio::task::JoinHandle<Digests>,
+    piece_hasher: Option<tokio::task::JoinHandle<PieceHashes>>,
     path: PathBuf,
     guard: TmpGuard,
 }
 
 impl FileSink {
-    fn start(path: PathBuf, checksums: ChecksumSelection) -> Result<Self> {
+    fn start(path: PathBuf, checksums: ChecksumSelection, pieces: Option<u64>) -> Result<Self> {
         let file = File::create_new(&path)?;
         let guard = TmpGuard(Some(path.clone()));
         let (write_tx, mut write_rx) = mpsc::channel::<Bytes>(DEPTH);
@@ -112,11 +117,29 @@ impl FileSink {
             }
             hasher.finish()
         });
+        // The torrent piece hashes (SHA-1 and SHA-256) on a third thread: MD5 alone is the
+        // slowest digest, so the pieces never hold the upload back.
+        let (piece_tx, piece_hasher) = match pieces {
+            Some(piece_length) => {
+                let (tx, mut rx) = mpsc::channel::<Bytes>(DEPTH);
+                let handle = tokio::task::spawn_blocking(move || {
+                    let mut h = PieceHasher::new(piece_length, true, true);
+                    while let Some(buf) = rx.blocking_recv() {
+                        h.update(&buf);
+                    }
+                    h.finish()
+                });
+                (Some(tx), Some(handle))
+            }
+            None => (None, None),
+        };
         Ok(Self {
             write_tx,
             hash_tx,
+            piece_tx,
             writer,
             hasher,
+            piece_hasher,
             path,
             guard,
         })
@@ -124,16 +147,26 @@ impl FileSink {
 
     /// False if a worker died (its error is reported by `finish`).
     async fn send(&self, buf: Bytes) -> bool {
+        if let Some(tx) = &self.piece_tx
+            && tx.send(buf.clone()).await.is_err()
+        {
+            return false;
+        }
         self.write_tx.send(buf.clone()).await.is_ok() && self.hash_tx.send(buf).await.is_ok()
     }
 
-    async fn finish(self) -> Result<(PathBuf, Digests, TmpGuard)> {
+    async fn finish(self) -> Result<(PathBuf, Digests, Option<PieceHashes>, TmpGuard)> {
         drop(self.write_tx);
         drop(self.hash_tx);
+        drop(self.piece_tx);
         let written = self.writer.await?;
         let digests = self.hasher.await?;
+        let pieces = match self.piece_hasher {
+            Some(h) => Some(h.await?),
+            None => None,
+        };
         written?;
-        Ok((self.path, digests, self.guard))
+        Ok((self.path, digests, pieces, self.guard))
     }
 }
 
@@ -147,6 +180,7 @@ pub async fn stage<S, E>(
     max_size: u64,
     inline_max: usize,
     checksums: ChecksumSelection,
+    hash_pieces: bool,
 ) -> Result<Staged>
 where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
@@ -156,6 +190,9 @@ where
         return Err(StoreError::EntityTooLarge);
     }
     let id = BlobDir::new_id();
+    // Piece boundaries depend on the total size, so pieces are hashed on the way in only when
+    // the size is declared; other bodies are hashed on their first ?torrent.
+    let piece_length = expected_size.filter(|_| hash_pieces).map(piece_length_for);
     let mut sink: Option<FileSink> = None;
     let mut size: u64 = 0;
     let mut pending = BytesMut::new();
@@ -182,7 +219,11 @@ where
             None => {}
         }
         if sink.is_none() && pending.len() > inline_max {
-            sink = Some(FileSink::start(blobs.tmp_path(&id), checksums)?);
+            sink = Some(FileSink::start(
+                blobs.tmp_path(&id),
+                checksums,
+                piece_length,
+            )?);
         }
         if let Some(s) = &sink
             && (pending.len() >= CHUNK || (next.is_none() && !pending.is_empty()))
@@ -209,24 +250,31 @@ where
     }
     match finished {
         Some(result) => {
-            let (path, digests, mut guard) = result?;
+            let (path, digests, pieces, mut guard) = result?;
             guard.0 = None;
             Ok(Staged {
                 id,
                 body: StagedBody::File { path, armed: true },
                 size,
                 digests,
+                pieces,
             })
         }
         None => {
             let data = pending.freeze();
             let mut hasher = BodyHasher::new(checksums);
             hasher.update(&data);
+            let pieces = piece_length.map(|pl| {
+                let mut h = PieceHasher::new(pl, true, true);
+                h.update(&data);
+                h.finish()
+            });
             Ok(Staged {
                 id,
                 body: StagedBody::Inline(data),
                 size,
                 digests: hasher.finish(),
+                pieces,
             })
         }
     }

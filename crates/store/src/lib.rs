@@ -14,6 +14,7 @@ pub mod digest;
 pub mod error;
 pub mod ingest;
 pub mod meta;
+pub mod pieces;
 mod pins;
 pub mod records;
 
@@ -63,8 +64,12 @@ impl StoreOptions {
     }
 }
 
+type HashJob = Arc<tokio::sync::OnceCell<std::result::Result<pieces::StoredPieces, String>>>;
+
 struct Inner {
     meta: Meta,
+    /// Lazy piece hashing in progress, by object version.
+    hash_jobs: std::sync::Mutex<std::collections::HashMap<String, HashJob>>,
     blobs: BlobDir,
     pins: Pins,
     gc: Notify,
@@ -101,6 +106,7 @@ impl Store {
         let store = Store {
             inner: Arc::new(Inner {
                 meta,
+                hash_jobs: Default::default(),
                 blobs,
                 pins: Pins::default(),
                 gc: Notify::new(),
@@ -179,6 +185,7 @@ impl Store {
             MAX_PUT_SIZE,
             INLINE_MAX,
             checksums,
+            true,
         )
         .await
     }
@@ -202,6 +209,7 @@ impl Store {
             MAX_PUT_SIZE,
             0,
             checksums,
+            false,
         )
         .await
     }
@@ -234,16 +242,24 @@ impl Store {
         let out = self
             .blocking(move |i| {
                 let mut staged = staged;
+                let pieces = staged.pieces.as_ref().map(|h| {
+                    let created_ns = rec.last_modified_ns;
+                    pieces::StoredPieces {
+                        hashes: h.clone(),
+                        created_ns,
+                    }
+                    .encode()
+                });
                 if let Some(data) = staged.inline() {
                     let data = data.clone();
                     return i
                         .meta
-                        .put_object(&bucket, &key, &rec, &cond, Some(data))
+                        .put_object(&bucket, &key, &rec, &cond, Some(data), pieces)
                         .map(|()| rec);
                 }
                 i.blobs.publish(&staged.id)?;
                 staged.disarm();
-                match i.meta.put_object(&bucket, &key, &rec, &cond, None) {
+                match i.meta.put_object(&bucket, &key, &rec, &cond, None, pieces) {
                     Ok(()) => Ok(rec),
                     Err(e) => {
                         let _ = i.blobs.remove(&staged.id);
@@ -311,6 +327,112 @@ impl Store {
         let bucket = bucket.to_owned();
         self.blocking(move |i| i.meta.list_objects(&bucket, &q))
             .await
+    }
+
+    // ---- torrents ----
+
+    /// The piece hashes of the current version of `bucket/key`: stored ones when the PUT made
+    /// them with the piece length the size rule gives, else made now by reading the object once
+    /// (concurrent callers for one version wait on the same job) and kept.
+    pub async fn pieces_of(
+        &self,
+        rec: &ObjectRecord,
+        bucket: &str,
+        key: &str,
+    ) -> Result<pieces::StoredPieces> {
+        let want = seedbucket_torrent::piece_length_for(rec.size);
+        let version = rec.version.clone();
+        let v = version.clone();
+        if let Some(p) = self.blocking(move |i| i.meta.pieces(&v)).await?
+            && p.hashes.piece_length == want
+            && p.hashes.v1_pieces.is_some()
+            && p.hashes.v2_layer.is_some()
+        {
+            return Ok(p);
+        }
+        let cell = {
+            let mut jobs = self
+                .inner
+                .hash_jobs
+                .lock()
+                .map_err(|_| StoreError::Db("hash job table poisoned".into()))?;
+            jobs.entry(version.clone()).or_default().clone()
+        };
+        let result = cell
+            .get_or_init(|| async {
+                let made = self.hash_now(bucket, key, &version, want).await;
+                made.map_err(|e| e.to_string())
+            })
+            .await
+            .clone();
+        if let Ok(mut jobs) = self.inner.hash_jobs.lock() {
+            jobs.remove(&version);
+        }
+        result.map_err(StoreError::Db)
+    }
+
+    async fn hash_now(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: &str,
+        piece_length: u64,
+    ) -> Result<pieces::StoredPieces> {
+        let reader = self.open_object(bucket, key).await?;
+        if reader.record.version != version {
+            return Err(StoreError::NoSuchKey);
+        }
+        let size = reader.record.size;
+        let mut rx = reader.stream(0, size);
+        let mut h = seedbucket_torrent::PieceHasher::new(piece_length, true, true);
+        let (tx, mut hrx) = mpsc::channel::<Bytes>(4);
+        let worker = tokio::task::spawn_blocking(move || {
+            while let Some(b) = hrx.blocking_recv() {
+                h.update(&b);
+            }
+            h.finish()
+        });
+        while let Some(chunk) = rx.recv().await {
+            if tx.send(chunk?).await.is_err() {
+                break;
+            }
+        }
+        drop(tx);
+        let hashes = worker.await?;
+        if hashes.length != size {
+            return Err(StoreError::Corrupt(
+                "object shorter than its record while hashing".into(),
+            ));
+        }
+        let stored = pieces::StoredPieces {
+            hashes,
+            created_ns: now_ns(),
+        };
+        let (b, k, v, p) = (
+            bucket.to_owned(),
+            key.to_owned(),
+            version.to_owned(),
+            stored.clone(),
+        );
+        self.blocking(move |i| i.meta.put_pieces(&b, &k, &v, &p))
+            .await?;
+        Ok(stored)
+    }
+
+    /// Records an issued torrent under its info-hashes (hex).
+    pub async fn issue_torrent(
+        &self,
+        hashes: Vec<String>,
+        rec: pieces::IssuedTorrent,
+    ) -> Result<()> {
+        self.blocking(move |i| i.meta.issue_torrent(&hashes, &rec))
+            .await
+    }
+
+    /// The torrent issued under an info-hash (hex, lower case).
+    pub async fn torrent(&self, info_hash: &str) -> Result<Option<pieces::IssuedTorrent>> {
+        let h = info_hash.to_ascii_lowercase();
+        self.blocking(move |i| i.meta.torrent(&h)).await
     }
 
     // ---- multipart ----

@@ -17,6 +17,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::{Result, StoreError};
+use crate::pieces::{IssuedTorrent, StoredPieces};
 use crate::records::{BucketRecord, ObjectRecord, PartRecord, UploadRecord};
 
 const BUCKETS: TableDefinition<&str, &[u8]> = TableDefinition::new("buckets");
@@ -26,6 +27,10 @@ const PARTS: TableDefinition<&str, &[u8]> = TableDefinition::new("parts");
 const BLOB_REFS: TableDefinition<&str, ()> = TableDefinition::new("blob_refs");
 const GARBAGE: TableDefinition<&str, ()> = TableDefinition::new("garbage");
 const INLINE: TableDefinition<&str, &[u8]> = TableDefinition::new("inline");
+/// object version → encoded [`crate::pieces::StoredPieces`]
+const PIECES: TableDefinition<&str, &[u8]> = TableDefinition::new("pieces");
+/// info-hash (hex: v1, and the truncated v2 for v2/hybrid) → [`IssuedTorrent`] (JSON)
+const TORRENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("torrents");
 
 /// Conditions a write must meet, checked inside the transaction (`If-Match`, `If-None-Match`).
 #[derive(Debug, Clone, Default)]
@@ -121,7 +126,9 @@ pub struct Meta {
 impl Meta {
     pub fn open(path: &Path) -> Result<Self> {
         // A bounded page cache: memory stays flat however much is written.
-        let db = Database::builder().set_cache_size(CACHE_BYTES).create(path)?;
+        let db = Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create(path)?;
         let tx = db.begin_write()?;
         {
             tx.open_table(BUCKETS)?;
@@ -131,6 +138,8 @@ impl Meta {
             tx.open_table(BLOB_REFS)?;
             tx.open_table(GARBAGE)?;
             tx.open_table(INLINE)?;
+            tx.open_table(PIECES)?;
+            tx.open_table(TORRENTS)?;
         }
         tx.commit()?;
         let db = Arc::new(db);
@@ -315,6 +324,7 @@ impl Meta {
         rec: &ObjectRecord,
         cond: &WriteCondition,
         inline: Option<bytes::Bytes>,
+        pieces: Option<Vec<u8>>,
     ) -> Result<()> {
         let (bucket, key, rec, cond) =
             (bucket.to_owned(), key.to_owned(), rec.clone(), cond.clone());
@@ -340,6 +350,14 @@ impl Meta {
                     tx.open_table(INLINE)?
                         .insert(seg.blob.as_str(), data.as_ref())?;
                 }
+                let mut piece_table = tx.open_table(PIECES)?;
+                if let Some(p) = &pieces {
+                    piece_table.insert(rec.version.as_str(), p.as_slice())?;
+                }
+                if let Some(prev) = &previous {
+                    piece_table.remove(prev.version.as_str())?;
+                }
+                drop(piece_table);
                 if let Some(prev) = previous {
                     let released: Vec<String> = prev.segments.into_iter().map(|s| s.blob).collect();
                     release(&mut tx.open_table(GARBAGE)?, &released)?;
@@ -367,6 +385,7 @@ impl Meta {
                     };
                 existed = removed.is_some();
                 if let Some(prev) = removed {
+                    tx.open_table(PIECES)?.remove(prev.version.as_str())?;
                     let released: Vec<String> = prev.segments.into_iter().map(|s| s.blob).collect();
                     release(&mut tx.open_table(GARBAGE)?, &released)?;
                 }
@@ -600,12 +619,91 @@ impl Meta {
                     .filter(|b| !used.contains(b.as_str()))
                     .collect();
                 if let Some(prev) = previous {
+                    tx.open_table(PIECES)?.remove(prev.version.as_str())?;
                     released.extend(prev.segments.into_iter().map(|s| s.blob));
                 }
                 release(&mut tx.open_table(GARBAGE)?, &released)?;
             }
             Ok(rec)
         })
+    }
+
+    // ---- torrents ----
+
+    /// The stored piece hashes of an object version.
+    pub fn pieces(&self, version: &str) -> Result<Option<StoredPieces>> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(PIECES)?;
+        let out = match t.get(version)? {
+            Some(v) => Some(StoredPieces::decode(v.value())?),
+            None => None,
+        };
+        Ok(out)
+    }
+
+    /// Keeps lazily made piece hashes, if `bucket/key` is still that version.
+    pub fn put_pieces(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: &str,
+        pieces: &StoredPieces,
+    ) -> Result<bool> {
+        let (bucket, key, version, bytes) = (
+            bucket.to_owned(),
+            key.to_owned(),
+            version.to_owned(),
+            pieces.encode(),
+        );
+        self.write(move |tx| {
+            let objects = tx.open_table(OBJECTS)?;
+            let current: Option<ObjectRecord> =
+                match objects.get(object_key(&bucket, &key).as_slice())? {
+                    Some(v) => Some(decode(v.value())?),
+                    None => None,
+                };
+            drop(objects);
+            if current.is_none_or(|c| c.version != version) {
+                return Ok(false);
+            }
+            tx.open_table(PIECES)?
+                .insert(version.as_str(), bytes.as_slice())?;
+            Ok(true)
+        })
+    }
+
+    /// Records an issued torrent under each of its info-hashes (hex), keeping an earlier record.
+    pub fn issue_torrent(&self, hashes: &[String], rec: &IssuedTorrent) -> Result<()> {
+        let (hashes, value) = (hashes.to_vec(), serde_json::to_vec(rec)?);
+        let read = self.db.begin_read()?;
+        let t = read.open_table(TORRENTS)?;
+        let mut all_known = true;
+        for h in &hashes {
+            all_known &= t.get(h.as_str())?.is_some();
+        }
+        if all_known {
+            return Ok(());
+        }
+        self.write(move |tx| {
+            let mut t = tx.open_table(TORRENTS)?;
+            for h in &hashes {
+                if t.get(h.as_str())?.is_none() {
+                    t.insert(h.as_str(), value.as_slice())?;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// The torrent issued under this info-hash (hex, lower case).
+    pub fn torrent(&self, info_hash: &str) -> Result<Option<IssuedTorrent>> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(TORRENTS)?;
+        let out = match t.get(info_hash)? {
+            Some(v) => Some(decode(v.value())?),
+            None => None,
+        };
+        Ok(out)
     }
 
     // ---- blob bookkeeping ----

@@ -3,7 +3,10 @@
 mod bucket;
 mod list;
 mod multipart;
-mod object;
+pub(crate) mod object;
+mod torrent;
+
+pub(crate) use torrent::wants_json;
 
 use s3s::dto::{ETag, Owner, Timestamp, TimestampFormat};
 use s3s::{S3Result, s3_error};

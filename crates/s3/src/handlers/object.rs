@@ -29,7 +29,7 @@ pub(crate) fn check_key(key: &str) -> S3Result<()> {
 }
 
 /// The object bytes as an HTTP body (the store reads on a blocking thread).
-struct BodyStream(mpsc::Receiver<std::io::Result<Bytes>>);
+pub(crate) struct BodyStream(pub(crate) mpsc::Receiver<std::io::Result<Bytes>>);
 
 impl Stream for BodyStream {
     type Item = std::io::Result<Bytes>;

@@ -1,0 +1,141 @@
+//! Stored torrent piece hashes of an object version, and the registry of issued torrents.
+//!
+//! The hashes are made while a PUT is written (or once, lazily, for objects that have none) and
+//! kept in a compact binary record: piece length, length, creation time, then the v1 SHA-1
+//! pieces, the v2 pieces root and the v2 piece layer, each with a presence flag and length.
+
+use seedbucket_torrent::PieceHashes;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Result, StoreError};
+
+/// Piece hashes plus when they were made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredPieces {
+    pub hashes: PieceHashes,
+    pub created_ns: i64,
+}
+
+fn put_blob(out: &mut Vec<u8>, b: Option<&[u8]>) {
+    match b {
+        None => out.push(0),
+        Some(b) => {
+            out.push(1);
+            out.extend_from_slice(&(b.len() as u64).to_le_bytes());
+            out.extend_from_slice(b);
+        }
+    }
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8]> {
+        if self.0.len() < n {
+            return Err(StoreError::Corrupt("truncated piece record".into()));
+        }
+        let (a, b) = self.0.split_at(n);
+        self.0 = b;
+        Ok(a)
+    }
+    fn u64(&mut self) -> Result<u64> {
+        let b = self.take(8)?;
+        let mut a = [0u8; 8];
+        a.copy_from_slice(b);
+        Ok(u64::from_le_bytes(a))
+    }
+    fn blob(&mut self) -> Result<Option<Vec<u8>>> {
+        match self.take(1)?[0] {
+            0 => Ok(None),
+            _ => {
+                let n = usize::try_from(self.u64()?)
+                    .map_err(|_| StoreError::Corrupt("piece record length".into()))?;
+                Ok(Some(self.take(n)?.to_vec()))
+            }
+        }
+    }
+}
+
+impl StoredPieces {
+    pub fn encode(&self) -> Vec<u8> {
+        let h = &self.hashes;
+        let mut out = Vec::with_capacity(
+            64 + h.v1_pieces.as_ref().map_or(0, Vec::len) + h.v2_layer.as_ref().map_or(0, Vec::len),
+        );
+        out.push(1); // record version
+        out.extend_from_slice(&h.piece_length.to_le_bytes());
+        out.extend_from_slice(&h.length.to_le_bytes());
+        out.extend_from_slice(&self.created_ns.to_le_bytes());
+        put_blob(&mut out, h.v1_pieces.as_deref());
+        put_blob(&mut out, h.v2_root.as_ref().map(|r| r.as_slice()));
+        put_blob(&mut out, h.v2_layer.as_deref());
+        out
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Self> {
+        let mut r = Reader(bytes);
+        if r.take(1)?[0] != 1 {
+            return Err(StoreError::Corrupt("unknown piece record version".into()));
+        }
+        let piece_length = r.u64()?;
+        let length = r.u64()?;
+        let created_ns = i64::from_le_bytes(r.u64()?.to_le_bytes());
+        let v1_pieces = r.blob()?;
+        let v2_root = match r.blob()? {
+            None => None,
+            Some(b) => Some(
+                <[u8; 32]>::try_from(b.as_slice())
+                    .map_err(|_| StoreError::Corrupt("pieces root size".into()))?,
+            ),
+        };
+        let v2_layer = r.blob()?;
+        Ok(Self {
+            hashes: PieceHashes {
+                length,
+                piece_length,
+                v1_pieces,
+                v2_root,
+                v2_layer,
+            },
+            created_ns,
+        })
+    }
+}
+
+/// A torrent handed out by GetObjectTorrent: which object version its info-hash serves.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct IssuedTorrent {
+    pub bucket: String,
+    pub key: String,
+    /// The object version (see `ObjectRecord::version`): a changed object is never served under
+    /// an old info-hash.
+    pub version: String,
+    pub name: String,
+    /// `v1`, `hybrid` or `v2`.
+    pub format: String,
+    pub private: bool,
+    /// The v1 info-hash (hex), or the v2 one for a v2-only torrent.
+    pub info_hash: String,
+    pub created_ns: i64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip() {
+        let p = StoredPieces {
+            hashes: PieceHashes {
+                length: 100,
+                piece_length: 16384,
+                v1_pieces: Some(vec![1; 20]),
+                v2_root: Some([2; 32]),
+                v2_layer: Some(Vec::new()),
+            },
+            created_ns: -5,
+        };
+        assert_eq!(StoredPieces::decode(&p.encode()).unwrap(), p);
+        assert!(StoredPieces::decode(&p.encode()[..10]).is_err());
+    }
+}
