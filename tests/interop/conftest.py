@@ -15,6 +15,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 ACCESS_KEY = "SBINTEROPROOTKEY0001"
 SECRET_KEY = "interop-root-secret-0123456789abcdefghijk"
+# A small torrent size limit, so the limit is testable with small objects.
+TORRENT_MAX = 20_000_000
 
 
 def _binary() -> str:
@@ -39,7 +41,8 @@ class Server:
         env = dict(os.environ, SEEDBUCKET_ROOT_ACCESS_KEY=ACCESS_KEY,
                    SEEDBUCKET_ROOT_SECRET_KEY=SECRET_KEY, RUST_LOG="warn")
         self.proc = subprocess.Popen(
-            [_binary(), "serve", "--data-dir", str(self.data_dir), "--listen", f"127.0.0.1:{self.port}"],
+            [_binary(), "serve", "--data-dir", str(self.data_dir), "--listen", f"127.0.0.1:{self.port}",
+             "--torrent-max-size", str(TORRENT_MAX)],
             env=env, stdout=subprocess.DEVNULL, stderr=self.log)
         deadline = time.time() + 30
         while time.time() < deadline:

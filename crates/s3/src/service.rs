@@ -239,8 +239,21 @@ fn rand_node() -> u32 {
 
 fn internal_route(req: &Request<Incoming>) -> Response<Body> {
     let path = req.uri().path();
-    let (status, body) = match path.strip_prefix(INTERNAL_PREFIX) {
-        Some("health") => (StatusCode::OK, "ok\n"),
+    let rest = path.strip_prefix(INTERNAL_PREFIX).unwrap_or("");
+    if rest.starts_with("tracker/") {
+        // The tracker is its own piece of work; until it lands, clients get a protocol-level
+        // answer (BEP 3 `failure reason`) and go on with the webseed.
+        let reason = "the built-in tracker is not enabled on this server yet";
+        let body = format!("d14:failure reason{}:{reason}e", reason.len());
+        let mut resp = Response::new(Body::from(body));
+        resp.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain"),
+        );
+        return resp;
+    }
+    let (status, body) = match rest {
+        "health" => (StatusCode::OK, "ok\n"),
         _ => (StatusCode::NOT_FOUND, "not found\n"),
     };
     let mut resp = Response::new(Body::from(body.to_owned()));
