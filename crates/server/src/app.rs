@@ -16,7 +16,9 @@ use tokio::net::TcpListener;
 use crate::config::Config;
 
 pub async fn serve(config: Config) -> anyhow::Result<()> {
-    let store = Store::open(StoreOptions::new(&config.data_dir))
+    let mut store_options = StoreOptions::new(&config.data_dir);
+    store_options.hash_pieces = config.piece_hashing;
+    let store = Store::open(store_options)
         .await
         .with_context(|| format!("opening the data dir {}", config.data_dir.display()))?;
 

@@ -74,6 +74,10 @@ pub struct ServeArgs {
     /// Seconds a private torrent's webseed URL stays valid [default: 604800].
     #[arg(long, env = "SEEDBUCKET_WEBSEED_EXPIRY")]
     pub webseed_expiry: Option<u64>,
+    /// Hash torrent pieces while objects are written [default: on]. Off makes every first
+    /// ?torrent read the object once; it exists to measure what hashing costs.
+    #[arg(long, env = "SEEDBUCKET_PIECE_HASHING", value_parser = ["on", "off"], default_value = "on")]
+    pub piece_hashing: String,
     /// Log format.
     #[arg(long, env = "SEEDBUCKET_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,

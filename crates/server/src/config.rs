@@ -58,6 +58,7 @@ pub struct Config {
     pub torrent_max_size: u64,
     pub torrent_format: seedbucket_torrent::Format,
     pub webseed_expiry: u64,
+    pub piece_hashing: bool,
 }
 
 impl Config {
@@ -100,6 +101,7 @@ impl Config {
             torrent_max_size: args.torrent_max_size.unwrap_or(file.torrent_max_size),
             torrent_format,
             webseed_expiry: args.webseed_expiry.unwrap_or(file.webseed_expiry),
+            piece_hashing: args.piece_hashing == "on",
             data_dir: args.data_dir.clone().unwrap_or(file.data_dir),
             listen,
             public_url,

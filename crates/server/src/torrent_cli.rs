@@ -1,9 +1,7 @@
 //! `seedbucket torrent create|show`: the torrent builder on local files.
 
 use std::fs::File;
-use std::io::Read;
 use std::path::Path;
-use std::sync::mpsc;
 
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -97,7 +95,8 @@ pub fn run(action: TorrentAction) -> anyhow::Result<()> {
     }
 }
 
-/// Reads on this thread, hashes on another (SHA-1 and SHA-256 overlap with IO).
+/// Hashes the file on every core: each thread takes its own piece-aligned range, reads it with
+/// positioned reads and hashes it; the ranges' piece hashes and leaves are joined in order.
 fn hash_file(
     path: &Path,
     size: u64,
@@ -105,6 +104,7 @@ fn hash_file(
     format: Format,
     quiet: bool,
 ) -> anyhow::Result<seedbucket_torrent::PieceHashes> {
+    use std::os::unix::fs::FileExt;
     let bar = if quiet {
         ProgressBar::hidden()
     } else {
@@ -114,37 +114,65 @@ fn hash_file(
         ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(4);
-    let worker = std::thread::spawn(move || {
-        let mut h = PieceHasher::new(piece_length, format.has_v1(), format.has_v2());
-        for buf in rx {
-            h.update(&buf);
+    let file = File::open(path)?;
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
+    let pieces = size.div_ceil(piece_length).max(1);
+    let per_thread = pieces.div_ceil(threads) * piece_length;
+    let ranges: Vec<(u64, u64)> = (0..threads)
+        .map(|i| (i * per_thread, ((i + 1) * per_thread).min(size)))
+        .filter(|(a, b)| a < b)
+        .collect();
+    let results: Vec<anyhow::Result<(Option<Vec<u8>>, Option<Vec<[u8; 32]>>)>> =
+        std::thread::scope(|s| {
+            let handles: Vec<_> = ranges
+                .iter()
+                .map(|&(start, end)| {
+                    let (file, bar) = (&file, &bar);
+                    s.spawn(move || -> anyhow::Result<_> {
+                        let mut h =
+                            PieceHasher::new(piece_length, format.has_v1(), format.has_v2());
+                        let mut buf = vec![0u8; 4 << 20];
+                        let mut at = start;
+                        while at < end {
+                            let want = usize::try_from((end - at).min(buf.len() as u64))?;
+                            let n = file.read_at(&mut buf[..want], at)?;
+                            if n == 0 {
+                                bail!("the file shrank while it was hashed");
+                            }
+                            h.update(&buf[..n]);
+                            at += n as u64;
+                            bar.inc(n as u64);
+                        }
+                        Ok(h.finish_raw())
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .map_err(|_| anyhow::anyhow!("a hashing thread failed"))?
+                })
+                .collect()
+        });
+    bar.finish_and_clear();
+    let (mut v1, mut leaves) = (
+        format.has_v1().then(Vec::new),
+        format.has_v2().then(Vec::new),
+    );
+    for r in results {
+        let (a, b) = r?;
+        if let (Some(v), Some(a)) = (v1.as_mut(), a) {
+            v.extend(a);
         }
-        h.finish()
-    });
-    let mut f = File::open(path)?;
-    loop {
-        let mut buf = vec![0u8; 4 << 20];
-        let mut filled = 0;
-        while filled < buf.len() {
-            let n = f.read(&mut buf[filled..])?;
-            if n == 0 {
-                break;
-            }
-            filled += n;
-        }
-        if filled == 0 {
-            break;
-        }
-        buf.truncate(filled);
-        bar.inc(filled as u64);
-        if tx.send(buf).is_err() {
-            break;
+        if let (Some(l), Some(b)) = (leaves.as_mut(), b) {
+            l.extend(b);
         }
     }
-    drop(tx);
-    bar.finish_and_clear();
-    worker
-        .join()
-        .map_err(|_| anyhow::anyhow!("the hashing thread failed"))
+    Ok(seedbucket_torrent::PieceHashes::assemble(
+        size,
+        piece_length,
+        v1,
+        leaves.as_deref(),
+    ))
 }

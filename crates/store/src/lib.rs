@@ -53,6 +53,8 @@ pub struct StoreOptions {
     pub data_dir: PathBuf,
     /// Smallest allowed size of a non-last part (S3: 5 MiB).
     pub min_part_size: u64,
+    /// Hash torrent pieces while PUT bodies are written (off only to measure what it costs).
+    pub hash_pieces: bool,
 }
 
 impl StoreOptions {
@@ -60,6 +62,7 @@ impl StoreOptions {
         Self {
             data_dir: data_dir.into(),
             min_part_size: MIN_PART_SIZE,
+            hash_pieces: true,
         }
     }
 }
@@ -74,6 +77,7 @@ struct Inner {
     pins: Pins,
     gc: Notify,
     min_part_size: u64,
+    hash_pieces: bool,
 }
 
 /// The object store. Cheap to clone.
@@ -111,6 +115,7 @@ impl Store {
                 pins: Pins::default(),
                 gc: Notify::new(),
                 min_part_size: opts.min_part_size,
+                hash_pieces: opts.hash_pieces,
             }),
         };
         store.spawn_gc();
@@ -185,7 +190,7 @@ impl Store {
             MAX_PUT_SIZE,
             INLINE_MAX,
             checksums,
-            true,
+            self.inner.hash_pieces,
         )
         .await
     }

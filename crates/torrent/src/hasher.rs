@@ -73,33 +73,54 @@ impl PieceHasher {
     }
 
     pub fn finish(self) -> PieceHashes {
+        let (length, piece_length) = (self.length, self.piece_length);
+        let (v1, leaves) = self.finish_raw();
+        PieceHashes::assemble(length, piece_length, v1, leaves.as_deref())
+    }
+
+    /// The v1 piece hashes and the v2 leaves of the bytes fed so far, without the tree on top:
+    /// hashers that each took a piece-aligned range of a file can be joined in order and
+    /// finished with [`PieceHashes::assemble`] (how `torrent create` hashes on every core).
+    pub fn finish_raw(self) -> (Option<Vec<u8>>, Option<Vec<[u8; 32]>>) {
         let v1_pieces = self.v1.map(|(sha, filled, mut pieces)| {
             if filled > 0 {
                 pieces.extend_from_slice(&sha.finalize());
             }
             pieces
         });
-        let (v2_root, v2_layer) = match self.v2 {
+        let leaves = self.v2.map(|(sha, filled, mut leaves)| {
+            if filled > 0 {
+                leaves.push(sha.finalize().into());
+            }
+            leaves
+        });
+        (v1_pieces, leaves)
+    }
+}
+
+impl PieceHashes {
+    /// The hashes of a whole file from its v1 piece hashes and its v2 leaves, in order.
+    pub fn assemble(
+        length: u64,
+        piece_length: u64,
+        v1_pieces: Option<Vec<u8>>,
+        leaves: Option<&[[u8; 32]]>,
+    ) -> Self {
+        let (v2_root, v2_layer) = match leaves {
             None => (None, None),
-            Some((sha, filled, mut leaves)) => {
-                if filled > 0 {
-                    leaves.push(sha.finalize().into());
-                }
-                if self.length == 0 {
-                    (None, Some(Vec::new()))
+            Some(_) if length == 0 => (None, Some(Vec::new())),
+            Some(leaves) => {
+                let layer = if length > piece_length {
+                    piece_layer(leaves, piece_length)
                 } else {
-                    let layer = if self.length > self.piece_length {
-                        piece_layer(&leaves, self.piece_length)
-                    } else {
-                        Vec::new()
-                    };
-                    (Some(merkle_root(&leaves, self.piece_length)), Some(layer))
-                }
+                    Vec::new()
+                };
+                (Some(merkle_root(leaves, piece_length)), Some(layer))
             }
         };
         PieceHashes {
-            length: self.length,
-            piece_length: self.piece_length,
+            length,
+            piece_length,
             v1_pieces,
             v2_root,
             v2_layer,
@@ -193,6 +214,19 @@ mod tests {
             assert_eq!(h.finish(), whole, "step {step}");
         }
         assert_eq!(whole.v1_pieces.as_ref().map(Vec::len), Some(7 * 20));
+        // Piece-aligned ranges hashed apart and joined give the same result.
+        let (mut v1, mut leaves) = (Vec::new(), Vec::new());
+        for range in data.chunks(3 * 32 * 1024) {
+            let mut h = PieceHasher::new(32 * 1024, true, true);
+            h.update(range);
+            let (a, b) = h.finish_raw();
+            v1.extend(a.unwrap());
+            leaves.extend(b.unwrap());
+        }
+        assert_eq!(
+            PieceHashes::assemble(data.len() as u64, 32 * 1024, Some(v1), Some(&leaves)),
+            whole
+        );
         assert_eq!(whole.v2_layer.as_ref().map(Vec::len), Some(7 * 32));
     }
 

@@ -66,6 +66,15 @@ enum Cmd {
         #[arg(long)]
         url: Option<String>,
     },
+    /// Latency of `GET ?torrent` on one object, `n` sequential requests.
+    Torrent {
+        #[command(flatten)]
+        t: Target,
+        #[arg(long)]
+        key: String,
+        #[arg(long, default_value_t = 50)]
+        n: usize,
+    },
     /// Many concurrent small PUTs, then GETs of those objects.
     Small {
         #[command(flatten)]
@@ -185,6 +194,31 @@ async fn main() -> anyhow::Result<()> {
                 "op=large_get bytes={total} seconds={:.3} mb_per_s={:.1}",
                 d.as_secs_f64(),
                 mbps(total, d)
+            );
+        }
+        Cmd::Torrent { t, key, n } => {
+            let c = client(&t)?;
+            // Through the SDK (it cannot presign this call); its signing cost is in the numbers.
+            let mut times = Vec::with_capacity(n);
+            let mut size = 0;
+            for _ in 0..n {
+                let start = Instant::now();
+                let out = c
+                    .get_object_torrent()
+                    .bucket(&t.bucket)
+                    .key(&key)
+                    .send()
+                    .await?;
+                size = out.body.collect().await?.into_bytes().len();
+                times.push(start.elapsed().as_secs_f64() * 1000.0);
+            }
+            times.sort_by(f64::total_cmp);
+            let pct = |p: f64| times[((times.len() as f64 - 1.0) * p).round() as usize];
+            println!(
+                "op=torrent n={n} torrent_bytes={size} p50_ms={:.2} p99_ms={:.2} max_ms={:.2}",
+                pct(0.5),
+                pct(0.99),
+                times[times.len() - 1]
             );
         }
         Cmd::Small {
