@@ -95,6 +95,9 @@ pub fn run(action: TorrentAction) -> anyhow::Result<()> {
     }
 }
 
+/// v1 piece hashes and v2 leaves of one range of the file.
+type RawHashes = (Option<Vec<u8>>, Option<Vec<[u8; 32]>>);
+
 /// Hashes the file on every core: each thread takes its own piece-aligned range, reads it with
 /// positioned reads and hashes it; the ranges' piece hashes and leaves are joined in order.
 fn hash_file(
@@ -122,7 +125,7 @@ fn hash_file(
         .map(|i| (i * per_thread, ((i + 1) * per_thread).min(size)))
         .filter(|(a, b)| a < b)
         .collect();
-    let results: Vec<anyhow::Result<(Option<Vec<u8>>, Option<Vec<[u8; 32]>>)>> =
+    let results: Vec<anyhow::Result<RawHashes>> =
         std::thread::scope(|s| {
             let handles: Vec<_> = ranges
                 .iter()
