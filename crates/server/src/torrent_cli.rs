@@ -125,39 +125,37 @@ fn hash_file(
         .map(|i| (i * per_thread, ((i + 1) * per_thread).min(size)))
         .filter(|(a, b)| a < b)
         .collect();
-    let results: Vec<anyhow::Result<RawHashes>> =
-        std::thread::scope(|s| {
-            let handles: Vec<_> = ranges
-                .iter()
-                .map(|&(start, end)| {
-                    let (file, bar) = (&file, &bar);
-                    s.spawn(move || -> anyhow::Result<_> {
-                        let mut h =
-                            PieceHasher::new(piece_length, format.has_v1(), format.has_v2());
-                        let mut buf = vec![0u8; 4 << 20];
-                        let mut at = start;
-                        while at < end {
-                            let want = usize::try_from((end - at).min(buf.len() as u64))?;
-                            let n = file.read_at(&mut buf[..want], at)?;
-                            if n == 0 {
-                                bail!("the file shrank while it was hashed");
-                            }
-                            h.update(&buf[..n]);
-                            at += n as u64;
-                            bar.inc(n as u64);
+    let results: Vec<anyhow::Result<RawHashes>> = std::thread::scope(|s| {
+        let handles: Vec<_> = ranges
+            .iter()
+            .map(|&(start, end)| {
+                let (file, bar) = (&file, &bar);
+                s.spawn(move || -> anyhow::Result<_> {
+                    let mut h = PieceHasher::new(piece_length, format.has_v1(), format.has_v2());
+                    let mut buf = vec![0u8; 4 << 20];
+                    let mut at = start;
+                    while at < end {
+                        let want = usize::try_from((end - at).min(buf.len() as u64))?;
+                        let n = file.read_at(&mut buf[..want], at)?;
+                        if n == 0 {
+                            bail!("the file shrank while it was hashed");
                         }
-                        Ok(h.finish_raw())
-                    })
+                        h.update(&buf[..n]);
+                        at += n as u64;
+                        bar.inc(n as u64);
+                    }
+                    Ok(h.finish_raw())
                 })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join()
-                        .map_err(|_| anyhow::anyhow!("a hashing thread failed"))?
-                })
-                .collect()
-        });
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .map_err(|_| anyhow::anyhow!("a hashing thread failed"))?
+            })
+            .collect()
+    });
     bar.finish_and_clear();
     let (mut v1, mut leaves) = (
         format.has_v1().then(Vec::new),

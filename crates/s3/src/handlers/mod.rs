@@ -41,6 +41,32 @@ impl Seedbucket {
         Ok((caller, rec))
     }
 
+    /// Receives a PUT or UploadPart body: stages it while hashing, then checks Content-MD5 and
+    /// every claimed checksum (headers, and trailers that arrived after the body). Returns the
+    /// staged body and the computed checksums; nothing is visible yet.
+    pub(crate) async fn receive_body(
+        &self,
+        incoming: Incoming<'_>,
+        headers: &http::HeaderMap,
+        trailers: Option<&s3s::TrailingHeaders>,
+    ) -> S3Result<(seedbucket_store::Staged, Checksums)> {
+        let mut claimed = incoming.claimed;
+        let selection = claimed.selection(incoming.algorithm, headers)?;
+        let body = incoming.body.ok_or_else(|| s3_error!(IncompleteBody))?;
+        let expected = incoming.content_length.and_then(|n| u64::try_from(n).ok());
+        let staged = if incoming.part {
+            self.store.stage_part(body, expected, selection).await
+        } else {
+            self.store.stage(body, expected, selection).await
+        }
+        .map_err(to_s3)?;
+        verify_content_md5(incoming.content_md5, &staged.digests.md5)?;
+        claimed.add_trailers(trailers);
+        let computed = staged.digests.checksums();
+        claimed.verify(&computed)?;
+        Ok((staged, computed))
+    }
+
     pub(crate) fn owner_of(&self, user_id: &str) -> Owner {
         Owner {
             id: Some(user_id.to_owned()),
@@ -67,6 +93,18 @@ pub(crate) fn format_http_date(t: &Timestamp) -> Option<String> {
 
 pub(crate) fn parse_http_date(s: &str) -> Option<Timestamp> {
     Timestamp::parse(TimestampFormat::HttpDate, s).ok()
+}
+
+/// A request body and what the request claims about it.
+pub(crate) struct Incoming<'a> {
+    pub body: Option<s3s::dto::StreamingBlob>,
+    pub content_length: Option<i64>,
+    pub content_md5: Option<&'a str>,
+    /// `x-amz-sdk-checksum-algorithm` / `ChecksumAlgorithm`.
+    pub algorithm: Option<&'a str>,
+    pub claimed: ClaimedChecksums,
+    /// A multipart part (always staged to a file).
+    pub part: bool,
 }
 
 /// S3 checksum values a request supplied, by header or (after the body) by trailer.

@@ -7,7 +7,7 @@ use seedbucket_store::{MAX_PART_NUMBER, ObjectAttributes, UploadRecord};
 
 use super::list::{Encoder, max_keys};
 use super::object::{check_key, stored_headers, write_condition};
-use super::{ClaimedChecksums, etag, timestamp, user_metadata, verify_content_md5};
+use super::{ClaimedChecksums, Incoming, etag, timestamp, user_metadata};
 use crate::Seedbucket;
 use crate::error::to_s3;
 
@@ -109,30 +109,31 @@ impl Seedbucket {
         let upload = self
             .upload_of(&input.bucket, &input.key, &input.upload_id)
             .await?;
-        let mut claimed = ClaimedChecksums {
-            crc32: input.checksum_crc32,
-            crc32c: input.checksum_crc32c,
-            sha1: input.checksum_sha1,
-            sha256: input.checksum_sha256,
-            crc64nvme: input.checksum_crc64nvme,
-        };
         let algorithm = input
             .checksum_algorithm
             .as_ref()
             .map(|a| a.as_str().to_owned())
             .or(upload.checksum_algorithm.clone());
-        let selection = claimed.selection(algorithm.as_deref(), &req.headers)?;
-        let body = input.body.ok_or_else(|| s3_error!(IncompleteBody))?;
-        let expected = input.content_length.and_then(|n| u64::try_from(n).ok());
-        let staged = self
-            .store
-            .stage_part(body, expected, selection)
-            .await
-            .map_err(to_s3)?;
-        verify_content_md5(input.content_md5.as_deref(), &staged.digests.md5)?;
-        claimed.add_trailers(req.trailing_headers.as_ref());
-        let computed = staged.digests.checksums();
-        claimed.verify(&computed)?;
+        let (staged, computed) = self
+            .receive_body(
+                Incoming {
+                    body: input.body,
+                    content_length: input.content_length,
+                    content_md5: input.content_md5.as_deref(),
+                    algorithm: algorithm.as_deref(),
+                    claimed: ClaimedChecksums {
+                        crc32: input.checksum_crc32,
+                        crc32c: input.checksum_crc32c,
+                        sha1: input.checksum_sha1,
+                        sha256: input.checksum_sha256,
+                        crc64nvme: input.checksum_crc64nvme,
+                    },
+                    part: true,
+                },
+                &req.headers,
+                req.trailing_headers.as_ref(),
+            )
+            .await?;
         let part = self
             .store
             .commit_part(staged, &input.upload_id, part_number, computed)

@@ -11,8 +11,7 @@ use seedbucket_store::{ObjectAttributes, ObjectRecord, StoredHeaders, WriteCondi
 use tokio::sync::mpsc;
 
 use super::{
-    ClaimedChecksums, etag, format_http_date, parse_http_date, timestamp, user_metadata,
-    verify_content_md5,
+    ClaimedChecksums, Incoming, etag, format_http_date, parse_http_date, timestamp, user_metadata,
 };
 use crate::Seedbucket;
 use crate::conditional::{Conditions, Outcome};
@@ -122,28 +121,26 @@ impl Seedbucket {
             ));
         }
         let cond = write_condition(input.if_match.as_ref(), input.if_none_match.as_ref())?;
-        let mut claimed = ClaimedChecksums {
-            crc32: input.checksum_crc32,
-            crc32c: input.checksum_crc32c,
-            sha1: input.checksum_sha1,
-            sha256: input.checksum_sha256,
-            crc64nvme: input.checksum_crc64nvme,
-        };
-        let selection = claimed.selection(
-            input.checksum_algorithm.as_ref().map(|a| a.as_str()),
-            &req.headers,
-        )?;
-        let body = input.body.ok_or_else(|| s3_error!(IncompleteBody))?;
-        let expected = input.content_length.and_then(|n| u64::try_from(n).ok());
-        let staged = self
-            .store
-            .stage(body, expected, selection)
-            .await
-            .map_err(to_s3)?;
-        verify_content_md5(input.content_md5.as_deref(), &staged.digests.md5)?;
-        claimed.add_trailers(req.trailing_headers.as_ref());
-        let computed = staged.digests.checksums();
-        claimed.verify(&computed)?;
+        let (staged, computed) = self
+            .receive_body(
+                Incoming {
+                    body: input.body,
+                    content_length: input.content_length,
+                    content_md5: input.content_md5.as_deref(),
+                    algorithm: input.checksum_algorithm.as_ref().map(|a| a.as_str()),
+                    claimed: ClaimedChecksums {
+                        crc32: input.checksum_crc32,
+                        crc32c: input.checksum_crc32c,
+                        sha1: input.checksum_sha1,
+                        sha256: input.checksum_sha256,
+                        crc64nvme: input.checksum_crc64nvme,
+                    },
+                    part: false,
+                },
+                &req.headers,
+                req.trailing_headers.as_ref(),
+            )
+            .await?;
         let attributes = ObjectAttributes {
             headers: stored_headers(
                 input.content_type,
@@ -201,57 +198,29 @@ impl Seedbucket {
             .open_object(&input.bucket, &input.key)
             .await
             .map_err(to_s3)?;
-        let rec = &reader.record;
-        check_conditions(
-            rec,
-            Conditions {
-                if_match: input.if_match.as_ref(),
-                if_none_match: input.if_none_match.as_ref(),
-                if_modified_since: input.if_modified_since.as_ref(),
-                if_unmodified_since: input.if_unmodified_since.as_ref(),
+        let (out, view) = head_output(
+            &reader.record,
+            ReadRequest {
+                conditions: Conditions {
+                    if_match: input.if_match.as_ref(),
+                    if_none_match: input.if_none_match.as_ref(),
+                    if_modified_since: input.if_modified_since.as_ref(),
+                    if_unmodified_since: input.if_unmodified_since.as_ref(),
+                },
+                range: input.range.as_ref(),
+                part_number: input.part_number,
+                checksum_mode: input.checksum_mode.as_ref(),
+                overrides: Overrides {
+                    content_type: input.response_content_type,
+                    content_encoding: input.response_content_encoding,
+                    content_disposition: input.response_content_disposition,
+                    content_language: input.response_content_language,
+                    cache_control: input.response_cache_control,
+                    expires: input.response_expires,
+                },
             },
         )?;
-        let view = ByteView::resolve(rec, input.range.as_ref(), input.part_number)?;
-        let whole = view.start == 0 && view.end == rec.size && input.part_number.is_none();
-        let checksums = (whole && is_checksum_mode(input.checksum_mode.as_ref()))
-            .then(|| rec.checksums.clone());
-        let h = &rec.attributes.headers;
-        let mut out = GetObjectOutput {
-            accept_ranges: Some("bytes".to_owned()),
-            content_length: i64::try_from(view.end - view.start).ok(),
-            content_range: view.content_range.clone(),
-            e_tag: Some(etag(&rec.etag)),
-            last_modified: Some(timestamp(rec.last_modified_ns)),
-            metadata: Some(rec.attributes.user_metadata.clone().into_iter().collect()),
-            parts_count: rec.parts_count.and_then(|n| i32::try_from(n).ok()),
-            content_type: input
-                .response_content_type
-                .or_else(|| h.content_type.clone()),
-            content_encoding: input
-                .response_content_encoding
-                .or_else(|| h.content_encoding.clone()),
-            content_disposition: input
-                .response_content_disposition
-                .or_else(|| h.content_disposition.clone()),
-            content_language: input
-                .response_content_language
-                .or_else(|| h.content_language.clone()),
-            cache_control: input
-                .response_cache_control
-                .or_else(|| h.cache_control.clone()),
-            expires: input
-                .response_expires
-                .or_else(|| h.expires.as_deref().and_then(parse_http_date)),
-            checksum_type: checksums.as_ref().and_then(|_| checksum_type(rec)),
-            ..Default::default()
-        };
-        if let Some(c) = checksums {
-            out.checksum_crc32 = c.crc32;
-            out.checksum_crc32c = c.crc32c;
-            out.checksum_sha1 = c.sha1;
-            out.checksum_sha256 = c.sha256;
-            out.checksum_crc64nvme = c.crc64nvme;
-        }
+        let mut out = get_output(out);
         let (start, end) = (view.start, view.end);
         out.body = Some(StreamingBlob::wrap(BodyStream(reader.stream(start, end))));
         Ok(S3Response::new(out))
@@ -278,56 +247,28 @@ impl Seedbucket {
             .head_object(&input.bucket, &input.key)
             .await
             .map_err(to_s3)?;
-        check_conditions(
+        let (out, view) = head_output(
             &rec,
-            Conditions {
-                if_match: input.if_match.as_ref(),
-                if_none_match: input.if_none_match.as_ref(),
-                if_modified_since: input.if_modified_since.as_ref(),
-                if_unmodified_since: input.if_unmodified_since.as_ref(),
+            ReadRequest {
+                conditions: Conditions {
+                    if_match: input.if_match.as_ref(),
+                    if_none_match: input.if_none_match.as_ref(),
+                    if_modified_since: input.if_modified_since.as_ref(),
+                    if_unmodified_since: input.if_unmodified_since.as_ref(),
+                },
+                range: input.range.as_ref(),
+                part_number: input.part_number,
+                checksum_mode: input.checksum_mode.as_ref(),
+                overrides: Overrides {
+                    content_type: input.response_content_type,
+                    content_encoding: input.response_content_encoding,
+                    content_disposition: input.response_content_disposition,
+                    content_language: input.response_content_language,
+                    cache_control: input.response_cache_control,
+                    expires: input.response_expires,
+                },
             },
         )?;
-        let view = ByteView::resolve(&rec, input.range.as_ref(), input.part_number)?;
-        let whole = view.start == 0 && view.end == rec.size && input.part_number.is_none();
-        let checksums = (whole && is_checksum_mode(input.checksum_mode.as_ref()))
-            .then(|| rec.checksums.clone());
-        let h = &rec.attributes.headers;
-        let mut out = HeadObjectOutput {
-            accept_ranges: Some("bytes".to_owned()),
-            content_length: i64::try_from(view.end - view.start).ok(),
-            content_range: view.content_range.clone(),
-            e_tag: Some(etag(&rec.etag)),
-            last_modified: Some(timestamp(rec.last_modified_ns)),
-            metadata: Some(rec.attributes.user_metadata.clone().into_iter().collect()),
-            parts_count: rec.parts_count.and_then(|n| i32::try_from(n).ok()),
-            content_type: input
-                .response_content_type
-                .or_else(|| h.content_type.clone()),
-            content_encoding: input
-                .response_content_encoding
-                .or_else(|| h.content_encoding.clone()),
-            content_disposition: input
-                .response_content_disposition
-                .or_else(|| h.content_disposition.clone()),
-            content_language: input
-                .response_content_language
-                .or_else(|| h.content_language.clone()),
-            cache_control: input
-                .response_cache_control
-                .or_else(|| h.cache_control.clone()),
-            expires: input
-                .response_expires
-                .or_else(|| h.expires.as_deref().and_then(parse_http_date)),
-            checksum_type: checksums.as_ref().and_then(|_| checksum_type(&rec)),
-            ..Default::default()
-        };
-        if let Some(c) = checksums {
-            out.checksum_crc32 = c.crc32;
-            out.checksum_crc32c = c.crc32c;
-            out.checksum_sha1 = c.sha1;
-            out.checksum_sha256 = c.sha256;
-            out.checksum_crc64nvme = c.crc64nvme;
-        }
         let mut resp = S3Response::new(out);
         if view.content_range.is_some() {
             resp.status = Some(http::StatusCode::PARTIAL_CONTENT);
@@ -371,6 +312,91 @@ impl Seedbucket {
             .await
             .map_err(to_s3)?;
         Ok(S3Response::new(DeleteObjectOutput::default()))
+    }
+}
+
+/// `response-content-*` query overrides of a GET or HEAD.
+struct Overrides {
+    content_type: Option<String>,
+    content_encoding: Option<String>,
+    content_disposition: Option<String>,
+    content_language: Option<String>,
+    cache_control: Option<String>,
+    expires: Option<Timestamp>,
+}
+
+/// What GetObject and HeadObject share: conditions, range or part, checksum mode, overrides.
+struct ReadRequest<'a> {
+    conditions: Conditions<'a>,
+    range: Option<&'a Range>,
+    part_number: Option<i32>,
+    checksum_mode: Option<&'a ChecksumMode>,
+    overrides: Overrides,
+}
+
+/// Evaluates a read against the object and makes the response headers (as HeadObject's
+/// output; GetObject converts it with [`get_output`]).
+fn head_output(rec: &ObjectRecord, req: ReadRequest<'_>) -> S3Result<(HeadObjectOutput, ByteView)> {
+    check_conditions(rec, req.conditions)?;
+    let view = ByteView::resolve(rec, req.range, req.part_number)?;
+    let whole = view.start == 0 && view.end == rec.size && req.part_number.is_none();
+    let checksums = (whole && is_checksum_mode(req.checksum_mode)).then(|| rec.checksums.clone());
+    let h = &rec.attributes.headers;
+    let o = req.overrides;
+    let mut out = HeadObjectOutput {
+        accept_ranges: Some("bytes".to_owned()),
+        content_length: i64::try_from(view.end - view.start).ok(),
+        content_range: view.content_range.clone(),
+        e_tag: Some(etag(&rec.etag)),
+        last_modified: Some(timestamp(rec.last_modified_ns)),
+        metadata: Some(rec.attributes.user_metadata.clone().into_iter().collect()),
+        parts_count: rec.parts_count.and_then(|n| i32::try_from(n).ok()),
+        content_type: o.content_type.or_else(|| h.content_type.clone()),
+        content_encoding: o.content_encoding.or_else(|| h.content_encoding.clone()),
+        content_disposition: o
+            .content_disposition
+            .or_else(|| h.content_disposition.clone()),
+        content_language: o.content_language.or_else(|| h.content_language.clone()),
+        cache_control: o.cache_control.or_else(|| h.cache_control.clone()),
+        expires: o
+            .expires
+            .or_else(|| h.expires.as_deref().and_then(parse_http_date)),
+        checksum_type: checksums.as_ref().and_then(|_| checksum_type(rec)),
+        ..Default::default()
+    };
+    if let Some(c) = checksums {
+        out.checksum_crc32 = c.crc32;
+        out.checksum_crc32c = c.crc32c;
+        out.checksum_sha1 = c.sha1;
+        out.checksum_sha256 = c.sha256;
+        out.checksum_crc64nvme = c.crc64nvme;
+    }
+    Ok((out, view))
+}
+
+/// The same headers as a GetObject output (the body is set by the caller).
+fn get_output(h: HeadObjectOutput) -> GetObjectOutput {
+    GetObjectOutput {
+        accept_ranges: h.accept_ranges,
+        content_length: h.content_length,
+        content_range: h.content_range,
+        e_tag: h.e_tag,
+        last_modified: h.last_modified,
+        metadata: h.metadata,
+        parts_count: h.parts_count,
+        content_type: h.content_type,
+        content_encoding: h.content_encoding,
+        content_disposition: h.content_disposition,
+        content_language: h.content_language,
+        cache_control: h.cache_control,
+        expires: h.expires,
+        checksum_type: h.checksum_type,
+        checksum_crc32: h.checksum_crc32,
+        checksum_crc32c: h.checksum_crc32c,
+        checksum_sha1: h.checksum_sha1,
+        checksum_sha256: h.checksum_sha256,
+        checksum_crc64nvme: h.checksum_crc64nvme,
+        ..Default::default()
     }
 }
 
