@@ -231,3 +231,24 @@ def test_webseed_ranges_and_version_pinning(s3, bucket):
     assert v2.endswith("/")
     with urllib.request.urlopen(v2 + "file.bin") as r:
         assert r.read() == b"new content"
+
+
+def test_transmission_show_reads_the_v1_file(s3, bucket, tmp_path):
+    """transmission-show (strict on canonical integers; it refuses v2 and hybrid) reads our v1."""
+    data = os.urandom(200_000)
+    s3.put_object(Bucket=bucket, Key="tr/show.bin", Body=data)
+    path = tmp_path / "show.torrent"
+    path.write_bytes(torrent_of(s3, bucket, "tr/show.bin", "v1")["Body"].read())
+    p = subprocess.run(["transmission-show", str(path)], capture_output=True, text=True, timeout=30)
+    assert p.returncode == 0, p.stdout + p.stderr
+    ih = str(lt.torrent_info(str(path)).info_hashes().v1)
+    assert ih in p.stdout.lower() and "show.bin" in p.stdout and "Private" in p.stdout
+
+
+def test_presigned_torrent_url(s3, bucket):
+    s3.put_object(Bucket=bucket, Key="pre/t.bin", Body=b"p" * 40_000)
+    url = s3.generate_presigned_url("get_object_torrent", Params={"Bucket": bucket, "Key": "pre/t.bin"}, ExpiresIn=60)
+    with urllib.request.urlopen(url) as r:
+        assert r.headers["Content-Type"] == "application/x-bittorrent"
+        ti = lt.torrent_info(lt.bdecode(r.read()))
+    assert ti.name() == "t.bin" and ti.total_size() == 40_000
