@@ -102,7 +102,13 @@ async fn client_abort_leaves_nothing_behind() {
         .unwrap();
         sock.write_all(&random_bytes(3_000_000)).unwrap();
     } // dropped: the client went away mid-body
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let tmp_dir = s.data_dir.join("tmp");
+    wait_until(|| {
+        std::fs::read_dir(&tmp_dir)
+            .map(|d| d.count() == 0)
+            .unwrap_or(false)
+    })
+    .await;
     let e = c
         .head_object()
         .bucket("gone")
@@ -137,4 +143,14 @@ async fn client_abort_leaves_nothing_behind() {
         blobs += std::fs::read_dir(shard.unwrap().path()).unwrap().count();
     }
     assert_eq!(blobs, 0, "no blob files remain for deleted objects");
+}
+
+/// Polls `cond` for up to 10 seconds (background work: abort cleanup, garbage collection).
+async fn wait_until(cond: impl Fn() -> bool) {
+    for _ in 0..200 {
+        if cond() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
