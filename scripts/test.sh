@@ -38,6 +38,14 @@ for tool in aws pytest; do
   command -v "$tool" >/dev/null || { echo "FATAL: $tool did not install"; exit 1; }
 done
 
+# imdl: a strict torrent checker (sorted keys, canonical integers, piece content).
+if [ ! -x .tools/bin/imdl ]; then
+  echo "== installing imdl (cargo install, about a minute and a half)"
+  cargo install -q imdl --version 0.1.16 --root .tools
+fi
+export PATH=$ROOT/.tools/bin:$PATH
+command -v imdl >/dev/null || { echo "FATAL: imdl did not install"; exit 1; }
+
 echo "== building (release)"
 cargo build --release --workspace --bins
 export SEEDBUCKET_BIN=$ROOT/target/release/seedbucket

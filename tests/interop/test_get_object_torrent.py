@@ -252,3 +252,21 @@ def test_presigned_torrent_url(s3, bucket):
         assert r.headers["Content-Type"] == "application/x-bittorrent"
         ti = lt.torrent_info(lt.bdecode(r.read()))
     assert ti.name() == "t.bin" and ti.total_size() == 40_000
+
+
+@pytest.mark.parametrize("size", [1, 16384, 1_000_000])
+def test_imdl_verifies_v1_torrent_against_the_bytes(s3, bucket, tmp_path, size):
+    """imdl is strict on bencode (sorted keys, canonical integers) and checks every piece."""
+    data = os.urandom(size)
+    s3.put_object(Bucket=bucket, Key="imdl/check.bin", Body=data)
+    path = tmp_path / "check.torrent"
+    path.write_bytes(torrent_of(s3, bucket, "imdl/check.bin", "v1")["Body"].read())
+    content = tmp_path / "check.bin"
+    content.write_bytes(data)
+    p = subprocess.run(["imdl", "--color", "never", "torrent", "verify", "-i", str(path), "-c", str(content)],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stdout + p.stderr
+    content.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
+    p = subprocess.run(["imdl", "--color", "never", "torrent", "verify", "-i", str(path), "-c", str(content)],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode != 0, "a flipped byte must fail verification"
