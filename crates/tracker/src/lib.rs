@@ -1,0 +1,314 @@
+//! The tracker's swarm state.
+//!
+//! [`Swarms`] is pure state: announce, scrape and expiry take the time as an argument, so they
+//! are tested without clocks or sockets. [`Tracker`] wraps it in a mutex for the server. The
+//! tracker does not know the store: the server decides which info-hashes are allowed (issued
+//! torrents, tokens) and which swarm key a hybrid's two hashes share, and passes the peer's
+//! address as seen on the socket (the `ip` parameter is not trusted).
+//!
+//! Memory: one peer costs about 100 bytes (20-byte id key, address, counters) plus hash-map
+//! overhead; the limits below bound the total.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Mutex;
+
+use seedbucket_wire::tracker::http::{AnnounceReply, Event, ScrapeEntry};
+
+/// Tracker settings.
+#[derive(Debug, Clone)]
+pub struct TrackerConfig {
+    /// Seconds between announces that clients are asked to keep.
+    pub interval: u32,
+    pub min_interval: u32,
+    /// Peers not heard from for this long are dropped (interval plus grace).
+    pub peer_ttl: u64,
+    pub max_peers_per_torrent: usize,
+    pub max_peers_total: usize,
+    pub default_numwant: u32,
+    pub max_numwant: u32,
+}
+
+impl Default for TrackerConfig {
+    fn default() -> Self {
+        Self {
+            interval: 1800,
+            min_interval: 60,
+            peer_ttl: 1800 + 600,
+            max_peers_per_torrent: 20_000,
+            max_peers_total: 1_000_000,
+            default_numwant: 50,
+            max_numwant: 200,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Peer {
+    addr: SocketAddr,
+    left: u64,
+    last_seen: u64,
+}
+
+#[derive(Debug, Default)]
+struct Swarm {
+    peers: HashMap<[u8; 20], Peer>,
+    completed: u32,
+    /// Rotates where peer lists start, so every peer gets handed out.
+    cursor: usize,
+}
+
+impl Swarm {
+    fn counts(&self) -> (u32, u32) {
+        let seeders = self.peers.values().filter(|p| p.left == 0).count();
+        let leechers = self.peers.len() - seeders;
+        (
+            u32::try_from(seeders).unwrap_or(u32::MAX),
+            u32::try_from(leechers).unwrap_or(u32::MAX),
+        )
+    }
+
+    fn expire(&mut self, now: u64, ttl: u64) -> usize {
+        let before = self.peers.len();
+        self.peers
+            .retain(|_, p| now.saturating_sub(p.last_seen) <= ttl);
+        before - self.peers.len()
+    }
+}
+
+/// One announce, as the server hands it over.
+#[derive(Debug, Clone)]
+pub struct PeerAnnounce {
+    pub peer_id: [u8; 20],
+    pub addr: SocketAddr,
+    pub left: u64,
+    pub event: Event,
+    pub numwant: Option<u32>,
+}
+
+/// All swarms.
+#[derive(Debug, Default)]
+pub struct Swarms {
+    torrents: HashMap<[u8; 20], Swarm>,
+    total_peers: usize,
+}
+
+impl Swarms {
+    /// Records the announce and returns the reply: other peers (never the caller), counts.
+    pub fn announce(
+        &mut self,
+        cfg: &TrackerConfig,
+        key: [u8; 20],
+        a: &PeerAnnounce,
+        now: u64,
+    ) -> AnnounceReply {
+        let swarm = self.torrents.entry(key).or_default();
+        self.total_peers -= swarm.expire(now, cfg.peer_ttl);
+        let mut warning = None;
+        match a.event {
+            Event::Stopped => {
+                if swarm.peers.remove(&a.peer_id).is_some() {
+                    self.total_peers -= 1;
+                }
+            }
+            _ => {
+                if a.event == Event::Completed {
+                    swarm.completed = swarm.completed.saturating_add(1);
+                }
+                let known = swarm.peers.contains_key(&a.peer_id);
+                if known
+                    || (swarm.peers.len() < cfg.max_peers_per_torrent
+                        && self.total_peers < cfg.max_peers_total)
+                {
+                    let fresh = swarm
+                        .peers
+                        .insert(
+                            a.peer_id,
+                            Peer {
+                                addr: a.addr,
+                                left: a.left,
+                                last_seen: now,
+                            },
+                        )
+                        .is_none();
+                    if fresh {
+                        self.total_peers += 1;
+                    }
+                } else {
+                    warning = Some("the swarm is full; you were not added".to_owned());
+                }
+            }
+        }
+        let want = a
+            .numwant
+            .unwrap_or(cfg.default_numwant)
+            .min(cfg.max_numwant) as usize;
+        let mut peers = Vec::with_capacity(want.min(swarm.peers.len()));
+        if a.event != Event::Stopped && want > 0 && !swarm.peers.is_empty() {
+            let n = swarm.peers.len();
+            let start = swarm.cursor % n;
+            swarm.cursor = swarm.cursor.wrapping_add(want);
+            // A seeder needs only leechers.
+            let seeding = a.left == 0;
+            for (id, p) in swarm.peers.iter().cycle().skip(start).take(n) {
+                if peers.len() == want {
+                    break;
+                }
+                if *id != a.peer_id && !(seeding && p.left == 0) {
+                    peers.push((p.addr, *id));
+                }
+            }
+        }
+        let (complete, incomplete) = swarm.counts();
+        if swarm.peers.is_empty() && swarm.completed == 0 {
+            self.torrents.remove(&key);
+        }
+        AnnounceReply {
+            interval: cfg.interval,
+            min_interval: cfg.min_interval,
+            complete,
+            incomplete,
+            peers,
+            warning,
+        }
+    }
+
+    pub fn scrape(&self, key: &[u8; 20]) -> ScrapeEntry {
+        match self.torrents.get(key) {
+            None => ScrapeEntry::default(),
+            Some(s) => {
+                let (complete, incomplete) = s.counts();
+                ScrapeEntry {
+                    complete,
+                    downloaded: s.completed,
+                    incomplete,
+                }
+            }
+        }
+    }
+
+    /// Drops peers not heard from within the TTL, everywhere.
+    pub fn expire(&mut self, cfg: &TrackerConfig, now: u64) {
+        let mut dropped = 0;
+        for s in self.torrents.values_mut() {
+            dropped += s.expire(now, cfg.peer_ttl);
+        }
+        self.total_peers -= dropped;
+        self.torrents
+            .retain(|_, s| !s.peers.is_empty() || s.completed > 0);
+    }
+
+    pub fn stats(&self) -> (usize, usize) {
+        (self.torrents.len(), self.total_peers)
+    }
+}
+
+/// The in-process tracker handle.
+#[derive(Debug, Default)]
+pub struct Tracker {
+    pub config: TrackerConfig,
+    swarms: Mutex<Swarms>,
+}
+
+impl Tracker {
+    pub fn new(config: TrackerConfig) -> Self {
+        Self {
+            config,
+            swarms: Mutex::new(Swarms::default()),
+        }
+    }
+
+    pub fn announce(&self, key: [u8; 20], a: &PeerAnnounce, now: u64) -> AnnounceReply {
+        match self.swarms.lock() {
+            Ok(mut s) => s.announce(&self.config, key, a, now),
+            Err(poisoned) => poisoned.into_inner().announce(&self.config, key, a, now),
+        }
+    }
+
+    pub fn scrape(&self, key: &[u8; 20]) -> ScrapeEntry {
+        match self.swarms.lock() {
+            Ok(s) => s.scrape(key),
+            Err(poisoned) => poisoned.into_inner().scrape(key),
+        }
+    }
+
+    pub fn expire(&self, now: u64) {
+        if let Ok(mut s) = self.swarms.lock() {
+            s.expire(&self.config, now);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peer(id: u8, left: u64, event: Event) -> PeerAnnounce {
+        PeerAnnounce {
+            peer_id: [id; 20],
+            addr: format!("127.0.0.{id}:6881").parse().unwrap(),
+            left,
+            event,
+            numwant: None,
+        }
+    }
+
+    #[test]
+    fn swarm_life() {
+        let cfg = TrackerConfig::default();
+        let mut s = Swarms::default();
+        let k = [7; 20];
+        let r = s.announce(&cfg, k, &peer(1, 100, Event::Started), 0);
+        assert!(r.peers.is_empty());
+        assert_eq!((r.complete, r.incomplete), (0, 1));
+        let r = s.announce(&cfg, k, &peer(2, 0, Event::Started), 1);
+        assert_eq!(r.peers.len(), 1);
+        assert_eq!(r.peers[0].1, [1; 20]);
+        assert_eq!((r.complete, r.incomplete), (1, 1));
+        // Peer 1 completes.
+        s.announce(&cfg, k, &peer(1, 0, Event::Completed), 2);
+        assert_eq!(
+            s.scrape(&k),
+            ScrapeEntry {
+                complete: 2,
+                downloaded: 1,
+                incomplete: 0
+            }
+        );
+        // Seeders are not handed other seeders.
+        assert!(
+            s.announce(&cfg, k, &peer(2, 0, Event::None), 3)
+                .peers
+                .is_empty()
+        );
+        s.announce(&cfg, k, &peer(1, 0, Event::Stopped), 4);
+        assert_eq!(s.scrape(&k).complete, 1);
+        // Expiry.
+        s.expire(&cfg, 4 + cfg.peer_ttl + 1);
+        assert_eq!(
+            s.scrape(&k),
+            ScrapeEntry {
+                complete: 0,
+                downloaded: 1,
+                incomplete: 0
+            }
+        );
+        assert_eq!(s.stats().1, 0);
+    }
+
+    #[test]
+    fn limits() {
+        let cfg = TrackerConfig {
+            max_peers_per_torrent: 2,
+            max_numwant: 1,
+            ..TrackerConfig::default()
+        };
+        let mut s = Swarms::default();
+        for id in 1..=3 {
+            let r = s.announce(&cfg, [1; 20], &peer(id, 5, Event::Started), 0);
+            assert!(r.peers.len() <= 1);
+            assert_eq!(r.warning.is_some(), id == 3);
+        }
+        assert_eq!(s.stats(), (1, 2));
+    }
+}

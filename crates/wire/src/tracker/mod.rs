@@ -1,0 +1,3 @@
+//! Tracker protocol messages.
+
+pub mod http;
