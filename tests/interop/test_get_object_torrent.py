@@ -78,7 +78,7 @@ def test_default_is_v1_and_aws_cli_fetches_it(s3, bucket, aws, tmp_path):
     assert ti.info_hashes().has_v1() and not ti.info_hashes().has_v2()
     show = subprocess.run([os.environ.get("SEEDBUCKET_BIN", "target/release/seedbucket"), "torrent", "show", str(out)],
                           capture_output=True, text=True, check=True).stdout
-    assert "format:        v1" in show and "webseed:" in show and "/_seedbucket/tracker/" in show
+    assert "format:        v1" in show and "webseed:" in show and "/announce?sb_token=" in show
 
 
 def test_multipart_object_gives_the_same_torrent_as_a_single_put(s3, bucket):

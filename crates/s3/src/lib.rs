@@ -11,6 +11,7 @@ mod error;
 pub(crate) mod handlers;
 pub mod service;
 pub mod tokens;
+pub mod tracker_http;
 mod webseed;
 
 use std::sync::Arc;
@@ -57,6 +58,7 @@ impl Default for S3Options {
 pub struct Seedbucket {
     store: Store,
     keys: Arc<KeyRing>,
+    tracker: Arc<seedbucket_tracker::Tracker>,
     options: Arc<S3Options>,
 }
 
@@ -65,6 +67,7 @@ impl Seedbucket {
         Self {
             store,
             keys,
+            tracker: Arc::new(seedbucket_tracker::Tracker::new(Default::default())),
             options: Arc::new(options),
         }
     }

@@ -94,6 +94,8 @@ impl S3Host for DomainHost {
 pub struct Frontend {
     s3: S3Service,
     app: Seedbucket,
+    /// The peer address of the connection this clone serves.
+    remote: Option<std::net::SocketAddr>,
     counter: Arc<AtomicU64>,
     node: u32,
 }
@@ -165,8 +167,17 @@ impl Frontend {
         Self {
             s3,
             app,
+            remote: None,
             counter: Arc::new(AtomicU64::new(0)),
             node: rand_node(),
+        }
+    }
+
+    /// A clone for one connection from `remote`.
+    pub fn for_connection(&self, remote: std::net::SocketAddr) -> Self {
+        Self {
+            remote: Some(remote),
+            ..self.clone()
         }
     }
 
@@ -180,10 +191,19 @@ impl Frontend {
         let is_head = req.method() == Method::HEAD;
         let path = req.uri().path().to_owned();
         let mut resp = if let Some(rest) = path.strip_prefix(INTERNAL_PREFIX) {
-            match rest.strip_prefix("webseed/") {
-                Some(ws) => self.app.webseed(req.method(), ws, req.headers()).await,
-                None => internal_route(&req),
+            if let Some(ws) = rest.strip_prefix("webseed/") {
+                self.app.webseed(req.method(), ws, req.headers()).await
+            } else if let Some(t) = rest.strip_prefix("tracker/") {
+                let query = req.uri().query().unwrap_or("").to_owned();
+                self.app.tracker(t, &query, self.remote).await
+            } else {
+                internal_route(&req)
             }
+        } else if crate::tracker_http::is_tracker_request(&path, req.uri().query().unwrap_or("")) {
+            let query = req.uri().query().unwrap_or("").to_owned();
+            self.app
+                .tracker(path.trim_start_matches('/'), &query, self.remote)
+                .await
         } else if is_torrent_request(req.uri()) {
             let json = crate::handlers::wants_json(req.headers());
             let resp = if req.method() == Method::GET {
@@ -240,18 +260,6 @@ fn rand_node() -> u32 {
 fn internal_route(req: &Request<Incoming>) -> Response<Body> {
     let path = req.uri().path();
     let rest = path.strip_prefix(INTERNAL_PREFIX).unwrap_or("");
-    if rest.starts_with("tracker/") {
-        // The tracker is its own piece of work; until it lands, clients get a protocol-level
-        // answer (BEP 3 `failure reason`) and go on with the webseed.
-        let reason = "the built-in tracker is not enabled on this server yet";
-        let body = format!("d14:failure reason{}:{reason}e", reason.len());
-        let mut resp = Response::new(Body::from(body));
-        resp.headers_mut().insert(
-            http::header::CONTENT_TYPE,
-            HeaderValue::from_static("text/plain"),
-        );
-        return resp;
-    }
     let (status, body) = match rest {
         "health" => (StatusCode::OK, "ok\n"),
         _ => (StatusCode::NOT_FOUND, "not found\n"),

@@ -75,7 +75,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown_signal());
     loop {
-        let (socket, _) = tokio::select! {
+        let (socket, remote) = tokio::select! {
             res = listener.accept() => match res {
                 Ok(conn) => conn,
                 Err(e) => {
@@ -87,7 +87,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             () = &mut shutdown => break,
         };
         let _ = socket.set_nodelay(true);
-        let conn = http.serve_connection(TokioIo::new(socket), frontend.clone());
+        let conn = http.serve_connection(TokioIo::new(socket), frontend.for_connection(remote));
         let conn = graceful.watch(conn.into_owned());
         tokio::spawn(async move {
             let _ = conn.await;

@@ -141,9 +141,12 @@ impl Seedbucket {
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
         let expires =
             now.saturating_add(i64::try_from(opts.webseed_expiry_secs).unwrap_or(i64::MAX));
+        // `/announce` with the token in the query: libtorrent's SSRF mitigation accepts a tracker
+        // on a private or loopback address only when the path is exactly `/announce`.
         let announce = format!(
-            "{}/_seedbucket/tracker/{}/announce",
+            "{}/announce?{}={}",
             opts.public_url,
+            crate::tracker_http::TOKEN_PARAM,
             opts.token_key.tracker_token(&id, &caller.access_key)
         );
         let webseed_base = format!(

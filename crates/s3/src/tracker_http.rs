@@ -1,0 +1,164 @@
+//! The HTTP tracker on the S3 port: `/announce?sb_token=<token>&info_hash=…` (and `/scrape`),
+//! the form torrents carry, since libtorrent's SSRF mitigation accepts a tracker on a private or
+//! loopback address only when its path is exactly `/announce`; a request there is a tracker
+//! request only when it has an `info_hash` (no S3 request to a bucket named `announce` has one).
+//! `/_seedbucket/tracker/[<token>/]announce` and `…/scrape` work too.
+//!
+//! Only info-hashes of torrents this server issued are tracked (both hashes of a hybrid lead to
+//! one swarm, keyed by its primary hash). A private torrent's announce must carry a token issued
+//! to a key that still exists and may read the object. Every refusal is a bencoded
+//! `failure reason` with status 200, as clients expect, never an HTML page.
+
+use std::net::SocketAddr;
+
+use http::{HeaderValue, Response, header};
+use s3s::Body;
+use seedbucket_store::pieces::IssuedTorrent;
+use seedbucket_tracker::PeerAnnounce;
+use seedbucket_wire::tracker::http::{encode_failure, encode_scrape, parse_announce, parse_scrape};
+
+use crate::Seedbucket;
+
+/// The query parameter that carries a private torrent's tracker token.
+pub const TOKEN_PARAM: &str = "sb_token";
+
+/// True for `/announce` or `/scrape` requests that are tracker requests.
+pub fn is_tracker_request(path: &str, query: &str) -> bool {
+    (path == "/announce" || path == "/scrape")
+        && query.split('&').any(|p| p.starts_with("info_hash="))
+}
+
+fn token_from_query(query: &str) -> Option<String> {
+    query.split('&').find_map(|p| {
+        let v = p.strip_prefix(TOKEN_PARAM)?.strip_prefix('=')?;
+        Some(
+            percent_encoding::percent_decode_str(v)
+                .decode_utf8_lossy()
+                .into_owned(),
+        )
+    })
+}
+
+fn bencoded(body: Vec<u8>) -> Response<Body> {
+    let mut r = Response::new(Body::from(body));
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    r
+}
+
+fn failure(reason: &str) -> Response<Body> {
+    bencoded(encode_failure(reason))
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+impl Seedbucket {
+    /// `rest` is the path after `/_seedbucket/tracker/`.
+    pub(crate) async fn tracker(
+        &self,
+        rest: &str,
+        query: &str,
+        remote: Option<SocketAddr>,
+    ) -> Response<Body> {
+        let in_query = token_from_query(query);
+        let (token, action) = match rest.rsplit_once('/') {
+            Some((token, action)) => (Some(token), action),
+            None => (in_query.as_deref(), rest),
+        };
+        match action {
+            "announce" => self.announce(token, query, remote).await,
+            "scrape" => self.scrape(token, query).await,
+            _ => failure("unknown tracker path; use .../announce or .../scrape"),
+        }
+    }
+
+    /// The issued torrent of an info-hash, if the token (for private torrents) lets the caller in.
+    async fn admitted(
+        &self,
+        info_hash: &[u8; 20],
+        token: Option<&str>,
+    ) -> Result<IssuedTorrent, &'static str> {
+        let rec = match self.store.torrent(&hex::encode(info_hash)).await {
+            Ok(Some(rec)) => rec,
+            Ok(None) => {
+                return Err(
+                    "unregistered torrent: this tracker serves torrents issued by this server",
+                );
+            }
+            Err(_) => return Err("internal error"),
+        };
+        if rec.private {
+            let key = token
+                .and_then(|t| {
+                    self.options
+                        .token_key
+                        .check_tracker_token(t, &rec.info_hash)
+                })
+                .ok_or("this private torrent needs the announce URL of its .torrent file")?;
+            let allowed = match (self.keys.get(key), self.store.bucket(&rec.bucket).await) {
+                (Some(k), Ok(b)) => b.owner == k.user_id,
+                _ => false,
+            };
+            if !allowed {
+                return Err("the key of this announce URL may no longer read the object");
+            }
+        }
+        Ok(rec)
+    }
+
+    async fn announce(
+        &self,
+        token: Option<&str>,
+        query: &str,
+        remote: Option<SocketAddr>,
+    ) -> Response<Body> {
+        let a = match parse_announce(query) {
+            Ok(a) => a,
+            Err(e) => return failure(&e.to_string()),
+        };
+        let Some(remote) = remote else {
+            return failure("no peer address");
+        };
+        let rec = match self.admitted(&a.info_hash, token).await {
+            Ok(rec) => rec,
+            Err(reason) => return failure(reason),
+        };
+        // Both hashes of a hybrid share one swarm: the primary one.
+        let mut key = [0u8; 20];
+        if hex::decode_to_slice(&rec.info_hash, &mut key).is_err() {
+            return failure("internal error");
+        }
+        let peer = PeerAnnounce {
+            peer_id: a.peer_id,
+            addr: SocketAddr::new(remote.ip(), a.port),
+            left: a.left,
+            event: a.event,
+            numwant: a.numwant,
+        };
+        let reply = self.tracker.announce(key, &peer, unix_now());
+        bencoded(reply.encode(a.compact))
+    }
+
+    async fn scrape(&self, token: Option<&str>, query: &str) -> Response<Body> {
+        let hashes = match parse_scrape(query) {
+            Ok(h) => h,
+            Err(e) => return failure(&e.to_string()),
+        };
+        let mut entries = Vec::with_capacity(hashes.len());
+        for h in hashes {
+            let Ok(rec) = self.admitted(&h, token).await else {
+                continue;
+            };
+            let mut key = [0u8; 20];
+            if hex::decode_to_slice(&rec.info_hash, &mut key).is_ok() {
+                entries.push((h, self.tracker.scrape(&key)));
+            }
+        }
+        bencoded(encode_scrape(&entries))
+    }
+}
