@@ -48,7 +48,10 @@ pub struct Announce {
     pub key: Option<Vec<u8>>,
 }
 
-fn pairs(query: &str) -> Result<Vec<(Vec<u8>, Vec<u8>)>, RequestError> {
+/// Decoded `(key, value)` pairs of a query string.
+type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
+
+fn pairs(query: &str) -> Result<Pairs, RequestError> {
     if query.len() > MAX_QUERY {
         return Err(RequestError::TooLong);
     }
@@ -65,7 +68,7 @@ fn pairs(query: &str) -> Result<Vec<(Vec<u8>, Vec<u8>)>, RequestError> {
         .collect())
 }
 
-fn get<'a>(pairs: &'a [(Vec<u8>, Vec<u8>)], key: &str) -> Option<&'a [u8]> {
+fn get<'a>(pairs: &'a Pairs, key: &str) -> Option<&'a [u8]> {
     pairs
         .iter()
         .find(|(k, _)| k == key.as_bytes())
@@ -86,7 +89,7 @@ fn number<T: std::str::FromStr>(
     }
 }
 
-fn twenty(pairs: &[(Vec<u8>, Vec<u8>)], key: &'static str) -> Result<[u8; 20], RequestError> {
+fn twenty(pairs: &Pairs, key: &'static str) -> Result<[u8; 20], RequestError> {
     let v = get(pairs, key).ok_or(RequestError::Missing(key))?;
     <[u8; 20]>::try_from(v).map_err(|_| RequestError::Invalid(key))
 }
@@ -212,7 +215,7 @@ pub struct ScrapeEntry {
 /// Bencodes a scrape reply (`files` keyed by the raw info-hash, sorted).
 pub fn encode_scrape(entries: &[([u8; 20], ScrapeEntry)]) -> Vec<u8> {
     let mut sorted: Vec<_> = entries.to_vec();
-    sorted.sort_by(|a, b| a.0.cmp(&b.0));
+    sorted.sort_by_key(|e| e.0);
     sorted.dedup_by(|a, b| a.0 == b.0);
     let mut files = Vec::new();
     let mut fw = DictWriter::new(&mut files);
