@@ -68,7 +68,7 @@ fn pairs(query: &str) -> Result<Pairs, RequestError> {
         .collect())
 }
 
-fn get<'a>(pairs: &'a Pairs, key: &str) -> Option<&'a [u8]> {
+fn get<'a>(pairs: &'a [(Vec<u8>, Vec<u8>)], key: &str) -> Option<&'a [u8]> {
     pairs
         .iter()
         .find(|(k, _)| k == key.as_bytes())
@@ -89,7 +89,7 @@ fn number<T: std::str::FromStr>(
     }
 }
 
-fn twenty(pairs: &Pairs, key: &'static str) -> Result<[u8; 20], RequestError> {
+fn twenty(pairs: &[(Vec<u8>, Vec<u8>)], key: &'static str) -> Result<[u8; 20], RequestError> {
     let v = get(pairs, key).ok_or(RequestError::Missing(key))?;
     <[u8; 20]>::try_from(v).map_err(|_| RequestError::Invalid(key))
 }
