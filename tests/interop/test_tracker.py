@@ -123,3 +123,83 @@ def test_libtorrent_finds_aria2c_through_the_tracker(s3, bucket, tmp_path):
     finally:
         seeder.terminate()
         seeder.wait(10)
+
+
+def udp_call(port, packet):
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(5)
+        s.sendto(packet, ("127.0.0.1", port))
+        return s.recv(4096)
+
+
+def udp_connect(port, tid=0x1234):
+    import struct
+    r = udp_call(port, struct.pack(">QII", 0x41727101980, 0, tid))
+    action, got_tid, cid = struct.unpack(">IIQ", r)
+    assert (action, got_tid) == (0, tid)
+    return cid
+
+
+def udp_announce(port, cid, ih, peer_id, peer_port, left, event=2, url=b""):
+    import struct
+    pkt = struct.pack(">QII20s20sQQQIIIiH", cid, 1, 77, ih, peer_id, 0, left, 0, event, 0, 0, -1, peer_port)
+    for i in range(0, len(url), 255):
+        chunk = url[i:i + 255]
+        pkt += bytes([2, len(chunk)]) + chunk
+    return udp_call(port, pkt)
+
+
+def test_udp_tracker(server, s3, bucket):
+    import struct
+    s3.put_object(Bucket=bucket, Key="u/udp.bin", Body=os.urandom(30_000))
+    meta = lt.bdecode(torrent_of(s3, bucket, "u/udp.bin")["Body"].read())
+    ann = meta[b"announce"].decode()
+    url_data = ("/announce?" + ann.split("?", 1)[1]).encode()
+    ih = bytes.fromhex(str(lt.torrent_info(meta).info_hashes().v1))
+    port = server.port
+    cid = udp_connect(port)
+    r = udp_announce(port, cid, ih, b"U" * 20, 9001, 10, url=url_data)
+    assert struct.unpack(">I", r[:4])[0] == 1, r
+    r = udp_announce(port, cid, ih, b"V" * 20, 9002, 0, url=url_data)
+    action, tid, interval, leechers, seeders = struct.unpack(">IIIII", r[:20])
+    assert (action, tid, leechers, seeders) == (1, 77, 1, 1) and interval > 0
+    assert r[20:] == bytes([127, 0, 0, 1]) + (9001).to_bytes(2, "big")
+    # Refusals are error packets (action 3) with a message.
+    for bad in [udp_announce(port, cid ^ 1, ih, b"W" * 20, 9003, 5, url=url_data),
+                udp_announce(port, cid, ih, b"W" * 20, 9003, 5),
+                udp_announce(port, cid, b"\x05" * 20, b"W" * 20, 9003, 5, url=url_data),
+                udp_call(port, struct.pack(">QII", 1, 9, 5))]:
+        assert struct.unpack(">I", bad[:4])[0] == 3 and len(bad) > 8, bad
+
+
+def test_libtorrent_uses_the_udp_tracker(server, s3, bucket, tmp_path):
+    """libtorrent announces over UDP (BEP 15 + BEP 41 token) and finds a peer that announced over HTTP."""
+    data = os.urandom(1_000_000)
+    s3.put_object(Bucket=bucket, Key="u/lt.bin", Body=data)
+    meta = lt.bdecode(torrent_of(s3, bucket, "u/lt.bin")["Body"].read())
+    ann = meta[b"announce"].decode()
+    ih = bytes.fromhex(str(lt.torrent_info(meta).info_hashes().v1))
+    # A fake seeder announced over HTTP, so the UDP announce has someone to find.
+    announce(ann, ih, b"S" * 20, 9100, 0, "started")
+    udp_url = f"udp://127.0.0.1:{server.port}/announce?" + ann.split("?", 1)[1]
+    meta[b"announce"] = udp_url.encode()
+    meta[b"announce-list"] = [[udp_url.encode()]]
+    del meta[b"url-list"]
+    ses = lt.session({"listen_interfaces": "127.0.0.1:0", "enable_dht": False, "enable_lsd": False,
+                      "enable_upnp": False, "enable_natpmp": False,
+                      "alert_mask": lt.alert.category_t.tracker_notification | lt.alert.category_t.error_notification})
+    atp = lt.add_torrent_params()
+    atp.ti = lt.torrent_info(meta)
+    atp.save_path = str(tmp_path / "udp-leech")
+    h = ses.add_torrent(atp)
+    replies = []
+    deadline = time.time() + 20
+    while time.time() < deadline and not replies:
+        for a in ses.pop_alerts():
+            if a.what() == "tracker_reply":
+                replies.append(a.message())
+            elif a.what() == "tracker_error":
+                raise AssertionError(a.message())
+        time.sleep(0.1)
+    assert replies and replies[0].endswith("received peers: 1"), replies
+    ses.remove_torrent(h)

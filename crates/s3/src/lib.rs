@@ -12,6 +12,7 @@ pub(crate) mod handlers;
 pub mod service;
 pub mod tokens;
 pub mod tracker_http;
+mod udp_tracker;
 mod webseed;
 
 use std::sync::Arc;

@@ -68,6 +68,19 @@ impl TokenKey {
     }
 }
 
+impl TokenKey {
+    /// A BEP 15 connection id for the client address `ip` in time window `window`: no
+    /// per-client state, valid while the window (or the next one) lasts.
+    pub fn connection_id(&self, ip: &std::net::IpAddr, window: u64) -> u64 {
+        let mac = self.sign(&["udp", &ip.to_string(), &window.to_string()]);
+        let mut b = [0u8; 8];
+        if hex::decode_to_slice(&mac[..16], &mut b).is_err() {
+            return 0;
+        }
+        u64::from_be_bytes(b)
+    }
+}
+
 fn constant_eq(a: &str, b: &str) -> bool {
     a.len() == b.len()
         && a.bytes()

@@ -28,7 +28,7 @@ pub fn is_tracker_request(path: &str, query: &str) -> bool {
         && query.split('&').any(|p| p.starts_with("info_hash="))
 }
 
-fn token_from_query(query: &str) -> Option<String> {
+pub(crate) fn token_from_query(query: &str) -> Option<String> {
     query.split('&').find_map(|p| {
         let v = p.strip_prefix(TOKEN_PARAM)?.strip_prefix('=')?;
         Some(
@@ -78,7 +78,7 @@ impl Seedbucket {
     }
 
     /// The issued torrent of an info-hash, if the token (for private torrents) lets the caller in.
-    async fn admitted(
+    pub(crate) async fn admitted(
         &self,
         info_hash: &[u8; 20],
         token: Option<&str>,

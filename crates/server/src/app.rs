@@ -59,6 +59,16 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     };
     let s3 = Seedbucket::new(store, keys.clone(), options);
     let service = s3_service(s3.clone(), keys, &config.domains).map_err(anyhow::Error::msg)?;
+    // The UDP tracker (BEP 15) on the same port number as S3.
+    match tokio::net::UdpSocket::bind(config.listen).await {
+        Ok(socket) => {
+            tracing::info!(listen = %config.listen, "UDP tracker listening");
+            tokio::spawn(s3.clone().serve_udp_tracker(Arc::new(socket)));
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, listen = %config.listen, "no UDP tracker: cannot bind the UDP port")
+        }
+    }
     let frontend = Frontend::new(service, s3);
 
     let listener = TcpListener::bind(config.listen)

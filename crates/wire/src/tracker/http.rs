@@ -51,6 +51,15 @@ pub struct Announce {
 /// Decoded `(key, value)` pairs of a query string.
 type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
 
+/// Form decoding: `+` is a space, `%XX` a byte (a literal `+` byte arrives as `%2B`).
+fn form_decode(s: &str) -> Vec<u8> {
+    let spaced: Vec<u8> = s
+        .bytes()
+        .map(|b| if b == b'+' { b' ' } else { b })
+        .collect();
+    percent_decode(&spaced).collect()
+}
+
 fn pairs(query: &str) -> Result<Pairs, RequestError> {
     if query.len() > MAX_QUERY {
         return Err(RequestError::TooLong);
@@ -60,10 +69,7 @@ fn pairs(query: &str) -> Result<Pairs, RequestError> {
         .filter(|p| !p.is_empty())
         .map(|p| {
             let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (
-                percent_decode(k.as_bytes()).collect(),
-                percent_decode(v.as_bytes()).collect(),
-            )
+            (form_decode(k), form_decode(v))
         })
         .collect())
 }
@@ -323,6 +329,12 @@ mod tests {
             s
         );
         assert_eq!(encode_failure("no"), b"d14:failure reason2:noe");
+    }
+
+    #[test]
+    fn plus_is_a_space() {
+        let q = "info_hash=+%2B%20aaaaaaaaaaaaaaaaa&peer_id=-AB1234-abcdefghijkl&port=1&left=0";
+        assert_eq!(&parse_announce(q).unwrap().info_hash[..3], b" + ");
     }
 
     #[test]

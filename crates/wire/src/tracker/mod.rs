@@ -1,3 +1,4 @@
 //! Tracker protocol messages.
 
 pub mod http;
+pub mod udp;

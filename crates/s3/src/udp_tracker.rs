@@ -1,0 +1,131 @@
+//! The UDP tracker (BEP 15) on the S3 port number: connect, announce, scrape, error.
+//!
+//! Connection ids are a keyed MAC of the client's address and a two-minute window (current or
+//! previous accepted), so the server keeps no per-client state. A private torrent's token comes
+//! in the announce URL's query, which clients send as BEP 41 URL data. Every refusal is an
+//! error packet; malformed datagrams without a transaction id are dropped.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use seedbucket_tracker::PeerAnnounce;
+use seedbucket_wire::tracker::udp::{
+    MAX_PACKET, Request, announce_reply, connect_reply, error_reply, parse_request, scrape_reply,
+    transaction_id,
+};
+use tokio::net::UdpSocket;
+
+use crate::Seedbucket;
+
+const WINDOW_SECS: u64 = 120;
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+impl Seedbucket {
+    /// Answers datagrams on `socket` until the task is dropped.
+    pub async fn serve_udp_tracker(self, socket: Arc<UdpSocket>) {
+        let mut buf = vec![0u8; MAX_PACKET + 1];
+        loop {
+            let (n, from) = match socket.recv_from(&mut buf).await {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::debug!(error = %e, "udp tracker receive failed");
+                    continue;
+                }
+            };
+            if let Some(reply) = self.udp_datagram(&buf[..n], from).await {
+                let _ = socket.send_to(&reply, from).await;
+            }
+        }
+    }
+
+    fn valid_connection(&self, id: u64, from: &SocketAddr) -> bool {
+        let w = now() / WINDOW_SECS;
+        let key = &self.options.token_key;
+        id == key.connection_id(&from.ip(), w)
+            || id == key.connection_id(&from.ip(), w.saturating_sub(1))
+    }
+
+    /// One datagram in, at most one out.
+    pub(crate) async fn udp_datagram(&self, packet: &[u8], from: SocketAddr) -> Option<Vec<u8>> {
+        let request = match parse_request(packet) {
+            Ok(r) => r,
+            Err(e) => return transaction_id(packet).map(|t| error_reply(t, &e.to_string())),
+        };
+        match request {
+            Request::Connect { transaction_id } => {
+                let id = self
+                    .options
+                    .token_key
+                    .connection_id(&from.ip(), now() / WINDOW_SECS);
+                Some(connect_reply(transaction_id, id))
+            }
+            Request::Announce(a) => {
+                if !self.valid_connection(a.connection_id, &from) {
+                    return Some(error_reply(
+                        a.transaction_id,
+                        "invalid or expired connection id",
+                    ));
+                }
+                let query = a.url_data.splitn(2, |&b| b == b'?').nth(1).unwrap_or(&[]);
+                let token = crate::tracker_http::token_from_query(&String::from_utf8_lossy(query));
+                let rec = match self.admitted(&a.info_hash, token.as_deref()).await {
+                    Ok(rec) => rec,
+                    Err(reason) => return Some(error_reply(a.transaction_id, reason)),
+                };
+                let mut key = [0u8; 20];
+                hex::decode_to_slice(&rec.info_hash, &mut key).ok()?;
+                let peer = PeerAnnounce {
+                    peer_id: a.peer_id,
+                    addr: SocketAddr::new(from.ip(), a.port),
+                    left: a.left,
+                    event: a.event,
+                    numwant: a.numwant,
+                };
+                let reply = self.tracker.announce(key, &peer, now());
+                let peers: Vec<SocketAddr> = reply.peers.iter().map(|(addr, _)| *addr).collect();
+                Some(announce_reply(
+                    a.transaction_id,
+                    reply.interval,
+                    reply.incomplete,
+                    reply.complete,
+                    &peers,
+                    from.is_ipv6(),
+                ))
+            }
+            Request::Scrape {
+                connection_id,
+                transaction_id,
+                info_hashes,
+            } => {
+                if !self.valid_connection(connection_id, &from) {
+                    return Some(error_reply(
+                        transaction_id,
+                        "invalid or expired connection id",
+                    ));
+                }
+                let mut entries = Vec::with_capacity(info_hashes.len());
+                for h in info_hashes {
+                    // Scrape carries no URL data: private torrents answer zeros.
+                    let entry = match self.store.torrent(&hex::encode(h)).await {
+                        Ok(Some(rec)) if !rec.private => {
+                            let mut key = [0u8; 20];
+                            match hex::decode_to_slice(&rec.info_hash, &mut key) {
+                                Ok(()) => self.tracker.scrape(&key),
+                                Err(_) => Default::default(),
+                            }
+                        }
+                        _ => Default::default(),
+                    };
+                    entries.push(entry);
+                }
+                Some(scrape_reply(transaction_id, &entries))
+            }
+        }
+    }
+}
