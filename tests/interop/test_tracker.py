@@ -203,3 +203,18 @@ def test_libtorrent_uses_the_udp_tracker(server, s3, bucket, tmp_path):
         time.sleep(0.1)
     assert replies and replies[0].endswith("received peers: 1"), replies
     ses.remove_torrent(h)
+
+
+def test_rate_limit_per_address(s3, bucket):
+    """The default limit (50 announces/s per address, bursts of 100) answers a failure reason."""
+    s3.put_object(Bucket=bucket, Key="rl/r.bin", Body=b"r" * 1000)
+    meta = lt.bdecode(torrent_of(s3, bucket, "rl/r.bin")["Body"].read())
+    ann = meta[b"announce"].decode()
+    ih = bytes.fromhex(str(lt.torrent_info(meta).info_hashes().v1))
+    reasons = [announce(ann, ih, b"R" * 20, 7100, 1).get(b"failure reason", b"") for _ in range(300)]
+    limited = [i for i, r in enumerate(reasons) if r.startswith(b"rate limited")]
+    assert limited, "300 announces in a row were never limited"
+    assert limited[0] >= 90, "the burst allows about 100 at once"
+    assert not [r for r in reasons if r and not r.startswith(b"rate limited")]
+    time.sleep(2.5)  # refill, for whatever runs next
+    assert b"failure reason" not in announce(ann, ih, b"R" * 20, 7100, 1)

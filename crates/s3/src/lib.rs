@@ -39,6 +39,8 @@ pub struct S3Options {
     pub webseed_expiry_secs: u64,
     /// Key of the capability tokens in private torrents' URLs.
     pub token_key: tokens::TokenKey,
+    /// Tracker announces per second per client address (0: no limit).
+    pub tracker_rate_limit: u32,
 }
 
 impl Default for S3Options {
@@ -50,6 +52,7 @@ impl Default for S3Options {
             torrent_format: seedbucket_torrent::Format::V1,
             webseed_expiry_secs: 7 * 24 * 3600,
             token_key: tokens::TokenKey::new(&[]),
+            tracker_rate_limit: 50,
         }
     }
 }
@@ -60,6 +63,7 @@ pub struct Seedbucket {
     store: Store,
     keys: Arc<KeyRing>,
     tracker: Arc<seedbucket_tracker::Tracker>,
+    rate_limiter: Arc<seedbucket_tracker::RateLimiter>,
     options: Arc<S3Options>,
 }
 
@@ -69,6 +73,9 @@ impl Seedbucket {
             store,
             keys,
             tracker: Arc::new(seedbucket_tracker::Tracker::new(Default::default())),
+            rate_limiter: Arc::new(seedbucket_tracker::RateLimiter::new(
+                options.tracker_rate_limit,
+            )),
             options: Arc::new(options),
         }
     }

@@ -50,6 +50,13 @@ fn failure(reason: &str) -> Response<Body> {
     bencoded(encode_failure(reason))
 }
 
+pub(crate) fn unix_now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
 fn unix_now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -124,6 +131,9 @@ impl Seedbucket {
         let Some(remote) = remote else {
             return failure("no peer address");
         };
+        if !self.rate_limiter.allow(remote.ip(), unix_now_ms()) {
+            return failure("rate limited: too many announces from your address; slow down");
+        }
         let rec = match self.admitted(&a.info_hash, token).await {
             Ok(rec) => rec,
             Err(reason) => return failure(reason),

@@ -72,6 +72,12 @@ impl Seedbucket {
                         "invalid or expired connection id",
                     ));
                 }
+                if !self
+                    .rate_limiter
+                    .allow(from.ip(), crate::tracker_http::unix_now_ms())
+                {
+                    return Some(error_reply(a.transaction_id, "rate limited: slow down"));
+                }
                 let query = a.url_data.splitn(2, |&b| b == b'?').nth(1).unwrap_or(&[]);
                 let token = crate::tracker_http::token_from_query(&String::from_utf8_lossy(query));
                 let rec = match self.admitted(&a.info_hash, token.as_deref()).await {

@@ -56,6 +56,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         torrent_format: config.torrent_format,
         webseed_expiry_secs: config.webseed_expiry,
         token_key: TokenKey::new(&secret),
+        tracker_rate_limit: config.tracker_rate_limit,
     };
     let s3 = Seedbucket::new(store, keys.clone(), options);
     let service = s3_service(s3.clone(), keys, &config.domains).map_err(anyhow::Error::msg)?;

@@ -78,6 +78,10 @@ pub struct ServeArgs {
     /// ?torrent read the object once; it exists to measure what hashing costs.
     #[arg(long, env = "SEEDBUCKET_PIECE_HASHING", value_parser = ["on", "off"], default_value = "on")]
     pub piece_hashing: String,
+    /// Tracker announces allowed per second from one address, bursts of twice that; 0 = no
+    /// limit [default: 50].
+    #[arg(long, env = "SEEDBUCKET_TRACKER_RATE_LIMIT")]
+    pub tracker_rate_limit: Option<u32>,
     /// Log format.
     #[arg(long, env = "SEEDBUCKET_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,

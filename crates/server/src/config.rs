@@ -30,6 +30,8 @@ pub struct FileConfig {
     pub torrent_format: String,
     /// Seconds the webseed URL in a private torrent stays valid. Example: 604800 (7 days).
     pub webseed_expiry: u64,
+    /// Tracker announces per second from one address (bursts of twice that); 0 = no limit.
+    pub tracker_rate_limit: u32,
 }
 
 impl Default for FileConfig {
@@ -43,6 +45,7 @@ impl Default for FileConfig {
             torrent_max_size: 5 * 1024 * 1024 * 1024,
             torrent_format: "v1".to_owned(),
             webseed_expiry: 7 * 24 * 3600,
+            tracker_rate_limit: 50,
         }
     }
 }
@@ -59,6 +62,7 @@ pub struct Config {
     pub torrent_format: seedbucket_torrent::Format,
     pub webseed_expiry: u64,
     pub piece_hashing: bool,
+    pub tracker_rate_limit: u32,
 }
 
 impl Config {
@@ -102,6 +106,7 @@ impl Config {
             torrent_format,
             webseed_expiry: args.webseed_expiry.unwrap_or(file.webseed_expiry),
             piece_hashing: args.piece_hashing == "on",
+            tracker_rate_limit: args.tracker_rate_limit.unwrap_or(file.tracker_rate_limit),
             data_dir: args.data_dir.clone().unwrap_or(file.data_dir),
             listen,
             public_url,

@@ -312,3 +312,66 @@ mod tests {
         assert_eq!(s.stats(), (1, 2));
     }
 }
+
+/// Announces allowed per client address: a token bucket per IP (`rate` per second, bursts of
+/// twice that), pure state with the time passed in milliseconds. `rate` 0 turns it off.
+#[derive(Debug)]
+pub struct RateLimiter {
+    rate: u32,
+    buckets: Mutex<HashMap<std::net::IpAddr, (f64, u64)>>,
+}
+
+impl RateLimiter {
+    /// Addresses tracked before idle ones are forgotten.
+    const MAX_ADDRESSES: usize = 100_000;
+
+    pub fn new(rate: u32) -> Self {
+        Self {
+            rate,
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// True if `ip` may make one more request at `now_ms`.
+    pub fn allow(&self, ip: std::net::IpAddr, now_ms: u64) -> bool {
+        if self.rate == 0 {
+            return true;
+        }
+        let Ok(mut b) = self.buckets.lock() else {
+            return true;
+        };
+        let burst = f64::from(self.rate) * 2.0;
+        if b.len() >= Self::MAX_ADDRESSES {
+            // Forget addresses whose bucket has refilled (idle for a burst's worth of time).
+            let refill_ms = (burst / f64::from(self.rate) * 1000.0) as u64;
+            b.retain(|_, (_, last)| now_ms.saturating_sub(*last) < refill_ms);
+        }
+        let (tokens, last) = b.entry(ip).or_insert((burst, now_ms));
+        let elapsed = now_ms.saturating_sub(*last) as f64 / 1000.0;
+        *tokens = (*tokens + elapsed * f64::from(self.rate)).min(burst);
+        *last = now_ms;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod rate_tests {
+    use super::RateLimiter;
+
+    #[test]
+    fn buckets() {
+        let r = RateLimiter::new(10);
+        let ip = "127.0.0.1".parse().unwrap();
+        let allowed = (0..100).filter(|_| r.allow(ip, 1000)).count();
+        assert_eq!(allowed, 20); // the burst
+        assert!(!r.allow(ip, 1000));
+        assert!(r.allow(ip, 1100)); // 0.1 s later: one more token
+        assert!(RateLimiter::new(0).allow(ip, 0));
+        assert!(r.allow("10.0.0.1".parse().unwrap(), 1000));
+    }
+}

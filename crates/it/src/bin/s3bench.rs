@@ -75,6 +75,26 @@ enum Cmd {
         #[arg(long, default_value_t = 50)]
         n: usize,
     },
+    /// PUT a small object and fetch its torrent; prints its announce URL and info-hash.
+    Issue {
+        #[command(flatten)]
+        t: Target,
+        #[arg(long)]
+        key: String,
+    },
+    /// HTTP tracker announces: `concurrency` clients, random peer ids over the given info-hashes.
+    TrackerLoad {
+        /// The announce URL (with its token query, if any).
+        #[arg(long)]
+        url: String,
+        /// Info-hashes, hex, comma-separated.
+        #[arg(long)]
+        hashes: String,
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
     /// Many concurrent small PUTs, then GETs of those objects.
     Small {
         #[command(flatten)]
@@ -219,6 +239,93 @@ async fn main() -> anyhow::Result<()> {
                 pct(0.5),
                 pct(0.99),
                 times[times.len() - 1]
+            );
+        }
+        Cmd::Issue { t, key } => {
+            let c = client(&t)?;
+            c.put_object()
+                .bucket(&t.bucket)
+                .key(&key)
+                .body(aws_sdk_s3::primitives::ByteStream::from(
+                    key.as_bytes().to_vec(),
+                ))
+                .send()
+                .await?;
+            let out = c
+                .get_object_torrent()
+                .bucket(&t.bucket)
+                .key(&key)
+                .send()
+                .await?;
+            let bytes = out.body.collect().await?.into_bytes();
+            let parsed = seedbucket_torrent::parse_torrent(&bytes)?;
+            println!(
+                "announce={} info_hash={}",
+                parsed.announce.unwrap_or_default(),
+                hex::encode(parsed.hashes.primary())
+            );
+        }
+        Cmd::TrackerLoad {
+            url,
+            hashes,
+            concurrency,
+            seconds,
+        } => {
+            let hashes: Vec<String> = hashes
+                .split(',')
+                .map(|h| {
+                    let raw = hex::decode(h.trim()).unwrap_or_default();
+                    raw.iter().map(|b| format!("%{b:02X}")).collect::<String>()
+                })
+                .collect();
+            anyhow::ensure!(!hashes.is_empty(), "--hashes is empty");
+            let sep = if url.contains('?') { '&' } else { '?' };
+            let deadline = Instant::now() + Duration::from_secs(seconds);
+            let start = Instant::now();
+            let mut workers = Vec::new();
+            for w in 0..concurrency {
+                let (http, url, hashes) = (http.clone(), url.clone(), hashes.clone());
+                workers.push(tokio::spawn(async move {
+                    let mut lat = Vec::new();
+                    let mut errors = 0u64;
+                    let mut i = 0u64;
+                    while Instant::now() < deadline {
+                        let ih = &hashes[(i as usize + w) % hashes.len()];
+                        let peer = format!("-SB0001-{w:04}{:08}", i % 100_000_000);
+                        let port = 1024 + (i % 60000);
+                        let q = format!("{url}{sep}info_hash={ih}&peer_id={peer}&port={port}&uploaded=0&downloaded=0&left=1000&compact=1&numwant=50");
+                        let t = Instant::now();
+                        let ok = match http.get(&q).send().await {
+                            Ok(r) if r.status().is_success() => r.bytes().await.map(|b| !b.windows(7).any(|w| w == b"failure")).unwrap_or(false),
+                            _ => false,
+                        };
+                        if ok {
+                            lat.push(t.elapsed().as_secs_f64() * 1000.0);
+                        } else {
+                            errors += 1;
+                        }
+                        i += 1;
+                    }
+                    (lat, errors)
+                }));
+            }
+            let mut lat = Vec::new();
+            let mut errors = 0;
+            for wk in workers {
+                let (l, e) = wk.await?;
+                lat.extend(l);
+                errors += e;
+            }
+            let elapsed = start.elapsed().as_secs_f64();
+            lat.sort_by(f64::total_cmp);
+            anyhow::ensure!(!lat.is_empty(), "no announce succeeded ({errors} errors)");
+            let pct = |p: f64| lat[((lat.len() as f64 - 1.0) * p).round() as usize];
+            println!(
+                "op=announce ok={} errors={errors} per_s={:.0} p50_ms={:.2} p99_ms={:.2}",
+                lat.len(),
+                lat.len() as f64 / elapsed,
+                pct(0.5),
+                pct(0.99)
             );
         }
         Cmd::Small {
