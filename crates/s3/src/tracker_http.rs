@@ -65,6 +65,12 @@ fn unix_now() -> u64 {
 }
 
 impl Seedbucket {
+    /// Drops peers that stopped announcing, in every swarm; the server calls it every minute
+    /// (swarms that get announces also expire their own peers on each announce).
+    pub fn expire_tracker_peers(&self) {
+        self.tracker.expire(unix_now());
+    }
+
     /// `rest` is the path after `/_seedbucket/tracker/`.
     pub(crate) async fn tracker(
         &self,

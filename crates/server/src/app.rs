@@ -70,6 +70,14 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             tracing::warn!(error = %e, listen = %config.listen, "no UDP tracker: cannot bind the UDP port")
         }
     }
+    let expiring = s3.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tick.tick().await;
+            expiring.expire_tracker_peers();
+        }
+    });
     let frontend = Frontend::new(service, s3);
 
     let listener = TcpListener::bind(config.listen)
