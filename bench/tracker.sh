@@ -33,12 +33,13 @@ SEEDBUCKET_ROOT_ACCESS_KEY=$AWS_ACCESS_KEY_ID SEEDBUCKET_ROOT_SECRET_KEY=$AWS_SE
   "$SB" serve --data-dir "$WORK/sb" --listen 127.0.0.1:$SB_PORT --tracker-rate-limit 0 >/dev/null 2>&1 & PIDS+=($!)
 wait_port $SB_PORT
 "$BENCH" setup --endpoint http://127.0.0.1:$SB_PORT >/dev/null
-HASHES=(); ANNOUNCE=
+HASHES=(); SB_TARGETS=(); OT_TARGETS=()
 for i in $(seq "$TORRENTS"); do
   line=$("$BENCH" issue --endpoint http://127.0.0.1:$SB_PORT --key "t$i.bin")
-  ANNOUNCE=$(echo "$line" | field announce); HASHES+=($(echo "$line" | field info_hash))
+  h=$(echo "$line" | field info_hash); HASHES+=("$h")
+  SB_TARGETS+=(--target "$(echo "$line" | field announce)@$h")
+  OT_TARGETS+=(--target "http://127.0.0.1:$OT_PORT/announce@$h")
 done
-HLIST=$(IFS=,; echo "${HASHES[*]}")
 printf '%s\n' "${HASHES[@]}" > "$WORK/ot/whitelist.txt"
 cat > "$WORK/ot.conf" <<CONF
 listen.tcp 127.0.0.1:$OT_PORT
@@ -49,10 +50,10 @@ CONF
 opentracker -f "$WORK/ot.conf" >/dev/null 2>&1 & PIDS+=($!)
 wait_port $OT_PORT; sleep 1
 
-echo "== seedbucket tracker ($ANNOUNCE)"
-SBL=$("$BENCH" tracker-load --url "$ANNOUNCE" --hashes "$HLIST" --concurrency "$CONC" --seconds "$DUR"); echo "$SBL"
+echo "== seedbucket tracker"
+SBL=$("$BENCH" tracker-load "${SB_TARGETS[@]}" --concurrency "$CONC" --seconds "$DUR"); echo "$SBL"
 echo "== opentracker"
-OTL=$("$BENCH" tracker-load --url "http://127.0.0.1:$OT_PORT/announce" --hashes "$HLIST" --concurrency "$CONC" --seconds "$DUR"); echo "$OTL"
+OTL=$("$BENCH" tracker-load "${OT_TARGETS[@]}" --concurrency "$CONC" --seconds "$DUR"); echo "$OTL"
 {
   echo "| figure (HTTP announce, $CONC clients, ${DUR}s) | seedbucket | opentracker | ratio |"
   echo "|---|---|---|---|"

@@ -64,6 +64,7 @@ pub struct Seedbucket {
     keys: Arc<KeyRing>,
     tracker: Arc<seedbucket_tracker::Tracker>,
     rate_limiter: Arc<seedbucket_tracker::RateLimiter>,
+    admission: Arc<tracker_http::AdmissionCache>,
     options: Arc<S3Options>,
 }
 
@@ -76,6 +77,7 @@ impl Seedbucket {
             rate_limiter: Arc::new(seedbucket_tracker::RateLimiter::new(
                 options.tracker_rate_limit,
             )),
+            admission: Arc::default(),
             options: Arc::new(options),
         }
     }

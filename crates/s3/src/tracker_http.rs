@@ -9,7 +9,10 @@
 //! to a key that still exists and may read the object. Every refusal is a bencoded
 //! `failure reason` with status 200, as clients expect, never an HTML page.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use http::{HeaderValue, Response, header};
 use s3s::Body;
@@ -18,6 +21,50 @@ use seedbucket_tracker::PeerAnnounce;
 use seedbucket_wire::tracker::http::{encode_failure, encode_scrape, parse_announce, parse_scrape};
 
 use crate::Seedbucket;
+
+/// What the tracker looks up on every announce, kept in memory: issued torrents never change
+/// (a changed object gets new info-hashes), bucket owners are re-read after a few seconds.
+#[derive(Default)]
+pub(crate) struct AdmissionCache {
+    torrents: Mutex<HashMap<[u8; 20], Arc<IssuedTorrent>>>,
+    owners: Mutex<HashMap<String, (String, Instant)>>,
+}
+
+impl AdmissionCache {
+    const MAX_ENTRIES: usize = 100_000;
+    const OWNER_TTL: Duration = Duration::from_secs(5);
+
+    fn torrent(&self, h: &[u8; 20]) -> Option<Arc<IssuedTorrent>> {
+        self.torrents.lock().ok()?.get(h).cloned()
+    }
+
+    fn remember_torrent(&self, h: [u8; 20], rec: IssuedTorrent) -> Arc<IssuedTorrent> {
+        let rec = Arc::new(rec);
+        if let Ok(mut m) = self.torrents.lock() {
+            if m.len() >= Self::MAX_ENTRIES {
+                m.clear();
+            }
+            m.insert(h, rec.clone());
+        }
+        rec
+    }
+
+    fn owner(&self, bucket: &str) -> Option<String> {
+        let m = self.owners.lock().ok()?;
+        let (owner, at) = m.get(bucket)?;
+        (at.elapsed() < Self::OWNER_TTL).then(|| owner.clone())
+    }
+
+    fn remember_owner(&self, bucket: &str, owner: String) -> String {
+        if let Ok(mut m) = self.owners.lock() {
+            if m.len() >= Self::MAX_ENTRIES {
+                m.clear();
+            }
+            m.insert(bucket.to_owned(), (owner.clone(), Instant::now()));
+        }
+        owner
+    }
+}
 
 /// The query parameter that carries a private torrent's tracker token.
 pub const TOKEN_PARAM: &str = "sb_token";
@@ -95,15 +142,18 @@ impl Seedbucket {
         &self,
         info_hash: &[u8; 20],
         token: Option<&str>,
-    ) -> Result<IssuedTorrent, &'static str> {
-        let rec = match self.store.torrent(&hex::encode(info_hash)).await {
-            Ok(Some(rec)) => rec,
-            Ok(None) => {
-                return Err(
-                    "unregistered torrent: this tracker serves torrents issued by this server",
-                );
-            }
-            Err(_) => return Err("internal error"),
+    ) -> Result<Arc<IssuedTorrent>, &'static str> {
+        let rec = match self.admission.torrent(info_hash) {
+            Some(rec) => rec,
+            None => match self.store.torrent(&hex::encode(info_hash)).await {
+                Ok(Some(rec)) => self.admission.remember_torrent(*info_hash, rec),
+                Ok(None) => {
+                    return Err(
+                        "unregistered torrent: this tracker serves torrents issued by this server",
+                    );
+                }
+                Err(_) => return Err("internal error"),
+            },
         };
         if rec.private {
             let key = token
@@ -113,8 +163,15 @@ impl Seedbucket {
                         .check_tracker_token(t, &rec.info_hash)
                 })
                 .ok_or("this private torrent needs the announce URL of its .torrent file")?;
-            let allowed = match (self.keys.get(key), self.store.bucket(&rec.bucket).await) {
-                (Some(k), Ok(b)) => b.owner == k.user_id,
+            let owner = match self.admission.owner(&rec.bucket) {
+                Some(o) => Some(o),
+                None => match self.store.bucket(&rec.bucket).await {
+                    Ok(b) => Some(self.admission.remember_owner(&rec.bucket, b.owner)),
+                    Err(_) => None,
+                },
+            };
+            let allowed = match (self.keys.get(key), owner) {
+                (Some(k), Some(owner)) => owner == k.user_id,
                 _ => false,
             };
             if !allowed {

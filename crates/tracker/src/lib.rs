@@ -50,31 +50,79 @@ struct Peer {
     last_seen: u64,
 }
 
+/// One torrent's peers: a vector (so a reply is a contiguous run from a rotating start, O(numwant))
+/// with an index by peer id, and the seeder count kept up to date (no scan per announce).
 #[derive(Debug, Default)]
 struct Swarm {
-    peers: HashMap<[u8; 20], Peer>,
+    peers: Vec<([u8; 20], Peer)>,
+    index: HashMap<[u8; 20], usize>,
+    seeders: usize,
     completed: u32,
     /// Rotates where peer lists start, so every peer gets handed out.
     cursor: usize,
+    last_expired: u64,
 }
 
 impl Swarm {
     fn counts(&self) -> (u32, u32) {
-        let seeders = self.peers.values().filter(|p| p.left == 0).count();
-        let leechers = self.peers.len() - seeders;
+        let leechers = self.peers.len() - self.seeders;
         (
-            u32::try_from(seeders).unwrap_or(u32::MAX),
+            u32::try_from(self.seeders).unwrap_or(u32::MAX),
             u32::try_from(leechers).unwrap_or(u32::MAX),
         )
     }
 
+    /// Inserts or updates; returns true if the peer is new.
+    fn upsert(&mut self, id: [u8; 20], peer: Peer) -> bool {
+        match self.index.get(&id) {
+            Some(&i) => {
+                let old = &mut self.peers[i].1;
+                self.seeders =
+                    self.seeders + usize::from(peer.left == 0) - usize::from(old.left == 0);
+                *old = peer;
+                false
+            }
+            None => {
+                self.seeders += usize::from(peer.left == 0);
+                self.index.insert(id, self.peers.len());
+                self.peers.push((id, peer));
+                true
+            }
+        }
+    }
+
+    fn remove(&mut self, id: &[u8; 20]) -> bool {
+        let Some(i) = self.index.remove(id) else {
+            return false;
+        };
+        let (_, gone) = self.peers.swap_remove(i);
+        self.seeders -= usize::from(gone.left == 0);
+        if let Some((moved, _)) = self.peers.get(i) {
+            self.index.insert(*moved, i);
+        }
+        true
+    }
+
     fn expire(&mut self, now: u64, ttl: u64) -> usize {
+        self.last_expired = now;
         let before = self.peers.len();
         self.peers
-            .retain(|_, p| now.saturating_sub(p.last_seen) <= ttl);
+            .retain(|(_, p)| now.saturating_sub(p.last_seen) <= ttl);
+        if self.peers.len() != before {
+            self.index = self
+                .peers
+                .iter()
+                .enumerate()
+                .map(|(i, (id, _))| (*id, i))
+                .collect();
+            self.seeders = self.peers.iter().filter(|(_, p)| p.left == 0).count();
+        }
         before - self.peers.len()
     }
 }
+
+/// Swarms expire their peers at most this often on announces (seconds); a global sweep runs too.
+const EXPIRE_EVERY: u64 = 30;
 
 /// One announce, as the server hands it over.
 #[derive(Debug, Clone)]
@@ -103,11 +151,13 @@ impl Swarms {
         now: u64,
     ) -> AnnounceReply {
         let swarm = self.torrents.entry(key).or_default();
-        self.total_peers -= swarm.expire(now, cfg.peer_ttl);
+        if now.saturating_sub(swarm.last_expired) >= EXPIRE_EVERY {
+            self.total_peers -= swarm.expire(now, cfg.peer_ttl);
+        }
         let mut warning = None;
         match a.event {
             Event::Stopped => {
-                if swarm.peers.remove(&a.peer_id).is_some() {
+                if swarm.remove(&a.peer_id) {
                     self.total_peers -= 1;
                 }
             }
@@ -115,23 +165,19 @@ impl Swarms {
                 if a.event == Event::Completed {
                     swarm.completed = swarm.completed.saturating_add(1);
                 }
-                let known = swarm.peers.contains_key(&a.peer_id);
+                let known = swarm.index.contains_key(&a.peer_id);
                 if known
                     || (swarm.peers.len() < cfg.max_peers_per_torrent
                         && self.total_peers < cfg.max_peers_total)
                 {
-                    let fresh = swarm
-                        .peers
-                        .insert(
-                            a.peer_id,
-                            Peer {
-                                addr: a.addr,
-                                left: a.left,
-                                last_seen: now,
-                            },
-                        )
-                        .is_none();
-                    if fresh {
+                    if swarm.upsert(
+                        a.peer_id,
+                        Peer {
+                            addr: a.addr,
+                            left: a.left,
+                            last_seen: now,
+                        },
+                    ) {
                         self.total_peers += 1;
                     }
                 } else {
@@ -144,16 +190,17 @@ impl Swarms {
             .unwrap_or(cfg.default_numwant)
             .min(cfg.max_numwant) as usize;
         let mut peers = Vec::with_capacity(want.min(swarm.peers.len()));
-        if a.event != Event::Stopped && want > 0 && !swarm.peers.is_empty() {
-            let n = swarm.peers.len();
+        let n = swarm.peers.len();
+        if a.event != Event::Stopped && want > 0 && n > 0 {
             let start = swarm.cursor % n;
             swarm.cursor = swarm.cursor.wrapping_add(want);
             // A seeder needs only leechers.
             let seeding = a.left == 0;
-            for (id, p) in swarm.peers.iter().cycle().skip(start).take(n) {
+            for k in 0..n {
                 if peers.len() == want {
                     break;
                 }
+                let (id, p) = &swarm.peers[(start + k) % n];
                 if *id != a.peer_id && !(seeding && p.left == 0) {
                     peers.push((p.addr, *id));
                 }

@@ -84,12 +84,9 @@ enum Cmd {
     },
     /// HTTP tracker announces: `concurrency` clients, random peer ids over the given info-hashes.
     TrackerLoad {
-        /// The announce URL (with its token query, if any).
-        #[arg(long)]
-        url: String,
-        /// Info-hashes, hex, comma-separated.
-        #[arg(long)]
-        hashes: String,
+        /// `ANNOUNCE_URL@INFO_HASH_HEX` (repeatable): each info-hash with its own announce URL.
+        #[arg(long, required = true)]
+        target: Vec<String>,
         #[arg(long, default_value_t = 64)]
         concurrency: usize,
         #[arg(long, default_value_t = 10)]
@@ -266,37 +263,51 @@ async fn main() -> anyhow::Result<()> {
             );
         }
         Cmd::TrackerLoad {
-            url,
-            hashes,
+            target,
             concurrency,
             seconds,
         } => {
-            let hashes: Vec<String> = hashes
-                .split(',')
-                .map(|h| {
-                    let raw = hex::decode(h.trim()).unwrap_or_default();
-                    raw.iter().map(|b| format!("%{b:02X}")).collect::<String>()
-                })
-                .collect();
-            anyhow::ensure!(!hashes.is_empty(), "--hashes is empty");
-            let sep = if url.contains('?') { '&' } else { '?' };
+            // (announce URL with its separator, percent-encoded info-hash)
+            let mut targets: Vec<(String, String)> = Vec::new();
+            for t in &target {
+                let (url, h) = t.rsplit_once('@').context("--target is URL@HASH")?;
+                let raw = hex::decode(h.trim())?;
+                let sep = if url.contains('?') { '&' } else { '?' };
+                let encoded: String = raw.iter().map(|b| format!("%{b:02X}")).collect();
+                targets.push((format!("{url}{sep}"), encoded));
+            }
             let deadline = Instant::now() + Duration::from_secs(seconds);
             let start = Instant::now();
             let mut workers = Vec::new();
             for w in 0..concurrency {
-                let (http, url, hashes) = (http.clone(), url.clone(), hashes.clone());
+                let (http, targets) = (http.clone(), targets.clone());
                 workers.push(tokio::spawn(async move {
                     let mut lat = Vec::new();
                     let mut errors = 0u64;
                     let mut i = 0u64;
                     while Instant::now() < deadline {
-                        let ih = &hashes[(i as usize + w) % hashes.len()];
+                        let (url, ih) = &targets[(i as usize + w) % targets.len()];
                         let peer = format!("-SB0001-{w:04}{:08}", i % 100_000_000);
                         let port = 1024 + (i % 60000);
-                        let q = format!("{url}{sep}info_hash={ih}&peer_id={peer}&port={port}&uploaded=0&downloaded=0&left=1000&compact=1&numwant=50");
+                        let q = format!("{url}info_hash={ih}&peer_id={peer}&port={port}&uploaded=0&downloaded=0&left=1000&compact=1&numwant=50");
                         let t = Instant::now();
                         let ok = match http.get(&q).send().await {
-                            Ok(r) if r.status().is_success() => r.bytes().await.map(|b| !b.windows(7).any(|w| w == b"failure")).unwrap_or(false),
+                            Ok(r) if r.status().is_success() => match r.bytes().await {
+                                Ok(b) if !b.windows(7).any(|w| w == b"failure") => true,
+                                Ok(b) if errors == 0 => {
+                                    eprintln!("announce refused: {}", String::from_utf8_lossy(&b));
+                                    false
+                                }
+                                _ => false,
+                            },
+                            Ok(r) if errors == 0 => {
+                                eprintln!("announce answered {}", r.status());
+                                false
+                            }
+                            Err(e) if errors == 0 => {
+                                eprintln!("announce failed: {e}");
+                                false
+                            }
                             _ => false,
                         };
                         if ok {
