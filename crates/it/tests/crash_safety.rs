@@ -103,12 +103,11 @@ async fn client_abort_leaves_nothing_behind() {
         sock.write_all(&random_bytes(3_000_000)).unwrap();
     } // dropped: the client went away mid-body
     let tmp_dir = s.data_dir.join("tmp");
-    wait_until(|| {
-        std::fs::read_dir(&tmp_dir)
-            .map(|d| d.count() == 0)
-            .unwrap_or(false)
-    })
-    .await;
+    let tmp_files = || std::fs::read_dir(&tmp_dir).map(|d| d.count()).unwrap_or(0);
+    // The upload starts (its temporary file appears), then the server notices the client left
+    // and removes it. (If both happen between two polls, the first wait simply times out.)
+    wait_for(|| tmp_files() > 0, 2).await;
+    wait_until(|| tmp_files() == 0).await;
     let e = c
         .head_object()
         .bucket("gone")
@@ -147,10 +146,16 @@ async fn client_abort_leaves_nothing_behind() {
 
 /// Polls `cond` for up to 10 seconds (background work: abort cleanup, garbage collection).
 async fn wait_until(cond: impl Fn() -> bool) {
-    for _ in 0..200 {
+    wait_for(cond, 10).await;
+}
+
+/// Polls `cond` every 5 ms for up to `seconds`.
+async fn wait_for(cond: impl Fn() -> bool, seconds: u64) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(seconds);
+    while std::time::Instant::now() < deadline {
         if cond() {
             return;
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
