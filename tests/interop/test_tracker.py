@@ -218,3 +218,27 @@ def test_rate_limit_per_address(s3, bucket):
     assert not [r for r in reasons if r and not r.startswith(b"rate limited")]
     time.sleep(2.5)  # refill, for whatever runs next
     assert b"failure reason" not in announce(ann, ih, b"R" * 20, 7100, 1)
+
+
+def test_open_tracker_flag(tmp_path):
+    """With --open-tracker any info-hash is tracked; without it, only issued ones."""
+    from conftest import ACCESS_KEY, SECRET_KEY, _binary
+    port = free_port()
+    env = dict(os.environ, SEEDBUCKET_ROOT_ACCESS_KEY=ACCESS_KEY, SEEDBUCKET_ROOT_SECRET_KEY=SECRET_KEY)
+    p = subprocess.Popen([_binary(), "serve", "--data-dir", str(tmp_path / "d"), "--listen", f"127.0.0.1:{port}",
+                          "--open-tracker"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        url = f"http://127.0.0.1:{port}/announce"
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/_seedbucket/health")
+                break
+            except OSError:
+                time.sleep(0.05)
+        announce(url, b"\x07" * 20, b"X" * 20, 7200, 5, "started")
+        r = announce(url, b"\x07" * 20, b"Y" * 20, 7201, 5, "started")
+        assert b"failure reason" not in r and len(r[b"peers"]) == 6
+    finally:
+        p.terminate()
+        p.wait(10)

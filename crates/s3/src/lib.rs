@@ -41,6 +41,8 @@ pub struct S3Options {
     pub token_key: tokens::TokenKey,
     /// Tracker announces per second per client address (0: no limit).
     pub tracker_rate_limit: u32,
+    /// Track any info-hash, not only torrents this server issued.
+    pub open_tracker: bool,
 }
 
 impl Default for S3Options {
@@ -53,6 +55,7 @@ impl Default for S3Options {
             webseed_expiry_secs: 7 * 24 * 3600,
             token_key: tokens::TokenKey::new(&[]),
             tracker_rate_limit: 50,
+            open_tracker: false,
         }
     }
 }
@@ -62,7 +65,7 @@ impl Default for S3Options {
 pub struct Seedbucket {
     store: Store,
     keys: Arc<KeyRing>,
-    tracker: Arc<seedbucket_tracker::Tracker>,
+    tracker: Arc<dyn seedbucket_tracker::SwarmStore>,
     rate_limiter: Arc<seedbucket_tracker::RateLimiter>,
     admission: Arc<tracker_http::AdmissionCache>,
     options: Arc<S3Options>,

@@ -147,6 +147,19 @@ impl Seedbucket {
             Some(rec) => rec,
             None => match self.store.torrent(&hex::encode(info_hash)).await {
                 Ok(Some(rec)) => self.admission.remember_torrent(*info_hash, rec),
+                Ok(None) if self.options.open_tracker => {
+                    // `--open-tracker`: any info-hash, as an open swarm of its own.
+                    Arc::new(IssuedTorrent {
+                        bucket: String::new(),
+                        key: String::new(),
+                        version: String::new(),
+                        name: String::new(),
+                        format: "v1".to_owned(),
+                        private: false,
+                        info_hash: hex::encode(info_hash),
+                        created_ns: 0,
+                    })
+                }
                 Ok(None) => {
                     return Err(
                         "unregistered torrent: this tracker serves torrents issued by this server",

@@ -57,6 +57,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         webseed_expiry_secs: config.webseed_expiry,
         token_key: TokenKey::new(&secret),
         tracker_rate_limit: config.tracker_rate_limit,
+        open_tracker: config.open_tracker,
     };
     let s3 = Seedbucket::new(store, keys.clone(), options);
     let service = s3_service(s3.clone(), keys, &config.domains).map_err(anyhow::Error::msg)?;

@@ -82,6 +82,9 @@ pub struct ServeArgs {
     /// limit [default: 50].
     #[arg(long, env = "SEEDBUCKET_TRACKER_RATE_LIMIT")]
     pub tracker_rate_limit: Option<u32>,
+    /// Track any info-hash, not only torrents this server issued.
+    #[arg(long, env = "SEEDBUCKET_OPEN_TRACKER")]
+    pub open_tracker: bool,
     /// Log format.
     #[arg(long, env = "SEEDBUCKET_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,

@@ -32,6 +32,8 @@ pub struct FileConfig {
     pub webseed_expiry: u64,
     /// Tracker announces per second from one address (bursts of twice that); 0 = no limit.
     pub tracker_rate_limit: u32,
+    /// Track any info-hash, not only torrents this server issued. Example: false.
+    pub open_tracker: bool,
 }
 
 impl Default for FileConfig {
@@ -46,6 +48,7 @@ impl Default for FileConfig {
             torrent_format: "v1".to_owned(),
             webseed_expiry: 7 * 24 * 3600,
             tracker_rate_limit: 50,
+            open_tracker: false,
         }
     }
 }
@@ -63,6 +66,7 @@ pub struct Config {
     pub webseed_expiry: u64,
     pub piece_hashing: bool,
     pub tracker_rate_limit: u32,
+    pub open_tracker: bool,
 }
 
 impl Config {
@@ -107,6 +111,7 @@ impl Config {
             webseed_expiry: args.webseed_expiry.unwrap_or(file.webseed_expiry),
             piece_hashing: args.piece_hashing == "on",
             tracker_rate_limit: args.tracker_rate_limit.unwrap_or(file.tracker_rate_limit),
+            open_tracker: args.open_tracker || file.open_tracker,
             data_dir: args.data_dir.clone().unwrap_or(file.data_dir),
             listen,
             public_url,

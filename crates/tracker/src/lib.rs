@@ -250,6 +250,14 @@ impl Swarms {
     }
 }
 
+/// Where swarm state lives: in this process ([`Tracker`]) today; a Redis implementation for
+/// several gateway nodes can stand behind the same calls.
+pub trait SwarmStore: Send + Sync + std::fmt::Debug {
+    fn announce(&self, key: [u8; 20], a: &PeerAnnounce, now: u64) -> AnnounceReply;
+    fn scrape(&self, key: &[u8; 20]) -> ScrapeEntry;
+    fn expire(&self, now: u64);
+}
+
 /// The in-process tracker handle.
 #[derive(Debug, Default)]
 pub struct Tracker {
@@ -265,21 +273,27 @@ impl Tracker {
         }
     }
 
-    pub fn announce(&self, key: [u8; 20], a: &PeerAnnounce, now: u64) -> AnnounceReply {
+    pub fn stats(&self) -> (usize, usize) {
+        self.swarms.lock().map(|s| s.stats()).unwrap_or((0, 0))
+    }
+}
+
+impl SwarmStore for Tracker {
+    fn announce(&self, key: [u8; 20], a: &PeerAnnounce, now: u64) -> AnnounceReply {
         match self.swarms.lock() {
             Ok(mut s) => s.announce(&self.config, key, a, now),
             Err(poisoned) => poisoned.into_inner().announce(&self.config, key, a, now),
         }
     }
 
-    pub fn scrape(&self, key: &[u8; 20]) -> ScrapeEntry {
+    fn scrape(&self, key: &[u8; 20]) -> ScrapeEntry {
         match self.swarms.lock() {
             Ok(s) => s.scrape(key),
             Err(poisoned) => poisoned.into_inner().scrape(key),
         }
     }
 
-    pub fn expire(&self, now: u64) {
+    fn expire(&self, now: u64) {
         if let Ok(mut s) = self.swarms.lock() {
             s.expire(&self.config, now);
         }
