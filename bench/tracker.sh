@@ -27,22 +27,26 @@ field() { sed -n "s/.*\b$1=\([^ ]*\).*/\1/p"; }
 ratio() { python3 -c "print(f'{$1/$2:.2f}')"; }
 
 export AWS_ACCESS_KEY_ID=BENCHACCESSKEY000001 AWS_SECRET_ACCESS_KEY=bench-secret-key-0000000000000000000000
-SB_PORT=$(port); OT_PORT=$(port)
+SB_PORT=$(port); OT_PORT=$(port); OT_UDP=$(port)
 mkdir -p "$WORK/sb" "$WORK/ot"
 SEEDBUCKET_ROOT_ACCESS_KEY=$AWS_ACCESS_KEY_ID SEEDBUCKET_ROOT_SECRET_KEY=$AWS_SECRET_ACCESS_KEY RUST_LOG=warn \
   "$SB" serve --data-dir "$WORK/sb" --listen 127.0.0.1:$SB_PORT --tracker-rate-limit 0 >/dev/null 2>&1 & PIDS+=($!)
 wait_port $SB_PORT
 "$BENCH" setup --endpoint http://127.0.0.1:$SB_PORT >/dev/null
-HASHES=(); SB_TARGETS=(); OT_TARGETS=()
+HASHES=(); SB_TARGETS=(); OT_TARGETS=(); SB_UDP=(); OT_UDP_T=()
 for i in $(seq "$TORRENTS"); do
   line=$("$BENCH" issue --endpoint http://127.0.0.1:$SB_PORT --key "t$i.bin")
   h=$(echo "$line" | field info_hash); HASHES+=("$h")
   SB_TARGETS+=(--target "$(echo "$line" | field announce)@$h")
   OT_TARGETS+=(--target "http://127.0.0.1:$OT_PORT/announce@$h")
+  ann=$(echo "$line" | field announce)
+  SB_UDP+=(--target "127.0.0.1:$SB_PORT@$h@/announce?${ann#*\?}")
+  OT_UDP_T+=(--target "127.0.0.1:$OT_UDP@$h")
 done
 printf '%s\n' "${HASHES[@]}" > "$WORK/ot/whitelist.txt"
 cat > "$WORK/ot.conf" <<CONF
 listen.tcp 127.0.0.1:$OT_PORT
+listen.udp 127.0.0.1:$OT_UDP
 tracker.rootdir $WORK/ot
 access.whitelist /whitelist.txt
 tracker.user nobody
@@ -54,10 +58,17 @@ echo "== seedbucket tracker"
 SBL=$("$BENCH" tracker-load "${SB_TARGETS[@]}" --concurrency "$CONC" --seconds "$DUR"); echo "$SBL"
 echo "== opentracker"
 OTL=$("$BENCH" tracker-load "${OT_TARGETS[@]}" --concurrency "$CONC" --seconds "$DUR"); echo "$OTL"
+echo "== seedbucket UDP tracker"
+SBU=$("$BENCH" udp-load "${SB_UDP[@]}" --concurrency "$CONC" --seconds "$DUR"); echo "$SBU"
+echo "== opentracker UDP"
+OTU=$("$BENCH" udp-load "${OT_UDP_T[@]}" --concurrency "$CONC" --seconds "$DUR"); echo "$OTU"
 {
-  echo "| figure (HTTP announce, $CONC clients, ${DUR}s) | seedbucket | opentracker | ratio |"
+  echo "| figure ($CONC clients, ${DUR}s each) | seedbucket | opentracker | ratio |"
   echo "|---|---|---|---|"
-  echo "| announces/s | $(echo "$SBL" | field per_s) | $(echo "$OTL" | field per_s) | $(ratio $(echo "$SBL" | field per_s) $(echo "$OTL" | field per_s)) |"
-  echo "| p50 ms | $(echo "$SBL" | field p50_ms) | $(echo "$OTL" | field p50_ms) | |"
-  echo "| p99 ms | $(echo "$SBL" | field p99_ms) | $(echo "$OTL" | field p99_ms) | |"
+  echo "| HTTP announces/s | $(echo "$SBL" | field per_s) | $(echo "$OTL" | field per_s) | $(ratio $(echo "$SBL" | field per_s) $(echo "$OTL" | field per_s)) |"
+  echo "| HTTP p50 ms | $(echo "$SBL" | field p50_ms) | $(echo "$OTL" | field p50_ms) | |"
+  echo "| HTTP p99 ms | $(echo "$SBL" | field p99_ms) | $(echo "$OTL" | field p99_ms) | |"
+  echo "| UDP announces/s | $(echo "$SBU" | field per_s) | $(echo "$OTU" | field per_s) | $(ratio $(echo "$SBU" | field per_s) $(echo "$OTU" | field per_s)) |"
+  echo "| UDP p50 ms | $(echo "$SBU" | field p50_ms) | $(echo "$OTU" | field p50_ms) | |"
+  echo "| UDP p99 ms | $(echo "$SBU" | field p99_ms) | $(echo "$OTU" | field p99_ms) | |"
 } | tee "$OUT/tracker.md"

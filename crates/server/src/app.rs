@@ -65,7 +65,12 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     match tokio::net::UdpSocket::bind(config.listen).await {
         Ok(socket) => {
             tracing::info!(listen = %config.listen, "UDP tracker listening");
-            tokio::spawn(s3.clone().serve_udp_tracker(Arc::new(socket)));
+            // One receive loop per core, all on the same socket.
+            let socket = Arc::new(socket);
+            let loops = std::thread::available_parallelism().map_or(1, |n| n.get());
+            for _ in 0..loops {
+                tokio::spawn(s3.clone().serve_udp_tracker(socket.clone()));
+            }
         }
         Err(e) => {
             tracing::warn!(error = %e, listen = %config.listen, "no UDP tracker: cannot bind the UDP port")

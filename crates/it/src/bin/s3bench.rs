@@ -92,6 +92,16 @@ enum Cmd {
         #[arg(long, default_value_t = 10)]
         seconds: u64,
     },
+    /// UDP tracker announces (BEP 15): `concurrency` clients, each with its own socket and
+    /// connection id; `--target HOST:PORT@HASH[@URLDATA]` (URL data is the BEP 41 path+query).
+    UdpLoad {
+        #[arg(long, required = true)]
+        target: Vec<String>,
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
     /// Many concurrent small PUTs, then GETs of those objects.
     Small {
         #[command(flatten)]
@@ -333,6 +343,113 @@ async fn main() -> anyhow::Result<()> {
             let pct = |p: f64| lat[((lat.len() as f64 - 1.0) * p).round() as usize];
             println!(
                 "op=announce ok={} errors={errors} per_s={:.0} p50_ms={:.2} p99_ms={:.2}",
+                lat.len(),
+                lat.len() as f64 / elapsed,
+                pct(0.5),
+                pct(0.99)
+            );
+        }
+        Cmd::UdpLoad {
+            target,
+            concurrency,
+            seconds,
+        } => {
+            let mut targets = Vec::new();
+            for t in &target {
+                let mut parts = t.splitn(3, '@');
+                let addr: std::net::SocketAddr = parts.next().context("HOST:PORT")?.parse()?;
+                let hash: [u8; 20] = hex::decode(parts.next().context("@HASH")?)?
+                    .try_into()
+                    .map_err(|_| anyhow::anyhow!("a hash is 20 bytes"))?;
+                let url = parts.next().unwrap_or("").as_bytes().to_vec();
+                let mut opts = Vec::new();
+                for chunk in url.chunks(255) {
+                    opts.push(2u8);
+                    opts.push(chunk.len() as u8);
+                    opts.extend_from_slice(chunk);
+                }
+                targets.push((addr, hash, opts));
+            }
+            let deadline = Instant::now() + Duration::from_secs(seconds);
+            let start = Instant::now();
+            let mut workers = Vec::new();
+            for w in 0..concurrency {
+                let targets = targets.clone();
+                workers.push(tokio::spawn(async move {
+                    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await?;
+                    let mut lat = Vec::new();
+                    let mut errors = 0u64;
+                    let mut buf = [0u8; 2048];
+                    let mut conn: std::collections::HashMap<std::net::SocketAddr, u64> =
+                        Default::default();
+                    let mut i = 0u64;
+                    while Instant::now() < deadline {
+                        let (addr, hash, opts) = &targets[(i as usize + w) % targets.len()];
+                        i += 1;
+                        let t = Instant::now();
+                        let tid = (i as u32) ^ (w as u32) << 20;
+                        if !conn.contains_key(addr) {
+                            let mut p = 0x0417_2710_1980u64.to_be_bytes().to_vec();
+                            p.extend_from_slice(&0u32.to_be_bytes());
+                            p.extend_from_slice(&tid.to_be_bytes());
+                            sock.send_to(&p, addr).await?;
+                            match tokio::time::timeout(Duration::from_secs(1), sock.recv(&mut buf))
+                                .await
+                            {
+                                Ok(Ok(16)) => {
+                                    conn.insert(*addr, u64::from_be_bytes(buf[8..16].try_into()?));
+                                }
+                                _ => {
+                                    errors += 1;
+                                    continue;
+                                }
+                            }
+                        }
+                        let cid = conn[addr];
+                        let mut p = cid.to_be_bytes().to_vec();
+                        p.extend_from_slice(&1u32.to_be_bytes());
+                        p.extend_from_slice(&tid.to_be_bytes());
+                        p.extend_from_slice(hash);
+                        let peer = format!("-SB0001-{w:04}{:08}", i % 100_000_000);
+                        p.extend_from_slice(peer.as_bytes());
+                        p.extend_from_slice(&0u64.to_be_bytes());
+                        p.extend_from_slice(&1000u64.to_be_bytes());
+                        p.extend_from_slice(&0u64.to_be_bytes());
+                        p.extend_from_slice(&0u32.to_be_bytes());
+                        p.extend_from_slice(&0u32.to_be_bytes());
+                        p.extend_from_slice(&0u32.to_be_bytes());
+                        p.extend_from_slice(&50i32.to_be_bytes());
+                        p.extend_from_slice(&(1024 + (i % 60000) as u16).to_be_bytes());
+                        p.extend_from_slice(opts);
+                        sock.send_to(&p, addr).await?;
+                        match tokio::time::timeout(Duration::from_secs(1), sock.recv(&mut buf))
+                            .await
+                        {
+                            Ok(Ok(n)) if n >= 20 && buf[..4] == 1u32.to_be_bytes() => {
+                                lat.push(t.elapsed().as_secs_f64() * 1000.0)
+                            }
+                            _ => errors += 1,
+                        }
+                    }
+                    Ok::<_, anyhow::Error>((lat, errors))
+                }));
+            }
+            let mut lat = Vec::new();
+            let mut errors = 0;
+            for wk in workers {
+                let (l, e) = wk.await??;
+                lat.extend(l);
+                errors += e;
+            }
+            let elapsed = start.elapsed().as_secs_f64();
+            lat.sort_by(f64::total_cmp);
+            anyhow::ensure!(
+                !lat.is_empty(),
+                "no UDP announce succeeded ({errors} errors)"
+            );
+            let pct = |p: f64| lat[((lat.len() as f64 - 1.0) * p).round() as usize];
+            println!(
+                "op=udp_announce ok={} errors={errors} per_s={:.0} p50_ms={:.2} p99_ms={:.2}",
                 lat.len(),
                 lat.len() as f64 / elapsed,
                 pct(0.5),
