@@ -28,6 +28,10 @@ use crate::Seedbucket;
 pub(crate) struct AdmissionCache {
     torrents: Mutex<HashMap<[u8; 20], Arc<IssuedTorrent>>>,
     owners: Mutex<HashMap<String, (String, Instant)>>,
+    /// Tokens already verified (token, info-hash) → access key: saves an HMAC per announce.
+    tokens: Mutex<HashMap<(String, String), String>>,
+    /// UDP connection ids by client IP: (window, id for that window, id for the one before).
+    connection_ids: Mutex<HashMap<std::net::IpAddr, (u64, u64, u64)>>,
 }
 
 impl AdmissionCache {
@@ -47,6 +51,51 @@ impl AdmissionCache {
             m.insert(h, rec.clone());
         }
         rec
+    }
+
+    /// The access key of a tracker token for `info_hash`, verified once and then remembered.
+    fn token_key(
+        &self,
+        keys: &crate::tokens::TokenKey,
+        token: &str,
+        info_hash: &str,
+    ) -> Option<String> {
+        let k = (token.to_owned(), info_hash.to_owned());
+        if let Some(ak) = self.tokens.lock().ok()?.get(&k) {
+            return Some(ak.clone());
+        }
+        let ak = keys.check_tracker_token(token, info_hash)?.to_owned();
+        if let Ok(mut m) = self.tokens.lock() {
+            if m.len() >= Self::MAX_ENTRIES {
+                m.clear();
+            }
+            m.insert(k, ak.clone());
+        }
+        Some(ak)
+    }
+
+    /// The UDP connection ids valid now for `ip`: this window's and the previous one's.
+    pub(crate) fn connection_ids(
+        &self,
+        keys: &crate::tokens::TokenKey,
+        ip: std::net::IpAddr,
+        window: u64,
+    ) -> (u64, u64) {
+        if let Ok(m) = self.connection_ids.lock()
+            && let Some(&(w, cur, prev)) = m.get(&ip)
+            && w == window
+        {
+            return (cur, prev);
+        }
+        let cur = keys.connection_id(&ip, window);
+        let prev = keys.connection_id(&ip, window.saturating_sub(1));
+        if let Ok(mut m) = self.connection_ids.lock() {
+            if m.len() >= Self::MAX_ENTRIES {
+                m.clear();
+            }
+            m.insert(ip, (window, cur, prev));
+        }
+        (cur, prev)
     }
 
     fn owner(&self, bucket: &str) -> Option<String> {
@@ -171,9 +220,8 @@ impl Seedbucket {
         if rec.private {
             let key = token
                 .and_then(|t| {
-                    self.options
-                        .token_key
-                        .check_tracker_token(t, &rec.info_hash)
+                    self.admission
+                        .token_key(&self.options.token_key, t, &rec.info_hash)
                 })
                 .ok_or("this private torrent needs the announce URL of its .torrent file")?;
             let owner = match self.admission.owner(&rec.bucket) {
@@ -183,7 +231,7 @@ impl Seedbucket {
                     Err(_) => None,
                 },
             };
-            let allowed = match (self.keys.get(key), owner) {
+            let allowed = match (self.keys.get(&key), owner) {
                 (Some(k), Some(owner)) => owner == k.user_id,
                 _ => false,
             };

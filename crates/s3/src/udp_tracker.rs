@@ -45,10 +45,10 @@ impl Seedbucket {
     }
 
     fn valid_connection(&self, id: u64, from: &SocketAddr) -> bool {
-        let w = now() / WINDOW_SECS;
-        let key = &self.options.token_key;
-        id == key.connection_id(&from.ip(), w)
-            || id == key.connection_id(&from.ip(), w.saturating_sub(1))
+        let (cur, prev) =
+            self.admission
+                .connection_ids(&self.options.token_key, from.ip(), now() / WINDOW_SECS);
+        id == cur || id == prev
     }
 
     /// One datagram in, at most one out.
@@ -59,10 +59,11 @@ impl Seedbucket {
         };
         match request {
             Request::Connect { transaction_id } => {
-                let id = self
-                    .options
-                    .token_key
-                    .connection_id(&from.ip(), now() / WINDOW_SECS);
+                let (id, _) = self.admission.connection_ids(
+                    &self.options.token_key,
+                    from.ip(),
+                    now() / WINDOW_SECS,
+                );
                 Some(connect_reply(transaction_id, id))
             }
             Request::Announce(a) => {
