@@ -60,6 +60,10 @@ def test_sync_both_ways(aws, bucket, tmp_path):
     aws("s3", "sync", str(tree), f"s3://{bucket}/tree")
     out = tmp_path / "out"
     aws("s3", "sync", f"s3://{bucket}/tree", str(out))
+    # Recursive removal goes through DeleteObjects.
+    aws("s3", "rm", f"s3://{bucket}/tree/a", "--recursive")
+    left = aws("s3", "ls", f"s3://{bucket}/tree/", "--recursive").stdout
+    assert "top.txt" in left and "mid.txt" not in left and "deep name.txt" not in left
     assert (out / "a" / "b" / "deep name.txt").read_text() == "deep"
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.txt")) == [
         "a/b/deep name.txt", "a/mid.txt", "top.txt"]

@@ -224,3 +224,14 @@ def test_listing_pagination_and_url_encoding(s3, bucket):
     assert r["Contents"][0]["Owner"]["ID"]
     r = s3.list_objects(Bucket=bucket, Prefix="dir4/", Marker="dir4/f3")
     assert [o["Key"] for o in r["Contents"]] == ["dir4/f4"]
+
+
+def test_delete_objects(s3, bucket):
+    for k in ["d/1", "d/2", "d/3"]:
+        s3.put_object(Bucket=bucket, Key=k, Body=b"x")
+    r = s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": "d/1"}, {"Key": "d/2"}, {"Key": "missing"}]})
+    assert sorted(d["Key"] for d in r["Deleted"]) == ["d/1", "d/2", "missing"]
+    assert not r.get("Errors")
+    r = s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": "d/3"}, {"Key": "k" * 1025}], "Quiet": True})
+    assert not r.get("Deleted") and [e["Code"] for e in r["Errors"]] == ["KeyTooLongError"]
+    assert s3.list_objects_v2(Bucket=bucket, Prefix="d/")["KeyCount"] == 0

@@ -150,6 +150,12 @@ impl S3 for Seedbucket {
     ) -> S3Result<S3Response<DeleteObjectOutput>> {
         self.h_delete_object(req).await
     }
+    async fn delete_objects(
+        &self,
+        req: S3Request<DeleteObjectsInput>,
+    ) -> S3Result<S3Response<DeleteObjectsOutput>> {
+        self.h_delete_objects(req).await
+    }
     async fn list_objects_v2(
         &self,
         req: S3Request<ListObjectsV2Input>,

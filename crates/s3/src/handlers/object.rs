@@ -400,6 +400,69 @@ fn get_output(h: HeadObjectOutput) -> GetObjectOutput {
     }
 }
 
+impl Seedbucket {
+    /// DeleteObjects: up to 1000 keys; each one deleted on its own (a missing key counts as
+    /// deleted, as in S3); `Quiet` reports errors only.
+    pub(crate) async fn h_delete_objects(
+        &self,
+        req: S3Request<DeleteObjectsInput>,
+    ) -> S3Result<S3Response<DeleteObjectsOutput>> {
+        let input = req.input;
+        self.owned_bucket(
+            req.credentials.as_ref(),
+            &input.bucket,
+            input.expected_bucket_owner.as_deref(),
+        )
+        .await?;
+        let objects = input.delete.objects;
+        if objects.is_empty() || objects.len() > 1000 {
+            return Err(s3_error!(MalformedXML, "Delete takes 1 to 1000 keys"));
+        }
+        let quiet = input.delete.quiet.unwrap_or(false);
+        let (mut deleted, mut errors) = (Vec::new(), Vec::new());
+        for o in objects {
+            let failure = if o.key.len() > MAX_KEY_BYTES {
+                Some(("KeyTooLongError", "Your key is too long".to_owned()))
+            } else if o.version_id.as_deref().is_some_and(|v| v != "null") {
+                Some((
+                    "NoSuchVersion",
+                    "The specified version does not exist.".to_owned(),
+                ))
+            } else {
+                match self.store.delete_object(&input.bucket, &o.key).await {
+                    Ok(_) => None,
+                    Err(e) => {
+                        let e = to_s3(e);
+                        Some((
+                            "InternalError",
+                            e.message().unwrap_or("internal error").to_owned(),
+                        ))
+                    }
+                }
+            };
+            match failure {
+                None if !quiet => deleted.push(DeletedObject {
+                    key: Some(o.key),
+                    version_id: o.version_id,
+                    ..Default::default()
+                }),
+                None => {}
+                Some((code, message)) => errors.push(Error {
+                    code: Some(code.to_owned()),
+                    key: Some(o.key),
+                    message: Some(message),
+                    version_id: o.version_id,
+                }),
+            }
+        }
+        Ok(S3Response::new(DeleteObjectsOutput {
+            deleted: Some(deleted),
+            errors: (!errors.is_empty()).then_some(errors),
+            ..Default::default()
+        }))
+    }
+}
+
 fn is_checksum_mode(mode: Option<&ChecksumMode>) -> bool {
     mode.is_some_and(|m| m.as_str().eq_ignore_ascii_case("ENABLED"))
 }
