@@ -16,9 +16,9 @@ cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -r
 trap cleanup EXIT
 
 echo "== building (release)"
-cargo build --release -q -p seedbucket -p seedbucket-it --bin seedbucket --bin s3bench
+cargo build --release -q -p seedbucket --bin seedbucket && cargo build --release -q -p seedbucket-it --example s3bench
 SB=$ROOT/target/release/seedbucket
-BENCH=$ROOT/target/release/s3bench
+BENCH=$ROOT/target/release/examples/s3bench
 S3SFS=$ROOT/bench/.tools/bin/s3s-fs
 if [ ! -x "$S3SFS" ]; then
   echo "== installing s3s-fs 0.14.1 (the newest that builds on Rust 1.95)"

@@ -17,9 +17,9 @@ PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
 trap cleanup EXIT
 
-cargo build --release -q -p seedbucket -p seedbucket-it --bin seedbucket --bin s3bench
+cargo build --release -q -p seedbucket --bin seedbucket && cargo build --release -q -p seedbucket-it --example s3bench
 SB=$ROOT/target/release/seedbucket
-BENCH=$ROOT/target/release/s3bench
+BENCH=$ROOT/target/release/examples/s3bench
 if ! command -v mktorrent >/dev/null && [ "$(id -u)" = 0 ]; then apt-get install -y -qq mktorrent >/dev/null; fi
 command -v mktorrent >/dev/null || { echo "mktorrent is required (apt-get install mktorrent)"; exit 1; }
 

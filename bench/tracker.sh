@@ -16,9 +16,9 @@ PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
 trap cleanup EXIT
 
-cargo build --release -q -p seedbucket -p seedbucket-it --bin seedbucket --bin s3bench
+cargo build --release -q -p seedbucket --bin seedbucket && cargo build --release -q -p seedbucket-it --example s3bench
 SB=$ROOT/target/release/seedbucket
-BENCH=$ROOT/target/release/s3bench
+BENCH=$ROOT/target/release/examples/s3bench
 if ! command -v opentracker >/dev/null && [ "$(id -u)" = 0 ]; then apt-get install -y -qq opentracker >/dev/null; fi
 command -v opentracker >/dev/null || { echo "opentracker is required (apt-get install opentracker)"; exit 1; }
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }

@@ -49,6 +49,8 @@ command -v imdl >/dev/null || { echo "FATAL: imdl did not install"; exit 1; }
 echo "== building (release)"
 cargo build --release --workspace --bins
 export SEEDBUCKET_BIN=$ROOT/target/release/seedbucket
+# The README's first command must keep working: one binary for `cargo run` to pick.
+cargo run --release -q -- --version
 
 passed=0; failed=0
 run_suite() { # name command...
