@@ -17,6 +17,7 @@ pub mod meta;
 pub mod pieces;
 mod pins;
 pub mod records;
+pub mod sse;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
