@@ -72,7 +72,8 @@ def test_announce_scrape_and_refusals(s3, bucket):
     # A bucket called "announce" is still an S3 bucket for S3 requests.
     with pytest.raises(urllib.error.HTTPError) as e:
         urllib.request.urlopen(base + "/announce?list-type=2")
-    assert e.value.code == 403
+    # (anonymous callers learn that it does not exist, as from S3)
+    assert e.value.code == 404 and b"<Code>NoSuchBucket</Code>" in e.value.read()
     unknown = announce(ann, b"\x01" * 20, b"C" * 20, 7003, 1)
     assert b"unregistered" in unknown[b"failure reason"]
     with urllib.request.urlopen(ann + "&info_hash=%01%02&peer_id=x&port=1&left=0") as r:

@@ -19,6 +19,10 @@ pub fn to_s3(e: StoreError) -> S3Error {
         StoreError::EntityTooLarge => s3_error!(EntityTooLarge),
         StoreError::IncompleteBody => s3_error!(IncompleteBody),
         StoreError::PreconditionFailed => s3_error!(PreconditionFailed),
+        StoreError::Conflict => s3_error!(
+            OperationAborted,
+            "A conflicting conditional operation is currently in progress against this resource. Please try again."
+        ),
         StoreError::Body(m) => {
             tracing::debug!(error = %m, "request body failed");
             // Signature or chunk-format failures of streaming bodies surface here.

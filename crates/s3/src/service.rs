@@ -27,6 +27,7 @@ pub fn s3_service(
 ) -> Result<S3Service, String> {
     let mut b = S3ServiceBuilder::new(s3);
     b.set_auth(KeyRingAuth(keys));
+    b.set_access(crate::auth::HandlersDecide);
     if !domains.is_empty() {
         b.set_host(DomainHost::new(domains)?);
     }
@@ -98,6 +99,8 @@ pub struct Frontend {
     remote: Option<std::net::SocketAddr>,
     counter: Arc<AtomicU64>,
     node: u32,
+    /// Virtual-host domains, to find the bucket of a CORS request.
+    domains: Option<Arc<DomainHost>>,
 }
 
 /// True when the query string has the `torrent` subresource.
@@ -163,13 +166,63 @@ async fn json_error(resp: Response<Body>) -> Response<Body> {
 }
 
 impl Frontend {
-    pub fn new(s3: S3Service, app: Seedbucket) -> Self {
-        Self {
+    pub fn new(s3: S3Service, app: Seedbucket, domains: &[String]) -> Result<Self, String> {
+        let domains = if domains.is_empty() {
+            None
+        } else {
+            Some(Arc::new(DomainHost::new(domains)?))
+        };
+        Ok(Self {
             s3,
             app,
             remote: None,
             counter: Arc::new(AtomicU64::new(0)),
             node: rand_node(),
+            domains,
+        })
+    }
+
+    /// The bucket a request addresses (virtual host or first path segment), for CORS.
+    fn bucket_of(&self, req: &Request<Incoming>) -> Option<String> {
+        let host = req
+            .headers()
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(strip_port);
+        if let (Some(d), Some(host)) = (&self.domains, host)
+            && let Some(b) = d.bucket_of(host)
+        {
+            return Some(b.to_owned());
+        }
+        let first = req.uri().path().trim_start_matches('/').split('/').next()?;
+        (!first.is_empty()).then(|| first.to_owned())
+    }
+
+    /// A CORS preflight (`OPTIONS` with `Origin` and `Access-Control-Request-Method`): 200
+    /// with the allowing rule's headers, or 403 as S3 answers when no rule matches.
+    async fn preflight(&self, req: &Request<Incoming>, origin: &str) -> Response<Body> {
+        let method = req
+            .headers()
+            .get(http::header::ACCESS_CONTROL_REQUEST_METHOD)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let wanted = crate::cors::requested_headers(req.headers());
+        let rules = match self.bucket_of(req) {
+            Some(b) => self.app.cors_rules(&b).await,
+            None => Vec::new(),
+        };
+        match crate::cors::matching_rule(&rules, origin, method, &wanted) {
+            Some(rule) => {
+                let mut r = Response::new(Body::empty());
+                *r.headers_mut() = crate::cors::preflight_headers(rule, origin, &wanted);
+                r
+            }
+            None => xml_error(
+                StatusCode::FORBIDDEN,
+                "AccessForbidden",
+                "CORSResponse: This CORS request is not allowed. This is usually because the evalution of Origin, request method / Access-Control-Request-Method or Access-Control-Request-Headers are not whitelisted by the resource's CORS spec.",
+                &format!("<Method>{method}</Method><ResourceType>OBJECT</ResourceType>"),
+            ),
         }
     }
 
@@ -190,9 +243,22 @@ impl Frontend {
         let request_id = self.next_request_id();
         let is_head = req.method() == Method::HEAD;
         let path = req.uri().path().to_owned();
+        let origin = req
+            .headers()
+            .get(http::header::ORIGIN)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let method = req.method().clone();
+        let mut cors_bucket = None;
         let mut resp = if let Some(rest) = path.strip_prefix(INTERNAL_PREFIX) {
             if let Some(ws) = rest.strip_prefix("webseed/") {
-                self.app.webseed(req.method(), ws, req.headers()).await
+                let mut r = if method == Method::OPTIONS {
+                    Response::new(Body::empty())
+                } else {
+                    self.app.webseed(req.method(), ws, req.headers()).await
+                };
+                crate::cors::webseed_headers(r.headers_mut());
+                r
             } else if let Some(t) = rest.strip_prefix("tracker/") {
                 let query = req.uri().query().unwrap_or("").to_owned();
                 self.app.tracker(t, &query, self.remote).await
@@ -228,9 +294,22 @@ impl Frontend {
             } else {
                 resp
             }
+        } else if let (Some(o), true) = (&origin, method == Method::OPTIONS) {
+            self.preflight(&req, o).await
         } else {
+            if origin.is_some() {
+                cors_bucket = self.bucket_of(&req);
+            }
             self.s3.call(req.map(Body::from)).await?
         };
+        if let (Some(o), Some(b)) = (&origin, &cors_bucket) {
+            let rules = self.app.cors_rules(b).await;
+            if let Some(rule) = crate::cors::matching_rule(&rules, o, method.as_str(), &[]) {
+                for (k, v) in &crate::cors::response_headers(rule, o) {
+                    resp.headers_mut().append(k, v.clone());
+                }
+            }
+        }
         if resp.status() == StatusCode::NOT_MODIFIED || is_head {
             // 304 and HEAD carry headers only; s3s renders errors with an XML body.
             if resp.status() == StatusCode::NOT_MODIFIED {

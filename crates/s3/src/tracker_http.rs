@@ -23,11 +23,13 @@ use seedbucket_wire::tracker::http::{encode_failure, encode_scrape, parse_announ
 use crate::Seedbucket;
 
 /// What the tracker looks up on every announce, kept in memory: issued torrents never change
-/// (a changed object gets new info-hashes), bucket owners are re-read after a few seconds.
+/// (a changed object gets new info-hashes); whether a key may read an object is re-checked
+/// after a few seconds, so revoking a key or an ACL takes effect quickly.
 #[derive(Default)]
 pub(crate) struct AdmissionCache {
     torrents: Mutex<HashMap<[u8; 20], Arc<IssuedTorrent>>>,
-    owners: Mutex<HashMap<String, (String, Instant)>>,
+    /// (access key, bucket, key) → whether that key may read the object, and when checked.
+    readers: Mutex<HashMap<(String, String, String), (bool, Instant)>>,
     /// Tokens already verified (token, info-hash) → access key: saves an HMAC per announce.
     tokens: Mutex<HashMap<(String, String), String>>,
     /// UDP connection ids by client IP: (window, id for that window, id for the one before).
@@ -36,7 +38,7 @@ pub(crate) struct AdmissionCache {
 
 impl AdmissionCache {
     const MAX_ENTRIES: usize = 100_000;
-    const OWNER_TTL: Duration = Duration::from_secs(5);
+    const READER_TTL: Duration = Duration::from_secs(5);
 
     fn torrent(&self, h: &[u8; 20]) -> Option<Arc<IssuedTorrent>> {
         self.torrents.lock().ok()?.get(h).cloned()
@@ -98,20 +100,55 @@ impl AdmissionCache {
         (cur, prev)
     }
 
-    fn owner(&self, bucket: &str) -> Option<String> {
-        let m = self.owners.lock().ok()?;
-        let (owner, at) = m.get(bucket)?;
-        (at.elapsed() < Self::OWNER_TTL).then(|| owner.clone())
+    fn reader(&self, k: &(String, String, String)) -> Option<bool> {
+        let m = self.readers.lock().ok()?;
+        let (allowed, at) = m.get(k)?;
+        (at.elapsed() < Self::READER_TTL).then_some(*allowed)
     }
 
-    fn remember_owner(&self, bucket: &str, owner: String) -> String {
-        if let Ok(mut m) = self.owners.lock() {
+    fn remember_reader(&self, k: (String, String, String), allowed: bool) {
+        if let Ok(mut m) = self.readers.lock() {
             if m.len() >= Self::MAX_ENTRIES {
                 m.clear();
             }
-            m.insert(bucket.to_owned(), (owner.clone(), Instant::now()));
+            m.insert(k, (allowed, Instant::now()));
         }
-        owner
+    }
+}
+
+impl Seedbucket {
+    /// Whether the holder of `access_key` (`None`: anyone) may still read `bucket/key`: what
+    /// a torrent's tracker and webseed URLs are worth. Cached for a few seconds.
+    pub(crate) async fn may_read(&self, access_key: Option<&str>, bucket: &str, key: &str) -> bool {
+        let k = (
+            access_key.unwrap_or_default().to_owned(),
+            bucket.to_owned(),
+            key.to_owned(),
+        );
+        if let Some(allowed) = self.admission.reader(&k) {
+            return allowed;
+        }
+        let principal = match access_key.map(|ak| self.keys.get(ak)) {
+            None => Some(crate::access::Principal::Anonymous),
+            Some(Some(ak)) => Some(crate::access::Principal::User(ak)),
+            Some(None) => None,
+        };
+        let allowed = match principal {
+            None => false,
+            Some(p) => match (
+                self.store.bucket(bucket).await,
+                self.store.head_object(bucket, key).await,
+            ) {
+                (Ok(b), Ok(rec)) => crate::access::Access::new(p, b).allows(
+                    crate::access::Action::GetObjectTorrent,
+                    Some(key),
+                    Some(&rec),
+                ),
+                _ => false,
+            },
+        };
+        self.admission.remember_reader(k, allowed);
+        allowed
     }
 }
 
@@ -224,17 +261,7 @@ impl Seedbucket {
                         .token_key(&self.options.token_key, t, &rec.info_hash)
                 })
                 .ok_or("this private torrent needs the announce URL of its .torrent file")?;
-            let owner = match self.admission.owner(&rec.bucket) {
-                Some(o) => Some(o),
-                None => match self.store.bucket(&rec.bucket).await {
-                    Ok(b) => Some(self.admission.remember_owner(&rec.bucket, b.owner)),
-                    Err(_) => None,
-                },
-            };
-            let allowed = match (self.keys.get(&key), owner) {
-                (Some(k), Some(owner)) => owner == k.user_id,
-                _ => false,
-            };
+            let allowed = self.may_read(Some(&key), &rec.bucket, &rec.key).await;
             if !allowed {
                 return Err("the key of this announce URL may no longer read the object");
             }

@@ -57,6 +57,9 @@ pub(crate) fn parse_range(value: Option<&str>, size: u64) -> Result<Option<(u64,
     Ok(Some((start, end)))
 }
 
+/// The token segment of a public torrent's webseed URL (public torrents need none).
+pub(crate) const PUBLIC_TOKEN: &str = "public";
+
 impl Seedbucket {
     pub(crate) async fn webseed(
         &self,
@@ -99,13 +102,9 @@ impl Seedbucket {
             else {
                 return plain(StatusCode::FORBIDDEN, "invalid or expired webseed token");
             };
-            let allowed = match (
-                self.keys.get(access_key),
-                self.store.bucket(&torrent.bucket).await,
-            ) {
-                (Some(k), Ok(b)) => b.owner == k.user_id,
-                _ => false,
-            };
+            let allowed = self
+                .may_read(Some(access_key), &torrent.bucket, &torrent.key)
+                .await;
             if !allowed {
                 return plain(
                     StatusCode::FORBIDDEN,
@@ -122,6 +121,9 @@ impl Seedbucket {
                 StatusCode::GONE,
                 "the object changed since this torrent was issued",
             );
+        }
+        if !torrent.private && !self.may_read(None, &torrent.bucket, &torrent.key).await {
+            return plain(StatusCode::FORBIDDEN, "the object is no longer public");
         }
         let size = reader.record.size;
         let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok());

@@ -84,7 +84,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             expiring.expire_tracker_peers();
         }
     });
-    let frontend = Frontend::new(service, s3);
+    let frontend = Frontend::new(service, s3, &config.domains).map_err(anyhow::Error::msg)?;
 
     let listener = TcpListener::bind(config.listen)
         .await

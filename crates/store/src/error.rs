@@ -29,6 +29,8 @@ pub enum StoreError {
     IncompleteBody,
     #[error("at least one of the preconditions you specified did not hold")]
     PreconditionFailed,
+    #[error("the object changed while the request was being made; try again")]
+    Conflict,
     #[error("the request body could not be read: {0}")]
     Body(String),
     #[error("storage I/O error: {0}")]

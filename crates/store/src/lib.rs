@@ -144,11 +144,14 @@ impl Store {
 
     // ---- buckets ----
 
-    pub async fn create_bucket(&self, name: &str, owner: &str) -> Result<()> {
+    pub async fn create_bucket(&self, name: &str, owner: &str, acl: Vec<Grant>) -> Result<()> {
         let rec = BucketRecord {
             name: name.to_owned(),
             owner: owner.to_owned(),
             created_ns: now_ns(),
+            acl,
+            policy: None,
+            cors: Vec::new(),
         };
         self.blocking(move |i| i.meta.create_bucket(&rec)).await
     }
@@ -163,6 +166,31 @@ impl Store {
     pub async fn bucket(&self, name: &str) -> Result<BucketRecord> {
         let name = name.to_owned();
         self.blocking(move |i| i.meta.bucket(&name)).await
+    }
+
+    /// Changes a bucket's record in one transaction (ACL, policy, CORS); returns the new record.
+    pub async fn update_bucket(
+        &self,
+        name: &str,
+        change: impl FnOnce(&mut BucketRecord) -> Result<()> + Send + 'static,
+    ) -> Result<BucketRecord> {
+        let name = name.to_owned();
+        self.blocking(move |i| i.meta.update_bucket(&name, change))
+            .await
+    }
+
+    /// Changes the current object's record in place (ACL, tags), if its version is still
+    /// `version`; the bytes and the version id stay the same. Returns the new record.
+    pub async fn update_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: &str,
+        change: impl FnOnce(&mut ObjectRecord) -> Result<()> + Send + 'static,
+    ) -> Result<ObjectRecord> {
+        let (bucket, key, version) = (bucket.to_owned(), key.to_owned(), version.to_owned());
+        self.blocking(move |i| i.meta.update_object(&bucket, &key, &version, change))
+            .await
     }
 
     pub async fn list_buckets(&self) -> Result<Vec<BucketRecord>> {

@@ -254,6 +254,53 @@ impl Meta {
         })
     }
 
+    pub fn update_bucket(
+        &self,
+        name: &str,
+        change: impl FnOnce(&mut BucketRecord) -> Result<()> + Send + 'static,
+    ) -> Result<BucketRecord> {
+        let name = name.to_owned();
+        self.write(move |tx| {
+            let mut t = tx.open_table(BUCKETS)?;
+            let mut rec: BucketRecord = match t.get(name.as_str())? {
+                Some(v) => decode(v.value())?,
+                None => return Err(StoreError::NoSuchBucket),
+            };
+            change(&mut rec)?;
+            t.insert(name.as_str(), encode(&rec)?.as_slice())?;
+            Ok(rec)
+        })
+    }
+
+    pub fn update_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: &str,
+        change: impl FnOnce(&mut ObjectRecord) -> Result<()> + Send + 'static,
+    ) -> Result<ObjectRecord> {
+        let (bucket, key, version) = (bucket.to_owned(), key.to_owned(), version.to_owned());
+        self.write(move |tx| {
+            if tx.open_table(BUCKETS)?.get(bucket.as_str())?.is_none() {
+                return Err(StoreError::NoSuchBucket);
+            }
+            let mut objects = tx.open_table(OBJECTS)?;
+            let k = object_key(&bucket, &key);
+            let mut rec: ObjectRecord = match objects.get(k.as_slice())? {
+                Some(v) => decode(v.value())?,
+                None => return Err(StoreError::NoSuchKey),
+            };
+            if rec.version != version {
+                // Replaced since the caller looked: S3 applies the change to the newest
+                // version, and so do we, by asking the caller to look again.
+                return Err(StoreError::Conflict);
+            }
+            change(&mut rec)?;
+            objects.insert(k.as_slice(), encode(&rec)?.as_slice())?;
+            Ok(rec)
+        })
+    }
+
     pub fn bucket(&self, name: &str) -> Result<BucketRecord> {
         let tx = self.db.begin_read()?;
         let t = tx.open_table(BUCKETS)?;

@@ -15,6 +15,68 @@ pub struct BucketRecord {
     pub owner: String,
     /// Creation time, nanoseconds since the Unix epoch.
     pub created_ns: i64,
+    /// Grants beyond the owner's own full control (empty: `private`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub acl: Vec<Grant>,
+    /// The bucket policy document as the owner sent it (validated when it was put).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
+    /// CORS rules (PutBucketCors), in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cors: Vec<CorsRule>,
+}
+
+/// Who a grant is for: one user, or one of S3's predefined groups.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[serde(tag = "type", content = "id")]
+pub enum Grantee {
+    /// A canonical user id.
+    User(String),
+    /// Everyone, signed or not (`http://acs.amazonaws.com/groups/global/AllUsers`).
+    AllUsers,
+    /// Any request signed with a valid key (`.../global/AuthenticatedUsers`).
+    AuthenticatedUsers,
+    /// S3's log delivery group (`.../s3/LogDelivery`); kept so its grants round-trip.
+    LogDelivery,
+}
+
+/// An ACL permission.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
+pub enum Permission {
+    Read,
+    Write,
+    ReadAcp,
+    WriteAcp,
+    FullControl,
+}
+
+impl Permission {
+    /// Whether holding `self` gives `wanted` (FULL_CONTROL gives all four).
+    pub fn covers(self, wanted: Permission) -> bool {
+        self == wanted || self == Permission::FullControl
+    }
+}
+
+/// One ACL entry.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Hash)]
+pub struct Grant {
+    pub grantee: Grantee,
+    pub permission: Permission,
+}
+
+/// One CORS rule of a bucket.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CorsRule {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    pub allowed_origins: Vec<String>,
+    pub allowed_methods: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_headers: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub expose_headers: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_age_seconds: Option<i32>,
 }
 
 /// The standard HTTP headers S3 stores with an object and returns on GET/HEAD.
@@ -79,6 +141,12 @@ pub struct ObjectAttributes {
     pub user_metadata: BTreeMap<String, String>,
     /// Canonical user id of the writer.
     pub owner: String,
+    /// Grants beyond the owner's own full control (empty: `private`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub acl: Vec<Grant>,
+    /// Object tags (PutObjectTagging or `x-amz-tagging`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, String>,
 }
 
 /// One stored object version.

@@ -5,6 +5,8 @@ use s3s::{S3Request, S3Response, S3Result, s3_error};
 
 use super::timestamp;
 use crate::Seedbucket;
+use crate::access::Action;
+use crate::access::acl::GrantHeaders;
 use crate::error::to_s3;
 
 /// S3 bucket naming rules (general purpose buckets).
@@ -73,20 +75,23 @@ impl Seedbucket {
                 "The specified bucket is not valid."
             ));
         }
-        if req.input.acl.is_some()
-            || req.input.grant_full_control.is_some()
-            || req.input.grant_read.is_some()
-        {
-            return Err(s3_error!(
-                NotImplemented,
-                "Bucket ACLs are not implemented yet"
-            ));
-        }
+        let acl = self.requested_acl(
+            req.input.acl.as_ref().map(|a| a.as_str()),
+            &GrantHeaders {
+                read: req.input.grant_read.as_deref(),
+                write: req.input.grant_write.as_deref(),
+                read_acp: req.input.grant_read_acp.as_deref(),
+                write_acp: req.input.grant_write_acp.as_deref(),
+                full_control: req.input.grant_full_control.as_deref(),
+            },
+            &caller.user_id,
+            &caller.user_id,
+        )?;
         if req.input.object_lock_enabled_for_bucket == Some(true) {
             return Err(s3_error!(NotImplemented, "Object Lock is not implemented"));
         }
         self.store
-            .create_bucket(&name, &caller.user_id)
+            .create_bucket(&name, &caller.user_id, acl)
             .await
             .map_err(to_s3)?;
         Ok(S3Response::new(CreateBucketOutput {
@@ -99,10 +104,11 @@ impl Seedbucket {
         req: S3Request<DeleteBucketInput>,
     ) -> S3Result<S3Response<DeleteBucketOutput>> {
         let input = req.input;
-        self.owned_bucket(
+        self.bucket_access(
             req.credentials.as_ref(),
             &input.bucket,
             input.expected_bucket_owner.as_deref(),
+            Some(Action::OwnerOnly),
         )
         .await?;
         self.store
@@ -117,10 +123,11 @@ impl Seedbucket {
         req: S3Request<HeadBucketInput>,
     ) -> S3Result<S3Response<HeadBucketOutput>> {
         let input = req.input;
-        self.owned_bucket(
+        self.bucket_access(
             req.credentials.as_ref(),
             &input.bucket,
             input.expected_bucket_owner.as_deref(),
+            Some(Action::ListBucket),
         )
         .await?;
         Ok(S3Response::new(HeadBucketOutput {
@@ -134,10 +141,11 @@ impl Seedbucket {
         req: S3Request<GetBucketLocationInput>,
     ) -> S3Result<S3Response<GetBucketLocationOutput>> {
         let input = req.input;
-        self.owned_bucket(
+        self.bucket_access(
             req.credentials.as_ref(),
             &input.bucket,
             input.expected_bucket_owner.as_deref(),
+            Some(Action::OwnerOnly),
         )
         .await?;
         // us-east-1 is reported as an empty LocationConstraint, as S3 does.
@@ -146,6 +154,22 @@ impl Seedbucket {
         Ok(S3Response::new(GetBucketLocationOutput {
             location_constraint: location,
         }))
+    }
+
+    /// Buckets here never version: the status is absent, as for a bucket never configured.
+    pub(crate) async fn h_get_bucket_versioning(
+        &self,
+        req: S3Request<GetBucketVersioningInput>,
+    ) -> S3Result<S3Response<GetBucketVersioningOutput>> {
+        let input = req.input;
+        self.bucket_access(
+            req.credentials.as_ref(),
+            &input.bucket,
+            input.expected_bucket_owner.as_deref(),
+            Some(Action::OwnerOnly),
+        )
+        .await?;
+        Ok(S3Response::new(GetBucketVersioningOutput::default()))
     }
 }
 

@@ -9,6 +9,7 @@ use seedbucket_store::{ListPage, ListQuery};
 
 use super::{etag, timestamp};
 use crate::Seedbucket;
+use crate::access::Action;
 use crate::error::to_s3;
 
 /// `encoding-type=url`: everything but unreserved characters and `/` is percent-encoded
@@ -81,10 +82,11 @@ impl Seedbucket {
         req: S3Request<ListObjectsV2Input>,
     ) -> S3Result<S3Response<ListObjectsV2Output>> {
         let input = req.input;
-        self.owned_bucket(
+        self.bucket_access(
             req.credentials.as_ref(),
             &input.bucket,
             input.expected_bucket_owner.as_deref(),
+            Some(Action::ListBucket),
         )
         .await?;
         let enc = Encoder::new(input.encoding_type.as_ref())?;
@@ -156,10 +158,11 @@ impl Seedbucket {
         req: S3Request<ListObjectsInput>,
     ) -> S3Result<S3Response<ListObjectsOutput>> {
         let input = req.input;
-        self.owned_bucket(
+        self.bucket_access(
             req.credentials.as_ref(),
             &input.bucket,
             input.expected_bucket_owner.as_deref(),
+            Some(Action::ListBucket),
         )
         .await?;
         let enc = Encoder::new(input.encoding_type.as_ref())?;
@@ -201,6 +204,82 @@ impl Seedbucket {
             contents: Some(contents),
             common_prefixes: Some(prefixes),
             encoding_type: input.encoding_type,
+            ..Default::default()
+        }))
+    }
+
+    /// ListObjectVersions on a bucket that never versions: every current object is its one
+    /// version, `null`, and the latest. A `version-id-marker` other than `null` is ignored as
+    /// S3 does when the key marker already decides.
+    pub(crate) async fn h_list_object_versions(
+        &self,
+        req: S3Request<ListObjectVersionsInput>,
+    ) -> S3Result<S3Response<ListObjectVersionsOutput>> {
+        let input = req.input;
+        self.bucket_access(
+            req.credentials.as_ref(),
+            &input.bucket,
+            input.expected_bucket_owner.as_deref(),
+            Some(Action::ListBucket),
+        )
+        .await?;
+        let enc = Encoder::new(input.encoding_type.as_ref())?;
+        let max = max_keys(input.max_keys)?;
+        let page = self
+            .store
+            .list_objects(
+                &input.bucket,
+                ListQuery {
+                    prefix: input.prefix.clone().unwrap_or_default(),
+                    delimiter: input.delimiter.clone(),
+                    after: input.key_marker.clone().filter(|s| !s.is_empty()),
+                    max_keys: max,
+                },
+            )
+            .await
+            .map_err(to_s3)?;
+        let versions = page
+            .objects
+            .iter()
+            .map(|(key, rec)| ObjectVersion {
+                key: Some(enc.apply(key)),
+                version_id: Some("null".to_owned()),
+                is_latest: Some(true),
+                size: i64::try_from(rec.size).ok(),
+                e_tag: Some(etag(&rec.etag)),
+                last_modified: Some(timestamp(rec.last_modified_ns)),
+                owner: Some(self.owner_of(&rec.attributes.owner)),
+                storage_class: Some(ObjectVersionStorageClass::from_static(
+                    ObjectVersionStorageClass::STANDARD,
+                )),
+                ..Default::default()
+            })
+            .collect();
+        let prefixes = page
+            .common_prefixes
+            .iter()
+            .map(|p| CommonPrefix {
+                prefix: Some(enc.apply(p)),
+            })
+            .collect();
+        let next = page
+            .is_truncated
+            .then(|| page.last.as_deref().map(|l| enc.apply(l)))
+            .flatten();
+        Ok(S3Response::new(ListObjectVersionsOutput {
+            name: Some(input.bucket),
+            prefix: Some(enc.apply(input.prefix.as_deref().unwrap_or(""))),
+            delimiter: enc.opt(input.delimiter),
+            key_marker: Some(enc.apply(input.key_marker.as_deref().unwrap_or(""))),
+            version_id_marker: Some(input.version_id_marker.unwrap_or_default()),
+            next_version_id_marker: next.as_ref().map(|_| "null".to_owned()),
+            next_key_marker: next,
+            max_keys: Some(i32::try_from(max).unwrap_or(DEFAULT_MAX_KEYS)),
+            is_truncated: Some(page.is_truncated),
+            versions: Some(versions),
+            common_prefixes: Some(prefixes),
+            encoding_type: input.encoding_type,
+            request_charged: super::request_charged(input.request_payer.as_ref()),
             ..Default::default()
         }))
     }

@@ -1,44 +1,48 @@
 //! Operation handlers, one module per group, and the checks they share.
 
+mod acl;
+mod attributes;
 mod bucket;
+mod config;
+mod copy;
 mod list;
 mod multipart;
 pub(crate) mod object;
+mod tagging;
 mod torrent;
 
 pub(crate) use torrent::wants_json;
 
 use s3s::dto::{ETag, Owner, Timestamp, TimestampFormat};
 use s3s::{S3Result, s3_error};
-use seedbucket_store::credentials::AccessKey;
-use seedbucket_store::{BucketRecord, ChecksumSelection, Checksums};
+use seedbucket_store::{ChecksumSelection, Checksums, Grant};
 
 use crate::Seedbucket;
+use crate::access::Access;
+use crate::access::acl::{self as acl_rules, GrantHeaders};
 use crate::error::to_s3;
 
 impl Seedbucket {
-    /// The caller's key, the bucket, and the checks every bucket or object operation makes:
-    /// the bucket exists, the caller owns it, and `x-amz-expected-bucket-owner` matches.
-    pub(crate) async fn owned_bucket(
+    /// The grants a write asks for: a canned ACL (`x-amz-acl`) or `x-amz-grant-*` headers,
+    /// not both; none means `private`.
+    pub(crate) fn requested_acl(
         &self,
-        credentials: Option<&s3s::auth::Credentials>,
-        bucket: &str,
-        expected_owner: Option<&str>,
-    ) -> S3Result<(AccessKey, BucketRecord)> {
-        let caller = crate::auth::caller(&self.keys, credentials)?;
-        let rec = self.store.bucket(bucket).await.map_err(to_s3)?;
-        if rec.owner != caller.user_id {
-            return Err(s3_error!(AccessDenied));
-        }
-        if let Some(expected) = expected_owner
-            && expected != rec.owner
-        {
-            return Err(s3_error!(
-                AccessDenied,
-                "The expected bucket owner does not match"
-            ));
-        }
-        Ok((caller, rec))
+        canned: Option<&str>,
+        headers: &GrantHeaders<'_>,
+        owner: &str,
+        bucket_owner: &str,
+    ) -> S3Result<Vec<Grant>> {
+        let grants = match (canned, headers.is_empty()) {
+            (Some(_), false) => {
+                return Err(s3_error!(
+                    InvalidRequest,
+                    "Specifying both Canned ACLs and Header Grants is not allowed"
+                ));
+            }
+            (Some(name), true) => acl_rules::canned(name, owner, bucket_owner)?,
+            (None, _) => headers.grants(&|id| self.keys.by_user(id).is_some())?,
+        };
+        Ok(acl_rules::normalize(grants, owner))
     }
 
     /// Receives a PUT or UploadPart body: stages it while hashing, then checks Content-MD5 and
@@ -232,4 +236,87 @@ pub(crate) fn user_metadata(
         .into_iter()
         .map(|(k, v)| (k.to_ascii_lowercase(), v))
         .collect()
+}
+
+/// Who owns what a request writes: the signing user, or the bucket owner for an anonymous
+/// write (to a `public-read-write` bucket).
+pub(crate) fn writer_id(access: &Access) -> String {
+    access
+        .principal
+        .user_id()
+        .unwrap_or(&access.bucket.owner)
+        .to_owned()
+}
+
+/// Most tags an object may have, and the longest key and value (S3's limits).
+const MAX_TAGS: usize = 10;
+const MAX_TAG_KEY: usize = 128;
+const MAX_TAG_VALUE: usize = 256;
+
+/// Checks a tag set against S3's rules.
+pub(crate) fn validate_tags(
+    tags: impl IntoIterator<Item = (String, String)>,
+) -> S3Result<std::collections::BTreeMap<String, String>> {
+    let mut out = std::collections::BTreeMap::new();
+    for (k, v) in tags {
+        if k.is_empty() || k.chars().count() > MAX_TAG_KEY {
+            return Err(s3_error!(
+                InvalidTag,
+                "The TagKey you have provided is invalid"
+            ));
+        }
+        if v.chars().count() > MAX_TAG_VALUE {
+            return Err(s3_error!(
+                InvalidTag,
+                "The TagValue you have provided is invalid"
+            ));
+        }
+        if out.insert(k, v).is_some() {
+            return Err(s3_error!(
+                InvalidTag,
+                "Cannot provide multiple Tags with the same key"
+            ));
+        }
+    }
+    if out.len() > MAX_TAGS {
+        let mut e = s3s::S3Error::with_message(
+            s3s::S3ErrorCode::Custom("BadRequest".into()),
+            "Object tags cannot be greater than 10",
+        );
+        e.set_status_code(http::StatusCode::BAD_REQUEST);
+        return Err(e);
+    }
+    Ok(out)
+}
+
+/// Parses `x-amz-tagging` (a URL query string: `k1=v1&k2=v2`).
+pub(crate) fn parse_tagging_header(
+    value: Option<&str>,
+) -> S3Result<std::collections::BTreeMap<String, String>> {
+    let Some(value) = value.filter(|v| !v.is_empty()) else {
+        return Ok(Default::default());
+    };
+    let pairs = value.split('&').map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let decode = |s: &str| {
+            percent_encoding::percent_decode_str(&s.replace('+', " "))
+                .decode_utf8()
+                .map(|c| c.into_owned())
+        };
+        match (decode(k), decode(v)) {
+            (Ok(k), Ok(v)) => Ok((k, v)),
+            _ => Err(s3_error!(InvalidArgument, "The header 'x-amz-tagging' shall be encoded as UTF-8 then URLEncoded URL query parameters without tag name duplicates.")),
+        }
+    });
+    validate_tags(pairs.collect::<S3Result<Vec<_>>>()?)
+}
+
+/// `x-amz-request-charged: requester` when the request said `x-amz-request-payer: requester`
+/// (S3 answers it so on requester-pays buckets; we bill nobody, but clients may check it).
+pub(crate) fn request_charged(
+    payer: Option<&s3s::dto::RequestPayer>,
+) -> Option<s3s::dto::RequestCharged> {
+    payer
+        .filter(|p| p.as_str().eq_ignore_ascii_case("requester"))
+        .map(|_| s3s::dto::RequestCharged::from_static(s3s::dto::RequestCharged::REQUESTER))
 }

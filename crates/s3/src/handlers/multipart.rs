@@ -7,8 +7,12 @@ use seedbucket_store::{MAX_PART_NUMBER, ObjectAttributes, UploadRecord};
 
 use super::list::{Encoder, max_keys};
 use super::object::{check_key, stored_headers, write_condition};
-use super::{ClaimedChecksums, Incoming, etag, timestamp, user_metadata};
+use super::{
+    ClaimedChecksums, Incoming, etag, parse_tagging_header, timestamp, user_metadata, writer_id,
+};
 use crate::Seedbucket;
+use crate::access::Action;
+use crate::access::acl::GrantHeaders;
 use crate::error::to_s3;
 
 impl Seedbucket {
@@ -27,18 +31,31 @@ impl Seedbucket {
     ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
         let input = req.input;
         check_key(&input.key)?;
-        let (caller, _) = self
-            .owned_bucket(
+        let access = self
+            .bucket_access(
                 req.credentials.as_ref(),
                 &input.bucket,
                 input.expected_bucket_owner.as_deref(),
+                None,
             )
             .await?;
-        if input.acl.is_some() || input.sse_customer_key.is_some() || input.tagging.is_some() {
-            return Err(s3_error!(
-                NotImplemented,
-                "ACLs, SSE-C and tagging are not implemented yet"
-            ));
+        access.require(Action::PutObject, Some(&input.key), None)?;
+        let owner = writer_id(&access);
+        let acl = self.requested_acl(
+            input.acl.as_ref().map(|a| a.as_str()),
+            &GrantHeaders {
+                read: input.grant_read.as_deref(),
+                write: None,
+                read_acp: input.grant_read_acp.as_deref(),
+                write_acp: input.grant_write_acp.as_deref(),
+                full_control: input.grant_full_control.as_deref(),
+            },
+            &owner,
+            &access.bucket.owner,
+        )?;
+        let tags = parse_tagging_header(input.tagging.as_deref())?;
+        if input.sse_customer_key.is_some() {
+            return Err(s3_error!(NotImplemented, "SSE-C is not implemented yet"));
         }
         let algorithm = input
             .checksum_algorithm
@@ -62,7 +79,9 @@ impl Seedbucket {
                 input.expires.as_ref(),
             ),
             user_metadata: user_metadata(input.metadata),
-            owner: caller.user_id,
+            owner,
+            acl,
+            tags,
         };
         let up = self
             .store
@@ -88,12 +107,15 @@ impl Seedbucket {
     ) -> S3Result<S3Response<UploadPartOutput>> {
         let input = req.input;
         check_key(&input.key)?;
-        self.owned_bucket(
-            req.credentials.as_ref(),
-            &input.bucket,
-            input.expected_bucket_owner.as_deref(),
-        )
-        .await?;
+        let access = self
+            .bucket_access(
+                req.credentials.as_ref(),
+                &input.bucket,
+                input.expected_bucket_owner.as_deref(),
+                None,
+            )
+            .await?;
+        access.require(Action::PutObject, Some(&input.key), None)?;
         let part_number = u32::try_from(input.part_number)
             .ok()
             .filter(|n| (1..=MAX_PART_NUMBER).contains(n))
@@ -156,12 +178,15 @@ impl Seedbucket {
     ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
         let input = req.input;
         check_key(&input.key)?;
-        self.owned_bucket(
-            req.credentials.as_ref(),
-            &input.bucket,
-            input.expected_bucket_owner.as_deref(),
-        )
-        .await?;
+        let access = self
+            .bucket_access(
+                req.credentials.as_ref(),
+                &input.bucket,
+                input.expected_bucket_owner.as_deref(),
+                None,
+            )
+            .await?;
+        access.require(Action::PutObject, Some(&input.key), None)?;
         self.upload_of(&input.bucket, &input.key, &input.upload_id)
             .await?;
         let parts = input
@@ -206,12 +231,15 @@ impl Seedbucket {
         req: S3Request<AbortMultipartUploadInput>,
     ) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
         let input = req.input;
-        self.owned_bucket(
-            req.credentials.as_ref(),
-            &input.bucket,
-            input.expected_bucket_owner.as_deref(),
-        )
-        .await?;
+        let access = self
+            .bucket_access(
+                req.credentials.as_ref(),
+                &input.bucket,
+                input.expected_bucket_owner.as_deref(),
+                None,
+            )
+            .await?;
+        access.require(Action::PutObject, Some(&input.key), None)?;
         self.upload_of(&input.bucket, &input.key, &input.upload_id)
             .await?;
         self.store
@@ -226,12 +254,15 @@ impl Seedbucket {
         req: S3Request<ListPartsInput>,
     ) -> S3Result<S3Response<ListPartsOutput>> {
         let input = req.input;
-        self.owned_bucket(
-            req.credentials.as_ref(),
-            &input.bucket,
-            input.expected_bucket_owner.as_deref(),
-        )
-        .await?;
+        let access = self
+            .bucket_access(
+                req.credentials.as_ref(),
+                &input.bucket,
+                input.expected_bucket_owner.as_deref(),
+                None,
+            )
+            .await?;
+        access.require(Action::PutObject, Some(&input.key), None)?;
         let upload = self
             .upload_of(&input.bucket, &input.key, &input.upload_id)
             .await?;
@@ -294,10 +325,11 @@ impl Seedbucket {
         req: S3Request<ListMultipartUploadsInput>,
     ) -> S3Result<S3Response<ListMultipartUploadsOutput>> {
         let input = req.input;
-        self.owned_bucket(
+        self.bucket_access(
             req.credentials.as_ref(),
             &input.bucket,
             input.expected_bucket_owner.as_deref(),
+            Some(Action::ListBucket),
         )
         .await?;
         let enc = Encoder::new(input.encoding_type.as_ref())?;

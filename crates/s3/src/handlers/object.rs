@@ -7,13 +7,16 @@ use bytes::Bytes;
 use futures::Stream;
 use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
-use seedbucket_store::{ObjectAttributes, ObjectRecord, StoredHeaders, WriteCondition};
+use seedbucket_store::{ObjectAttributes, ObjectRecord, StoreError, StoredHeaders, WriteCondition};
 use tokio::sync::mpsc;
 
 use super::{
-    ClaimedChecksums, Incoming, etag, format_http_date, parse_http_date, timestamp, user_metadata,
+    ClaimedChecksums, Incoming, etag, format_http_date, parse_http_date, parse_tagging_header,
+    timestamp, user_metadata, writer_id,
 };
 use crate::Seedbucket;
+use crate::access::Action;
+use crate::access::acl::GrantHeaders;
 use crate::conditional::{Conditions, Outcome};
 use crate::error::to_s3;
 
@@ -98,27 +101,31 @@ impl Seedbucket {
     ) -> S3Result<S3Response<PutObjectOutput>> {
         let input = req.input;
         check_key(&input.key)?;
-        let (caller, _) = self
-            .owned_bucket(
+        let access = self
+            .bucket_access(
                 req.credentials.as_ref(),
                 &input.bucket,
                 input.expected_bucket_owner.as_deref(),
+                None,
             )
             .await?;
-        if input.acl.is_some() || input.grant_read.is_some() || input.grant_full_control.is_some() {
-            return Err(s3_error!(
-                NotImplemented,
-                "Object ACLs are not implemented yet"
-            ));
-        }
+        access.require(Action::PutObject, Some(&input.key), None)?;
+        let owner = writer_id(&access);
+        let acl = self.requested_acl(
+            input.acl.as_ref().map(|a| a.as_str()),
+            &GrantHeaders {
+                read: input.grant_read.as_deref(),
+                write: None,
+                read_acp: input.grant_read_acp.as_deref(),
+                write_acp: input.grant_write_acp.as_deref(),
+                full_control: input.grant_full_control.as_deref(),
+            },
+            &owner,
+            &access.bucket.owner,
+        )?;
+        let tags = parse_tagging_header(input.tagging.as_deref())?;
         if input.sse_customer_algorithm.is_some() || input.sse_customer_key.is_some() {
             return Err(s3_error!(NotImplemented, "SSE-C is not implemented yet"));
-        }
-        if input.tagging.is_some() {
-            return Err(s3_error!(
-                NotImplemented,
-                "Object tagging is not implemented yet"
-            ));
         }
         let cond = write_condition(input.if_match.as_ref(), input.if_none_match.as_ref())?;
         let (staged, computed) = self
@@ -151,7 +158,9 @@ impl Seedbucket {
                 input.expires.as_ref(),
             ),
             user_metadata: user_metadata(input.metadata),
-            owner: caller.user_id,
+            owner,
+            acl,
+            tags,
         };
         let rec = self
             .store
@@ -183,21 +192,24 @@ impl Seedbucket {
     ) -> S3Result<S3Response<GetObjectOutput>> {
         let input = req.input;
         check_key(&input.key)?;
-        self.owned_bucket(
-            req.credentials.as_ref(),
-            &input.bucket,
-            input.expected_bucket_owner.as_deref(),
-        )
-        .await?;
+        let access = self
+            .bucket_access(
+                req.credentials.as_ref(),
+                &input.bucket,
+                input.expected_bucket_owner.as_deref(),
+                None,
+            )
+            .await?;
         reject_unsupported_read(
             input.version_id.as_deref(),
             input.sse_customer_key.is_some(),
         )?;
-        let reader = self
-            .store
-            .open_object(&input.bucket, &input.key)
-            .await
-            .map_err(to_s3)?;
+        let reader = match self.store.open_object(&input.bucket, &input.key).await {
+            Ok(r) => r,
+            Err(StoreError::NoSuchKey) => return Err(access.missing_object(&input.key)),
+            Err(e) => return Err(to_s3(e)),
+        };
+        access.require(Action::GetObject, Some(&input.key), Some(&reader.record))?;
         let (out, view) = head_output(
             &reader.record,
             ReadRequest {
@@ -232,21 +244,21 @@ impl Seedbucket {
     ) -> S3Result<S3Response<HeadObjectOutput>> {
         let input = req.input;
         check_key(&input.key)?;
-        self.owned_bucket(
-            req.credentials.as_ref(),
-            &input.bucket,
-            input.expected_bucket_owner.as_deref(),
-        )
-        .await?;
+        let access = self
+            .bucket_access(
+                req.credentials.as_ref(),
+                &input.bucket,
+                input.expected_bucket_owner.as_deref(),
+                None,
+            )
+            .await?;
         reject_unsupported_read(
             input.version_id.as_deref(),
             input.sse_customer_key.is_some(),
         )?;
         let rec = self
-            .store
-            .head_object(&input.bucket, &input.key)
-            .await
-            .map_err(to_s3)?;
+            .object_for(&access, &input.key, Action::GetObject)
+            .await?;
         let (out, view) = head_output(
             &rec,
             ReadRequest {
@@ -282,12 +294,15 @@ impl Seedbucket {
     ) -> S3Result<S3Response<DeleteObjectOutput>> {
         let input = req.input;
         check_key(&input.key)?;
-        self.owned_bucket(
-            req.credentials.as_ref(),
-            &input.bucket,
-            input.expected_bucket_owner.as_deref(),
-        )
-        .await?;
+        let access = self
+            .bucket_access(
+                req.credentials.as_ref(),
+                &input.bucket,
+                input.expected_bucket_owner.as_deref(),
+                None,
+            )
+            .await?;
+        access.require(Action::DeleteObject, Some(&input.key), None)?;
         if input.version_id.is_some() {
             return Err(s3_error!(NotImplemented, "Versioning is not implemented"));
         }
@@ -408,12 +423,14 @@ impl Seedbucket {
         req: S3Request<DeleteObjectsInput>,
     ) -> S3Result<S3Response<DeleteObjectsOutput>> {
         let input = req.input;
-        self.owned_bucket(
-            req.credentials.as_ref(),
-            &input.bucket,
-            input.expected_bucket_owner.as_deref(),
-        )
-        .await?;
+        let access = self
+            .bucket_access(
+                req.credentials.as_ref(),
+                &input.bucket,
+                input.expected_bucket_owner.as_deref(),
+                None,
+            )
+            .await?;
         let objects = input.delete.objects;
         if objects.is_empty() || objects.len() > 1000 {
             return Err(s3_error!(MalformedXML, "Delete takes 1 to 1000 keys"));
@@ -428,6 +445,8 @@ impl Seedbucket {
                     "NoSuchVersion",
                     "The specified version does not exist.".to_owned(),
                 ))
+            } else if !access.allows(Action::DeleteObject, Some(&o.key), None) {
+                Some(("AccessDenied", "Access Denied".to_owned()))
             } else {
                 match self.store.delete_object(&input.bucket, &o.key).await {
                     Ok(_) => None,

@@ -15,6 +15,7 @@ use seedbucket_torrent::{Format, InfoHashes, Outer, build_info, build_torrent, m
 use super::object::check_key;
 use super::{format_http_date, timestamp};
 use crate::Seedbucket;
+use crate::access::{Action, Principal};
 use crate::error::to_s3;
 
 /// The file name inside the torrent: the key's last non-empty path segment.
@@ -104,18 +105,17 @@ impl Seedbucket {
         let json = wants_json(&req.headers);
         let input = req.input;
         check_key(&input.key)?;
-        let (caller, _) = self
-            .owned_bucket(
+        let access = self
+            .bucket_access(
                 req.credentials.as_ref(),
                 &input.bucket,
                 input.expected_bucket_owner.as_deref(),
+                None,
             )
             .await?;
         let rec = self
-            .store
-            .head_object(&input.bucket, &input.key)
-            .await
-            .map_err(to_s3)?;
+            .object_for(&access, &input.key, Action::GetObjectTorrent)
+            .await?;
         let opts = &self.options;
         if rec.size > opts.torrent_max_size {
             return Err(s3_error!(
@@ -131,9 +131,14 @@ impl Seedbucket {
             .await
             .map_err(to_s3)?;
         let name = torrent_name(&input.key);
-        // Until objects can be public (ACLs), every object is readable by its owner only, so
-        // every torrent is private and its URLs carry the caller's tokens.
-        let private = true;
+        // An object anyone may read gets an open torrent; any other gets a private one
+        // (BEP 27) whose tracker and webseed URLs carry tokens of the caller's key.
+        let private = !access.anonymous_may_read(&input.key, &rec);
+        let caller_key = match (&access.principal, private) {
+            (Principal::User(k), true) => Some(k.access_key.clone()),
+            (_, false) => None,
+            (Principal::Anonymous, true) => return Err(s3_error!(AccessDenied, "Access Denied")),
+        };
         let info = build_info(&name, &pieces.hashes, format, private)
             .map_err(|e| s3_error!(InternalError, "{e}"))?;
         let ih = InfoHashes::of_info(&info, format);
@@ -143,18 +148,29 @@ impl Seedbucket {
             now.saturating_add(i64::try_from(opts.webseed_expiry_secs).unwrap_or(i64::MAX));
         // `/announce` with the token in the query: libtorrent's SSRF mitigation accepts a tracker
         // on a private or loopback address only when the path is exactly `/announce`.
-        let announce = format!(
-            "{}/announce?{}={}",
-            opts.public_url,
-            crate::tracker_http::TOKEN_PARAM,
-            opts.token_key.tracker_token(&id, &caller.access_key)
-        );
-        let webseed_base = format!(
-            "{}/_seedbucket/webseed/{id}/{}/",
-            opts.public_url,
-            opts.token_key
-                .webseed_token(&id, &caller.access_key, expires)
-        );
+        let (announce, webseed_base) = match &caller_key {
+            Some(ak) => (
+                format!(
+                    "{}/announce?{}={}",
+                    opts.public_url,
+                    crate::tracker_http::TOKEN_PARAM,
+                    opts.token_key.tracker_token(&id, ak)
+                ),
+                format!(
+                    "{}/_seedbucket/webseed/{id}/{}/",
+                    opts.public_url,
+                    opts.token_key.webseed_token(&id, ak, expires)
+                ),
+            ),
+            None => (
+                format!("{}/announce", opts.public_url),
+                format!(
+                    "{}/_seedbucket/webseed/{id}/{}/",
+                    opts.public_url,
+                    crate::webseed::PUBLIC_TOKEN
+                ),
+            ),
+        };
         // v1 and hybrid clients use the URL as it is; libtorrent appends the name for v2-only.
         let webseed = match format {
             Format::V2 => webseed_base.clone(),

@@ -1,0 +1,275 @@
+//! Who may do what: the one place requests are authorized.
+//!
+//! The order is S3's: an explicit Deny in the bucket policy refuses; otherwise the bucket
+//! owner may do anything in its bucket (it controls every object in it, as S3 does with
+//! Object Ownership "bucket owner enforced", while object ACLs still count for others);
+//! otherwise a policy Allow or an ACL grant allows; otherwise AccessDenied. Configuration of
+//! the bucket itself (policy, CORS, deletion) is the owner's alone. See docs/security.md.
+
+pub mod acl;
+pub mod policy;
+
+use s3s::{S3Result, s3_error};
+use seedbucket_store::credentials::{AccessKey, KeyRing};
+use seedbucket_store::{BucketRecord, ObjectRecord, Permission};
+
+use crate::Seedbucket;
+use crate::error::to_s3;
+use policy::{Effect, Policy, Requester};
+
+/// The sender of a request.
+#[derive(Debug, Clone)]
+pub enum Principal {
+    Anonymous,
+    User(AccessKey),
+}
+
+impl Principal {
+    /// Resolves the request's credentials (already verified by the signature check).
+    pub fn of(keys: &KeyRing, credentials: Option<&s3s::auth::Credentials>) -> S3Result<Self> {
+        match credentials {
+            None => Ok(Self::Anonymous),
+            Some(c) => keys
+                .get(&c.access_key)
+                .map(Self::User)
+                .ok_or_else(|| s3_error!(InvalidAccessKeyId)),
+        }
+    }
+
+    pub fn user_id(&self) -> Option<&str> {
+        match self {
+            Self::Anonymous => None,
+            Self::User(k) => Some(&k.user_id),
+        }
+    }
+
+    fn requester(&self) -> Option<Requester<'_>> {
+        match self {
+            Self::Anonymous => None,
+            Self::User(k) => Some(Requester {
+                access_key: &k.access_key,
+                user_id: &k.user_id,
+            }),
+        }
+    }
+}
+
+/// What a request wants to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// ListObjects, HeadBucket, ListMultipartUploads.
+    ListBucket,
+    /// GetObject, HeadObject, GetObjectAttributes.
+    GetObject,
+    /// GetObjectTorrent: READ, as GetObject.
+    GetObjectTorrent,
+    /// PutObject, multipart uploads, the destination of a copy.
+    PutObject,
+    DeleteObject,
+    GetBucketAcl,
+    PutBucketAcl,
+    GetObjectAcl,
+    PutObjectAcl,
+    GetObjectTagging,
+    PutObjectTagging,
+    /// Bucket configuration (policy, CORS, location, versioning, deletion): owner only.
+    OwnerOnly,
+}
+
+impl Action {
+    /// The policy action names that govern this action.
+    fn policy_names(self) -> &'static [&'static str] {
+        match self {
+            Action::ListBucket => &["s3:ListBucket"],
+            Action::GetObject => &["s3:GetObject"],
+            Action::GetObjectTorrent => &["s3:GetObject", "s3:GetObjectTorrent"],
+            Action::PutObject => &["s3:PutObject"],
+            Action::DeleteObject => &["s3:DeleteObject"],
+            Action::GetBucketAcl => &["s3:GetBucketAcl"],
+            Action::PutBucketAcl => &["s3:PutBucketAcl"],
+            Action::GetObjectAcl => &["s3:GetObjectAcl"],
+            Action::PutObjectAcl => &["s3:PutObjectAcl"],
+            Action::GetObjectTagging => &["s3:GetObjectTagging"],
+            Action::PutObjectTagging => &["s3:PutObjectTagging", "s3:DeleteObjectTagging"],
+            Action::OwnerOnly => &[],
+        }
+    }
+
+    /// The ACL permission that allows it, and whether on the object (else on the bucket).
+    fn acl_permission(self) -> Option<(Permission, bool)> {
+        match self {
+            Action::ListBucket => Some((Permission::Read, false)),
+            Action::PutObject | Action::DeleteObject => Some((Permission::Write, false)),
+            Action::GetBucketAcl => Some((Permission::ReadAcp, false)),
+            Action::PutBucketAcl => Some((Permission::WriteAcp, false)),
+            Action::GetObject | Action::GetObjectTorrent => Some((Permission::Read, true)),
+            Action::GetObjectAcl => Some((Permission::ReadAcp, true)),
+            Action::PutObjectAcl => Some((Permission::WriteAcp, true)),
+            Action::GetObjectTagging | Action::PutObjectTagging | Action::OwnerOnly => None,
+        }
+    }
+
+    fn on_object(self) -> bool {
+        matches!(
+            self,
+            Action::GetObject
+                | Action::GetObjectTorrent
+                | Action::PutObject
+                | Action::DeleteObject
+                | Action::GetObjectAcl
+                | Action::PutObjectAcl
+                | Action::GetObjectTagging
+                | Action::PutObjectTagging
+        )
+    }
+}
+
+/// A request's principal and the bucket it addresses, ready to authorize actions.
+pub struct Access {
+    pub principal: Principal,
+    pub bucket: BucketRecord,
+    policy: Option<Policy>,
+}
+
+impl Access {
+    pub fn new(principal: Principal, bucket: BucketRecord) -> Self {
+        // A stored policy was validated when it was put; one that no longer parses (it
+        // cannot, short of a corrupt record) grants nothing.
+        let policy = bucket
+            .policy
+            .as_deref()
+            .and_then(|text| Policy::parse(text, &bucket.name).ok());
+        Self {
+            principal,
+            bucket,
+            policy,
+        }
+    }
+
+    pub fn is_bucket_owner(&self) -> bool {
+        self.principal.user_id() == Some(self.bucket.owner.as_str())
+    }
+
+    /// Whether `action` is allowed; `key` names the object for object actions and `object`
+    /// is its current record if it exists (its ACL counts).
+    pub fn allows(&self, action: Action, key: Option<&str>, object: Option<&ObjectRecord>) -> bool {
+        let resource = match (action.on_object(), key) {
+            (true, Some(k)) => format!("arn:aws:s3:::{}/{k}", self.bucket.name),
+            _ => format!("arn:aws:s3:::{}", self.bucket.name),
+        };
+        let verdict = self
+            .policy
+            .as_ref()
+            .and_then(|p| p.evaluate(self.principal.requester(), action.policy_names(), &resource));
+        if verdict == Some(Effect::Deny) {
+            return false;
+        }
+        if self.is_bucket_owner() {
+            return true;
+        }
+        if action == Action::OwnerOnly {
+            return false;
+        }
+        if verdict == Some(Effect::Allow) {
+            return true;
+        }
+        let user = self.principal.user_id();
+        let object_level = matches!(action.acl_permission(), Some((_, true)) | None);
+        if let Some(rec) = object
+            && action.on_object()
+            && object_level
+            && user == Some(rec.attributes.owner.as_str())
+        {
+            // An object's owner has full control of the object itself; writing and deleting
+            // keys are the bucket's WRITE, as in S3.
+            return true;
+        }
+        match action.acl_permission() {
+            Some((permission, true)) => object
+                .is_some_and(|rec| acl::grants_permission(&rec.attributes.acl, user, permission)),
+            Some((permission, false)) => acl::grants_permission(&self.bucket.acl, user, permission),
+            None => false,
+        }
+    }
+
+    /// AccessDenied unless `action` is allowed.
+    pub fn require(
+        &self,
+        action: Action,
+        key: Option<&str>,
+        object: Option<&ObjectRecord>,
+    ) -> S3Result<()> {
+        if self.allows(action, key, object) {
+            Ok(())
+        } else {
+            Err(s3_error!(AccessDenied, "Access Denied"))
+        }
+    }
+
+    /// The error for an object that does not exist: NoSuchKey to callers who may list the
+    /// bucket, AccessDenied to others (so that existence does not leak), as S3 does.
+    pub fn missing_object(&self, key: &str) -> s3s::S3Error {
+        if self.allows(Action::ListBucket, Some(key), None) {
+            s3_error!(NoSuchKey)
+        } else {
+            s3_error!(AccessDenied, "Access Denied")
+        }
+    }
+
+    /// Whether anonymous callers may read this object: its torrent is then public.
+    pub fn anonymous_may_read(&self, key: &str, object: &ObjectRecord) -> bool {
+        let anonymous = Access {
+            principal: Principal::Anonymous,
+            bucket: self.bucket.clone(),
+            policy: self.policy.clone(),
+        };
+        anonymous.allows(Action::GetObject, Some(key), Some(object))
+    }
+}
+
+impl Seedbucket {
+    /// Resolves the caller and the bucket, checks `x-amz-expected-bucket-owner`, and
+    /// authorizes a bucket-level `action` (object actions are checked by the handler once
+    /// it has the object's record: [`Access::require`]).
+    pub(crate) async fn bucket_access(
+        &self,
+        credentials: Option<&s3s::auth::Credentials>,
+        bucket: &str,
+        expected_owner: Option<&str>,
+        action: Option<Action>,
+    ) -> S3Result<Access> {
+        let principal = Principal::of(&self.keys, credentials)?;
+        let rec = self.store.bucket(bucket).await.map_err(to_s3)?;
+        if let Some(expected) = expected_owner
+            && expected != rec.owner
+        {
+            return Err(s3_error!(
+                AccessDenied,
+                "The expected bucket owner does not match"
+            ));
+        }
+        let access = Access::new(principal, rec);
+        if let Some(action) = action {
+            access.require(action, None, None)?;
+        }
+        Ok(access)
+    }
+
+    /// Reads an object's record for an object action: the record if the action is allowed,
+    /// NoSuchKey or AccessDenied (see [`Access::missing_object`]) if it does not exist.
+    pub(crate) async fn object_for(
+        &self,
+        access: &Access,
+        key: &str,
+        action: Action,
+    ) -> S3Result<ObjectRecord> {
+        match self.store.head_object(&access.bucket.name, key).await {
+            Ok(rec) => {
+                access.require(action, Some(key), Some(&rec))?;
+                Ok(rec)
+            }
+            Err(seedbucket_store::StoreError::NoSuchKey) => Err(access.missing_object(key)),
+            Err(e) => Err(to_s3(e)),
+        }
+    }
+}

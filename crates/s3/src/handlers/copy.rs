@@ -1,0 +1,359 @@
+//! CopyObject and UploadPartCopy: the source is read through the same pinned reader as a GET
+//! and written through the same ingest as a PUT, so the copy gets its own ETag, checksums and
+//! piece hashes, and a crash mid-copy leaves nothing visible.
+
+use s3s::dto::*;
+use s3s::{S3Request, S3Response, S3Result, s3_error};
+use seedbucket_store::{
+    ChecksumSelection, MAX_PART_NUMBER, ObjectAttributes, ObjectReader, StoreError,
+};
+
+use super::acl::reject_version;
+use super::object::{BodyStream, check_key, stored_headers, write_condition};
+use super::{etag, parse_tagging_header, request_charged, timestamp, user_metadata, writer_id};
+use crate::Seedbucket;
+use crate::access::Action;
+use crate::access::acl::GrantHeaders;
+use crate::conditional::{Conditions, Outcome};
+use crate::error::to_s3;
+
+/// Largest source CopyObject copies in one request (S3's limit; bigger objects are copied
+/// with UploadPartCopy).
+pub(crate) const MAX_COPY_SIZE: u64 = 5 * 1024 * 1024 * 1024;
+
+/// The `x-amz-copy-source-if-*` conditions of a copy.
+struct SourceConditions<'a> {
+    if_match: Option<&'a ETagCondition>,
+    if_none_match: Option<&'a ETagCondition>,
+    if_modified_since: Option<&'a Timestamp>,
+    if_unmodified_since: Option<&'a Timestamp>,
+}
+
+impl Seedbucket {
+    /// Opens the copy source after checking READ on it and its conditions (any failed
+    /// condition is 412 for a copy, as in S3).
+    async fn open_copy_source(
+        &self,
+        credentials: Option<&s3s::auth::Credentials>,
+        source: &CopySource,
+        expected_source_owner: Option<&str>,
+        conditions: SourceConditions<'_>,
+    ) -> S3Result<(ObjectReader, String, String)> {
+        let CopySource::Bucket {
+            bucket,
+            key,
+            version_id,
+        } = source
+        else {
+            return Err(s3_error!(
+                NotImplemented,
+                "Copying from an access point is not supported"
+            ));
+        };
+        check_key(key)?;
+        reject_version(version_id.as_deref())?;
+        let access = self
+            .bucket_access(credentials, bucket, expected_source_owner, None)
+            .await?;
+        let reader = match self.store.open_object(bucket, key).await {
+            Ok(r) => r,
+            Err(StoreError::NoSuchKey) => return Err(access.missing_object(key)),
+            Err(e) => return Err(to_s3(e)),
+        };
+        access.require(Action::GetObject, Some(key), Some(&reader.record))?;
+        let outcome = Conditions {
+            if_match: conditions.if_match,
+            if_none_match: conditions.if_none_match,
+            if_modified_since: conditions.if_modified_since,
+            if_unmodified_since: conditions.if_unmodified_since,
+        }
+        .evaluate(&reader.record.etag, reader.record.last_modified_ns);
+        if outcome != Outcome::Proceed {
+            return Err(s3_error!(PreconditionFailed));
+        }
+        Ok((reader, bucket.to_string(), key.to_string()))
+    }
+
+    pub(crate) async fn h_copy_object(
+        &self,
+        req: S3Request<CopyObjectInput>,
+    ) -> S3Result<S3Response<CopyObjectOutput>> {
+        let input = req.input;
+        check_key(&input.key)?;
+        let access = self
+            .bucket_access(
+                req.credentials.as_ref(),
+                &input.bucket,
+                input.expected_bucket_owner.as_deref(),
+                None,
+            )
+            .await?;
+        access.require(Action::PutObject, Some(&input.key), None)?;
+        if input.sse_customer_key.is_some() || input.copy_source_sse_customer_key.is_some() {
+            return Err(s3_error!(NotImplemented, "SSE-C is not implemented yet"));
+        }
+        let replace_metadata = directive(input.metadata_directive.as_ref().map(|d| d.as_str()))?;
+        let replace_tags = directive(input.tagging_directive.as_ref().map(|d| d.as_str()))?;
+        let (reader, src_bucket, src_key) = self
+            .open_copy_source(
+                req.credentials.as_ref(),
+                &input.copy_source,
+                input.expected_source_bucket_owner.as_deref(),
+                SourceConditions {
+                    if_match: input.copy_source_if_match.as_ref(),
+                    if_none_match: input.copy_source_if_none_match.as_ref(),
+                    if_modified_since: input.copy_source_if_modified_since.as_ref(),
+                    if_unmodified_since: input.copy_source_if_unmodified_since.as_ref(),
+                },
+            )
+            .await?;
+        let source = reader.record.clone();
+        if src_bucket == input.bucket && src_key == input.key && !replace_metadata {
+            return Err(s3_error!(
+                InvalidRequest,
+                "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes."
+            ));
+        }
+        if source.size > MAX_COPY_SIZE {
+            return Err(s3_error!(
+                InvalidRequest,
+                "The specified copy source is larger than the maximum allowable size for a copy source: {MAX_COPY_SIZE}"
+            ));
+        }
+        let owner = writer_id(&access);
+        let acl = self.requested_acl(
+            input.acl.as_ref().map(|a| a.as_str()),
+            &GrantHeaders {
+                read: input.grant_read.as_deref(),
+                write: None,
+                read_acp: input.grant_read_acp.as_deref(),
+                write_acp: input.grant_write_acp.as_deref(),
+                full_control: input.grant_full_control.as_deref(),
+            },
+            &owner,
+            &access.bucket.owner,
+        )?;
+        let tags = if replace_tags {
+            parse_tagging_header(input.tagging.as_deref())?
+        } else {
+            source.attributes.tags.clone()
+        };
+        let (headers, metadata) = if replace_metadata {
+            (
+                stored_headers(
+                    input.content_type,
+                    input.content_encoding,
+                    input.content_disposition,
+                    input.content_language,
+                    input.cache_control,
+                    input.expires.as_ref(),
+                ),
+                user_metadata(input.metadata),
+            )
+        } else {
+            (
+                source.attributes.headers.clone(),
+                source.attributes.user_metadata.clone(),
+            )
+        };
+        let mut selection = ChecksumSelection::default();
+        for (present, name) in [
+            (source.checksums.crc32.is_some(), "CRC32"),
+            (source.checksums.crc32c.is_some(), "CRC32C"),
+            (source.checksums.sha1.is_some(), "SHA1"),
+            (source.checksums.sha256.is_some(), "SHA256"),
+            (source.checksums.crc64nvme.is_some(), "CRC64NVME"),
+        ] {
+            if present {
+                selection.enable(name);
+            }
+        }
+        if let Some(a) = &input.checksum_algorithm
+            && !selection.enable(a.as_str())
+        {
+            return Err(s3_error!(
+                InvalidArgument,
+                "Unsupported checksum algorithm: {}",
+                a.as_str()
+            ));
+        }
+        let size = source.size;
+        let body = BodyStream(reader.stream(0, size));
+        let staged = self
+            .store
+            .stage(body, Some(size), selection)
+            .await
+            .map_err(to_s3)?;
+        let checksums = staged.digests.checksums();
+        let rec = self
+            .store
+            .commit_object(
+                staged,
+                &input.bucket,
+                &input.key,
+                ObjectAttributes {
+                    headers,
+                    user_metadata: metadata,
+                    owner,
+                    acl,
+                    tags,
+                },
+                checksums,
+                write_condition(None, None)?,
+            )
+            .await
+            .map_err(to_s3)?;
+        Ok(S3Response::new(CopyObjectOutput {
+            copy_object_result: Some(CopyObjectResult {
+                e_tag: Some(etag(&rec.etag)),
+                last_modified: Some(timestamp(rec.last_modified_ns)),
+                checksum_crc32: rec.checksums.crc32.clone(),
+                checksum_crc32c: rec.checksums.crc32c.clone(),
+                checksum_sha1: rec.checksums.sha1.clone(),
+                checksum_sha256: rec.checksums.sha256.clone(),
+                checksum_crc64nvme: rec.checksums.crc64nvme.clone(),
+                ..Default::default()
+            }),
+            request_charged: request_charged(input.request_payer.as_ref()),
+            ..Default::default()
+        }))
+    }
+
+    pub(crate) async fn h_upload_part_copy(
+        &self,
+        req: S3Request<UploadPartCopyInput>,
+    ) -> S3Result<S3Response<UploadPartCopyOutput>> {
+        let input = req.input;
+        check_key(&input.key)?;
+        let access = self
+            .bucket_access(
+                req.credentials.as_ref(),
+                &input.bucket,
+                input.expected_bucket_owner.as_deref(),
+                None,
+            )
+            .await?;
+        access.require(Action::PutObject, Some(&input.key), None)?;
+        let part_number = u32::try_from(input.part_number)
+            .ok()
+            .filter(|n| (1..=MAX_PART_NUMBER).contains(n))
+            .ok_or_else(|| {
+                s3_error!(
+                    InvalidArgument,
+                    "Part number must be an integer between 1 and 10000, inclusive"
+                )
+            })?;
+        if input.sse_customer_key.is_some() || input.copy_source_sse_customer_key.is_some() {
+            return Err(s3_error!(NotImplemented, "SSE-C is not implemented yet"));
+        }
+        let upload = self.store.upload(&input.upload_id).await.map_err(to_s3)?;
+        if upload.bucket != input.bucket || upload.key != input.key {
+            return Err(s3_error!(NoSuchUpload));
+        }
+        let (reader, _, _) = self
+            .open_copy_source(
+                req.credentials.as_ref(),
+                &input.copy_source,
+                input.expected_source_bucket_owner.as_deref(),
+                SourceConditions {
+                    if_match: input.copy_source_if_match.as_ref(),
+                    if_none_match: input.copy_source_if_none_match.as_ref(),
+                    if_modified_since: input.copy_source_if_modified_since.as_ref(),
+                    if_unmodified_since: input.copy_source_if_unmodified_since.as_ref(),
+                },
+            )
+            .await?;
+        let size = reader.record.size;
+        let (start, end) = match input.copy_source_range.as_deref() {
+            None => (0, size),
+            Some(r) => parse_copy_range(r, size)?,
+        };
+        if end - start > MAX_COPY_SIZE {
+            return Err(s3_error!(
+                InvalidRequest,
+                "The specified copy range is larger than the maximum allowable size for a part: {MAX_COPY_SIZE}"
+            ));
+        }
+        let mut selection = ChecksumSelection::default();
+        if let Some(a) = &upload.checksum_algorithm {
+            selection.enable(a);
+        }
+        let staged = self
+            .store
+            .stage_part(
+                BodyStream(reader.stream(start, end)),
+                Some(end - start),
+                selection,
+            )
+            .await
+            .map_err(to_s3)?;
+        let computed = staged.digests.checksums();
+        let part = self
+            .store
+            .commit_part(staged, &input.upload_id, part_number, computed)
+            .await
+            .map_err(to_s3)?;
+        Ok(S3Response::new(UploadPartCopyOutput {
+            copy_part_result: Some(CopyPartResult {
+                e_tag: Some(etag(&part.etag)),
+                last_modified: Some(timestamp(part.last_modified_ns)),
+                checksum_crc32: part.checksums.crc32,
+                checksum_crc32c: part.checksums.crc32c,
+                checksum_sha1: part.checksums.sha1,
+                checksum_sha256: part.checksums.sha256,
+                checksum_crc64nvme: part.checksums.crc64nvme,
+            }),
+            request_charged: request_charged(input.request_payer.as_ref()),
+            ..Default::default()
+        }))
+    }
+}
+
+/// `COPY` (the default) or `REPLACE`: whether the request replaces what the source had.
+fn directive(value: Option<&str>) -> S3Result<bool> {
+    match value {
+        None => Ok(false),
+        Some(v) if v.eq_ignore_ascii_case("COPY") => Ok(false),
+        Some(v) if v.eq_ignore_ascii_case("REPLACE") => Ok(true),
+        Some(v) => Err(s3_error!(InvalidArgument, "Unknown directive: {v}")),
+    }
+}
+
+/// `x-amz-copy-source-range: bytes=first-last` (both inclusive, both required) as `[start, end)`.
+pub(crate) fn parse_copy_range(value: &str, size: u64) -> S3Result<(u64, u64)> {
+    let malformed = || {
+        s3_error!(
+            InvalidArgument,
+            "The x-amz-copy-source-range value must be of the form bytes=first-last where first and last are the zero-based offsets of the first and last bytes to copy"
+        )
+    };
+    let spec = value.trim().strip_prefix("bytes=").ok_or_else(malformed)?;
+    let (a, b) = spec.split_once('-').ok_or_else(malformed)?;
+    let first: u64 = a.trim().parse().map_err(|_| malformed())?;
+    let last: u64 = b.trim().parse().map_err(|_| malformed())?;
+    if first > last {
+        return Err(malformed());
+    }
+    if last >= size {
+        return Err(s3_error!(
+            InvalidRange,
+            "The requested range is not satisfiable"
+        ));
+    }
+    Ok((first, last + 1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_copy_range;
+
+    #[test]
+    fn copy_ranges() {
+        assert_eq!(parse_copy_range("bytes=0-9", 10).unwrap(), (0, 10));
+        assert_eq!(parse_copy_range("bytes=5-5", 10).unwrap(), (5, 6));
+        assert!(parse_copy_range("bytes=0-10", 10).is_err());
+        assert!(parse_copy_range("bytes=5-", 10).is_err());
+        assert!(parse_copy_range("bytes=6-5", 10).is_err());
+        assert!(parse_copy_range("0-5", 10).is_err());
+    }
+}
