@@ -7,6 +7,9 @@
 //! - [`decode`]: strict. It rejects what a canonical encoder never writes (`i03e`, `i-0e`,
 //!   unsorted or repeated keys, trailing bytes) and never panics; [`dict_entry_span`] returns the
 //!   exact bytes of a top-level entry, so an info-hash is computed over the bytes as received.
+//! - [`decode_lenient`]: for messages from other programs (a peer's BEP 10 extension
+//!   handshake), where only key order is relaxed: unsorted dictionary keys are accepted, while
+//!   repeated keys and everything else the strict decoder refuses are still refused.
 
 use std::collections::BTreeMap;
 
@@ -36,6 +39,8 @@ pub enum Error {
     TooDeep(usize),
     #[error("{0} bytes after the value")]
     Trailing(usize),
+    #[error("dictionary key at byte {0} appears twice")]
+    DuplicateKey(usize),
 }
 
 /// Deepest nesting the decoder accepts.
@@ -151,14 +156,45 @@ pub fn decode(input: &[u8]) -> Result<Value, Error> {
 
 /// Decodes one value at the start of `input`; returns it and the bytes it used.
 pub fn decode_prefix(input: &[u8]) -> Result<(Value, usize), Error> {
-    let mut p = Parser { input, pos: 0 };
+    let mut p = Parser {
+        input,
+        pos: 0,
+        sorted_keys: true,
+    };
+    let v = p.value(0)?;
+    Ok((v, p.pos))
+}
+
+/// Like [`decode`], but dictionary keys may come in any order (as some clients write them).
+/// A key repeated within one dictionary is still an error ([`Error::DuplicateKey`]), as are
+/// non-canonical integers and lengths, trailing bytes and excessive nesting. Re-encoding the
+/// result with [`encode`] gives the canonical form.
+pub fn decode_lenient(input: &[u8]) -> Result<Value, Error> {
+    let (v, used) = decode_prefix_lenient(input)?;
+    if used != input.len() {
+        return Err(Error::Trailing(input.len() - used));
+    }
+    Ok(v)
+}
+
+/// Like [`decode_prefix`], with the key-order leniency of [`decode_lenient`].
+pub fn decode_prefix_lenient(input: &[u8]) -> Result<(Value, usize), Error> {
+    let mut p = Parser {
+        input,
+        pos: 0,
+        sorted_keys: false,
+    };
     let v = p.value(0)?;
     Ok((v, p.pos))
 }
 
 /// The exact bytes of the value under `key` in the top-level dictionary `input`, as received.
 pub fn dict_entry_span<'a>(input: &'a [u8], key: &[u8]) -> Result<Option<&'a [u8]>, Error> {
-    let mut p = Parser { input, pos: 0 };
+    let mut p = Parser {
+        input,
+        pos: 0,
+        sorted_keys: true,
+    };
     p.expect(b'd')?;
     let mut last: Option<&[u8]> = None;
     let mut found = None;
@@ -192,6 +228,8 @@ pub fn dict_entry_span<'a>(input: &'a [u8], key: &[u8]) -> Result<Option<&'a [u8
 struct Parser<'a> {
     input: &'a [u8],
     pos: usize,
+    /// Whether dictionary keys must be strictly ascending (else only unique).
+    sorted_keys: bool,
 }
 
 impl<'a> Parser<'a> {
@@ -237,10 +275,14 @@ impl<'a> Parser<'a> {
                 while self.peek()? != b'e' {
                     let at = self.pos;
                     let k = self.string()?;
-                    if last.is_some_and(|l| l >= k) {
-                        return Err(Error::KeyOrder(at));
+                    if self.sorted_keys {
+                        if last.is_some_and(|l| l >= k) {
+                            return Err(Error::KeyOrder(at));
+                        }
+                        last = Some(k);
+                    } else if map.contains_key(k) {
+                        return Err(Error::DuplicateKey(at));
                     }
-                    last = Some(k);
                     let v = self.value(depth + 1)?;
                     map.insert(k.to_vec(), v);
                 }
@@ -358,6 +400,42 @@ mod tests {
     }
 
     #[test]
+    fn lenient_accepts_unsorted_keys_only() {
+        let unsorted = b"d1:zi1e1:ad1:y0:1:x0:ee";
+        assert!(matches!(decode(unsorted), Err(Error::KeyOrder(_))));
+        let v = decode_lenient(unsorted).unwrap();
+        assert_eq!(encode(&v), b"d1:ad1:x0:1:y0:e1:zi1ee");
+        assert_eq!(
+            decode_lenient(b"d1:a0:1:b0:1:a0:e"),
+            Err(Error::DuplicateKey(11))
+        );
+        for bad in [
+            &b"i03e"[..],
+            b"d1:bi-0ee",
+            b"d1:b01:ae",
+            b"d1:a0:e1",
+            b"d1:ae",
+            b"",
+            b"l",
+        ] {
+            assert!(
+                decode_lenient(bad).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        assert_eq!(
+            decode_prefix_lenient(b"d1:b0:1:a0:eXY").map(|r| r.1),
+            Ok(12)
+        );
+        let deep = format!("{}{}", "l".repeat(MAX_DEPTH + 2), "e".repeat(MAX_DEPTH + 2));
+        assert!(matches!(
+            decode_lenient(deep.as_bytes()),
+            Err(Error::TooDeep(_))
+        ));
+    }
+
+    #[test]
     fn spans_are_exact() {
         let t = b"d8:announce3:url4:infod4:name1:xe5:otheri1ee";
         assert_eq!(
@@ -440,8 +518,50 @@ mod tests {
         }
 
         #[test]
+        fn lenient_agrees_with_strict_on_canonical(v in arb_value()) {
+            let bytes = encode(&v);
+            prop_assert_eq!(decode_lenient(&bytes), Ok(v));
+        }
+
+        #[test]
+        fn lenient_reads_reversed_key_order(v in arb_value()) {
+            /// Like `encode_into`, with every dictionary's keys written in descending order.
+            fn reversed(v: &Value, out: &mut Vec<u8>) {
+                match v {
+                    Value::Dict(map) => {
+                        out.push(b'd');
+                        for (k, item) in map.iter().rev() {
+                            write_bytes(out, k);
+                            reversed(item, out);
+                        }
+                        out.push(b'e');
+                    }
+                    Value::List(items) => {
+                        out.push(b'l');
+                        for item in items {
+                            reversed(item, out);
+                        }
+                        out.push(b'e');
+                    }
+                    other => encode_into(other, out),
+                }
+            }
+            let mut bytes = Vec::new();
+            reversed(&v, &mut bytes);
+            prop_assert_eq!(decode_lenient(&bytes), Ok(v));
+        }
+
+        #[test]
+        fn lenient_accepts_what_strict_accepts(input in proptest::collection::vec(any::<u8>(), 0..200)) {
+            if let Ok(v) = decode(&input) {
+                prop_assert_eq!(decode_lenient(&input), Ok(v));
+            }
+        }
+
+        #[test]
         fn never_panics(input in proptest::collection::vec(any::<u8>(), 0..200)) {
             let _ = decode(&input);
+            let _ = decode_lenient(&input);
             let _ = dict_entry_span(&input, b"info");
         }
 

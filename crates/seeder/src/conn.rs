@@ -1,0 +1,437 @@
+//! One peer connection's IO around a [`Session`].
+//!
+//! The reading side (this task) does the handshake, then reads frames into a buffer whose
+//! size is capped by the torrent's largest legitimate message, hands each parsed message to the
+//! session and queues what comes out. A writer task owns the socket's write half: it batches
+//! queued buffers into vectored writes, sends a keep-alive when nothing else went out for a
+//! while, and gives up on a peer that stops reading. Block reads from the [`Library`] run a
+//! few at a time, each behind the rate limiters, and complete in request order.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use futures::StreamExt as _;
+use futures::future::BoxFuture;
+use futures::stream::FuturesOrdered;
+use seedbucket_wire::peer::{
+    Handshake, HandshakePrefix, Message, PeerError, encode_metadata_data_header,
+    encode_piece_header, frame_size, metadata_piece_range, recommended_max_message_len,
+};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::{mpsc, watch};
+use tokio::time::{Instant, timeout, timeout_at};
+
+use crate::choke::{Choker, PeerKey};
+use crate::listener::Shared;
+use crate::rate::RateLimiter;
+use crate::session::{Block, Output, Session, SessionConfig, Violation, our_reserved};
+use crate::{Library, SeedTorrent};
+
+/// Block reads in flight per peer.
+const MAX_IN_FLIGHT: usize = 4;
+/// Buffers queued for the writer per peer (a block takes two: header and data).
+const WRITE_QUEUE: usize = 16;
+/// Buffers the writer gathers into one vectored write.
+const WRITE_BATCH: usize = 32;
+const KEEP_ALIVE: &[u8] = &[0, 0, 0, 0];
+
+/// Why a connection ended.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ConnError {
+    #[error("io: {0}")]
+    Io(#[from] io::Error),
+    #[error("bad handshake: {0}")]
+    Handshake(PeerError),
+    #[error("timed out: {0}")]
+    Timeout(&'static str),
+    #[error("unknown or refused info-hash")]
+    Refused,
+    #[error("the library's torrent has an unusable geometry")]
+    BadTorrent,
+    #[error("connected to ourselves")]
+    SelfConnection,
+    #[error("peer closed the connection")]
+    Closed,
+    #[error("shutting down")]
+    Shutdown,
+    #[error(transparent)]
+    Violation(#[from] Violation),
+    #[error("library read failed: {0}")]
+    Read(io::Error),
+    #[error("library returned {got} bytes for a block of {want}")]
+    ShortRead { got: usize, want: u32 },
+    #[error("cannot encode: {0}")]
+    Encode(String),
+}
+
+/// Serves one accepted connection until it ends; never panics, errors are logged.
+pub(crate) async fn run(
+    stream: TcpStream,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    shutdown: watch::Receiver<bool>,
+) {
+    let _ = stream.set_nodelay(true);
+    match serve_peer(stream, peer, &shared, shutdown).await {
+        Ok(()) | Err(ConnError::Closed | ConnError::Shutdown) => {
+            tracing::debug!(%peer, "peer connection closed");
+        }
+        Err(e) => tracing::debug!(%peer, error = %e, "peer dropped"),
+    }
+}
+
+/// Unregisters from the choker and stops the writer when the connection ends, however it ends.
+struct Cleanup<'a> {
+    choker: &'a Choker,
+    key: PeerKey,
+    writer: tokio::task::JoinHandle<io::Result<()>>,
+}
+
+impl Drop for Cleanup<'_> {
+    fn drop(&mut self) {
+        self.choker.unregister(self.key);
+        self.writer.abort();
+    }
+}
+
+/// What woke the main loop.
+enum Event {
+    Shutdown,
+    WriterGone,
+    Choke(bool),
+    Block(io::Result<Bytes>),
+    Read(io::Result<usize>),
+    Idle,
+}
+
+async fn read_more(rd: &mut OwnedReadHalf, buf: &mut BytesMut) -> Result<(), ConnError> {
+    buf.reserve(4096);
+    if rd.read_buf(buf).await? == 0 {
+        return Err(ConnError::Closed);
+    }
+    Ok(())
+}
+
+async fn serve_peer(
+    stream: TcpStream,
+    peer: SocketAddr,
+    shared: &Shared,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), ConnError> {
+    let opts = &shared.options;
+    let (mut rd, wr) = stream.into_split();
+    let mut rbuf = BytesMut::with_capacity(4096);
+
+    // Handshake: the 48-byte prefix names the torrent; we answer before the peer id arrives
+    // (some clients wait for ours before sending theirs).
+    let deadline = Instant::now() + opts.handshake_timeout;
+    let prefix = timeout_at(deadline, async {
+        loop {
+            match HandshakePrefix::parse(&rbuf) {
+                Ok(Some((p, used))) => {
+                    rbuf.advance(used);
+                    return Ok(p);
+                }
+                Ok(None) => read_more(&mut rd, &mut rbuf).await?,
+                Err(e) => return Err(ConnError::Handshake(e)),
+            }
+        }
+    })
+    .await
+    .map_err(|_| ConnError::Timeout("handshake"))??;
+    let torrent = timeout_at(deadline, shared.library.lookup(&prefix.info_hash, peer))
+        .await
+        .map_err(|_| ConnError::Timeout("lookup"))?
+        .ok_or(ConnError::Refused)?;
+    let config = SessionConfig {
+        peer_reserved: prefix.reserved,
+        peer_ip: Some(peer.ip()),
+        max_request_queue: opts.max_request_queue,
+    };
+    let Some(mut session) = Session::new(Arc::clone(&torrent), &config) else {
+        tracing::warn!(key = %torrent.key, "torrent with an unusable geometry");
+        return Err(ConnError::BadTorrent);
+    };
+
+    let (tx, rx) = mpsc::channel::<Bytes>(WRITE_QUEUE);
+    let (key, mut unchoked) = shared.choker.register();
+    let _cleanup = Cleanup {
+        choker: &shared.choker,
+        key,
+        writer: tokio::spawn(write_loop(wr, rx, opts.keepalive_every, opts.idle_timeout)),
+    };
+    let ours = Handshake {
+        reserved: our_reserved(&torrent),
+        info_hash: prefix.info_hash,
+        peer_id: shared.peer_id,
+    };
+    let send_timeout = opts.idle_timeout;
+    send(&tx, Bytes::copy_from_slice(&ours.encode()), send_timeout).await?;
+
+    let peer_id = timeout_at(deadline, async {
+        while rbuf.len() < 20 {
+            read_more(&mut rd, &mut rbuf).await?;
+        }
+        Ok::<_, ConnError>(rbuf.split_to(20))
+    })
+    .await
+    .map_err(|_| ConnError::Timeout("handshake"))??;
+    if peer_id[..] == shared.peer_id[..] {
+        return Err(ConnError::SelfConnection);
+    }
+    tracing::debug!(
+        %peer,
+        key = %torrent.key,
+        peer_id = %String::from_utf8_lossy(&peer_id),
+        fast = session.fast(),
+        "peer handshake"
+    );
+
+    let io = Io {
+        tx: &tx,
+        shared,
+        key,
+        torrent: &torrent,
+        send_timeout,
+    };
+    let mut out = Vec::new();
+    session.start(&mut out);
+    io.emit(&mut out).await?;
+
+    let max_len = recommended_max_message_len(session.piece_count());
+    let per_peer = RateLimiter::new(opts.upload_rate_limit_per_peer).map(Arc::new);
+    let mut in_flight: FuturesOrdered<BoxFuture<'static, io::Result<Bytes>>> =
+        FuturesOrdered::new();
+    let idle = tokio::time::sleep(opts.idle_timeout);
+    tokio::pin!(idle);
+
+    // Frames that arrived with the handshake.
+    handle_frames(&mut rbuf, max_len, &mut session, &io).await?;
+    loop {
+        while in_flight.len() < MAX_IN_FLIGHT {
+            let Some(block) = session.next_block() else {
+                break;
+            };
+            in_flight.push_back(read_block(
+                Arc::clone(&shared.library),
+                Arc::clone(&torrent),
+                per_peer.clone(),
+                shared.total_limit.clone(),
+                block,
+            ));
+        }
+        // Room for the rest of the current frame (its size is known once 4 bytes are in),
+        // never more than the largest frame allowed.
+        let need = match frame_size(&rbuf, max_len).map_err(Violation::from)? {
+            Some(size) => size.saturating_sub(rbuf.len()),
+            None => 4,
+        };
+        rbuf.reserve(need.max(4096));
+
+        let event = tokio::select! {
+            r = shutdown.changed() => match r {
+                Ok(()) if !*shutdown.borrow() => continue,
+                _ => Event::Shutdown,
+            },
+            () = tx.closed() => Event::WriterGone,
+            r = unchoked.changed() => match r {
+                Ok(()) => Event::Choke(!*unchoked.borrow_and_update()),
+                Err(_) => Event::Shutdown,
+            },
+            Some(r) = in_flight.next(), if !in_flight.is_empty() => Event::Block(r),
+            r = rd.read_buf(&mut rbuf) => Event::Read(r),
+            () = &mut idle => Event::Idle,
+        };
+        match event {
+            Event::Shutdown => return Err(ConnError::Shutdown),
+            Event::WriterGone => return Err(ConnError::Closed),
+            Event::Idle => return Err(ConnError::Timeout("idle")),
+            Event::Choke(choked) => {
+                session.set_choked(choked, &mut out);
+                io.emit(&mut out).await?;
+            }
+            Event::Block(r) => {
+                let data = r.map_err(ConnError::Read)?;
+                if let Some(block) = session.block_done() {
+                    io.send_block(block, data).await?;
+                }
+            }
+            Event::Read(r) => {
+                if r? == 0 {
+                    return Err(ConnError::Closed);
+                }
+                idle.as_mut()
+                    .reset(Instant::now() + shared.options.idle_timeout);
+                handle_frames(&mut rbuf, max_len, &mut session, &io).await?;
+            }
+        }
+    }
+}
+
+/// Parses every complete frame in `rbuf` and acts on it, one at a time, so a burst of
+/// requests never queues more output than the writer's channel holds.
+async fn handle_frames(
+    rbuf: &mut BytesMut,
+    max_len: usize,
+    session: &mut Session,
+    io: &Io<'_>,
+) -> Result<(), ConnError> {
+    let mut out = Vec::new();
+    while let Some(size) = frame_size(rbuf, max_len).map_err(Violation::from)? {
+        if rbuf.len() < size {
+            break;
+        }
+        let frame = rbuf.split_to(size).freeze();
+        let Some((msg, _)) = Message::parse_bytes(&frame, max_len).map_err(Violation::from)? else {
+            // frame_size said the frame is complete.
+            return Err(ConnError::Violation(Violation::Unexpected(
+                "incomplete frame",
+            )));
+        };
+        session.on_message(msg, &mut out)?;
+        io.emit(&mut out).await?;
+    }
+    Ok(())
+}
+
+/// Reads one block behind the per-peer limiter, then the total one (so a slow peer never holds
+/// the shared budget while it waits for its own).
+fn read_block(
+    library: Arc<dyn Library>,
+    torrent: Arc<SeedTorrent>,
+    per_peer: Option<Arc<RateLimiter>>,
+    total: Option<Arc<RateLimiter>>,
+    block: Block,
+) -> BoxFuture<'static, io::Result<Bytes>> {
+    Box::pin(async move {
+        let n = u64::from(block.length);
+        if let Some(l) = &per_peer {
+            l.acquire(n).await;
+        }
+        if let Some(l) = &total {
+            l.acquire(n).await;
+        }
+        library.read(&torrent, block.offset, block.length).await
+    })
+}
+
+/// The writing side as the main loop sees it.
+struct Io<'a> {
+    tx: &'a mpsc::Sender<Bytes>,
+    shared: &'a Shared,
+    key: PeerKey,
+    torrent: &'a SeedTorrent,
+    send_timeout: Duration,
+}
+
+async fn send(tx: &mpsc::Sender<Bytes>, b: Bytes, wait: Duration) -> Result<(), ConnError> {
+    match timeout(wait, tx.send(b)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) => Err(ConnError::Closed),
+        Err(_) => Err(ConnError::Timeout("peer not reading")),
+    }
+}
+
+impl Io<'_> {
+    async fn send(&self, b: Bytes) -> Result<(), ConnError> {
+        send(self.tx, b, self.send_timeout).await
+    }
+
+    /// Carries out the session's outputs in order.
+    async fn emit(&self, out: &mut Vec<Output>) -> Result<(), ConnError> {
+        for o in out.drain(..) {
+            match o {
+                Output::Send(m) => {
+                    let bytes = m.to_vec().map_err(|e| ConnError::Encode(e.to_string()))?;
+                    self.send(Bytes::from(bytes)).await?;
+                }
+                Output::Metadata { ext_id, piece } => {
+                    let info = &self.torrent.info;
+                    let header = encode_metadata_data_header(ext_id, piece, info.len())
+                        .map_err(|e| ConnError::Encode(e.to_string()))?;
+                    let range = metadata_piece_range(info.len(), piece)
+                        .map_err(|e| ConnError::Encode(e.to_string()))?;
+                    self.send(Bytes::from(header)).await?;
+                    self.send(info.slice(range)).await?;
+                }
+                Output::Interest(interested) => {
+                    self.shared.choker.interested(self.key, interested);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The 13-byte piece header, then the block as the library returned it.
+    async fn send_block(&self, block: Block, data: Bytes) -> Result<(), ConnError> {
+        if data.len() != block.length as usize {
+            return Err(ConnError::ShortRead {
+                got: data.len(),
+                want: block.length,
+            });
+        }
+        let header = encode_piece_header(block.index, block.begin, block.length)
+            .map_err(|e| ConnError::Encode(e.to_string()))?;
+        self.send(Bytes::copy_from_slice(&header)).await?;
+        self.send(data).await?;
+        let n = u64::from(block.length);
+        self.shared.library.uploaded(self.torrent, n);
+        self.shared.uploaded.fetch_add(n, Ordering::Relaxed);
+        self.shared.blocks.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+/// The writer task: gathers queued buffers into vectored writes, sends keep-alives when idle,
+/// and fails when one write makes no progress for `stall`.
+async fn write_loop(
+    mut wr: OwnedWriteHalf,
+    mut rx: mpsc::Receiver<Bytes>,
+    keepalive: Duration,
+    stall: Duration,
+) -> io::Result<()> {
+    let mut batch: Vec<Bytes> = Vec::with_capacity(WRITE_BATCH);
+    loop {
+        match timeout(keepalive, rx.recv()).await {
+            Ok(Some(b)) => batch.push(b),
+            Ok(None) => break,
+            Err(_) => batch.push(Bytes::from_static(KEEP_ALIVE)),
+        }
+        while batch.len() < WRITE_BATCH {
+            match rx.try_recv() {
+                Ok(b) => batch.push(b),
+                Err(_) => break,
+            }
+        }
+        while !batch.is_empty() {
+            let slices: Vec<io::IoSlice<'_>> = batch.iter().map(|b| io::IoSlice::new(b)).collect();
+            let mut n = match timeout(stall, wr.write_vectored(&slices)).await {
+                Ok(r) => r?,
+                Err(_) => return Err(io::Error::new(io::ErrorKind::TimedOut, "write stalled")),
+            };
+            if n == 0 {
+                return Err(io::ErrorKind::WriteZero.into());
+            }
+            // Drop what was written: whole buffers, then part of the next.
+            let mut done = 0;
+            for b in &mut batch {
+                if n >= b.len() {
+                    n -= b.len();
+                    done += 1;
+                } else {
+                    b.advance(n);
+                    break;
+                }
+            }
+            batch.drain(..done);
+        }
+    }
+    let _ = wr.shutdown().await;
+    Ok(())
+}
