@@ -40,6 +40,10 @@ pub struct Staged {
     pub digests: Digests,
     /// Torrent piece hashes, when the size was known up front (a PUT with Content-Length).
     pub pieces: Option<PieceHashes>,
+    /// SSE-C: the body was encrypted on the way in (`size` is then the stored ciphertext
+    /// length and `plain_size` the object's length).
+    pub(crate) sse: Option<crate::sse::SseParams>,
+    pub plain_size: u64,
 }
 
 impl Staged {
@@ -258,6 +262,8 @@ where
                 size,
                 digests,
                 pieces,
+                sse: None,
+                plain_size: size,
             })
         }
         None => {
@@ -275,6 +281,8 @@ where
                 size,
                 digests: hasher.finish(),
                 pieces,
+                sse: None,
+                plain_size: size,
             })
         }
     }

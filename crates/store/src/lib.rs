@@ -11,6 +11,7 @@
 pub mod blob;
 pub mod credentials;
 pub mod digest;
+mod encrypted;
 pub mod error;
 pub mod ingest;
 pub mod meta;
@@ -28,7 +29,8 @@ use futures::Stream;
 use tokio::sync::{Notify, mpsc};
 
 pub use crate::blob::BlobDir;
-pub use crate::digest::{ChecksumSelection, Digests};
+pub use crate::digest::{BodyHasher, ChecksumSelection, Digests};
+pub use crate::encrypted::verify_key;
 pub use crate::error::{Result, StoreError};
 pub use crate::ingest::Staged;
 pub use crate::meta::{ListPage, ListQuery, WriteCondition};
@@ -260,7 +262,7 @@ impl Store {
     ) -> Result<ObjectRecord> {
         let rec = ObjectRecord {
             version: uuid::Uuid::new_v4().simple().to_string(),
-            size: staged.size,
+            size: staged.plain_size,
             etag: staged.digests.md5_hex(),
             last_modified_ns: now_ns(),
             attributes,
@@ -269,6 +271,7 @@ impl Store {
                 blob: staged.id.clone(),
                 len: staged.size,
                 inline: staged.inline().is_some(),
+                sse: staged.sse.clone(),
             }],
             parts_count: None,
         };
@@ -477,6 +480,7 @@ impl Store {
         key: &str,
         attributes: ObjectAttributes,
         checksum_algorithm: Option<String>,
+        sse_key_check: Option<sse::SseParams>,
     ) -> Result<UploadRecord> {
         let initiated_ns = now_ns();
         let rec = UploadRecord {
@@ -487,6 +491,7 @@ impl Store {
             initiated_ns,
             attributes,
             checksum_algorithm,
+            sse_key_check,
         };
         self.blocking(move |i| i.meta.create_upload(&rec).map(|()| rec))
             .await
@@ -507,10 +512,11 @@ impl Store {
         let part = PartRecord {
             part_number,
             blob: staged.id.clone(),
-            size: staged.size,
+            size: staged.plain_size,
             etag: staged.digests.md5_hex(),
             last_modified_ns: now_ns(),
             checksums,
+            sse: staged.sse.clone(),
         };
         if staged.inline().is_some() {
             return Err(StoreError::Corrupt(
@@ -692,8 +698,12 @@ fn assemble(
             .iter()
             .map(|p| Segment {
                 blob: p.blob.clone(),
-                len: p.size,
+                len: match p.sse {
+                    Some(_) => sse::ciphertext_len(p.size),
+                    None => p.size,
+                },
                 inline: false,
+                sse: p.sse.clone(),
             })
             .collect(),
         parts_count: u32::try_from(chosen.len()).ok(),

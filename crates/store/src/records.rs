@@ -131,6 +131,9 @@ pub struct Segment {
     /// The bytes live in the metadata database's `inline` table, not in a file.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub inline: bool,
+    /// SSE-C: the stored bytes are this run's ciphertext (`len` counts stored bytes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sse: Option<crate::sse::SseParams>,
 }
 
 /// What the caller supplies for a new object (PUT or multipart completion).
@@ -170,15 +173,33 @@ pub struct ObjectRecord {
 }
 
 impl ObjectRecord {
+    /// Stored with a customer-provided key (SSE-C): reads need the key.
+    pub fn is_sse_c(&self) -> bool {
+        self.segments.iter().any(|s| s.sse.is_some())
+    }
+
+    /// Plaintext length of a segment.
+    pub fn segment_plain_len(seg: &Segment) -> u64 {
+        match &seg.sse {
+            Some(_) => crate::sse::plaintext_len(seg.len).unwrap_or(0),
+            None => seg.len,
+        }
+    }
+
     /// Byte range `[start, end)` of part `n` (1-based), if it exists. A single-PUT object has one part.
     pub fn part_range(&self, n: u32) -> Option<(u64, u64)> {
         let index = usize::try_from(n.checked_sub(1)?).ok()?;
         if self.parts_count.is_none() {
             return (index == 0).then_some((0, self.size));
         }
-        let start: u64 = self.segments.get(..index)?.iter().map(|s| s.len).sum();
+        let start: u64 = self
+            .segments
+            .get(..index)?
+            .iter()
+            .map(Self::segment_plain_len)
+            .sum();
         let seg = self.segments.get(index)?;
-        Some((start, start + seg.len))
+        Some((start, start + Self::segment_plain_len(seg)))
     }
 }
 
@@ -194,6 +215,9 @@ pub struct UploadRecord {
     /// The checksum algorithm named at creation (`CRC32`, `SHA256`, ...), if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checksum_algorithm: Option<String>,
+    /// SSE-C: recognises the customer key every part must be sent with (no data uses it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sse_key_check: Option<crate::sse::SseParams>,
 }
 
 /// One uploaded part.
@@ -207,4 +231,7 @@ pub struct PartRecord {
     pub last_modified_ns: i64,
     #[serde(default)]
     pub checksums: Checksums,
+    /// SSE-C: the part is stored encrypted (`size` is its plaintext length).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sse: Option<crate::sse::SseParams>,
 }

@@ -9,7 +9,9 @@ use seedbucket_store::{
 };
 
 use super::acl::reject_version;
+use super::multipart::check_part_key;
 use super::object::{BodyStream, check_key, stored_headers, write_condition};
+use super::sse::{check_read_key, customer_key, echo, sse_error};
 use super::{etag, parse_tagging_header, request_charged, timestamp, user_metadata, writer_id};
 use crate::Seedbucket;
 use crate::access::Action;
@@ -89,9 +91,16 @@ impl Seedbucket {
             )
             .await?;
         access.require(Action::PutObject, Some(&input.key), None)?;
-        if input.sse_customer_key.is_some() || input.copy_source_sse_customer_key.is_some() {
-            return Err(s3_error!(NotImplemented, "SSE-C is not implemented yet"));
-        }
+        let key = customer_key(
+            input.sse_customer_algorithm.as_deref(),
+            input.sse_customer_key.as_deref(),
+            input.sse_customer_key_md5.as_deref(),
+        )?;
+        let source_key = customer_key(
+            input.copy_source_sse_customer_algorithm.as_deref(),
+            input.copy_source_sse_customer_key.as_deref(),
+            input.copy_source_sse_customer_key_md5.as_deref(),
+        )?;
         let replace_metadata = directive(input.metadata_directive.as_ref().map(|d| d.as_str()))?;
         let replace_tags = directive(input.tagging_directive.as_ref().map(|d| d.as_str()))?;
         let (reader, src_bucket, src_key) = self
@@ -108,7 +117,13 @@ impl Seedbucket {
             )
             .await?;
         let source = reader.record.clone();
-        if src_bucket == input.bucket && src_key == input.key && !replace_metadata {
+        check_read_key(&source, source_key.as_ref())?;
+        let changes_encryption = key.is_some() || source.is_sse_c();
+        if src_bucket == input.bucket
+            && src_key == input.key
+            && !replace_metadata
+            && !changes_encryption
+        {
             return Err(s3_error!(
                 InvalidRequest,
                 "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes."
@@ -178,13 +193,27 @@ impl Seedbucket {
             ));
         }
         let size = source.size;
-        let body = BodyStream(reader.stream(0, size));
-        let staged = self
-            .store
-            .stage(body, Some(size), selection)
-            .await
-            .map_err(to_s3)?;
-        let checksums = staged.digests.checksums();
+        let body = BodyStream(match &source_key {
+            Some(k) => reader.decrypted_stream(k, 0, size).map_err(sse_error)?,
+            None => reader.stream(0, size),
+        });
+        let (staged, digests) = match &key {
+            Some(k) => self
+                .store
+                .stage_encrypted(body, Some(size), selection, k, false)
+                .await
+                .map_err(to_s3)?,
+            None => {
+                let staged = self
+                    .store
+                    .stage(body, Some(size), selection)
+                    .await
+                    .map_err(to_s3)?;
+                let digests = staged.digests.clone();
+                (staged, digests)
+            }
+        };
+        let checksums = digests.checksums();
         let rec = self
             .store
             .commit_object(
@@ -215,6 +244,8 @@ impl Seedbucket {
                 ..Default::default()
             }),
             request_charged: request_charged(input.request_payer.as_ref()),
+            sse_customer_algorithm: echo(key.as_ref()).0,
+            sse_customer_key_md5: echo(key.as_ref()).1,
             ..Default::default()
         }))
     }
@@ -243,13 +274,21 @@ impl Seedbucket {
                     "Part number must be an integer between 1 and 10000, inclusive"
                 )
             })?;
-        if input.sse_customer_key.is_some() || input.copy_source_sse_customer_key.is_some() {
-            return Err(s3_error!(NotImplemented, "SSE-C is not implemented yet"));
-        }
+        let key = customer_key(
+            input.sse_customer_algorithm.as_deref(),
+            input.sse_customer_key.as_deref(),
+            input.sse_customer_key_md5.as_deref(),
+        )?;
+        let source_key = customer_key(
+            input.copy_source_sse_customer_algorithm.as_deref(),
+            input.copy_source_sse_customer_key.as_deref(),
+            input.copy_source_sse_customer_key_md5.as_deref(),
+        )?;
         let upload = self.store.upload(&input.upload_id).await.map_err(to_s3)?;
         if upload.bucket != input.bucket || upload.key != input.key {
             return Err(s3_error!(NoSuchUpload));
         }
+        check_part_key(&upload, key.as_ref())?;
         let (reader, _, _) = self
             .open_copy_source(
                 req.credentials.as_ref(),
@@ -263,6 +302,7 @@ impl Seedbucket {
                 },
             )
             .await?;
+        check_read_key(&reader.record, source_key.as_ref())?;
         let size = reader.record.size;
         let (start, end) = match input.copy_source_range.as_deref() {
             None => (0, size),
@@ -278,16 +318,27 @@ impl Seedbucket {
         if let Some(a) = &upload.checksum_algorithm {
             selection.enable(a);
         }
-        let staged = self
-            .store
-            .stage_part(
-                BodyStream(reader.stream(start, end)),
-                Some(end - start),
-                selection,
-            )
-            .await
-            .map_err(to_s3)?;
-        let computed = staged.digests.checksums();
+        let body = BodyStream(match &source_key {
+            Some(k) => reader.decrypted_stream(k, start, end).map_err(sse_error)?,
+            None => reader.stream(start, end),
+        });
+        let (staged, digests) = match &key {
+            Some(k) => self
+                .store
+                .stage_encrypted(body, Some(end - start), selection, k, true)
+                .await
+                .map_err(to_s3)?,
+            None => {
+                let staged = self
+                    .store
+                    .stage_part(body, Some(end - start), selection)
+                    .await
+                    .map_err(to_s3)?;
+                let digests = staged.digests.clone();
+                (staged, digests)
+            }
+        };
+        let computed = digests.checksums();
         let part = self
             .store
             .commit_part(staged, &input.upload_id, part_number, computed)
@@ -304,6 +355,8 @@ impl Seedbucket {
                 checksum_crc64nvme: part.checksums.crc64nvme,
             }),
             request_charged: request_charged(input.request_payer.as_ref()),
+            sse_customer_algorithm: echo(key.as_ref()).0,
+            sse_customer_key_md5: echo(key.as_ref()).1,
             ..Default::default()
         }))
     }

@@ -8,6 +8,7 @@ mod copy;
 mod list;
 mod multipart;
 pub(crate) mod object;
+mod sse;
 mod tagging;
 mod torrent;
 
@@ -58,15 +59,27 @@ impl Seedbucket {
         let selection = claimed.selection(incoming.algorithm, headers)?;
         let body = incoming.body.ok_or_else(|| s3_error!(IncompleteBody))?;
         let expected = incoming.content_length.and_then(|n| u64::try_from(n).ok());
-        let staged = if incoming.part {
-            self.store.stage_part(body, expected, selection).await
-        } else {
-            self.store.stage(body, expected, selection).await
-        }
-        .map_err(to_s3)?;
-        verify_content_md5(incoming.content_md5, &staged.digests.md5)?;
+        // Digests are of the plaintext: SSE-C bodies are hashed before they are encrypted.
+        let (staged, digests) = match incoming.key {
+            Some(key) => self
+                .store
+                .stage_encrypted(body, expected, selection, key, incoming.part)
+                .await
+                .map_err(to_s3)?,
+            None => {
+                let staged = if incoming.part {
+                    self.store.stage_part(body, expected, selection).await
+                } else {
+                    self.store.stage(body, expected, selection).await
+                }
+                .map_err(to_s3)?;
+                let digests = staged.digests.clone();
+                (staged, digests)
+            }
+        };
+        verify_content_md5(incoming.content_md5, &digests.md5)?;
         claimed.add_trailers(trailers);
-        let computed = staged.digests.checksums();
+        let computed = digests.checksums();
         claimed.verify(&computed)?;
         Ok((staged, computed))
     }
@@ -109,6 +122,8 @@ pub(crate) struct Incoming<'a> {
     pub claimed: ClaimedChecksums,
     /// A multipart part (always staged to a file).
     pub part: bool,
+    /// SSE-C: encrypt with this key.
+    pub key: Option<&'a seedbucket_store::sse::CustomerKey>,
 }
 
 /// S3 checksum values a request supplied, by header or (after the body) by trailer.

@@ -3,10 +3,12 @@
 
 use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
+use seedbucket_store::sse::{CustomerKey, SseParams};
 use seedbucket_store::{MAX_PART_NUMBER, ObjectAttributes, UploadRecord};
 
 use super::list::{Encoder, max_keys};
 use super::object::{check_key, stored_headers, write_condition};
+use super::sse::{customer_key, echo, sse_error};
 use super::{
     ClaimedChecksums, Incoming, etag, parse_tagging_header, timestamp, user_metadata, writer_id,
 };
@@ -54,9 +56,21 @@ impl Seedbucket {
             &access.bucket.owner,
         )?;
         let tags = parse_tagging_header(input.tagging.as_deref())?;
-        if input.sse_customer_key.is_some() {
-            return Err(s3_error!(NotImplemented, "SSE-C is not implemented yet"));
-        }
+        let sse_key_check = customer_key(
+            input.sse_customer_algorithm.as_deref(),
+            input.sse_customer_key.as_deref(),
+            input.sse_customer_key_md5.as_deref(),
+        )?
+        .map(|k| {
+            SseParams::generate(&k)
+                .map_err(sse_error)
+                .map(|p| (p, echo(Some(&k))))
+        })
+        .transpose()?;
+        let (sse_key_check, sse_echo) = match sse_key_check {
+            Some((p, e)) => (Some(p), e),
+            None => (None, (None, None)),
+        };
         let algorithm = input
             .checksum_algorithm
             .as_ref()
@@ -85,7 +99,13 @@ impl Seedbucket {
         };
         let up = self
             .store
-            .create_upload(&input.bucket, &input.key, attributes, algorithm.clone())
+            .create_upload(
+                &input.bucket,
+                &input.key,
+                attributes,
+                algorithm.clone(),
+                sse_key_check,
+            )
             .await
             .map_err(to_s3)?;
         Ok(S3Response::new(CreateMultipartUploadOutput {
@@ -97,6 +117,8 @@ impl Seedbucket {
                 .checksum_algorithm
                 .as_ref()
                 .map(|_| ChecksumType::from_static(ChecksumType::COMPOSITE)),
+            sse_customer_algorithm: sse_echo.0,
+            sse_customer_key_md5: sse_echo.1,
             ..Default::default()
         }))
     }
@@ -125,12 +147,15 @@ impl Seedbucket {
                     "Part number must be an integer between 1 and 10000, inclusive"
                 )
             })?;
-        if input.sse_customer_key.is_some() {
-            return Err(s3_error!(NotImplemented, "SSE-C is not implemented yet"));
-        }
+        let key = customer_key(
+            input.sse_customer_algorithm.as_deref(),
+            input.sse_customer_key.as_deref(),
+            input.sse_customer_key_md5.as_deref(),
+        )?;
         let upload = self
             .upload_of(&input.bucket, &input.key, &input.upload_id)
             .await?;
+        check_part_key(&upload, key.as_ref())?;
         let algorithm = input
             .checksum_algorithm
             .as_ref()
@@ -151,6 +176,7 @@ impl Seedbucket {
                         crc64nvme: input.checksum_crc64nvme,
                     },
                     part: true,
+                    key: key.as_ref(),
                 },
                 &req.headers,
                 req.trailing_headers.as_ref(),
@@ -168,6 +194,8 @@ impl Seedbucket {
             checksum_sha1: part.checksums.sha1,
             checksum_sha256: part.checksums.sha256,
             checksum_crc64nvme: part.checksums.crc64nvme,
+            sse_customer_algorithm: echo(key.as_ref()).0,
+            sse_customer_key_md5: echo(key.as_ref()).1,
             ..Default::default()
         }))
     }
@@ -427,5 +455,26 @@ impl Seedbucket {
             encoding_type: input.encoding_type,
             ..Default::default()
         }))
+    }
+}
+
+/// A part of an SSE-C upload needs the upload's key; a part of a plain upload takes none.
+pub(crate) fn check_part_key(upload: &UploadRecord, key: Option<&CustomerKey>) -> S3Result<()> {
+    match (&upload.sse_key_check, key) {
+        (None, None) => Ok(()),
+        (Some(check), Some(k)) => check.verify(k).map_err(|_| {
+            s3_error!(
+                InvalidRequest,
+                "The provided encryption parameters did not match the ones used originally."
+            )
+        }),
+        (Some(_), None) => Err(s3_error!(
+            InvalidRequest,
+            "The multipart upload initiate requested encryption. Subsequent part requests must include the appropriate encryption parameters."
+        )),
+        (None, Some(_)) => Err(s3_error!(
+            InvalidRequest,
+            "The multipart upload initiate did not request encryption. Subsequent part requests must not include encryption parameters."
+        )),
     }
 }

@@ -10,6 +10,7 @@ use s3s::{S3Request, S3Response, S3Result, s3_error};
 use seedbucket_store::{ObjectAttributes, ObjectRecord, StoreError, StoredHeaders, WriteCondition};
 use tokio::sync::mpsc;
 
+use super::sse::{check_read_key, customer_key, echo, sse_error};
 use super::{
     ClaimedChecksums, Incoming, etag, format_http_date, parse_http_date, parse_tagging_header,
     timestamp, user_metadata, writer_id,
@@ -124,9 +125,11 @@ impl Seedbucket {
             &access.bucket.owner,
         )?;
         let tags = parse_tagging_header(input.tagging.as_deref())?;
-        if input.sse_customer_algorithm.is_some() || input.sse_customer_key.is_some() {
-            return Err(s3_error!(NotImplemented, "SSE-C is not implemented yet"));
-        }
+        let key = customer_key(
+            input.sse_customer_algorithm.as_deref(),
+            input.sse_customer_key.as_deref(),
+            input.sse_customer_key_md5.as_deref(),
+        )?;
         let cond = write_condition(input.if_match.as_ref(), input.if_none_match.as_ref())?;
         let (staged, computed) = self
             .receive_body(
@@ -143,6 +146,7 @@ impl Seedbucket {
                         crc64nvme: input.checksum_crc64nvme,
                     },
                     part: false,
+                    key: key.as_ref(),
                 },
                 &req.headers,
                 req.trailing_headers.as_ref(),
@@ -182,6 +186,9 @@ impl Seedbucket {
             checksum_sha256: rec.checksums.sha256.clone(),
             checksum_crc64nvme: rec.checksums.crc64nvme.clone(),
             checksum_type: checksum_type(&rec),
+            sse_customer_algorithm: echo(key.as_ref()).0,
+            sse_customer_key_md5: echo(key.as_ref()).1,
+            request_charged: super::request_charged(input.request_payer.as_ref()),
             ..Default::default()
         }))
     }
@@ -200,9 +207,11 @@ impl Seedbucket {
                 None,
             )
             .await?;
-        reject_unsupported_read(
-            input.version_id.as_deref(),
-            input.sse_customer_key.is_some(),
+        reject_unsupported_read(input.version_id.as_deref())?;
+        let key = customer_key(
+            input.sse_customer_algorithm.as_deref(),
+            input.sse_customer_key.as_deref(),
+            input.sse_customer_key_md5.as_deref(),
         )?;
         let reader = match self.store.open_object(&input.bucket, &input.key).await {
             Ok(r) => r,
@@ -210,6 +219,7 @@ impl Seedbucket {
             Err(e) => return Err(to_s3(e)),
         };
         access.require(Action::GetObject, Some(&input.key), Some(&reader.record))?;
+        check_read_key(&reader.record, key.as_ref())?;
         let (out, view) = head_output(
             &reader.record,
             ReadRequest {
@@ -234,7 +244,13 @@ impl Seedbucket {
         )?;
         let mut out = get_output(out);
         let (start, end) = (view.start, view.end);
-        out.body = Some(StreamingBlob::wrap(BodyStream(reader.stream(start, end))));
+        (out.sse_customer_algorithm, out.sse_customer_key_md5) = echo(key.as_ref());
+        out.request_charged = super::request_charged(input.request_payer.as_ref());
+        let stream = match &key {
+            Some(k) => reader.decrypted_stream(k, start, end).map_err(sse_error)?,
+            None => reader.stream(start, end),
+        };
+        out.body = Some(StreamingBlob::wrap(BodyStream(stream)));
         Ok(S3Response::new(out))
     }
 
@@ -252,9 +268,11 @@ impl Seedbucket {
                 None,
             )
             .await?;
-        reject_unsupported_read(
-            input.version_id.as_deref(),
-            input.sse_customer_key.is_some(),
+        reject_unsupported_read(input.version_id.as_deref())?;
+        let key = customer_key(
+            input.sse_customer_algorithm.as_deref(),
+            input.sse_customer_key.as_deref(),
+            input.sse_customer_key_md5.as_deref(),
         )?;
         let rec = self
             .object_for(&access, &input.key, Action::GetObject)
@@ -281,6 +299,10 @@ impl Seedbucket {
                 },
             },
         )?;
+        check_read_key(&rec, key.as_ref())?;
+        let mut out = out;
+        (out.sse_customer_algorithm, out.sse_customer_key_md5) = echo(key.as_ref());
+        out.request_charged = super::request_charged(input.request_payer.as_ref());
         let mut resp = S3Response::new(out);
         if view.content_range.is_some() {
             resp.status = Some(http::StatusCode::PARTIAL_CONTENT);
@@ -486,7 +508,7 @@ fn is_checksum_mode(mode: Option<&ChecksumMode>) -> bool {
     mode.is_some_and(|m| m.as_str().eq_ignore_ascii_case("ENABLED"))
 }
 
-fn reject_unsupported_read(version_id: Option<&str>, sse_c: bool) -> S3Result<()> {
+fn reject_unsupported_read(version_id: Option<&str>) -> S3Result<()> {
     if let Some(v) = version_id
         && v != "null"
     {
@@ -494,9 +516,6 @@ fn reject_unsupported_read(version_id: Option<&str>, sse_c: bool) -> S3Result<()
             NoSuchVersion,
             "The specified version does not exist."
         ));
-    }
-    if sse_c {
-        return Err(s3_error!(NotImplemented, "SSE-C is not implemented yet"));
     }
     Ok(())
 }

@@ -117,6 +117,12 @@ impl Seedbucket {
             .object_for(&access, &input.key, Action::GetObjectTorrent)
             .await?;
         let opts = &self.options;
+        if rec.is_sse_c() {
+            return Err(s3_error!(
+                InvalidRequest,
+                "Torrent creation is not supported for objects encrypted with customer-provided keys (SSE-C)"
+            ));
+        }
         if rec.size > opts.torrent_max_size {
             return Err(s3_error!(
                 InvalidRequest,
