@@ -25,11 +25,14 @@ use crate::Seedbucket;
 /// What the tracker looks up on every announce, kept in memory: issued torrents never change
 /// (a changed object gets new info-hashes); whether a key may read an object is re-checked
 /// after a few seconds, so revoking a key or an ACL takes effect quickly.
+/// (access key or empty for anonymous, bucket, key).
+type ReaderKey = (String, String, String);
+
 #[derive(Default)]
 pub(crate) struct AdmissionCache {
     torrents: Mutex<HashMap<[u8; 20], Arc<IssuedTorrent>>>,
     /// (access key, bucket, key) → whether that key may read the object, and when checked.
-    readers: Mutex<HashMap<(String, String, String), (bool, Instant)>>,
+    readers: Mutex<HashMap<ReaderKey, (bool, Instant)>>,
     /// Tokens already verified (token, info-hash) → access key: saves an HMAC per announce.
     tokens: Mutex<HashMap<(String, String), String>>,
     /// UDP connection ids by client IP: (window, id for that window, id for the one before).
@@ -100,13 +103,13 @@ impl AdmissionCache {
         (cur, prev)
     }
 
-    fn reader(&self, k: &(String, String, String)) -> Option<bool> {
+    fn reader(&self, k: &ReaderKey) -> Option<bool> {
         let m = self.readers.lock().ok()?;
         let (allowed, at) = m.get(k)?;
         (at.elapsed() < Self::READER_TTL).then_some(*allowed)
     }
 
-    fn remember_reader(&self, k: (String, String, String), allowed: bool) {
+    fn remember_reader(&self, k: ReaderKey, allowed: bool) {
         if let Ok(mut m) = self.readers.lock() {
             if m.len() >= Self::MAX_ENTRIES {
                 m.clear();
