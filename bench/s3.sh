@@ -37,7 +37,7 @@ export AWS_ACCESS_KEY_ID=BENCHACCESSKEY000001 AWS_SECRET_ACCESS_KEY=bench-secret
 SB_PORT=$(port); FS_PORT=$(port); NG_PORT=$(port)
 mkdir -p "$WORK/sb" "$WORK/fs" "$WORK/www"
 SEEDBUCKET_ROOT_ACCESS_KEY=$AWS_ACCESS_KEY_ID SEEDBUCKET_ROOT_SECRET_KEY=$AWS_SECRET_ACCESS_KEY RUST_LOG=warn \
-  "$SB" serve --data-dir "$WORK/sb" --listen 127.0.0.1:$SB_PORT >/dev/null 2>"$WORK/sb.log" & PIDS+=($!); SB_PID=$!
+  "$SB" serve --data-dir "$WORK/sb" --listen 127.0.0.1:$SB_PORT --peer-listen 127.0.0.1:0 >/dev/null 2>"$WORK/sb.log" & PIDS+=($!); SB_PID=$!
 "$S3SFS" --host 127.0.0.1 --port $FS_PORT --access-key "$AWS_ACCESS_KEY_ID" --secret-key "$AWS_SECRET_ACCESS_KEY" "$WORK/fs" >/dev/null 2>&1 & PIDS+=($!)
 cat > "$WORK/nginx.conf" <<NGX
 worker_processes 2; daemon off; pid $WORK/nginx.pid; error_log $WORK/nginx.err;

@@ -33,7 +33,7 @@ export AWS_ACCESS_KEY_ID=BENCHACCESSKEY000001 AWS_SECRET_ACCESS_KEY=bench-secret
 start() { # name hashing
   local p; p=$(port); mkdir -p "$WORK/$1"
   SEEDBUCKET_ROOT_ACCESS_KEY=$AWS_ACCESS_KEY_ID SEEDBUCKET_ROOT_SECRET_KEY=$AWS_SECRET_ACCESS_KEY RUST_LOG=warn \
-    "$SB" serve --data-dir "$WORK/$1" --listen 127.0.0.1:$p --piece-hashing "$2" >/dev/null 2>&1 & PIDS+=($!)
+    "$SB" serve --data-dir "$WORK/$1" --listen 127.0.0.1:$p --peer-listen 127.0.0.1:0 --piece-hashing "$2" >/dev/null 2>&1 & PIDS+=($!)
   wait_port $p; "$BENCH" setup --endpoint http://127.0.0.1:$p >/dev/null; echo $p
 }
 ON=$(start on on); OFF=$(start off off)

@@ -30,7 +30,7 @@ export AWS_ACCESS_KEY_ID=BENCHACCESSKEY000001 AWS_SECRET_ACCESS_KEY=bench-secret
 SB_PORT=$(port); OT_PORT=$(port); OT_UDP=$(port)
 mkdir -p "$WORK/sb" "$WORK/ot"
 SEEDBUCKET_ROOT_ACCESS_KEY=$AWS_ACCESS_KEY_ID SEEDBUCKET_ROOT_SECRET_KEY=$AWS_SECRET_ACCESS_KEY RUST_LOG=warn \
-  "$SB" serve --data-dir "$WORK/sb" --listen 127.0.0.1:$SB_PORT --tracker-rate-limit 0 >/dev/null 2>&1 & PIDS+=($!)
+  "$SB" serve --data-dir "$WORK/sb" --listen 127.0.0.1:$SB_PORT --peer-listen 127.0.0.1:0 --tracker-rate-limit 0 >/dev/null 2>&1 & PIDS+=($!)
 wait_port $SB_PORT
 "$BENCH" setup --endpoint http://127.0.0.1:$SB_PORT >/dev/null
 HASHES=(); SB_TARGETS=(); OT_TARGETS=(); SB_UDP=(); OT_UDP_T=()

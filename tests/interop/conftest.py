@@ -42,7 +42,7 @@ class Server:
                    SEEDBUCKET_ROOT_SECRET_KEY=SECRET_KEY, RUST_LOG="warn")
         self.proc = subprocess.Popen(
             [_binary(), "serve", "--data-dir", str(self.data_dir), "--listen", f"127.0.0.1:{self.port}",
-             "--torrent-max-size", str(TORRENT_MAX)],
+             "--torrent-max-size", str(TORRENT_MAX), "--peer-listen", "127.0.0.1:0"],
             env=env, stdout=subprocess.DEVNULL, stderr=self.log)
         deadline = time.time() + 30
         while time.time() < deadline:

@@ -43,21 +43,26 @@ def test_announce_scrape_and_refusals(s3, bucket):
     v1 = bytes.fromhex(str(ti.info_hashes().v1))
     v2_short = bytes.fromhex(str(ti.info_hashes().v2))[:20]
     a = announce(ann, v1, b"A" * 20, 7001, 100, "started")
-    assert a[b"peers"] == b"" and a[b"incomplete"] == 1 and a[b"interval"] > 0
+    # seedbucket's own seeder is always in the list, first, and counted as a seed.
+    seeder = a[b"peers"]
+    assert len(seeder) == 6 and seeder[:4] == bytes([127, 0, 0, 1])
+    assert a[b"incomplete"] == 1 and a[b"complete"] == 1 and a[b"interval"] > 0
     # The truncated v2 hash of a hybrid leads to the same swarm.
     b = announce(ann, v2_short, b"B" * 20, 7002, 0, "started")
-    assert b[b"peers"] == bytes([127, 0, 0, 1]) + (7001).to_bytes(2, "big")
-    assert (b[b"complete"], b[b"incomplete"]) == (1, 1)
+    assert b[b"peers"] == seeder + bytes([127, 0, 0, 1]) + (7001).to_bytes(2, "big")
+    assert (b[b"complete"], b[b"incomplete"]) == (2, 1)
     full = announce(ann, v1, b"A" * 20, 7001, 100, compact=False)
-    assert full[b"peers"] == [{b"ip": b"127.0.0.1", b"peer id": b"B" * 20, b"port": 7002}]
+    assert full[b"peers"] == [
+        {b"ip": b"127.0.0.1", b"peer id": b"-SB0100-seedbucket00", b"port": int.from_bytes(seeder[4:], "big")},
+        {b"ip": b"127.0.0.1", b"peer id": b"B" * 20, b"port": 7002}]
     announce(ann, v1, b"A" * 20, 7001, 0, "completed")
     scrape_url = ann.replace("/announce?", "/scrape?") + "&" + urllib.parse.urlencode({"info_hash": v1})
     with urllib.request.urlopen(scrape_url) as r:
         files = lt.bdecode(r.read())[b"files"]
-    assert files[v1] == {b"complete": 2, b"downloaded": 1, b"incomplete": 0}
+    assert files[v1] == {b"complete": 3, b"downloaded": 1, b"incomplete": 0}
     announce(ann, v1, b"B" * 20, 7002, 0, "stopped")
     with urllib.request.urlopen(scrape_url) as r:
-        assert lt.bdecode(r.read())[b"files"][v1][b"complete"] == 1
+        assert lt.bdecode(r.read())[b"files"][v1][b"complete"] == 2
     # Refusals are bencoded failure reasons.
     assert "/announce?sb_token=" in ann  # the path libtorrent accepts for a tracker on a private address
     base = ann.split("/announce?")[0]
@@ -100,7 +105,8 @@ def test_libtorrent_finds_aria2c_through_the_tracker(s3, bucket, tmp_path):
         deadline = time.time() + 30
         while time.time() < deadline:
             with urllib.request.urlopen(scrape) as r:
-                if lt.bdecode(r.read())[b"files"].get(ih, {}).get(b"complete") == 1:
+                # aria2c, and seedbucket's own seeder.
+                if lt.bdecode(r.read())[b"files"].get(ih, {}).get(b"complete") == 2:
                     break
             time.sleep(0.2)
         else:
@@ -163,8 +169,10 @@ def test_udp_tracker(server, s3, bucket):
     assert struct.unpack(">I", r[:4])[0] == 1, r
     r = udp_announce(port, cid, ih, b"V" * 20, 9002, 0, url=url_data)
     action, tid, interval, leechers, seeders = struct.unpack(">IIIII", r[:20])
-    assert (action, tid, leechers, seeders) == (1, 77, 1, 1) and interval > 0
-    assert r[20:] == bytes([127, 0, 0, 1]) + (9001).to_bytes(2, "big")
+    # The other peer, after seedbucket's own seeder (a seed too).
+    assert (action, tid, leechers, seeders) == (1, 77, 1, 2) and interval > 0
+    assert len(r) == 32 and r[20:24] == bytes([127, 0, 0, 1])
+    assert r[26:] == bytes([127, 0, 0, 1]) + (9001).to_bytes(2, "big")
     # Refusals are error packets (action 3) with a message.
     for bad in [udp_announce(port, cid ^ 1, ih, b"W" * 20, 9003, 5, url=url_data),
                 udp_announce(port, cid, ih, b"W" * 20, 9003, 5),
@@ -202,7 +210,8 @@ def test_libtorrent_uses_the_udp_tracker(server, s3, bucket, tmp_path):
             elif a.what() == "tracker_error":
                 raise AssertionError(a.message())
         time.sleep(0.1)
-    assert replies and replies[0].endswith("received peers: 1"), replies
+    # The HTTP-announced peer and seedbucket's seeder.
+    assert replies and replies[0].endswith("received peers: 2"), replies
     ses.remove_torrent(h)
 
 
@@ -227,7 +236,7 @@ def test_open_tracker_flag(tmp_path):
     port = free_port()
     env = dict(os.environ, SEEDBUCKET_ROOT_ACCESS_KEY=ACCESS_KEY, SEEDBUCKET_ROOT_SECRET_KEY=SECRET_KEY)
     p = subprocess.Popen([_binary(), "serve", "--data-dir", str(tmp_path / "d"), "--listen", f"127.0.0.1:{port}",
-                          "--open-tracker"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                          "--open-tracker", "--peer-listen", "127.0.0.1:0"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         url = f"http://127.0.0.1:{port}/announce"
         deadline = time.time() + 20

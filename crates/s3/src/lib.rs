@@ -11,7 +11,9 @@ mod conditional;
 pub mod cors;
 mod error;
 pub(crate) mod handlers;
+pub mod seed_library;
 pub mod service;
+pub mod stats;
 pub mod tokens;
 pub mod tracker_http;
 mod udp_tracker;
@@ -45,6 +47,9 @@ pub struct S3Options {
     pub tracker_rate_limit: u32,
     /// Track any info-hash, not only torrents this server issued.
     pub open_tracker: bool,
+    /// Where our seeder accepts peers, as peers should dial it: added to every swarm's peer
+    /// list (`None`: no seeder).
+    pub seeder_addr: Option<std::net::SocketAddr>,
 }
 
 impl Default for S3Options {
@@ -58,6 +63,7 @@ impl Default for S3Options {
             token_key: tokens::TokenKey::new(&[]),
             tracker_rate_limit: 50,
             open_tracker: false,
+            seeder_addr: None,
         }
     }
 }
@@ -70,6 +76,9 @@ pub struct Seedbucket {
     tracker: Arc<dyn seedbucket_tracker::SwarmStore>,
     rate_limiter: Arc<seedbucket_tracker::RateLimiter>,
     admission: Arc<tracker_http::AdmissionCache>,
+    /// Addresses admitted to private torrents by their announces (for the seeder).
+    announced: Arc<seed_library::AnnouncedPeers>,
+    stats: Arc<stats::Stats>,
     options: Arc<S3Options>,
 }
 
@@ -83,12 +92,25 @@ impl Seedbucket {
                 options.tracker_rate_limit,
             )),
             admission: Arc::default(),
+            announced: Arc::default(),
+            stats: Arc::default(),
             options: Arc::new(options),
         }
     }
 }
 
 impl Seedbucket {
+    /// The metrics page (Prometheus text format).
+    pub fn metrics(&self) -> String {
+        let (torrents, peers) = self.tracker.stats();
+        self.stats.render(torrents, peers, &[])
+    }
+
+    /// Bytes uploaded over the peer wire and the webseed since start.
+    pub fn uploaded(&self) -> (u64, u64) {
+        self.stats.uploaded()
+    }
+
     /// A bucket's CORS rules (none if the bucket does not exist).
     pub(crate) async fn cors_rules(&self, bucket: &str) -> Vec<seedbucket_store::CorsRule> {
         self.store

@@ -231,7 +231,7 @@ impl Seedbucket {
         &self,
         info_hash: &[u8; 20],
         token: Option<&str>,
-    ) -> Result<Arc<IssuedTorrent>, &'static str> {
+    ) -> Result<(Arc<IssuedTorrent>, Option<String>), &'static str> {
         let rec = match self.admission.torrent(info_hash) {
             Some(rec) => rec,
             None => match self.store.torrent(&hex::encode(info_hash)).await {
@@ -268,8 +268,53 @@ impl Seedbucket {
             if !allowed {
                 return Err("the key of this announce URL may no longer read the object");
             }
+            return Ok((rec, Some(key)));
         }
-        Ok(rec)
+        if !rec.bucket.is_empty() && !self.may_read(None, &rec.bucket, &rec.key).await {
+            return Err("this object is no longer public");
+        }
+        Ok((rec, None))
+    }
+
+    /// A swarm's scrape numbers, our seeder counted among the seeds.
+    pub(crate) fn scrape_entry(
+        &self,
+        rec: &IssuedTorrent,
+        key: &[u8; 20],
+    ) -> seedbucket_wire::tracker::http::ScrapeEntry {
+        let mut e = self.tracker.scrape(key);
+        if self.options.seeder_addr.is_some() && !rec.bucket.is_empty() {
+            e.complete += 1;
+        }
+        e
+    }
+
+    /// Records the announce in the swarm, and answers with its peers plus our own seeder.
+    /// An address that announced a private torrent with a valid token may then download it
+    /// from the seeder.
+    pub(crate) fn swarm_announce(
+        &self,
+        rec: &IssuedTorrent,
+        access_key: Option<&str>,
+        peer: &PeerAnnounce,
+    ) -> Option<seedbucket_wire::tracker::http::AnnounceReply> {
+        let mut key = [0u8; 20];
+        hex::decode_to_slice(&rec.info_hash, &mut key).ok()?;
+        if let Some(ak) = access_key
+            && peer.event != seedbucket_wire::tracker::http::Event::Stopped
+        {
+            self.announced.record(key, peer.addr.ip(), ak);
+        }
+        let mut reply = self.tracker.announce(key, peer, unix_now());
+        if let Some(seeder) = self.options.seeder_addr
+            && !rec.bucket.is_empty()
+            && peer.addr != seeder
+        {
+            reply.complete += 1;
+            reply.peers.retain(|(a, _)| *a != seeder);
+            reply.peers.insert(0, (seeder, *b"-SB0100-seedbucket00"));
+        }
+        Some(reply)
     }
 
     async fn announce(
@@ -288,15 +333,19 @@ impl Seedbucket {
         if !self.rate_limiter.allow(remote.ip(), unix_now_ms()) {
             return failure("rate limited: too many announces from your address; slow down");
         }
-        let rec = match self.admitted(&a.info_hash, token).await {
-            Ok(rec) => rec,
-            Err(reason) => return failure(reason),
+        let (rec, access_key) = match self.admitted(&a.info_hash, token).await {
+            Ok(r) => r,
+            Err(reason) => {
+                self.stats
+                    .tracker_failures
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                return failure(reason);
+            }
         };
+        self.stats
+            .http_announces
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         // Both hashes of a hybrid share one swarm: the primary one.
-        let mut key = [0u8; 20];
-        if hex::decode_to_slice(&rec.info_hash, &mut key).is_err() {
-            return failure("internal error");
-        }
         let peer = PeerAnnounce {
             peer_id: a.peer_id,
             addr: SocketAddr::new(remote.ip(), a.port),
@@ -304,23 +353,28 @@ impl Seedbucket {
             event: a.event,
             numwant: a.numwant,
         };
-        let reply = self.tracker.announce(key, &peer, unix_now());
+        let Some(reply) = self.swarm_announce(&rec, access_key.as_deref(), &peer) else {
+            return failure("internal error");
+        };
         bencoded(reply.encode(a.compact))
     }
 
     async fn scrape(&self, token: Option<&str>, query: &str) -> Response<Body> {
+        self.stats
+            .scrapes
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let hashes = match parse_scrape(query) {
             Ok(h) => h,
             Err(e) => return failure(&e.to_string()),
         };
         let mut entries = Vec::with_capacity(hashes.len());
         for h in hashes {
-            let Ok(rec) = self.admitted(&h, token).await else {
+            let Ok((rec, _)) = self.admitted(&h, token).await else {
                 continue;
             };
             let mut key = [0u8; 20];
             if hex::decode_to_slice(&rec.info_hash, &mut key).is_ok() {
-                entries.push((h, self.tracker.scrape(&key)));
+                entries.push((h, self.scrape_entry(&rec, &key)));
             }
         }
         bencoded(encode_scrape(&entries))

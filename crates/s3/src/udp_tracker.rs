@@ -81,12 +81,13 @@ impl Seedbucket {
                 }
                 let query = a.url_data.splitn(2, |&b| b == b'?').nth(1).unwrap_or(&[]);
                 let token = crate::tracker_http::token_from_query(&String::from_utf8_lossy(query));
-                let rec = match self.admitted(&a.info_hash, token.as_deref()).await {
-                    Ok(rec) => rec,
+                let (rec, access_key) = match self.admitted(&a.info_hash, token.as_deref()).await {
+                    Ok(r) => r,
                     Err(reason) => return Some(error_reply(a.transaction_id, reason)),
                 };
-                let mut key = [0u8; 20];
-                hex::decode_to_slice(&rec.info_hash, &mut key).ok()?;
+                self.stats
+                    .udp_announces
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let peer = PeerAnnounce {
                     peer_id: a.peer_id,
                     addr: SocketAddr::new(from.ip(), a.port),
@@ -94,7 +95,7 @@ impl Seedbucket {
                     event: a.event,
                     numwant: a.numwant,
                 };
-                let reply = self.tracker.announce(key, &peer, now());
+                let reply = self.swarm_announce(&rec, access_key.as_deref(), &peer)?;
                 let peers: Vec<SocketAddr> = reply.peers.iter().map(|(addr, _)| *addr).collect();
                 Some(announce_reply(
                     a.transaction_id,
@@ -123,7 +124,7 @@ impl Seedbucket {
                         Ok(Some(rec)) if !rec.private => {
                             let mut key = [0u8; 20];
                             match hex::decode_to_slice(&rec.info_hash, &mut key) {
-                                Ok(()) => self.tracker.scrape(&key),
+                                Ok(()) => self.scrape_entry(&rec, &key),
                                 Err(_) => Default::default(),
                             }
                         }

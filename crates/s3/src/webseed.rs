@@ -142,6 +142,8 @@ impl Seedbucket {
         let body = if method == Method::HEAD {
             Body::empty()
         } else {
+            self.stats
+                .webseeded(&format!("{}/{}", torrent.bucket, torrent.key), end - start);
             Body::from(StreamingBlob::wrap(BodyStream(reader.stream(start, end))))
         };
         let mut r = Response::new(body);

@@ -49,6 +49,22 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let keys = Arc::new(KeyRing::new(key_file)?);
 
     let secret = server_secret(&config.data_dir)?;
+    // The seeder's socket first: with port 0 its real port is what the tracker hands out.
+    let peer_listener =
+        match config.peer_listen {
+            Some(addr) => Some(TcpListener::bind(addr).await.with_context(|| {
+                format!("binding the seeder to {addr} (--peer-listen, or off)")
+            })?),
+            None => None,
+        };
+    let seeder_addr = match &peer_listener {
+        Some(l) => Some(advertised(
+            l.local_addr()?,
+            config.peer_advertise,
+            &config.public_url,
+        )),
+        None => None,
+    };
     let options = S3Options {
         region: config.region.clone(),
         public_url: config.public_url.clone(),
@@ -58,6 +74,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         token_key: TokenKey::new(&secret),
         tracker_rate_limit: config.tracker_rate_limit,
         open_tracker: config.open_tracker,
+        seeder_addr,
     };
     let s3 = Seedbucket::new(store, keys.clone(), options);
     let service = s3_service(s3.clone(), keys, &config.domains).map_err(anyhow::Error::msg)?;
@@ -84,6 +101,30 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             expiring.expire_tracker_peers();
         }
     });
+    let mut seeder_task = None;
+    if let (Some(listener), Some(advertised)) = (peer_listener, seeder_addr) {
+        let options = seedbucket_seeder::SeederOptions {
+            max_unchoked: config.seed_slots,
+            upload_rate_limit_total: Some(config.seed_rate_limit).filter(|&n| n > 0),
+            upload_rate_limit_per_peer: Some(config.seed_peer_rate_limit).filter(|&n| n > 0),
+            ..Default::default()
+        };
+        let library = Arc::new(seedbucket_s3::seed_library::StoreLibrary::new(s3.clone()));
+        let seeder = seedbucket_seeder::Seeder::new(library, options);
+        tracing::info!(listen = %listener.local_addr()?, advertised = %advertised, "BitTorrent seeder listening");
+        seeder_task = Some(tokio::spawn(async move {
+            if let Err(e) = seeder.serve(listener, shutdown_signal()).await {
+                tracing::error!(error = %e, "the seeder stopped");
+            }
+        }));
+    }
+    if let Some(addr) = config.admin_listen {
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding the admin listener to {addr}"))?;
+        tracing::info!(listen = %addr, "admin listener (/metrics, /health)");
+        tokio::spawn(crate::admin::serve(listener, s3.clone()));
+    }
     let frontend = Frontend::new(service, s3, &config.domains).map_err(anyhow::Error::msg)?;
 
     let listener = TcpListener::bind(config.listen)
@@ -119,6 +160,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         });
     }
     tracing::info!("shutting down");
+    if let Some(t) = seeder_task {
+        t.abort();
+    }
     tokio::select! {
         () = graceful.shutdown() => {},
         () = tokio::time::sleep(Duration::from_secs(10)) => {
@@ -148,6 +192,34 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     {
         let _ = ctrl_c.await;
+    }
+}
+
+/// The address peers dial: `--peer-advertise`, else the bound address if it is a concrete IP,
+/// else the public URL's host when that is an IP, else loopback.
+fn advertised(
+    bound: std::net::SocketAddr,
+    explicit: Option<std::net::SocketAddr>,
+    public_url: &str,
+) -> std::net::SocketAddr {
+    if let Some(a) = explicit {
+        return a;
+    }
+    if !bound.ip().is_unspecified() {
+        return bound;
+    }
+    let host = public_url
+        .split("://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .map(|h| match h.rsplit_once(':') {
+            Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+            _ => h,
+        })
+        .map(|h| h.trim_start_matches('[').trim_end_matches(']'));
+    match host.and_then(|h| h.parse::<std::net::IpAddr>().ok()) {
+        Some(ip) => std::net::SocketAddr::new(ip, bound.port()),
+        None => std::net::SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), bound.port()),
     }
 }
 

@@ -85,6 +85,28 @@ pub struct ServeArgs {
     /// Track any info-hash, not only torrents this server issued.
     #[arg(long, env = "SEEDBUCKET_OPEN_TRACKER")]
     pub open_tracker: bool,
+    /// Address of the BitTorrent seeder (peer wire); `off` for no seeder; port 0 picks a free
+    /// port [default: the listen address's IP, port 6881].
+    #[arg(long, env = "SEEDBUCKET_PEER_LISTEN")]
+    pub peer_listen: Option<String>,
+    /// Address peers should dial to reach the seeder, when it differs from --peer-listen
+    /// (behind NAT, or listening on 0.0.0.0) [default: the public URL's host if it is an IP
+    /// address, else the listen address].
+    #[arg(long, env = "SEEDBUCKET_PEER_ADVERTISE")]
+    pub peer_advertise: Option<SocketAddr>,
+    /// Seeder upload slots: peers unchoked at once [default: 50].
+    #[arg(long, env = "SEEDBUCKET_SEED_SLOTS")]
+    pub seed_slots: Option<usize>,
+    /// Seeder upload limit in bytes per second, all peers together; 0 = none [default: 0].
+    #[arg(long, env = "SEEDBUCKET_SEED_RATE_LIMIT")]
+    pub seed_rate_limit: Option<u64>,
+    /// Seeder upload limit in bytes per second for each peer; 0 = none [default: 0].
+    #[arg(long, env = "SEEDBUCKET_SEED_PEER_RATE_LIMIT")]
+    pub seed_peer_rate_limit: Option<u64>,
+    /// Admin listener serving /metrics (Prometheus text) and /health; `off` to disable
+    /// [default: off].
+    #[arg(long, env = "SEEDBUCKET_ADMIN_LISTEN")]
+    pub admin_listen: Option<String>,
     /// Log format.
     #[arg(long, env = "SEEDBUCKET_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,

@@ -34,6 +34,20 @@ pub struct FileConfig {
     pub tracker_rate_limit: u32,
     /// Track any info-hash, not only torrents this server issued. Example: false.
     pub open_tracker: bool,
+    /// The BitTorrent seeder's TCP address, or "off". Default: the listen IP, port 6881.
+    /// Example: "0.0.0.0:6881".
+    pub peer_listen: Option<String>,
+    /// Address peers dial to reach the seeder, when it differs from peer_listen (NAT,
+    /// 0.0.0.0). Example: "203.0.113.7:6881".
+    pub peer_advertise: Option<SocketAddr>,
+    /// Seeder upload slots (peers unchoked at once). Example: 50.
+    pub seed_slots: usize,
+    /// Seeder upload limit, bytes per second for all peers together; 0 = none.
+    pub seed_rate_limit: u64,
+    /// Seeder upload limit, bytes per second per peer; 0 = none.
+    pub seed_peer_rate_limit: u64,
+    /// Admin listener for /metrics and /health, or "off". Example: "127.0.0.1:9001".
+    pub admin_listen: Option<String>,
 }
 
 impl Default for FileConfig {
@@ -49,6 +63,12 @@ impl Default for FileConfig {
             webseed_expiry: 7 * 24 * 3600,
             tracker_rate_limit: 50,
             open_tracker: false,
+            peer_listen: None,
+            peer_advertise: None,
+            seed_slots: 50,
+            seed_rate_limit: 0,
+            seed_peer_rate_limit: 0,
+            admin_listen: None,
         }
     }
 }
@@ -67,6 +87,28 @@ pub struct Config {
     pub piece_hashing: bool,
     pub tracker_rate_limit: u32,
     pub open_tracker: bool,
+    /// `None`: no seeder.
+    pub peer_listen: Option<SocketAddr>,
+    pub peer_advertise: Option<SocketAddr>,
+    pub seed_slots: usize,
+    pub seed_rate_limit: u64,
+    pub seed_peer_rate_limit: u64,
+    pub admin_listen: Option<SocketAddr>,
+}
+
+/// An address, or `off`/empty for none.
+fn optional_addr(
+    value: Option<String>,
+    default: Option<SocketAddr>,
+    flag: &str,
+) -> anyhow::Result<Option<SocketAddr>> {
+    match value.as_deref().map(str::trim) {
+        None => Ok(default),
+        Some("" | "off" | "none") => Ok(None),
+        Some(v) => v.parse().map(Some).with_context(|| {
+            format!("{flag} takes an address like 0.0.0.0:6881 or off, got {v:?}")
+        }),
+    }
 }
 
 impl Config {
@@ -105,7 +147,25 @@ impl Config {
             seedbucket_torrent::Format::parse(&format_name).with_context(|| {
                 format!("--torrent-format must be v1, hybrid or v2, got {format_name:?}")
             })?;
+        let peer_listen = optional_addr(
+            args.peer_listen.clone().or(file.peer_listen),
+            Some(SocketAddr::new(listen.ip(), 6881)),
+            "--peer-listen",
+        )?;
+        let admin_listen = optional_addr(
+            args.admin_listen.clone().or(file.admin_listen),
+            None,
+            "--admin-listen",
+        )?;
         Ok(Self {
+            peer_listen,
+            peer_advertise: args.peer_advertise.or(file.peer_advertise),
+            seed_slots: args.seed_slots.unwrap_or(file.seed_slots).max(1),
+            seed_rate_limit: args.seed_rate_limit.unwrap_or(file.seed_rate_limit),
+            seed_peer_rate_limit: args
+                .seed_peer_rate_limit
+                .unwrap_or(file.seed_peer_rate_limit),
+            admin_listen,
             torrent_max_size: args.torrent_max_size.unwrap_or(file.torrent_max_size),
             torrent_format,
             webseed_expiry: args.webseed_expiry.unwrap_or(file.webseed_expiry),

@@ -1,5 +1,6 @@
 //! The `seedbucket` binary: `serve`, `key`, `config`.
 
+mod admin;
 mod app;
 mod cli;
 mod config;

@@ -719,6 +719,38 @@ pub struct ObjectReader {
 }
 
 impl ObjectReader {
+    /// Reads `len` stored bytes at `offset` (blocking: call it from a blocking thread). For
+    /// random access by the seeder, which keeps one reader (and its pins) per served version.
+    pub fn read_at(&self, offset: u64, len: usize) -> std::io::Result<Bytes> {
+        use std::os::unix::fs::FileExt as _;
+        let end = offset
+            .checked_add(len as u64)
+            .filter(|&e| e <= self.record.segments.iter().map(|s| s.len).sum::<u64>())
+            .ok_or_else(|| {
+                std::io::Error::new(std::io::ErrorKind::InvalidInput, "read past the end")
+            })?;
+        if let Some(data) = &self.inline {
+            let lo = usize::try_from(offset).map_err(std::io::Error::other)?;
+            return Ok(data.slice(lo..lo + len));
+        }
+        let mut out = vec![0u8; len];
+        let mut filled = 0usize;
+        let mut seg_start = 0u64;
+        for seg in &self.record.segments {
+            let seg_end = seg_start + seg.len;
+            let lo = offset.max(seg_start);
+            let hi = end.min(seg_end);
+            if lo < hi {
+                let n = usize::try_from(hi - lo).map_err(std::io::Error::other)?;
+                let file = std::fs::File::open(self.blobs.path(&seg.blob))?;
+                file.read_exact_at(&mut out[filled..filled + n], lo - seg_start)?;
+                filled += n;
+            }
+            seg_start = seg_end;
+        }
+        Ok(Bytes::from(out))
+    }
+
     /// Streams bytes `[start, end)` of the object. The caller validates the range.
     /// The pins travel with the stream: the blobs stay until the last byte is read.
     pub fn stream(self, start: u64, end: u64) -> mpsc::Receiver<std::io::Result<Bytes>> {

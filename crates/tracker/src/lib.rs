@@ -256,6 +256,8 @@ pub trait SwarmStore: Send + Sync + std::fmt::Debug {
     fn announce(&self, key: [u8; 20], a: &PeerAnnounce, now: u64) -> AnnounceReply;
     fn scrape(&self, key: &[u8; 20]) -> ScrapeEntry;
     fn expire(&self, now: u64);
+    /// (torrents with peers, peers in all swarms), for metrics.
+    fn stats(&self) -> (usize, usize);
 }
 
 /// The in-process tracker handle.
@@ -271,10 +273,6 @@ impl Tracker {
             config,
             swarms: Mutex::new(Swarms::default()),
         }
-    }
-
-    pub fn stats(&self) -> (usize, usize) {
-        self.swarms.lock().map(|s| s.stats()).unwrap_or((0, 0))
     }
 }
 
@@ -297,6 +295,10 @@ impl SwarmStore for Tracker {
         if let Ok(mut s) = self.swarms.lock() {
             s.expire(&self.config, now);
         }
+    }
+
+    fn stats(&self) -> (usize, usize) {
+        self.swarms.lock().map(|s| s.stats()).unwrap_or((0, 0))
     }
 }
 

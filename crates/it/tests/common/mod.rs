@@ -65,6 +65,7 @@ impl Server {
             .args(["serve", "--data-dir"])
             .arg(data_dir)
             .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(["--peer-listen", "127.0.0.1:0"])
             .args(extra)
             .env("SEEDBUCKET_ROOT_ACCESS_KEY", ACCESS_KEY)
             .env("SEEDBUCKET_ROOT_SECRET_KEY", SECRET_KEY)

@@ -1,0 +1,237 @@
+//! The seeder's view of the store ([`seedbucket_seeder::Library`]): which torrents exist, who
+//! may download them, and their bytes.
+//!
+//! - A handshake's info-hash must name a torrent this server issued, whose object still has
+//!   the version the torrent was made from.
+//! - Open torrents: the object must still be readable by anyone. Private torrents: the peer's
+//!   IP address must have announced that torrent to our tracker with a valid token within the
+//!   last [`ANNOUNCE_WINDOW`], and that token's key must still be allowed to read the object.
+//!   Knowing an info-hash is not enough to read a private object.
+//! - Each served version keeps one pinned reader (its blobs survive an overwrite while peers
+//!   finish a block); it is re-validated every few seconds, and once the object changed or was
+//!   deleted, or lost its readers, reads fail and the seeder drops those peers.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use seedbucket_seeder::{Library, SeedTorrent};
+use seedbucket_store::ObjectReader;
+use seedbucket_store::pieces::IssuedTorrent;
+use seedbucket_torrent::Format;
+
+use crate::Seedbucket;
+
+/// How long an announce with a valid token admits its address to the seeder.
+pub const ANNOUNCE_WINDOW: Duration = Duration::from_secs(2 * 1800 + 300);
+/// How often a served version is re-checked against the store and the access rules.
+const REVALIDATE_EVERY: Duration = Duration::from_secs(5);
+/// Served versions nobody read for this long are let go (and their pins with them).
+const IDLE_AFTER: Duration = Duration::from_secs(120);
+const MAX_SERVED: usize = 10_000;
+
+/// One version being served.
+struct Served {
+    issued: IssuedTorrent,
+    torrent: Arc<SeedTorrent>,
+    reader: Arc<ObjectReader>,
+    checked: Instant,
+    used: Instant,
+    /// Who the torrent was admitted for: `None` for open torrents.
+    access_key: Option<String>,
+}
+
+/// Addresses that announced private torrents with valid tokens: (info-hash, IP) → (key, when).
+#[derive(Default)]
+pub(crate) struct AnnouncedPeers(Mutex<HashMap<([u8; 20], IpAddr), (String, Instant)>>);
+
+impl AnnouncedPeers {
+    pub(crate) fn record(&self, info_hash: [u8; 20], ip: IpAddr, access_key: &str) {
+        if let Ok(mut m) = self.0.lock() {
+            if m.len() >= 200_000 {
+                m.retain(|_, (_, at)| at.elapsed() < ANNOUNCE_WINDOW);
+            }
+            m.insert((info_hash, ip), (access_key.to_owned(), Instant::now()));
+        }
+    }
+
+    fn key_of(&self, info_hash: &[u8; 20], ip: IpAddr) -> Option<String> {
+        let m = self.0.lock().ok()?;
+        let (key, at) = m.get(&(*info_hash, ip))?;
+        (at.elapsed() < ANNOUNCE_WINDOW).then(|| key.clone())
+    }
+}
+
+/// The [`Library`] over a [`Seedbucket`].
+pub struct StoreLibrary {
+    app: Seedbucket,
+    /// By every info-hash a torrent answers to (v1, v2 truncated).
+    served: Mutex<HashMap<[u8; 20], Arc<Mutex<Served>>>>,
+}
+
+impl StoreLibrary {
+    pub fn new(app: Seedbucket) -> Self {
+        Self {
+            app,
+            served: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn cached(&self, info_hash: &[u8; 20]) -> Option<Arc<Mutex<Served>>> {
+        self.served.lock().ok()?.get(info_hash).cloned()
+    }
+
+    /// Whether the torrent may still be served: same version, still readable.
+    async fn still_valid(&self, issued: &IssuedTorrent, access_key: Option<&str>) -> bool {
+        match self
+            .app
+            .store
+            .head_object(&issued.bucket, &issued.key)
+            .await
+        {
+            Ok(rec) if rec.version == issued.version => {
+                self.app
+                    .may_read(access_key, &issued.bucket, &issued.key)
+                    .await
+            }
+            _ => false,
+        }
+    }
+
+    async fn open(
+        &self,
+        info_hash: &[u8; 20],
+        issued: IssuedTorrent,
+    ) -> Option<Arc<Mutex<Served>>> {
+        let reader = self
+            .app
+            .store
+            .open_object(&issued.bucket, &issued.key)
+            .await
+            .ok()?;
+        if reader.record.version != issued.version || reader.record.is_sse_c() {
+            return None;
+        }
+        let pieces = self
+            .app
+            .store
+            .pieces_of(&reader.record, &issued.bucket, &issued.key)
+            .await
+            .ok()?;
+        let format = Format::parse(&issued.format)?;
+        let torrent = SeedTorrent::build(
+            format!("{}/{}", issued.bucket, issued.key),
+            &issued.name,
+            &pieces.hashes,
+            format,
+            issued.private,
+        )
+        .ok()?;
+        if !torrent.matches(info_hash) {
+            tracing::warn!(info_hash = %hex::encode(info_hash), "rebuilt torrent does not match its info-hash");
+            return None;
+        }
+        let now = Instant::now();
+        let entry = Arc::new(Mutex::new(Served {
+            issued,
+            torrent: Arc::new(torrent.clone()),
+            reader: Arc::new(reader),
+            checked: now,
+            used: now,
+            access_key: None,
+        }));
+        if let Ok(mut m) = self.served.lock() {
+            if m.len() >= MAX_SERVED {
+                m.retain(|_, e| {
+                    e.lock()
+                        .map(|e| e.used.elapsed() < IDLE_AFTER)
+                        .unwrap_or(false)
+                });
+            }
+            for h in [torrent.info_hash_v1, torrent.info_hash_v2_truncated()]
+                .into_iter()
+                .flatten()
+            {
+                m.insert(h, entry.clone());
+            }
+        }
+        Some(entry)
+    }
+
+    fn forget(&self, torrent: &SeedTorrent) {
+        if let Ok(mut m) = self.served.lock() {
+            for h in [torrent.info_hash_v1, torrent.info_hash_v2_truncated()]
+                .into_iter()
+                .flatten()
+            {
+                m.remove(&h);
+            }
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Library for StoreLibrary {
+    async fn lookup(&self, info_hash: &[u8; 20], peer: SocketAddr) -> Option<Arc<SeedTorrent>> {
+        let issued = self
+            .app
+            .store
+            .torrent(&hex::encode(info_hash))
+            .await
+            .ok()??;
+        let mut primary = [0u8; 20];
+        hex::decode_to_slice(&issued.info_hash, &mut primary).ok()?;
+        let access_key = if issued.private {
+            Some(self.app.announced.key_of(&primary, peer.ip())?)
+        } else {
+            None
+        };
+        if !self.still_valid(&issued, access_key.as_deref()).await {
+            return None;
+        }
+        let entry = match self.cached(info_hash) {
+            Some(e) => e,
+            None => self.open(info_hash, issued).await?,
+        };
+        let mut e = entry.lock().ok()?;
+        e.used = Instant::now();
+        e.checked = Instant::now();
+        e.access_key = access_key;
+        Some(e.torrent.clone())
+    }
+
+    async fn read(&self, torrent: &SeedTorrent, offset: u64, len: u32) -> std::io::Result<Bytes> {
+        let gone = || std::io::Error::new(std::io::ErrorKind::NotFound, "no longer served");
+        let hash = torrent
+            .info_hash_v1
+            .or_else(|| torrent.info_hash_v2_truncated())
+            .ok_or_else(gone)?;
+        let entry = self.cached(&hash).ok_or_else(gone)?;
+        let (reader, recheck) = {
+            let mut e = entry.lock().map_err(|_| gone())?;
+            e.used = Instant::now();
+            let recheck = (e.checked.elapsed() >= REVALIDATE_EVERY)
+                .then(|| (e.issued.clone(), e.access_key.clone()));
+            (e.reader.clone(), recheck)
+        };
+        if let Some((issued, access_key)) = recheck {
+            if !self.still_valid(&issued, access_key.as_deref()).await {
+                self.forget(torrent);
+                return Err(gone());
+            }
+            if let Ok(mut e) = entry.lock() {
+                e.checked = Instant::now();
+            }
+        }
+        let len = usize::try_from(len).map_err(std::io::Error::other)?;
+        tokio::task::spawn_blocking(move || reader.read_at(offset, len))
+            .await
+            .map_err(std::io::Error::other)?
+    }
+
+    fn uploaded(&self, torrent: &SeedTorrent, bytes: u64) {
+        self.app.stats.seeded(&torrent.key, bytes);
+    }
+}
