@@ -153,6 +153,7 @@ async fn serve_peer(
         peer_reserved: prefix.reserved,
         peer_ip: Some(peer.ip()),
         max_request_queue: opts.max_request_queue,
+        trees: Arc::clone(&shared.trees),
     };
     let Some(mut session) = Session::new(Arc::clone(&torrent), &config) else {
         tracing::warn!(key = %torrent.key, "torrent with an unusable geometry");

@@ -20,7 +20,8 @@
 //! - `session`: the protocol state machine, no IO: messages in, messages and block reads out.
 //! - `choke`: upload slots shared by all connections, with fair rotation.
 //! - `rate`: token buckets for the total and per-peer upload rate limits.
-//! - `merkle`: answers BEP 52 hash requests from the piece layer.
+//! - `merkle`: answers BEP 52 hash requests from the piece layer (the tree above it built once
+//!   per file and shared while connections use it).
 //! - [`MemoryLibrary`]: a [`Library`] over bytes in memory, for tests and examples.
 //!
 //! A misbehaving peer (malformed or oversized message, bad request, flood) loses its own

@@ -12,6 +12,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::choke::Choker;
+use crate::merkle::TreeCache;
 use crate::rate::RateLimiter;
 use crate::{Library, SeederOptions, conn};
 
@@ -25,6 +26,7 @@ pub(crate) struct Shared {
     pub(crate) choker: Choker,
     pub(crate) total_limit: Option<Arc<RateLimiter>>,
     pub(crate) peer_id: [u8; 20],
+    pub(crate) trees: Arc<TreeCache>,
     pub(crate) connections: AtomicUsize,
     pub(crate) accepted: AtomicU64,
     pub(crate) uploaded: AtomicU64,
@@ -92,6 +94,7 @@ impl Seeder {
             choker: Choker::new(options.max_unchoked),
             total_limit: RateLimiter::new(options.upload_rate_limit_total).map(Arc::new),
             peer_id: make_peer_id(options.peer_id_prefix),
+            trees: Arc::default(),
             options,
             connections: AtomicUsize::new(0),
             accepted: AtomicU64::new(0),

@@ -3,7 +3,8 @@
 //! The tree above the piece layer is padded to a power of two with the hash of an all-zero
 //! piece (a subtree whose 16 KiB leaves are all 32 zero bytes); each layer above hashes two
 //! children. [`PieceTree`] keeps every layer above the piece layer (about as many hashes as the
-//! piece layer itself) so one request costs only the hashes it returns.
+//! piece layer itself) so one request costs only the hashes it returns; a [`TreeCache`] shares
+//! one tree between all connections of the same file while any of them holds it.
 //!
 //! Request semantics, as libtorrent implements them: `base layer` counts up from the 16 KiB
 //! leaves, so the piece layer is `log2(piece length / 16 KiB)`. `length` hashes from `index`
@@ -14,6 +15,9 @@
 
 use seedbucket_torrent::BLOCK;
 use seedbucket_wire::peer::HashRequest;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
+
 use sha2::{Digest as _, Sha256};
 
 /// Most hashes one request may ask for from the base layer (libtorrent's limit).
@@ -132,6 +136,53 @@ impl PieceTree {
             out.extend_from_slice(&self.node(h, (index >> h) ^ 1)?);
         }
         Some(out)
+    }
+}
+
+type TreeMap = HashMap<([u8; 32], u64), Weak<PieceTree>>;
+
+/// The trees in use, by (pieces root, piece length); an entry lives as long as a connection
+/// holds its tree.
+#[derive(Debug, Default)]
+pub(crate) struct TreeCache {
+    trees: Mutex<TreeMap>,
+}
+
+impl TreeCache {
+    /// The tree over `piece_layer`, shared if another connection built it already. `None` when
+    /// no tree can be built or it does not hash to `pieces_root`.
+    pub(crate) fn get(
+        &self,
+        pieces_root: [u8; 32],
+        piece_layer: &[[u8; 32]],
+        piece_length: u64,
+    ) -> Option<Arc<PieceTree>> {
+        let key = (pieces_root, piece_length);
+        if let Some(tree) = self.lock().get(&key).and_then(Weak::upgrade) {
+            return Some(tree);
+        }
+        // Built outside the lock: two connections may race to build the same tree, which only
+        // costs the loser some hashing.
+        let tree = Arc::new(PieceTree::build(piece_layer, piece_length)?);
+        if tree.root() != pieces_root {
+            return None;
+        }
+        let mut trees = self.lock();
+        trees.retain(|_, t| t.strong_count() > 0);
+        trees.insert(key, Arc::downgrade(&tree));
+        Some(tree)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, TreeMap> {
+        match self.trees.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.lock().len()
     }
 }
 
@@ -292,6 +343,23 @@ mod tests {
         assert!(PieceTree::build(&[], piece).is_none());
         assert!(PieceTree::build(&layer, 1000).is_none());
         assert!(PieceTree::build(&layer, 8192).is_none());
+    }
+
+    #[test]
+    fn cache_shares_while_held() {
+        let data = vec![3u8; 7 * 16384];
+        let (layer, root) = hashes(&data, 16384);
+        let cache = TreeCache::default();
+        let a = cache.get(root, &layer, 16384).unwrap();
+        let b = cache.get(root, &layer, 16384).unwrap();
+        assert!(Arc::ptr_eq(&a, &b));
+        // A layer that does not hash to the root is refused.
+        assert!(cache.get([0; 32], &layer, 16384).is_none());
+        drop((a, b));
+        let other = hashes(&vec![4u8; 3 * 16384], 16384);
+        let _c = cache.get(other.1, &other.0, 16384).unwrap();
+        // The dead entry was pruned when the new one went in.
+        assert_eq!(cache.len(), 1);
     }
 
     #[test]

@@ -16,7 +16,7 @@ use seedbucket_wire::peer::{
     Message, MetadataMsg, PeerError, Reserved, UT_METADATA, block_offset, metadata_piece_range,
 };
 
-use crate::merkle::PieceTree;
+use crate::merkle::{PieceTree, TreeCache};
 use crate::{CLIENT_VERSION, SeedTorrent};
 
 /// The `extended` message id we receive `ut_metadata` on.
@@ -72,6 +72,8 @@ pub(crate) struct SessionConfig {
     pub peer_ip: Option<IpAddr>,
     /// Most outstanding requests (queued and being read).
     pub max_request_queue: usize,
+    /// Where BEP 52 hash requests find the file's merkle tree.
+    pub trees: Arc<TreeCache>,
 }
 
 pub(crate) struct Session {
@@ -89,7 +91,8 @@ pub(crate) struct Session {
     queue: VecDeque<Block>,
     /// Requests being read, oldest first; `false` once they should not be sent any more.
     in_flight: VecDeque<(Block, bool)>,
-    /// Built on the first hash request.
+    trees: Arc<TreeCache>,
+    /// Fetched from `trees` on the first hash request.
     tree: Option<Option<Arc<PieceTree>>>,
 }
 
@@ -118,6 +121,7 @@ impl Session {
             choked: true,
             queue: VecDeque::new(),
             in_flight: VecDeque::new(),
+            trees: Arc::clone(&config.trees),
             tree: None,
         })
     }
@@ -319,29 +323,39 @@ impl Session {
 
     fn on_hash_request(&mut self, req: HashRequest) -> Message {
         let torrent = &self.torrent;
+        let trees = &self.trees;
         let tree = self.tree.get_or_insert_with(|| {
-            let layer = torrent.v2_piece_layer.as_deref()?;
-            let tree = PieceTree::build(layer, torrent.piece_length)?;
-            if Some(tree.root()) != torrent.pieces_root {
+            let tree = trees.get(
+                torrent.pieces_root?,
+                torrent.v2_piece_layer.as_deref()?,
+                torrent.piece_length,
+            );
+            if tree.is_none() {
                 tracing::warn!(
                     key = %torrent.key,
                     "piece layer does not hash to the pieces root; refusing hash requests"
                 );
-                return None;
             }
-            Some(Arc::new(tree))
+            tree
         });
-        match tree {
-            Some(tree) if Some(req.pieces_root) == self.torrent.pieces_root => {
-                match tree.answer(&req) {
-                    Some(hashes) => Message::Hashes {
-                        request: req,
-                        hashes: Bytes::from(hashes),
-                    },
-                    None => Message::HashReject(req),
-                }
-            }
-            _ => Message::HashReject(req),
+        let answer = match tree {
+            Some(tree) if Some(req.pieces_root) == self.torrent.pieces_root => tree.answer(&req),
+            _ => None,
+        };
+        tracing::debug!(
+            base_layer = req.base_layer,
+            index = req.index,
+            length = req.length,
+            proof_layers = req.proof_layers,
+            answered = answer.is_some(),
+            "hash request"
+        );
+        match answer {
+            Some(hashes) => Message::Hashes {
+                request: req,
+                hashes: Bytes::from(hashes),
+            },
+            None => Message::HashReject(req),
         }
     }
 
@@ -406,6 +420,7 @@ mod tests {
                 peer_reserved: Reserved::NONE.with_fast(fast).with_extension_protocol(ext),
                 peer_ip: None,
                 max_request_queue: 3,
+                trees: Arc::default(),
             },
         )
         .unwrap()
@@ -754,6 +769,7 @@ mod tests {
                 peer_reserved: Reserved::NONE,
                 peer_ip: None,
                 max_request_queue: 3,
+                trees: Arc::default(),
             },
         )
         .unwrap();
