@@ -33,16 +33,20 @@ def _free_port() -> int:
 
 
 class Server:
-    def __init__(self, tmp: Path):
+    def __init__(self, tmp: Path, extra=(), admin=False):
         self.data_dir = tmp / "data"
         self.port = _free_port()
+        self.admin_port = _free_port() if admin else None
+        extra = list(extra)
+        if admin:
+            extra += ["--admin-listen", f"127.0.0.1:{self.admin_port}"]
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = open(tmp / "server.log", "w+")
         env = dict(os.environ, SEEDBUCKET_ROOT_ACCESS_KEY=ACCESS_KEY,
                    SEEDBUCKET_ROOT_SECRET_KEY=SECRET_KEY, RUST_LOG="warn")
         self.proc = subprocess.Popen(
             [_binary(), "serve", "--data-dir", str(self.data_dir), "--listen", f"127.0.0.1:{self.port}",
-             "--torrent-max-size", str(TORRENT_MAX), "--peer-listen", "127.0.0.1:0"],
+             "--torrent-max-size", str(TORRENT_MAX), "--peer-listen", "127.0.0.1:0", *extra],
             env=env, stdout=subprocess.DEVNULL, stderr=self.log)
         deadline = time.time() + 30
         while time.time() < deadline:
@@ -53,6 +57,21 @@ class Server:
             except OSError:
                 time.sleep(0.05)
         raise RuntimeError("seedbucket did not start:\n" + self.logs())
+
+    def metrics(self) -> dict:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.admin_port}/metrics", timeout=5) as r:
+            text = r.read().decode()
+        out = {}
+        for line in text.splitlines():
+            if line and not line.startswith("#"):
+                name, value = line.rsplit(" ", 1)
+                out[name] = float(value)
+        return out
+
+    def uploaded_bytes(self) -> int:
+        """Object bytes the server sent to BitTorrent clients (peer wire and webseed)."""
+        m = self.metrics()
+        return int(m['seedbucket_uploaded_bytes_total{via="peer"}'] + m['seedbucket_uploaded_bytes_total{via="webseed"}'])
 
     def logs(self) -> str:
         self.log.flush()
