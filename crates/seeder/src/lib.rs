@@ -164,12 +164,13 @@ pub struct SeederOptions {
     /// Upload rate limit per peer in bytes per second; `None` (or 0) for none. Default none.
     pub upload_rate_limit_per_peer: Option<u64>,
     /// Most outstanding block requests per peer (also announced as `reqq`); a peer that sends
-    /// more is dropped. Default 250.
+    /// more is dropped. Default 2048: aria2c pipelines several hundred requests whatever `reqq`
+    /// says, and a queued request costs a few dozen bytes.
     pub max_request_queue: usize,
     /// Time a peer has to send its whole handshake. Default 10 s.
     pub handshake_timeout: Duration,
     /// A peer that sends nothing (not even a keep-alive) for this long, or does not read what
-    /// we send for this long, is dropped. Default 2 min.
+    /// we send for this long, is dropped. Default 3 min (clients keep alive every 1-2 min).
     pub idle_timeout: Duration,
     /// Interval of our keep-alives when we have nothing else to send. Default 60 s.
     pub keepalive_every: Duration,
@@ -186,9 +187,9 @@ impl Default for SeederOptions {
             rotate_every: Duration::from_secs(10),
             upload_rate_limit_total: None,
             upload_rate_limit_per_peer: None,
-            max_request_queue: 250,
+            max_request_queue: 2048,
             handshake_timeout: Duration::from_secs(10),
-            idle_timeout: Duration::from_secs(120),
+            idle_timeout: Duration::from_secs(180),
             keepalive_every: Duration::from_secs(60),
             peer_id_prefix: *b"-SB0100-",
         }

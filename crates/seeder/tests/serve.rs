@@ -285,7 +285,7 @@ async fn hybrid_torrent_end_to_end() {
     };
     let theirs = ExtensionHandshake::parse(&payload).unwrap();
     assert_eq!(theirs.metadata_size, Some(t.info.len()));
-    assert_eq!(theirs.reqq, Some(250));
+    assert_eq!(theirs.reqq, Some(2048));
     assert!(theirs.v.as_deref().unwrap().starts_with("seedbucket/"));
     assert_eq!(theirs.yourip, Some(std::net::IpAddr::from([127, 0, 0, 1])));
     let ut = theirs.id_of(UT_METADATA).unwrap();
@@ -516,11 +516,11 @@ async fn misbehaving_peers_are_dropped_alone() {
     let mut s = TcpStream::connect(server.addr).await.unwrap();
     expect_eof(&mut s).await;
 
-    // Flooding requests past the queue limit.
+    // Flooding requests past the queue limit (2048 by default).
     let mut bad = Client::connect(server.addr, ih, all_bits()).await;
     get_unchoked_after_start(&mut bad).await;
     let mut flood = Vec::new();
-    for i in 0..400u32 {
+    for i in 0..5000u32 {
         let m = Message::Request {
             index: i % 10,
             begin: 0,

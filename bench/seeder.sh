@@ -1,0 +1,156 @@
+#!/usr/bin/env bash
+# Seeder benchmark, one run on 127.0.0.1, printing ratios and writing bench/out/seeder.md.
+# The same leecher (aria2c) downloads the same SIZE_MB object four ways:
+#  1. from seedbucket's seeder (peer wire; the torrent's webseed removed);
+#  2. from aria2c seeding the file (--seed-ratio=0.0), found through a tracker;
+#  3. from qbittorrent-nox seeding the file (skipped, and said so, when it cannot be installed);
+#  4. from seedbucket's webseed alone, and from nginx serving the file as a webseed.
+# Peer seeders 2 and 3 use a second seedbucket as a plain open tracker (its own seeder off) and a
+# torrent of the same bytes made by `seedbucket torrent create`, so only they can serve.
+# Usage: bench/seeder.sh   (env: SIZE_MB=1024 ROUNDS=2)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+SIZE_MB=${SIZE_MB:-1024}
+ROUNDS=${ROUNDS:-2}
+OUT=$ROOT/bench/out; mkdir -p "$OUT"
+WORK=$(mktemp -d /tmp/seedbucket-sbench.XXXXXX)
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
+trap cleanup EXIT
+
+install() { # package binary
+  command -v "$2" >/dev/null && return 0
+  [ "$(id -u)" = 0 ] && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$1" >/dev/null 2>&1 || true
+  command -v "$2" >/dev/null
+}
+install aria2 aria2c || { echo "aria2c is required"; exit 1; }
+install nginx nginx || { echo "nginx is required"; exit 1; }
+HAVE_QBT=1; install qbittorrent-nox qbittorrent-nox || HAVE_QBT=0
+[ -x .venv/bin/python ] || { echo "run ./scripts/test.sh once first (it makes .venv with boto3)"; exit 1; }
+PY=$ROOT/.venv/bin/python
+
+cargo build --release -q -p seedbucket --bin seedbucket
+SB=$ROOT/target/release/seedbucket
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() { for _ in $(seq 200); do (echo > /dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened"; exit 1; }
+export AWS_ACCESS_KEY_ID=BENCHACCESSKEY000001 AWS_SECRET_ACCESS_KEY=bench-secret-key-0000000000000000000000
+C="--enable-dht=false --enable-dht6=false --bt-enable-lpd=false --enable-peer-exchange=false --file-allocation=none --summary-interval=0 --console-log-level=error"
+
+echo "== data: ${SIZE_MB} MiB"
+mkdir -p "$WORK/data"
+head -c $((SIZE_MB << 20)) /dev/urandom > "$WORK/data/object.bin"
+
+# seedbucket with its seeder, and a second one as a plain tracker for the reference seeders.
+SB_PORT=$(port); PEER_PORT=$(port); TR_PORT=$(port)
+SEEDBUCKET_ROOT_ACCESS_KEY=$AWS_ACCESS_KEY_ID SEEDBUCKET_ROOT_SECRET_KEY=$AWS_SECRET_ACCESS_KEY RUST_LOG=warn \
+  "$SB" serve --data-dir "$WORK/sb" --listen 127.0.0.1:$SB_PORT --peer-listen 127.0.0.1:$PEER_PORT >/dev/null 2>"$WORK/sb.log" & PIDS+=($!)
+SEEDBUCKET_ROOT_ACCESS_KEY=$AWS_ACCESS_KEY_ID SEEDBUCKET_ROOT_SECRET_KEY=$AWS_SECRET_ACCESS_KEY RUST_LOG=warn \
+  "$SB" serve --data-dir "$WORK/tr" --listen 127.0.0.1:$TR_PORT --peer-listen off --open-tracker --tracker-rate-limit 0 >/dev/null 2>&1 & PIDS+=($!)
+wait_port $SB_PORT; wait_port $TR_PORT
+
+# Upload (public-read: an open torrent) and fetch the torrent; make the peer-only and
+# webseed-only variants.
+"$PY" - "$SB_PORT" "$WORK" <<'EOF'
+import sys, boto3, botocore.config, libtorrent as lt
+port, work = sys.argv[1], sys.argv[2]
+s3 = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1",
+                  config=botocore.config.Config(s3={"addressing_style": "path"}))
+s3.create_bucket(Bucket="bench")
+s3.upload_file(f"{work}/data/object.bin", "bench", "object.bin", ExtraArgs={"ACL": "public-read"})
+meta = lt.bdecode(s3.get_object_torrent(Bucket="bench", Key="object.bin")["Body"].read())
+peer = dict(meta); peer.pop(b"url-list")
+web = dict(meta); web.pop(b"announce"); web.pop(b"announce-list", None)
+open(f"{work}/sb-peer.torrent", "wb").write(lt.bencode(peer))
+open(f"{work}/sb-web.torrent", "wb").write(lt.bencode(web))
+EOF
+"$SB" torrent create "$WORK/data/object.bin" --announce "http://127.0.0.1:$TR_PORT/announce" -o "$WORK/ref-peer.torrent" --quiet
+NG_PORT=$(port)
+mkdir -p "$WORK/nginx/logs"
+NGX_USER=""; [ "$(id -u)" = 0 ] && NGX_USER="user root;"   # workers must read the 0700 work dir
+cat > "$WORK/nginx/nginx.conf" <<EOF
+$NGX_USER worker_processes 2; pid $WORK/nginx/nginx.pid; error_log $WORK/nginx/error.log; daemon off;
+events { worker_connections 1024; }
+http { access_log off; sendfile on; client_body_temp_path $WORK/nginx; proxy_temp_path $WORK/nginx;
+  fastcgi_temp_path $WORK/nginx; uwsgi_temp_path $WORK/nginx; scgi_temp_path $WORK/nginx;
+  server { listen 127.0.0.1:$NG_PORT; root $WORK/data; } }
+EOF
+nginx -c "$WORK/nginx/nginx.conf" -p "$WORK/nginx" & PIDS+=($!)
+wait_port $NG_PORT
+"$SB" torrent create "$WORK/data/object.bin" --webseed "http://127.0.0.1:$NG_PORT/object.bin" -o "$WORK/ref-web.torrent" --quiet
+cat "$WORK/data/object.bin" > /dev/null   # page cache for every seeder
+
+# One aria2c download; prints MB/s and checks the bytes.
+leech() { # torrent label
+  local dir="$WORK/dl-$2" s e
+  rm -rf "$dir"; mkdir -p "$dir"
+  s=$(date +%s.%N)
+  aria2c $C --dir="$dir" --seed-time=0 --listen-port="$(port)" --bt-stop-timeout=120 "$1" >/dev/null 2>&1 || true
+  e=$(date +%s.%N)
+  cmp -s "$dir/object.bin" "$WORK/data/object.bin" || { echo "$2: wrong or missing bytes" >&2; exit 1; }
+  python3 -c "print(f'{$SIZE_MB*1.048576/($e-$s):.1f}')"
+  rm -rf "$dir"
+}
+best() { sort -g | tail -1; }
+ratio() { python3 -c "print(f'{$1/$2:.2f}')"; }
+run() { # torrent label -> best MB/s of ROUNDS
+  local r=() i
+  for i in $(seq "$ROUNDS"); do r+=($(leech "$1" "$2")); done
+  echo "$2: ${r[*]} MB/s" >&2
+  printf '%s\n' "${r[@]}" | best
+}
+
+echo "== 1. seedbucket seeder (peer wire)"
+SBP=$(run "$WORK/sb-peer.torrent" seedbucket-seeder)
+
+echo "== 2. aria2c seeder"
+aria2c $C --dir="$WORK/data" --bt-seed-unverified=true --seed-ratio=0.0 --listen-port="$(port)" "$WORK/ref-peer.torrent" >/dev/null 2>&1 & ARIA_PID=$!; PIDS+=($ARIA_PID)
+sleep 3
+ARIA=$(run "$WORK/ref-peer.torrent" aria2c-seeder)
+kill $ARIA_PID 2>/dev/null || true; sleep 1
+
+QBT=""
+if [ "$HAVE_QBT" = 1 ]; then
+  echo "== 3. qbittorrent-nox seeder"
+  QP=$(port); QW=$(port); Q="$WORK/qbt"; mkdir -p "$Q/qBittorrent/config"
+  cat > "$Q/qBittorrent/config/qBittorrent.conf" <<EOF
+[LegalNotice]
+Accepted=true
+[BitTorrent]
+Session\DHTEnabled=false
+Session\LSDEnabled=false
+Session\PeXEnabled=false
+Session\Port=$QP
+Session\Interface=lo
+Session\InterfaceName=lo
+[Preferences]
+WebUI\Port=$QW
+WebUI\Address=127.0.0.1
+WebUI\LocalHostAuth=false
+WebUI\CSRFProtection=false
+EOF
+  qbittorrent-nox --profile="$Q" --webui-port=$QW >/dev/null 2>&1 & PIDS+=($!)
+  wait_port $QW
+  curl -s -F torrents=@"$WORK/ref-peer.torrent" -F savepath="$WORK/data" -F skip_checking=true \
+    "http://127.0.0.1:$QW/api/v2/torrents/add" >/dev/null
+  for _ in $(seq 100); do curl -s "http://127.0.0.1:$QW/api/v2/torrents/info" | grep -q '"state":"\(stalledUP\|uploading\)"' && break; sleep 0.2; done
+  QBT=$(run "$WORK/ref-peer.torrent" qbittorrent-seeder)
+else
+  echo "== 3. qbittorrent-nox: not installed here (needs root for apt-get), skipped"
+fi
+
+echo "== 4. webseeds: seedbucket vs nginx"
+SBW=$(run "$WORK/sb-web.torrent" seedbucket-webseed)
+NGW=$(run "$WORK/ref-web.torrent" nginx-webseed)
+
+{
+  echo "# Seeder benchmark ($(date -u +%F), ${SIZE_MB} MiB, aria2c leecher, best of $ROUNDS)"
+  echo
+  echo "| source | MB/s | seedbucket / it |"
+  echo "|---|---|---|"
+  echo "| seedbucket seeder | $SBP | |"
+  echo "| aria2c seeder | $ARIA | $(ratio "$SBP" "$ARIA") |"
+  [ -n "$QBT" ] && echo "| qbittorrent-nox seeder | $QBT | $(ratio "$SBP" "$QBT") |"
+  echo "| seedbucket webseed | $SBW | |"
+  echo "| nginx webseed | $NGW | $(ratio "$SBW" "$NGW") |"
+} | tee "$OUT/seeder.md"
