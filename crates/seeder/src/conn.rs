@@ -34,7 +34,7 @@ use crate::session::{Block, Output, Session, SessionConfig, Violation, our_reser
 use crate::{Library, SeedTorrent};
 
 /// Block reads in flight per peer.
-const MAX_IN_FLIGHT: usize = 4;
+const MAX_IN_FLIGHT: usize = 16;
 /// Buffers queued for the writer per peer (a block takes two: header and data).
 const WRITE_QUEUE: usize = 16;
 /// Buffers the writer gathers into one vectored write.

@@ -331,6 +331,7 @@ impl Store {
                         .inner
                         .pins
                         .pin(Vec::new(), self.inner.clone_notify_target()),
+                    files: std::sync::OnceLock::new(),
                 });
             }
             let guard = self.inner.pins.pin(
@@ -346,6 +347,7 @@ impl Store {
                     blobs: self.inner.blobs.clone(),
                     inline: None,
                     _pins: guard,
+                    files: std::sync::OnceLock::new(),
                 });
             }
         }
@@ -716,6 +718,8 @@ pub struct ObjectReader {
     blobs: BlobDir,
     inline: Option<Bytes>,
     _pins: PinGuard,
+    /// The segments' files, opened on the first [`ObjectReader::read_at`].
+    files: std::sync::OnceLock<Vec<std::fs::File>>,
 }
 
 impl ObjectReader {
@@ -733,16 +737,27 @@ impl ObjectReader {
             let lo = usize::try_from(offset).map_err(std::io::Error::other)?;
             return Ok(data.slice(lo..lo + len));
         }
+        let files = match self.files.get() {
+            Some(f) => f,
+            None => {
+                let opened = self
+                    .record
+                    .segments
+                    .iter()
+                    .map(|seg| std::fs::File::open(self.blobs.path(&seg.blob)))
+                    .collect::<std::io::Result<Vec<_>>>()?;
+                self.files.get_or_init(|| opened)
+            }
+        };
         let mut out = vec![0u8; len];
         let mut filled = 0usize;
         let mut seg_start = 0u64;
-        for seg in &self.record.segments {
+        for (seg, file) in self.record.segments.iter().zip(files) {
             let seg_end = seg_start + seg.len;
             let lo = offset.max(seg_start);
             let hi = end.min(seg_end);
             if lo < hi {
                 let n = usize::try_from(hi - lo).map_err(std::io::Error::other)?;
-                let file = std::fs::File::open(self.blobs.path(&seg.blob))?;
                 file.read_exact_at(&mut out[filled..filled + n], lo - seg_start)?;
                 filled += n;
             }
