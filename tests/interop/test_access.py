@@ -13,7 +13,7 @@ from botocore.exceptions import ClientError
 
 from conftest import make_client
 
-OPS = ["get", "head", "list", "put", "delete", "get_acl", "put_acl"]
+OPS = ["get", "head", "list", "put", "delete", "get_acl", "put_acl", "torrent"]
 OK = "ok"
 DENIED = "AccessDenied"
 
@@ -26,22 +26,22 @@ EXPECTED = {
     },
     "public-read": {
         "owner": set(OPS),
-        "other": {"get", "head", "list"},
-        "anonymous": {"get", "head", "list"},
+        "other": {"get", "head", "list", "torrent"},
+        "anonymous": {"get", "head", "list", "torrent"},
     },
     "authenticated-read": {
         "owner": set(OPS),
-        "other": {"get", "head", "list"},
+        "other": {"get", "head", "list", "torrent"},
         "anonymous": set(),
     },
     "policy-allow": {
         "owner": set(OPS),
-        "other": {"get", "head", "list"},
-        "anonymous": {"get", "head", "list"},
+        "other": {"get", "head", "list", "torrent"},
+        "anonymous": {"get", "head", "list", "torrent"},
     },
     # A Deny of s3:GetObject to everyone: it binds the owner too, as in S3.
     "policy-deny": {
-        "owner": set(OPS) - {"get", "head"},
+        "owner": set(OPS) - {"get", "head", "torrent"},
         "other": {"list"},
         "anonymous": {"list"},
     },
@@ -106,6 +106,9 @@ def _run(client, op, bucket, principal, object_acl):
         return True
     if op == "get_acl":
         return len(client.get_object_acl(Bucket=bucket, Key="acl-target")["Grants"]) >= 1
+    if op == "torrent":
+        body = client.get_object_torrent(Bucket=bucket, Key="obj")["Body"].read()
+        return body.startswith(b"d") and b"6:pieces" in body
     if op == "put_acl":
         client.put_object_acl(Bucket=bucket, Key="acl-target", ACL=object_acl.get("ACL", "private"))
         return True

@@ -252,3 +252,55 @@ def test_open_tracker_flag(tmp_path):
     finally:
         p.terminate()
         p.wait(10)
+
+
+def test_aria2c_uses_the_udp_tracker(server, s3, bucket, tmp_path):
+    """aria2c announces over UDP (an open torrent: aria2c sends no BEP 41 URL data, so no token),
+    finds seedbucket's seeder there and downloads. aria2c speaks UDP trackers only through its
+    DHT socket, so DHT is on here (with no nodes to bootstrap from, on loopback)."""
+    import struct
+    data = os.urandom(700_000)
+    s3.put_object(Bucket=bucket, Key="u/aria-udp.bin", Body=data, ACL="public-read")
+    meta = lt.bdecode(torrent_of(s3, bucket, "u/aria-udp.bin")["Body"].read())
+    ih = bytes.fromhex(str(lt.torrent_info(meta).info_hashes().v1))
+    udp_url = f"udp://127.0.0.1:{server.port}/announce".encode()
+    meta[b"announce"] = udp_url
+    meta[b"announce-list"] = [[udp_url]]
+    del meta[b"url-list"]
+    tfile = tmp_path / "udp.torrent"
+    tfile.write_bytes(lt.bencode(meta))
+    args = [a for a in ARIA if not a.startswith("--enable-dht=")]
+    p = subprocess.run(["aria2c", "-d", str(tmp_path / "out"), f"--listen-port={free_port()}", "--enable-dht=true",
+                        f"--dht-listen-port={free_port()}", f"--dht-file-path={tmp_path / 'dht.dat'}", *args, str(tfile)],
+                       capture_output=True, text=True, timeout=120)
+    got = tmp_path / "out" / "aria-udp.bin"
+    assert got.exists(), p.stdout[-2000:]
+    assert hashlib.sha256(got.read_bytes()).digest() == hashlib.sha256(data).digest()
+    cid = udp_connect(server.port)
+    r = udp_call(server.port, struct.pack(">QII", cid, 2, 99) + ih)
+    action, tid, seeders, completed, leechers = struct.unpack(">IIIII", r)
+    # aria2c stops without a `completed` event; our seeder is always counted.
+    assert (action, tid) == (2, 99) and seeders >= 1 and leechers == 0, (seeders, completed, leechers)
+
+
+def test_metrics_count_announces():
+    """The admin listener's /metrics counts tracker traffic (a server of its own, with --admin-listen)."""
+    from conftest import Server, make_client
+    import tempfile
+    from pathlib import Path
+    with tempfile.TemporaryDirectory() as tmp:
+        srv = Server(Path(tmp), admin=True)
+        try:
+            c = make_client(srv)
+            c.create_bucket(Bucket="metrics")
+            c.put_object(Bucket="metrics", Key="k", Body=b"x" * 1000, ACL="public-read")
+            meta = lt.bdecode(torrent_of(c, "metrics", "k")["Body"].read())
+            ih = bytes.fromhex(str(lt.torrent_info(meta).info_hashes().v1))
+            before = srv.metrics()
+            announce(meta[b"announce"].decode(), ih, b"M" * 20, 7100, 10, "started")
+            after = srv.metrics()
+            key = 'seedbucket_tracker_announces_total{transport="http"}'
+            assert after[key] == before[key] + 1
+            assert after["seedbucket_tracker_peers"] >= 1 and after["seedbucket_tracker_torrents"] >= 1
+        finally:
+            srv.stop()
