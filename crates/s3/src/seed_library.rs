@@ -43,9 +43,12 @@ struct Served {
     access_key: Option<String>,
 }
 
-/// Addresses that announced private torrents with valid tokens: (info-hash, IP) → (key, when).
+/// An announce that admits an address: the token's access key, and when.
+type Admission = (String, Instant);
+
+/// Addresses that announced private torrents with valid tokens: (info-hash, IP) → admission.
 #[derive(Default)]
-pub(crate) struct AnnouncedPeers(Mutex<HashMap<([u8; 20], IpAddr), (String, Instant)>>);
+pub(crate) struct AnnouncedPeers(Mutex<HashMap<([u8; 20], IpAddr), Admission>>);
 
 impl AnnouncedPeers {
     pub(crate) fn record(&self, info_hash: [u8; 20], ip: IpAddr, access_key: &str) {
