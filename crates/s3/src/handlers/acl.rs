@@ -92,13 +92,7 @@ impl Seedbucket {
         let grants = self.new_acl(
             NewAcl {
                 canned: input.acl.as_ref().map(|a| a.as_str()),
-                headers: GrantHeaders {
-                    read: input.grant_read.as_deref(),
-                    write: input.grant_write.as_deref(),
-                    read_acp: input.grant_read_acp.as_deref(),
-                    write_acp: input.grant_write_acp.as_deref(),
-                    full_control: input.grant_full_control.as_deref(),
-                },
+                headers: grant_headers!(input),
                 body: input.access_control_policy.as_ref(),
             },
             &owner,
@@ -161,13 +155,7 @@ impl Seedbucket {
         let grants = self.new_acl(
             NewAcl {
                 canned: input.acl.as_ref().map(|a| a.as_str()),
-                headers: GrantHeaders {
-                    read: input.grant_read.as_deref(),
-                    write: input.grant_write.as_deref(),
-                    read_acp: input.grant_read_acp.as_deref(),
-                    write_acp: input.grant_write_acp.as_deref(),
-                    full_control: input.grant_full_control.as_deref(),
-                },
+                headers: grant_headers!(input),
                 body: input.access_control_policy.as_ref(),
             },
             &rec.attributes.owner,

@@ -30,11 +30,7 @@ impl Seedbucket {
         let rec = self
             .object_for(&access, &input.key, Action::GetObject)
             .await?;
-        let key = super::sse::customer_key(
-            input.sse_customer_algorithm.as_deref(),
-            input.sse_customer_key.as_deref(),
-            input.sse_customer_key_md5.as_deref(),
-        )?;
+        let key = sse_key!(input)?;
         super::sse::check_read_key(&rec, key.as_ref())?;
         // One header may list several, comma-separated.
         let names: Vec<String> = input

@@ -6,7 +6,6 @@ use s3s::{S3Request, S3Response, S3Result, s3_error};
 use super::timestamp;
 use crate::Seedbucket;
 use crate::access::Action;
-use crate::access::acl::GrantHeaders;
 use crate::error::to_s3;
 
 /// S3 bucket naming rules (general purpose buckets).
@@ -77,13 +76,7 @@ impl Seedbucket {
         }
         let acl = self.requested_acl(
             req.input.acl.as_ref().map(|a| a.as_str()),
-            &GrantHeaders {
-                read: req.input.grant_read.as_deref(),
-                write: req.input.grant_write.as_deref(),
-                read_acp: req.input.grant_read_acp.as_deref(),
-                write_acp: req.input.grant_write_acp.as_deref(),
-                full_control: req.input.grant_full_control.as_deref(),
-            },
+            &grant_headers!(req.input),
             &caller.user_id,
             &caller.user_id,
         )?;

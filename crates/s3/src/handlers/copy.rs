@@ -11,17 +11,28 @@ use seedbucket_store::{
 use super::acl::reject_version;
 use super::multipart::check_part_key;
 use super::object::{BodyStream, check_key, stored_headers, write_condition};
-use super::sse::{check_read_key, customer_key, echo, sse_error};
+use super::sse::{check_read_key, echo, sse_error};
 use super::{etag, parse_tagging_header, request_charged, timestamp, user_metadata, writer_id};
 use crate::Seedbucket;
 use crate::access::Action;
-use crate::access::acl::GrantHeaders;
 use crate::conditional::{Conditions, Outcome};
 use crate::error::to_s3;
 
 /// Largest source CopyObject copies in one request (S3's limit; bigger objects are copied
 /// with UploadPartCopy).
 pub(crate) const MAX_COPY_SIZE: u64 = 5 * 1024 * 1024 * 1024;
+
+/// The copy-source conditions of a CopyObject or UploadPartCopy input.
+macro_rules! source_conditions {
+    ($input:expr) => {
+        SourceConditions {
+            if_match: $input.copy_source_if_match.as_ref(),
+            if_none_match: $input.copy_source_if_none_match.as_ref(),
+            if_modified_since: $input.copy_source_if_modified_since.as_ref(),
+            if_unmodified_since: $input.copy_source_if_unmodified_since.as_ref(),
+        }
+    };
+}
 
 /// The `x-amz-copy-source-if-*` conditions of a copy.
 struct SourceConditions<'a> {
@@ -91,16 +102,8 @@ impl Seedbucket {
             )
             .await?;
         access.require(Action::PutObject, Some(&input.key), None)?;
-        let key = customer_key(
-            input.sse_customer_algorithm.as_deref(),
-            input.sse_customer_key.as_deref(),
-            input.sse_customer_key_md5.as_deref(),
-        )?;
-        let source_key = customer_key(
-            input.copy_source_sse_customer_algorithm.as_deref(),
-            input.copy_source_sse_customer_key.as_deref(),
-            input.copy_source_sse_customer_key_md5.as_deref(),
-        )?;
+        let key = sse_key!(input)?;
+        let source_key = sse_key!(copy_source input)?;
         let replace_metadata = directive(input.metadata_directive.as_ref().map(|d| d.as_str()))?;
         let replace_tags = directive(input.tagging_directive.as_ref().map(|d| d.as_str()))?;
         let (reader, src_bucket, src_key) = self
@@ -108,12 +111,7 @@ impl Seedbucket {
                 req.credentials.as_ref(),
                 &input.copy_source,
                 input.expected_source_bucket_owner.as_deref(),
-                SourceConditions {
-                    if_match: input.copy_source_if_match.as_ref(),
-                    if_none_match: input.copy_source_if_none_match.as_ref(),
-                    if_modified_since: input.copy_source_if_modified_since.as_ref(),
-                    if_unmodified_since: input.copy_source_if_unmodified_since.as_ref(),
-                },
+                source_conditions!(input),
             )
             .await?;
         let source = reader.record.clone();
@@ -138,13 +136,7 @@ impl Seedbucket {
         let owner = writer_id(&access);
         let acl = self.requested_acl(
             input.acl.as_ref().map(|a| a.as_str()),
-            &GrantHeaders {
-                read: input.grant_read.as_deref(),
-                write: None,
-                read_acp: input.grant_read_acp.as_deref(),
-                write_acp: input.grant_write_acp.as_deref(),
-                full_control: input.grant_full_control.as_deref(),
-            },
+            &object_grants!(input),
             &owner,
             &access.bucket.owner,
         )?;
@@ -197,22 +189,9 @@ impl Seedbucket {
             Some(k) => reader.decrypted_stream(k, 0, size).map_err(sse_error)?,
             None => reader.stream(0, size),
         });
-        let (staged, digests) = match &key {
-            Some(k) => self
-                .store
-                .stage_encrypted(body, Some(size), selection, k, false)
-                .await
-                .map_err(to_s3)?,
-            None => {
-                let staged = self
-                    .store
-                    .stage(body, Some(size), selection)
-                    .await
-                    .map_err(to_s3)?;
-                let digests = staged.digests.clone();
-                (staged, digests)
-            }
-        };
+        let (staged, digests) = self
+            .stage_body(body, Some(size), selection, key.as_ref(), false)
+            .await?;
         let checksums = digests.checksums();
         let rec = self
             .store
@@ -274,16 +253,8 @@ impl Seedbucket {
                     "Part number must be an integer between 1 and 10000, inclusive"
                 )
             })?;
-        let key = customer_key(
-            input.sse_customer_algorithm.as_deref(),
-            input.sse_customer_key.as_deref(),
-            input.sse_customer_key_md5.as_deref(),
-        )?;
-        let source_key = customer_key(
-            input.copy_source_sse_customer_algorithm.as_deref(),
-            input.copy_source_sse_customer_key.as_deref(),
-            input.copy_source_sse_customer_key_md5.as_deref(),
-        )?;
+        let key = sse_key!(input)?;
+        let source_key = sse_key!(copy_source input)?;
         let upload = self.store.upload(&input.upload_id).await.map_err(to_s3)?;
         if upload.bucket != input.bucket || upload.key != input.key {
             return Err(s3_error!(NoSuchUpload));
@@ -294,12 +265,7 @@ impl Seedbucket {
                 req.credentials.as_ref(),
                 &input.copy_source,
                 input.expected_source_bucket_owner.as_deref(),
-                SourceConditions {
-                    if_match: input.copy_source_if_match.as_ref(),
-                    if_none_match: input.copy_source_if_none_match.as_ref(),
-                    if_modified_since: input.copy_source_if_modified_since.as_ref(),
-                    if_unmodified_since: input.copy_source_if_unmodified_since.as_ref(),
-                },
+                source_conditions!(input),
             )
             .await?;
         check_read_key(&reader.record, source_key.as_ref())?;
@@ -322,22 +288,9 @@ impl Seedbucket {
             Some(k) => reader.decrypted_stream(k, start, end).map_err(sse_error)?,
             None => reader.stream(start, end),
         });
-        let (staged, digests) = match &key {
-            Some(k) => self
-                .store
-                .stage_encrypted(body, Some(end - start), selection, k, true)
-                .await
-                .map_err(to_s3)?,
-            None => {
-                let staged = self
-                    .store
-                    .stage_part(body, Some(end - start), selection)
-                    .await
-                    .map_err(to_s3)?;
-                let digests = staged.digests.clone();
-                (staged, digests)
-            }
-        };
+        let (staged, digests) = self
+            .stage_body(body, Some(end - start), selection, key.as_ref(), true)
+            .await?;
         let computed = digests.checksums();
         let part = self
             .store

@@ -1,5 +1,50 @@
 //! Operation handlers, one module per group, and the checks they share.
 
+/// The `x-amz-grant-*` headers of an input that has all five (bucket ACL calls, CreateBucket);
+/// `object_grants!` for the object writes, which have no WRITE grant.
+macro_rules! grant_headers {
+    ($input:expr) => {
+        $crate::access::acl::GrantHeaders {
+            read: $input.grant_read.as_deref(),
+            write: $input.grant_write.as_deref(),
+            read_acp: $input.grant_read_acp.as_deref(),
+            write_acp: $input.grant_write_acp.as_deref(),
+            full_control: $input.grant_full_control.as_deref(),
+        }
+    };
+}
+
+macro_rules! object_grants {
+    ($input:expr) => {
+        $crate::access::acl::GrantHeaders {
+            read: $input.grant_read.as_deref(),
+            write: None,
+            read_acp: $input.grant_read_acp.as_deref(),
+            write_acp: $input.grant_write_acp.as_deref(),
+            full_control: $input.grant_full_control.as_deref(),
+        }
+    };
+}
+
+/// The SSE-C key of an input with the three `sse_customer_*` fields (`copy_source` for the
+/// `copy_source_sse_customer_*` ones).
+macro_rules! sse_key {
+    ($input:expr) => {
+        $crate::handlers::sse::customer_key(
+            $input.sse_customer_algorithm.as_deref(),
+            $input.sse_customer_key.as_deref(),
+            $input.sse_customer_key_md5.as_deref(),
+        )
+    };
+    (copy_source $input:expr) => {
+        $crate::handlers::sse::customer_key(
+            $input.copy_source_sse_customer_algorithm.as_deref(),
+            $input.copy_source_sse_customer_key.as_deref(),
+            $input.copy_source_sse_customer_key_md5.as_deref(),
+        )
+    };
+}
+
 mod acl;
 mod attributes;
 mod bucket;
@@ -8,7 +53,7 @@ mod copy;
 mod list;
 mod multipart;
 pub(crate) mod object;
-mod sse;
+pub(crate) mod sse;
 mod tagging;
 mod torrent;
 
@@ -59,29 +104,47 @@ impl Seedbucket {
         let selection = claimed.selection(incoming.algorithm, headers)?;
         let body = incoming.body.ok_or_else(|| s3_error!(IncompleteBody))?;
         let expected = incoming.content_length.and_then(|n| u64::try_from(n).ok());
-        // Digests are of the plaintext: SSE-C bodies are hashed before they are encrypted.
-        let (staged, digests) = match incoming.key {
+        let (staged, digests) = self
+            .stage_body(body, expected, selection, incoming.key, incoming.part)
+            .await?;
+        verify_content_md5(incoming.content_md5, &digests.md5)?;
+        claimed.add_trailers(trailers);
+        let computed = digests.checksums();
+        claimed.verify(&computed)?;
+        Ok((staged, computed))
+    }
+
+    /// Stages a body (a part: always to a file), encrypted when a customer key is given.
+    /// The digests are of the plaintext: SSE-C bodies are hashed before they are encrypted.
+    pub(crate) async fn stage_body<S, E>(
+        &self,
+        body: S,
+        expected: Option<u64>,
+        selection: ChecksumSelection,
+        key: Option<&seedbucket_store::sse::CustomerKey>,
+        part: bool,
+    ) -> S3Result<(seedbucket_store::Staged, seedbucket_store::Digests)>
+    where
+        S: futures::Stream<Item = Result<bytes::Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        match key {
             Some(key) => self
                 .store
-                .stage_encrypted(body, expected, selection, key, incoming.part)
+                .stage_encrypted(body, expected, selection, key, part)
                 .await
-                .map_err(to_s3)?,
+                .map_err(to_s3),
             None => {
-                let staged = if incoming.part {
+                let staged = if part {
                     self.store.stage_part(body, expected, selection).await
                 } else {
                     self.store.stage(body, expected, selection).await
                 }
                 .map_err(to_s3)?;
                 let digests = staged.digests.clone();
-                (staged, digests)
+                Ok((staged, digests))
             }
-        };
-        verify_content_md5(incoming.content_md5, &digests.md5)?;
-        claimed.add_trailers(trailers);
-        let computed = digests.checksums();
-        claimed.verify(&computed)?;
-        Ok((staged, computed))
+        }
     }
 
     pub(crate) fn owner_of(&self, user_id: &str) -> Owner {

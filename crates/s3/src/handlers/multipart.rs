@@ -8,13 +8,12 @@ use seedbucket_store::{MAX_PART_NUMBER, ObjectAttributes, UploadRecord};
 
 use super::list::{Encoder, max_keys};
 use super::object::{check_key, stored_headers, write_condition};
-use super::sse::{customer_key, echo, sse_error};
+use super::sse::{echo, sse_error};
 use super::{
     ClaimedChecksums, Incoming, etag, parse_tagging_header, timestamp, user_metadata, writer_id,
 };
 use crate::Seedbucket;
 use crate::access::Action;
-use crate::access::acl::GrantHeaders;
 use crate::error::to_s3;
 
 impl Seedbucket {
@@ -45,28 +44,18 @@ impl Seedbucket {
         let owner = writer_id(&access);
         let acl = self.requested_acl(
             input.acl.as_ref().map(|a| a.as_str()),
-            &GrantHeaders {
-                read: input.grant_read.as_deref(),
-                write: None,
-                read_acp: input.grant_read_acp.as_deref(),
-                write_acp: input.grant_write_acp.as_deref(),
-                full_control: input.grant_full_control.as_deref(),
-            },
+            &object_grants!(input),
             &owner,
             &access.bucket.owner,
         )?;
         let tags = parse_tagging_header(input.tagging.as_deref())?;
-        let sse_key_check = customer_key(
-            input.sse_customer_algorithm.as_deref(),
-            input.sse_customer_key.as_deref(),
-            input.sse_customer_key_md5.as_deref(),
-        )?
-        .map(|k| {
-            SseParams::generate(&k)
-                .map_err(sse_error)
-                .map(|p| (p, echo(Some(&k))))
-        })
-        .transpose()?;
+        let sse_key_check = sse_key!(input)?
+            .map(|k| {
+                SseParams::generate(&k)
+                    .map_err(sse_error)
+                    .map(|p| (p, echo(Some(&k))))
+            })
+            .transpose()?;
         let (sse_key_check, sse_echo) = match sse_key_check {
             Some((p, e)) => (Some(p), e),
             None => (None, (None, None)),
@@ -147,11 +136,7 @@ impl Seedbucket {
                     "Part number must be an integer between 1 and 10000, inclusive"
                 )
             })?;
-        let key = customer_key(
-            input.sse_customer_algorithm.as_deref(),
-            input.sse_customer_key.as_deref(),
-            input.sse_customer_key_md5.as_deref(),
-        )?;
+        let key = sse_key!(input)?;
         let upload = self
             .upload_of(&input.bucket, &input.key, &input.upload_id)
             .await?;

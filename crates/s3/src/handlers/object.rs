@@ -10,14 +10,13 @@ use s3s::{S3Request, S3Response, S3Result, s3_error};
 use seedbucket_store::{ObjectAttributes, ObjectRecord, StoreError, StoredHeaders, WriteCondition};
 use tokio::sync::mpsc;
 
-use super::sse::{check_read_key, customer_key, echo, sse_error};
+use super::sse::{check_read_key, echo, sse_error};
 use super::{
     ClaimedChecksums, Incoming, etag, format_http_date, parse_http_date, parse_tagging_header,
     timestamp, user_metadata, writer_id,
 };
 use crate::Seedbucket;
 use crate::access::Action;
-use crate::access::acl::GrantHeaders;
 use crate::conditional::{Conditions, Outcome};
 use crate::error::to_s3;
 
@@ -114,22 +113,12 @@ impl Seedbucket {
         let owner = writer_id(&access);
         let acl = self.requested_acl(
             input.acl.as_ref().map(|a| a.as_str()),
-            &GrantHeaders {
-                read: input.grant_read.as_deref(),
-                write: None,
-                read_acp: input.grant_read_acp.as_deref(),
-                write_acp: input.grant_write_acp.as_deref(),
-                full_control: input.grant_full_control.as_deref(),
-            },
+            &object_grants!(input),
             &owner,
             &access.bucket.owner,
         )?;
         let tags = parse_tagging_header(input.tagging.as_deref())?;
-        let key = customer_key(
-            input.sse_customer_algorithm.as_deref(),
-            input.sse_customer_key.as_deref(),
-            input.sse_customer_key_md5.as_deref(),
-        )?;
+        let key = sse_key!(input)?;
         let cond = write_condition(input.if_match.as_ref(), input.if_none_match.as_ref())?;
         let (staged, computed) = self
             .receive_body(
@@ -208,11 +197,7 @@ impl Seedbucket {
             )
             .await?;
         reject_unsupported_read(input.version_id.as_deref())?;
-        let key = customer_key(
-            input.sse_customer_algorithm.as_deref(),
-            input.sse_customer_key.as_deref(),
-            input.sse_customer_key_md5.as_deref(),
-        )?;
+        let key = sse_key!(input)?;
         let reader = match self.store.open_object(&input.bucket, &input.key).await {
             Ok(r) => r,
             Err(StoreError::NoSuchKey) => return Err(access.missing_object(&input.key)),
@@ -269,11 +254,7 @@ impl Seedbucket {
             )
             .await?;
         reject_unsupported_read(input.version_id.as_deref())?;
-        let key = customer_key(
-            input.sse_customer_algorithm.as_deref(),
-            input.sse_customer_key.as_deref(),
-            input.sse_customer_key_md5.as_deref(),
-        )?;
+        let key = sse_key!(input)?;
         let rec = self
             .object_for(&access, &input.key, Action::GetObject)
             .await?;
