@@ -255,6 +255,24 @@ impl Seedbucket {
         Ok(access)
     }
 
+    /// For writes and deletes by key: checks the key, resolves the bucket and authorizes
+    /// `action` on `bucket/key` (which need not exist yet).
+    pub(crate) async fn key_access(
+        &self,
+        credentials: Option<&s3s::auth::Credentials>,
+        bucket: &str,
+        key: &str,
+        expected_owner: Option<&str>,
+        action: Action,
+    ) -> S3Result<Access> {
+        crate::handlers::object::check_key(key)?;
+        let access = self
+            .bucket_access(credentials, bucket, expected_owner, None)
+            .await?;
+        access.require(action, Some(key), None)?;
+        Ok(access)
+    }
+
     /// Reads an object's record for an object action: the record if the action is allowed,
     /// NoSuchKey or AccessDenied (see [`Access::missing_object`]) if it does not exist.
     pub(crate) async fn object_for(

@@ -92,16 +92,15 @@ impl Seedbucket {
         req: S3Request<CopyObjectInput>,
     ) -> S3Result<S3Response<CopyObjectOutput>> {
         let input = req.input;
-        check_key(&input.key)?;
         let access = self
-            .bucket_access(
+            .key_access(
                 req.credentials.as_ref(),
                 &input.bucket,
+                &input.key,
                 input.expected_bucket_owner.as_deref(),
-                None,
+                Action::PutObject,
             )
             .await?;
-        access.require(Action::PutObject, Some(&input.key), None)?;
         let key = sse_key!(input)?;
         let source_key = sse_key!(copy_source input)?;
         let replace_metadata = directive(input.metadata_directive.as_ref().map(|d| d.as_str()))?;
@@ -234,16 +233,14 @@ impl Seedbucket {
         req: S3Request<UploadPartCopyInput>,
     ) -> S3Result<S3Response<UploadPartCopyOutput>> {
         let input = req.input;
-        check_key(&input.key)?;
-        let access = self
-            .bucket_access(
-                req.credentials.as_ref(),
-                &input.bucket,
-                input.expected_bucket_owner.as_deref(),
-                None,
-            )
-            .await?;
-        access.require(Action::PutObject, Some(&input.key), None)?;
+        self.key_access(
+            req.credentials.as_ref(),
+            &input.bucket,
+            &input.key,
+            input.expected_bucket_owner.as_deref(),
+            Action::PutObject,
+        )
+        .await?;
         let part_number = u32::try_from(input.part_number)
             .ok()
             .filter(|n| (1..=MAX_PART_NUMBER).contains(n))

@@ -7,7 +7,7 @@ use seedbucket_store::sse::{CustomerKey, SseParams};
 use seedbucket_store::{MAX_PART_NUMBER, ObjectAttributes, UploadRecord};
 
 use super::list::{Encoder, max_keys};
-use super::object::{check_key, stored_headers, write_condition};
+use super::object::{stored_headers, write_condition};
 use super::sse::{echo, sse_error};
 use super::{
     ClaimedChecksums, Incoming, etag, parse_tagging_header, timestamp, user_metadata, writer_id,
@@ -31,16 +31,15 @@ impl Seedbucket {
         req: S3Request<CreateMultipartUploadInput>,
     ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
         let input = req.input;
-        check_key(&input.key)?;
         let access = self
-            .bucket_access(
+            .key_access(
                 req.credentials.as_ref(),
                 &input.bucket,
+                &input.key,
                 input.expected_bucket_owner.as_deref(),
-                None,
+                Action::PutObject,
             )
             .await?;
-        access.require(Action::PutObject, Some(&input.key), None)?;
         let owner = writer_id(&access);
         let acl = self.requested_acl(
             input.acl.as_ref().map(|a| a.as_str()),
@@ -117,16 +116,14 @@ impl Seedbucket {
         req: S3Request<UploadPartInput>,
     ) -> S3Result<S3Response<UploadPartOutput>> {
         let input = req.input;
-        check_key(&input.key)?;
-        let access = self
-            .bucket_access(
-                req.credentials.as_ref(),
-                &input.bucket,
-                input.expected_bucket_owner.as_deref(),
-                None,
-            )
-            .await?;
-        access.require(Action::PutObject, Some(&input.key), None)?;
+        self.key_access(
+            req.credentials.as_ref(),
+            &input.bucket,
+            &input.key,
+            input.expected_bucket_owner.as_deref(),
+            Action::PutObject,
+        )
+        .await?;
         let part_number = u32::try_from(input.part_number)
             .ok()
             .filter(|n| (1..=MAX_PART_NUMBER).contains(n))
@@ -190,16 +187,14 @@ impl Seedbucket {
         req: S3Request<CompleteMultipartUploadInput>,
     ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
         let input = req.input;
-        check_key(&input.key)?;
-        let access = self
-            .bucket_access(
-                req.credentials.as_ref(),
-                &input.bucket,
-                input.expected_bucket_owner.as_deref(),
-                None,
-            )
-            .await?;
-        access.require(Action::PutObject, Some(&input.key), None)?;
+        self.key_access(
+            req.credentials.as_ref(),
+            &input.bucket,
+            &input.key,
+            input.expected_bucket_owner.as_deref(),
+            Action::PutObject,
+        )
+        .await?;
         self.upload_of(&input.bucket, &input.key, &input.upload_id)
             .await?;
         let parts = input

@@ -100,16 +100,15 @@ impl Seedbucket {
         req: S3Request<PutObjectInput>,
     ) -> S3Result<S3Response<PutObjectOutput>> {
         let input = req.input;
-        check_key(&input.key)?;
         let access = self
-            .bucket_access(
+            .key_access(
                 req.credentials.as_ref(),
                 &input.bucket,
+                &input.key,
                 input.expected_bucket_owner.as_deref(),
-                None,
+                Action::PutObject,
             )
             .await?;
-        access.require(Action::PutObject, Some(&input.key), None)?;
         let owner = writer_id(&access);
         let acl = self.requested_acl(
             input.acl.as_ref().map(|a| a.as_str()),
@@ -296,16 +295,14 @@ impl Seedbucket {
         req: S3Request<DeleteObjectInput>,
     ) -> S3Result<S3Response<DeleteObjectOutput>> {
         let input = req.input;
-        check_key(&input.key)?;
-        let access = self
-            .bucket_access(
-                req.credentials.as_ref(),
-                &input.bucket,
-                input.expected_bucket_owner.as_deref(),
-                None,
-            )
-            .await?;
-        access.require(Action::DeleteObject, Some(&input.key), None)?;
+        self.key_access(
+            req.credentials.as_ref(),
+            &input.bucket,
+            &input.key,
+            input.expected_bucket_owner.as_deref(),
+            Action::DeleteObject,
+        )
+        .await?;
         if input.version_id.is_some() {
             return Err(s3_error!(NotImplemented, "Versioning is not implemented"));
         }
