@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 
 # Debian packages the tests drive. Later suites append here.
-APT_PACKAGES="curl python3-venv aria2 transmission-cli"
+APT_PACKAGES="curl python3-venv aria2 transmission-cli qbittorrent-nox"
 
 missing=()
 for p in $APT_PACKAGES; do
@@ -23,7 +23,7 @@ if [ ${#missing[@]} -gt 0 ]; then
     echo "note: missing Debian packages (${missing[*]}); not root, continuing with what is installed"
   fi
 fi
-for tool in curl python3 cargo aria2c transmission-show; do
+for tool in curl python3 cargo aria2c transmission-show qbittorrent-nox; do
   command -v "$tool" >/dev/null || { echo "FATAL: $tool is required"; exit 1; }
 done
 

@@ -256,3 +256,73 @@ def test_hybrid_swarm_joined_by_v1_and_v2_hashes(server, s3, bucket, public_obje
     wait_seeding(handles, timeout=120)
     for name in ("by-v1", "by-v2", "by-file"):
         assert sha((tmp_path / name / "both.bin").read_bytes()) == sha(data), name
+
+
+def test_qbittorrent_downloads_from_the_seeder_alone(s3, bucket, public_object, tmp_path):
+    """qbittorrent-nox (driven through its Web API) downloads a v1 and a hybrid torrent over the
+    peer wire from seedbucket's seeder alone. (transmission refuses peers on 127.0.0.0/8, so
+    qBittorrent stands for the third client family here; transmission is tested on the webseed.)"""
+    import shutil
+    qbt = shutil.which("qbittorrent-nox")
+    assert qbt, "qbittorrent-nox is required (./scripts/test.sh installs it)"
+    profile = tmp_path / "qbt"
+    (profile / "qBittorrent" / "config").mkdir(parents=True)
+    webui = _free_port()
+    (profile / "qBittorrent" / "config" / "qBittorrent.conf").write_text(f"""[LegalNotice]
+Accepted=true
+[BitTorrent]
+Session\\DHTEnabled=false
+Session\\LSDEnabled=false
+Session\\PeXEnabled=false
+Session\\Port={_free_port()}
+Session\\Interface=lo
+Session\\InterfaceName=lo
+[Preferences]
+WebUI\\Port={webui}
+WebUI\\Address=127.0.0.1
+WebUI\\LocalHostAuth=false
+WebUI\\CSRFProtection=false
+""")
+    proc = subprocess.Popen([qbt, f"--profile={profile}", f"--webui-port={webui}"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    api = f"http://127.0.0.1:{webui}/api/v2"
+    try:
+        deadline = time.time() + 30
+        while True:
+            try:
+                urllib.request.urlopen(f"{api}/app/version", timeout=1).read()
+                break
+            except OSError:
+                if time.time() > deadline:
+                    raise
+                time.sleep(0.2)
+        expected = {}
+        for fmt in ("v1", "hybrid"):
+            data = public_object(f"qbt/{fmt}.bin", 2_000_000)
+            meta = without_webseed(lt.bdecode(torrent_of(s3, bucket, f"qbt/{fmt}.bin", fmt)["Body"].read()))
+            tfile = tmp_path / f"{fmt}.torrent"
+            tfile.write_bytes(lt.bencode(meta))
+            save = tmp_path / f"out-{fmt}"
+            save.mkdir()
+            subprocess.run(["curl", "-sf", "-F", f"torrents=@{tfile}", "-F", f"savepath={save}",
+                            f"{api}/torrents/add"], check=True, capture_output=True)
+            expected[save / f"{fmt}.bin"] = sha(data)
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            info = json.loads(urllib.request.urlopen(f"{api}/torrents/info").read())
+            if len(info) == 2 and all(t["progress"] == 1 for t in info):
+                break
+            time.sleep(0.3)
+        else:
+            raise AssertionError(f"qBittorrent did not finish: {info}")
+        for path, digest in expected.items():
+            assert sha(path.read_bytes()) == digest, path
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
