@@ -3,11 +3,11 @@
 # 8) started together on 127.0.0.1, seedbucket's seeder capped at RATE_MB MB/s (default 20), the
 # webseed removed. Prints how many bytes the server uploaded against what the leechers received
 # (plain HTTP would upload LEECHERS x the object; the goal is under 2.5x) and the time to the last
-# finish; writes bench/out/swarm.md. Needs .venv (./scripts/test.sh makes it).
+# finish; writes bench/out/swarm.md. SLOTS sets --seed-slots (default: the server default, 4 per torrent). Needs .venv (./scripts/test.sh makes it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-SIZE_MB=${SIZE_MB:-256} LEECHERS=${LEECHERS:-8} RATE_MB=${RATE_MB:-20}
+SIZE_MB=${SIZE_MB:-256} LEECHERS=${LEECHERS:-8} RATE_MB=${RATE_MB:-20} SLOTS=${SLOTS:-}
 OUT=$ROOT/bench/out; mkdir -p "$OUT"
 [ -x .venv/bin/python ] || { echo "run ./scripts/test.sh once first (it makes .venv with boto3 and libtorrent)"; exit 1; }
 cargo build --release -q -p seedbucket --bin seedbucket
@@ -18,7 +18,7 @@ SB_PORT=$(port); ADMIN=$(port)
 export AWS_ACCESS_KEY_ID=BENCHACCESSKEY000001 AWS_SECRET_ACCESS_KEY=bench-secret-key-0000000000000000000000
 SEEDBUCKET_ROOT_ACCESS_KEY=$AWS_ACCESS_KEY_ID SEEDBUCKET_ROOT_SECRET_KEY=$AWS_SECRET_ACCESS_KEY RUST_LOG=warn \
   target/release/seedbucket serve --data-dir "$WORK/sb" --listen 127.0.0.1:$SB_PORT --peer-listen 127.0.0.1:0 \
-  --admin-listen 127.0.0.1:$ADMIN --seed-rate-limit $((RATE_MB * 1000000)) >/dev/null 2>&1 & SB_PID=$!
+  --admin-listen 127.0.0.1:$ADMIN --seed-rate-limit $((RATE_MB * 1000000)) ${SLOTS:+--seed-slots $SLOTS} >/dev/null 2>&1 & SB_PID=$!
 for _ in $(seq 100); do (echo > /dev/tcp/127.0.0.1/$SB_PORT) 2>/dev/null && break; sleep 0.1; done
 
 .venv/bin/python - "$SB_PORT" "$ADMIN" "$WORK" "$SIZE_MB" "$LEECHERS" "$RATE_MB" <<'EOF' | tee "$OUT/swarm.md"

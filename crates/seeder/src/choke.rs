@@ -1,4 +1,4 @@
-//! Upload slots shared by every connection, with fair rotation.
+//! Upload slots per torrent, with fair rotation.
 //!
 //! A peer that says `interested` gets a slot (is unchoked) if one is free, else it waits in
 //! line. Every `rotate_every`, if peers are waiting, the peers unchoked longest (at least one
@@ -120,6 +120,9 @@ impl ChokerState {
 }
 
 /// The shared choker: [`ChokerState`] plus one watch channel per registered connection.
+/// The slots of every torrent: each torrent has its own [`ChokerState`] (upload slots are per
+/// torrent, so that peers of one swarm get distinct pieces and pass them on to each other,
+/// rather than the seeder spreading itself thin over a whole swarm at once).
 #[derive(Debug)]
 pub(crate) struct Choker {
     inner: Mutex<Inner>,
@@ -127,79 +130,106 @@ pub(crate) struct Choker {
 
 #[derive(Debug)]
 struct Inner {
-    state: ChokerState,
-    peers: HashMap<PeerKey, watch::Sender<bool>>,
+    per_torrent: usize,
+    states: HashMap<String, ChokerState>,
+    /// Each registered connection: its torrent and where its decisions go.
+    peers: HashMap<PeerKey, (String, watch::Sender<bool>)>,
     next_key: PeerKey,
 }
 
+impl Inner {
+    fn apply(&self, decisions: Vec<Decision>) {
+        for (peer, unchoked) in decisions {
+            if let Some((_, tx)) = self.peers.get(&peer) {
+                tx.send_replace(unchoked);
+            }
+        }
+    }
+}
+
 impl Choker {
-    pub(crate) fn new(max_unchoked: usize) -> Self {
+    /// `per_torrent` upload slots for each torrent.
+    pub(crate) fn new(per_torrent: usize) -> Self {
         Self {
             inner: Mutex::new(Inner {
-                state: ChokerState::new(max_unchoked),
+                per_torrent: per_torrent.max(1),
+                states: HashMap::new(),
                 peers: HashMap::new(),
                 next_key: 0,
             }),
         }
     }
 
-    /// Runs `f` on the state and delivers its decisions. A poisoned lock (a panic elsewhere)
-    /// is recovered: the state is plain bookkeeping and stays consistent between calls.
-    fn with<R>(&self, f: impl FnOnce(&mut ChokerState) -> (Vec<Decision>, R)) -> R {
-        let mut inner = match self.inner.lock() {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        match self.inner.lock() {
             Ok(g) => g,
             Err(poisoned) => poisoned.into_inner(),
-        };
-        let (decisions, r) = f(&mut inner.state);
-        for (peer, unchoked) in decisions {
-            if let Some(tx) = inner.peers.get(&peer) {
-                tx.send_replace(unchoked);
-            }
         }
-        r
     }
 
-    /// A new connection: its key and the channel that tells it whether it is unchoked.
-    pub(crate) fn register(&self) -> (PeerKey, watch::Receiver<bool>) {
-        let mut inner = match self.inner.lock() {
-            Ok(g) => g,
-            Err(poisoned) => poisoned.into_inner(),
-        };
+    /// A connection to `torrent` (any id naming the torrent) joins; it starts choked.
+    pub(crate) fn register(&self, torrent: &str) -> (PeerKey, watch::Receiver<bool>) {
+        let mut inner = self.lock();
         let key = inner.next_key;
         inner.next_key += 1;
         let (tx, rx) = watch::channel(false);
-        inner.peers.insert(key, tx);
+        inner.peers.insert(key, (torrent.to_owned(), tx));
         (key, rx)
     }
 
     pub(crate) fn interested(&self, peer: PeerKey, interested: bool) {
         let now = Instant::now();
-        self.with(|s| {
-            let d = if interested {
-                s.interested(peer, now)
-            } else {
-                s.not_interested(peer, now)
-            };
-            (d, ())
-        });
+        let mut inner = self.lock();
+        let Some((torrent, _)) = inner.peers.get(&peer) else {
+            return;
+        };
+        let torrent = torrent.clone();
+        let slots = inner.per_torrent;
+        let state = inner
+            .states
+            .entry(torrent)
+            .or_insert_with(|| ChokerState::new(slots));
+        let d = if interested {
+            state.interested(peer, now)
+        } else {
+            state.not_interested(peer, now)
+        };
+        inner.apply(d);
     }
 
     pub(crate) fn unregister(&self, peer: PeerKey) {
         let now = Instant::now();
-        self.with(|s| (s.remove(peer, now), ()));
-        if let Ok(mut inner) = self.inner.lock() {
-            inner.peers.remove(&peer);
+        let mut inner = self.lock();
+        let Some((torrent, _)) = inner.peers.remove(&peer) else {
+            return;
+        };
+        let mut d = Vec::new();
+        if let Some(state) = inner.states.get_mut(&torrent) {
+            d = state.remove(peer, now);
+            if state.unchoked() == 0 && state.waiting() == 0 {
+                inner.states.remove(&torrent);
+            }
         }
+        inner.apply(d);
     }
 
     pub(crate) fn rotate(&self, min_unchoked: Duration) {
         let now = Instant::now();
-        self.with(|s| (s.rotate(now, min_unchoked), ()));
+        let mut inner = self.lock();
+        let mut all = Vec::new();
+        for state in inner.states.values_mut() {
+            all.extend(state.rotate(now, min_unchoked));
+        }
+        inner.apply(all);
     }
 
-    /// (unchoked, waiting)
+    /// (unchoked, waiting), over all torrents.
     pub(crate) fn counts(&self) -> (usize, usize) {
-        self.with(|s| (Vec::new(), (s.unchoked(), s.waiting())))
+        let inner = self.lock();
+        inner
+            .states
+            .values()
+            .fold((0, 0), |(u, w), s| (u + s.unchoked(), w + s.waiting()))
     }
 }
 
@@ -265,8 +295,8 @@ mod tests {
     #[test]
     fn shared_choker_delivers() {
         let c = Choker::new(1);
-        let (a, mut ra) = c.register();
-        let (b, rb) = c.register();
+        let (a, mut ra) = c.register("t");
+        let (b, rb) = c.register("t");
         c.interested(a, true);
         c.interested(b, true);
         assert!(*ra.borrow_and_update());
@@ -278,5 +308,21 @@ mod tests {
         c.unregister(b);
         assert!(*ra.borrow());
         assert_eq!(c.counts(), (1, 0));
+    }
+
+    #[test]
+    fn slots_are_per_torrent() {
+        let c = Choker::new(1);
+        let (a, ra) = c.register("one");
+        let (b, rb) = c.register("two");
+        let (x, rx) = c.register("one");
+        c.interested(a, true);
+        c.interested(b, true);
+        c.interested(x, true);
+        // One slot each: a and b are served at once, x waits for a.
+        assert!(*ra.borrow() && *rb.borrow() && !*rx.borrow());
+        assert_eq!(c.counts(), (2, 1));
+        c.unregister(a);
+        assert!(*rx.borrow());
     }
 }

@@ -161,7 +161,7 @@ async fn serve_peer(
     };
 
     let (tx, rx) = mpsc::channel::<Bytes>(WRITE_QUEUE);
-    let (key, mut unchoked) = shared.choker.register();
+    let (key, mut unchoked) = shared.choker.register(&torrent.key);
     let _cleanup = Cleanup {
         choker: &shared.choker,
         key,

@@ -94,7 +94,7 @@ pub struct ServeArgs {
     /// address, else the listen address].
     #[arg(long, env = "SEEDBUCKET_PEER_ADVERTISE")]
     pub peer_advertise: Option<SocketAddr>,
-    /// Seeder upload slots: peers unchoked at once [default: 50].
+    /// Seeder upload slots per torrent: peers of one torrent unchoked at once [default: 4].
     #[arg(long, env = "SEEDBUCKET_SEED_SLOTS")]
     pub seed_slots: Option<usize>,
     /// Seeder upload limit in bytes per second, all peers together; 0 = none [default: 0].

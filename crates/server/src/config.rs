@@ -40,7 +40,7 @@ pub struct FileConfig {
     /// Address peers dial to reach the seeder, when it differs from peer_listen (NAT,
     /// 0.0.0.0). Example: "203.0.113.7:6881".
     pub peer_advertise: Option<SocketAddr>,
-    /// Seeder upload slots (peers unchoked at once). Example: 50.
+    /// Seeder upload slots per torrent (peers of one torrent unchoked at once). Example: 4.
     pub seed_slots: usize,
     /// Seeder upload limit, bytes per second for all peers together; 0 = none.
     pub seed_rate_limit: u64,
@@ -65,7 +65,7 @@ impl Default for FileConfig {
             open_tracker: false,
             peer_listen: None,
             peer_advertise: None,
-            seed_slots: 50,
+            seed_slots: 4,
             seed_rate_limit: 0,
             seed_peer_rate_limit: 0,
             admin_listen: None,
