@@ -59,7 +59,7 @@ run_suite() { # name command...
   if "$@"; then passed=$((passed + 1)); echo "-- $name: ok"; else failed=$((failed + 1)); echo "-- $name: FAILED"; fi
 }
 run_suite "cargo test (unit and integration)" cargo test --release --workspace --no-fail-fast
-run_suite "interop: aws-cli and boto3" pytest -q tests/interop
+run_suite "interop: aws-cli, boto3, curl, aria2c, transmission, qbittorrent-nox, libtorrent" pytest -q tests/interop
 if [ -f crates/torrent/tests/oracle/run.sh ]; then
   run_suite "torrent oracle (libtorrent)" bash crates/torrent/tests/oracle/run.sh
 fi
