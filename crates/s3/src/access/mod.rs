@@ -273,6 +273,26 @@ impl Seedbucket {
         Ok(access)
     }
 
+    /// For calls on an existing object (ACL, tags, attributes): checks the key and the
+    /// version id, resolves the bucket, and reads the record the action is allowed on.
+    pub(crate) async fn object_access(
+        &self,
+        credentials: Option<&s3s::auth::Credentials>,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+        expected_owner: Option<&str>,
+        action: Action,
+    ) -> S3Result<(Access, ObjectRecord)> {
+        crate::handlers::object::check_key(key)?;
+        crate::handlers::reject_version(version_id)?;
+        let access = self
+            .bucket_access(credentials, bucket, expected_owner, None)
+            .await?;
+        let rec = self.object_for(&access, key, action).await?;
+        Ok((access, rec))
+    }
+
     /// Reads an object's record for an object action: the record if the action is allowed,
     /// NoSuchKey or AccessDenied (see [`Access::missing_object`]) if it does not exist.
     pub(crate) async fn object_for(

@@ -6,7 +6,6 @@
 use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 
-use super::object::check_key;
 use crate::Seedbucket;
 use crate::access::Action;
 use crate::access::acl::{self, GrantHeaders};
@@ -113,18 +112,15 @@ impl Seedbucket {
         req: S3Request<GetObjectAclInput>,
     ) -> S3Result<S3Response<GetObjectAclOutput>> {
         let input = req.input;
-        check_key(&input.key)?;
-        reject_version(input.version_id.as_deref())?;
-        let access = self
-            .bucket_access(
+        let (_, rec) = self
+            .object_access(
                 req.credentials.as_ref(),
                 &input.bucket,
+                &input.key,
+                input.version_id.as_deref(),
                 input.expected_bucket_owner.as_deref(),
-                None,
+                Action::GetObjectAcl,
             )
-            .await?;
-        let rec = self
-            .object_for(&access, &input.key, Action::GetObjectAcl)
             .await?;
         let (owner, grants) = self.acl_answer(&rec.attributes.owner, &rec.attributes.acl);
         Ok(S3Response::new(GetObjectAclOutput {
@@ -139,18 +135,15 @@ impl Seedbucket {
         req: S3Request<PutObjectAclInput>,
     ) -> S3Result<S3Response<PutObjectAclOutput>> {
         let input = req.input;
-        check_key(&input.key)?;
-        reject_version(input.version_id.as_deref())?;
-        let access = self
-            .bucket_access(
+        let (access, rec) = self
+            .object_access(
                 req.credentials.as_ref(),
                 &input.bucket,
+                &input.key,
+                input.version_id.as_deref(),
                 input.expected_bucket_owner.as_deref(),
-                None,
+                Action::PutObjectAcl,
             )
-            .await?;
-        let rec = self
-            .object_for(&access, &input.key, Action::PutObjectAcl)
             .await?;
         let grants = self.new_acl(
             NewAcl {
@@ -171,16 +164,5 @@ impl Seedbucket {
         Ok(S3Response::new(PutObjectAclOutput {
             request_charged: super::request_charged(input.request_payer.as_ref()),
         }))
-    }
-}
-
-/// Objects have one version here (`null`); any other version id does not exist.
-pub(crate) fn reject_version(version_id: Option<&str>) -> S3Result<()> {
-    match version_id {
-        Some(v) if v != "null" => Err(s3_error!(
-            NoSuchVersion,
-            "The specified version does not exist."
-        )),
-        _ => Ok(()),
     }
 }

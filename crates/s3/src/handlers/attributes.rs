@@ -4,9 +4,7 @@
 use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 
-use super::acl::reject_version;
 use super::list::max_keys;
-use super::object::check_key;
 use super::{etag, request_charged, timestamp};
 use crate::Seedbucket;
 use crate::access::Action;
@@ -17,18 +15,15 @@ impl Seedbucket {
         req: S3Request<GetObjectAttributesInput>,
     ) -> S3Result<S3Response<GetObjectAttributesOutput>> {
         let input = req.input;
-        check_key(&input.key)?;
-        reject_version(input.version_id.as_deref())?;
-        let access = self
-            .bucket_access(
+        let (_, rec) = self
+            .object_access(
                 req.credentials.as_ref(),
                 &input.bucket,
+                &input.key,
+                input.version_id.as_deref(),
                 input.expected_bucket_owner.as_deref(),
-                None,
+                Action::GetObject,
             )
-            .await?;
-        let rec = self
-            .object_for(&access, &input.key, Action::GetObject)
             .await?;
         let key = sse_key!(input)?;
         super::sse::check_read_key(&rec, key.as_ref())?;

@@ -4,13 +4,11 @@
 
 use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
-use seedbucket_store::{
-    ChecksumSelection, MAX_PART_NUMBER, ObjectAttributes, ObjectReader, StoreError,
-};
+use seedbucket_store::{ChecksumSelection, ObjectAttributes, ObjectReader, StoreError};
 
-use super::acl::reject_version;
 use super::multipart::check_part_key;
 use super::object::{BodyStream, check_key, stored_headers, write_condition};
+use super::reject_version;
 use super::sse::{check_read_key, echo, sse_error};
 use super::{etag, parse_tagging_header, request_charged, timestamp, user_metadata, writer_id};
 use crate::Seedbucket;
@@ -241,21 +239,12 @@ impl Seedbucket {
             Action::PutObject,
         )
         .await?;
-        let part_number = u32::try_from(input.part_number)
-            .ok()
-            .filter(|n| (1..=MAX_PART_NUMBER).contains(n))
-            .ok_or_else(|| {
-                s3_error!(
-                    InvalidArgument,
-                    "Part number must be an integer between 1 and 10000, inclusive"
-                )
-            })?;
+        let part_number = super::part_number(input.part_number)?;
         let key = sse_key!(input)?;
         let source_key = sse_key!(copy_source input)?;
-        let upload = self.store.upload(&input.upload_id).await.map_err(to_s3)?;
-        if upload.bucket != input.bucket || upload.key != input.key {
-            return Err(s3_error!(NoSuchUpload));
-        }
+        let upload = self
+            .upload_of(&input.bucket, &input.key, &input.upload_id)
+            .await?;
         check_part_key(&upload, key.as_ref())?;
         let (reader, _, _) = self
             .open_copy_source(

@@ -316,6 +316,30 @@ pub(crate) fn user_metadata(
         .collect()
 }
 
+/// A part number as S3 takes it: 1 to 10,000.
+pub(crate) fn part_number(n: i32) -> S3Result<u32> {
+    u32::try_from(n)
+        .ok()
+        .filter(|n| (1..=seedbucket_store::MAX_PART_NUMBER).contains(n))
+        .ok_or_else(|| {
+            s3_error!(
+                InvalidArgument,
+                "Part number must be an integer between 1 and 10000, inclusive"
+            )
+        })
+}
+
+/// Objects have one version here (`null`); any other version id does not exist.
+pub(crate) fn reject_version(version_id: Option<&str>) -> S3Result<()> {
+    match version_id {
+        Some(v) if v != "null" => Err(s3_error!(
+            NoSuchVersion,
+            "The specified version does not exist."
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// Who owns what a request writes: the signing user, or the bucket owner for an anonymous
 /// write (to a `public-read-write` bucket).
 pub(crate) fn writer_id(access: &Access) -> String {

@@ -4,7 +4,7 @@
 use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 use seedbucket_store::sse::{CustomerKey, SseParams};
-use seedbucket_store::{MAX_PART_NUMBER, ObjectAttributes, UploadRecord};
+use seedbucket_store::{ObjectAttributes, UploadRecord};
 
 use super::list::{Encoder, max_keys};
 use super::object::{stored_headers, write_condition};
@@ -18,7 +18,12 @@ use crate::error::to_s3;
 
 impl Seedbucket {
     /// The upload, checked to belong to this bucket and key.
-    async fn upload_of(&self, bucket: &str, key: &str, upload_id: &str) -> S3Result<UploadRecord> {
+    pub(crate) async fn upload_of(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+    ) -> S3Result<UploadRecord> {
         let up = self.store.upload(upload_id).await.map_err(to_s3)?;
         if up.bucket != bucket || up.key != key {
             return Err(s3_error!(NoSuchUpload));
@@ -124,15 +129,7 @@ impl Seedbucket {
             Action::PutObject,
         )
         .await?;
-        let part_number = u32::try_from(input.part_number)
-            .ok()
-            .filter(|n| (1..=MAX_PART_NUMBER).contains(n))
-            .ok_or_else(|| {
-                s3_error!(
-                    InvalidArgument,
-                    "Part number must be an integer between 1 and 10000, inclusive"
-                )
-            })?;
+        let part_number = super::part_number(input.part_number)?;
         let key = sse_key!(input)?;
         let upload = self
             .upload_of(&input.bucket, &input.key, &input.upload_id)

@@ -195,7 +195,7 @@ impl Seedbucket {
                 None,
             )
             .await?;
-        reject_unsupported_read(input.version_id.as_deref())?;
+        super::reject_version(input.version_id.as_deref())?;
         let key = sse_key!(input)?;
         let reader = match self.store.open_object(&input.bucket, &input.key).await {
             Ok(r) => r,
@@ -252,7 +252,7 @@ impl Seedbucket {
                 None,
             )
             .await?;
-        reject_unsupported_read(input.version_id.as_deref())?;
+        super::reject_version(input.version_id.as_deref())?;
         let key = sse_key!(input)?;
         let rec = self
             .object_for(&access, &input.key, Action::GetObject)
@@ -486,18 +486,6 @@ fn is_checksum_mode(mode: Option<&ChecksumMode>) -> bool {
     mode.is_some_and(|m| m.as_str().eq_ignore_ascii_case("ENABLED"))
 }
 
-fn reject_unsupported_read(version_id: Option<&str>) -> S3Result<()> {
-    if let Some(v) = version_id
-        && v != "null"
-    {
-        return Err(s3_error!(
-            NoSuchVersion,
-            "The specified version does not exist."
-        ));
-    }
-    Ok(())
-}
-
 fn check_conditions(rec: &ObjectRecord, c: Conditions<'_>) -> S3Result<()> {
     match c.evaluate(&rec.etag, rec.last_modified_ns) {
         Outcome::Proceed => Ok(()),
@@ -554,15 +542,7 @@ impl ByteView {
                 })
             }
             (None, Some(n)) => {
-                let n = u32::try_from(n)
-                    .ok()
-                    .filter(|n| (1..=seedbucket_store::MAX_PART_NUMBER).contains(n))
-                    .ok_or_else(|| {
-                        s3_error!(
-                            InvalidArgument,
-                            "Part number must be an integer between 1 and 10000, inclusive"
-                        )
-                    })?;
+                let n = super::part_number(n)?;
                 let (start, end) = rec.part_range(n).ok_or_else(|| {
                     let mut e =
                         s3_error!(InvalidRange, "The requested partnumber is not satisfiable");

@@ -4,8 +4,8 @@
 use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result};
 
-use super::acl::reject_version;
 use super::object::check_key;
+use super::reject_version;
 use super::validate_tags;
 use crate::Seedbucket;
 use crate::access::Action;
@@ -17,18 +17,15 @@ impl Seedbucket {
         req: S3Request<GetObjectTaggingInput>,
     ) -> S3Result<S3Response<GetObjectTaggingOutput>> {
         let input = req.input;
-        check_key(&input.key)?;
-        reject_version(input.version_id.as_deref())?;
-        let access = self
-            .bucket_access(
+        let (_, rec) = self
+            .object_access(
                 req.credentials.as_ref(),
                 &input.bucket,
+                &input.key,
+                input.version_id.as_deref(),
                 input.expected_bucket_owner.as_deref(),
-                None,
+                Action::GetObjectTagging,
             )
-            .await?;
-        let rec = self
-            .object_for(&access, &input.key, Action::GetObjectTagging)
             .await?;
         let tag_set = rec
             .attributes
