@@ -9,6 +9,7 @@
 //! A GET opens an [`ObjectReader`], which pins the version's blobs and streams any byte range.
 
 pub mod blob;
+mod body_file;
 pub mod credentials;
 pub mod digest;
 mod encrypted;
