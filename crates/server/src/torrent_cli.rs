@@ -95,11 +95,28 @@ pub fn run(action: TorrentAction) -> anyhow::Result<()> {
     }
 }
 
+/// The bytes of the file at `path`, mapped read-only.
+///
+/// Hashing is the whole cost of `torrent create`, and on two cores copying the file out of the
+/// page cache with `read` took a further 13% (hybrid) to 17% (v1) of CPU time beside it; a
+/// mapping lets the hashers read the cached pages in place.
+fn map_file(path: &Path) -> anyhow::Result<memmap2::Mmap> {
+    let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    // SAFETY: the mapping is read-only and private to this process, and only read while the
+    // file is hashed. Another program that rewrites the file meanwhile makes the hashes wrong
+    // (as it would with `read`), and one that truncates it makes the kernel stop this process
+    // with SIGBUS: a command-line tool on a local file accepts that, as other hashing tools do.
+    #[allow(unsafe_code)]
+    let map = unsafe { memmap2::Mmap::map(&file) }
+        .with_context(|| format!("mapping {}", path.display()))?;
+    Ok(map)
+}
+
 /// v1 piece hashes and v2 leaves of one range of the file.
 type RawHashes = (Option<Vec<u8>>, Option<Vec<[u8; 32]>>);
 
-/// Hashes the file on every core: each thread takes its own piece-aligned range, reads it with
-/// positioned reads and hashes it; the ranges' piece hashes and leaves are joined in order.
+/// Hashes the mapped file on every core, in piece-aligned units; the units' piece hashes and
+/// leaves are joined in order.
 fn hash_file(
     path: &Path,
     size: u64,
@@ -107,7 +124,6 @@ fn hash_file(
     format: Format,
     quiet: bool,
 ) -> anyhow::Result<seedbucket_torrent::PieceHashes> {
-    use std::os::unix::fs::FileExt;
     let bar = if quiet {
         ProgressBar::hidden()
     } else {
@@ -117,34 +133,39 @@ fn hash_file(
         ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    let file = File::open(path)?;
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
-    let pieces = size.div_ceil(piece_length).max(1);
-    let per_thread = pieces.div_ceil(threads) * piece_length;
-    let ranges: Vec<(u64, u64)> = (0..threads)
-        .map(|i| (i * per_thread, ((i + 1) * per_thread).min(size)))
-        .filter(|(a, b)| a < b)
-        .collect();
-    let results: Vec<anyhow::Result<RawHashes>> = std::thread::scope(|s| {
-        let handles: Vec<_> = ranges
-            .iter()
-            .map(|&(start, end)| {
-                let (file, bar) = (&file, &bar);
+    let map = map_file(path)?;
+    if map.len() as u64 != size {
+        bail!("the file changed size while it was being opened");
+    }
+    // Piece-aligned units of about 32 MiB, taken in turn by every core: a core slowed by
+    // another program leaves its share to the others instead of finishing last.
+    let unit = (32u64 << 20).div_ceil(piece_length).max(1) * piece_length;
+    let units = usize::try_from(size.div_ceil(unit))?;
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(units.max(1));
+    let per_thread: Vec<anyhow::Result<Vec<(usize, RawHashes)>>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                let (map, bar, next) = (&map, &bar, &next);
                 s.spawn(move || -> anyhow::Result<_> {
-                    let mut h = PieceHasher::new(piece_length, format.has_v1(), format.has_v2());
-                    let mut buf = vec![0u8; 4 << 20];
-                    let mut at = start;
-                    while at < end {
-                        let want = usize::try_from((end - at).min(buf.len() as u64))?;
-                        let n = file.read_at(&mut buf[..want], at)?;
-                        if n == 0 {
-                            bail!("the file shrank while it was hashed");
+                    let mut done = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        if i >= units {
+                            return Ok(done);
                         }
-                        h.update(&buf[..n]);
-                        at += n as u64;
-                        bar.inc(n as u64);
+                        let start = usize::try_from(i as u64 * unit)?;
+                        let end = usize::try_from(((i as u64 + 1) * unit).min(size))?;
+                        let mut h =
+                            PieceHasher::new(piece_length, format.has_v1(), format.has_v2());
+                        for step in map[start..end].chunks(1 << 20) {
+                            h.update(step);
+                            bar.inc(step.len() as u64);
+                        }
+                        done.push((i, h.finish_raw()));
                     }
-                    Ok(h.finish_raw())
                 })
             })
             .collect();
@@ -156,13 +177,17 @@ fn hash_file(
             })
             .collect()
     });
+    let mut results = Vec::with_capacity(units);
+    for r in per_thread {
+        results.extend(r?);
+    }
+    results.sort_unstable_by_key(|(i, _)| *i);
     bar.finish_and_clear();
     let (mut v1, mut leaves) = (
         format.has_v1().then(Vec::new),
         format.has_v2().then(Vec::new),
     );
-    for r in results {
-        let (a, b) = r?;
+    for (_, (a, b)) in results {
         if let (Some(v), Some(a)) = (v1.as_mut(), a) {
             v.extend(a);
         }
