@@ -1,10 +1,12 @@
 """GetObjectTorrent end to end: aws-cli and boto3 fetch it, libtorrent agrees on the
 info-hashes for the same bytes, aria2c downloads the object from the webseed alone, and every
 rule of the call answers with S3's status and code (XML, or the JSON envelope)."""
+import datetime
 import hashlib
 import json
 import os
 import subprocess
+import time
 import urllib.error
 import urllib.request
 
@@ -94,6 +96,28 @@ def test_multipart_object_gives_the_same_torrent_as_a_single_put(s3, bucket):
         a = lt.torrent_info(lt.bdecode(torrent_of(s3, bucket, "a/same.bin", fmt)["Body"].read())).info_hashes()
         b = lt.torrent_info(lt.bdecode(torrent_of(s3, bucket, "b/same.bin", fmt)["Body"].read())).info_hashes()
         assert str(a.v1) == str(b.v1) and str(a.v2) == str(b.v2)
+
+
+def test_multipart_object_is_hashed_right_after_completion(s3, bucket):
+    """Completed multipart objects are hashed in the background, not on their first ?torrent:
+    the torrent metadata's `created_at` is from just after completion, before the request."""
+    parts = [os.urandom(5 << 20), os.urandom(1 << 20)]
+    up = s3.create_multipart_upload(Bucket=bucket, Key="bg/model.bin")["UploadId"]
+    etags = [s3.upload_part(Bucket=bucket, Key="bg/model.bin", UploadId=up, PartNumber=n + 1, Body=p)["ETag"]
+             for n, p in enumerate(parts)]
+    s3.complete_multipart_upload(Bucket=bucket, Key="bg/model.bin", UploadId=up, MultipartUpload={
+        "Parts": [{"PartNumber": n + 1, "ETag": e} for n, e in enumerate(etags)]})
+    completed = datetime.datetime.now(datetime.timezone.utc)
+    time.sleep(3)
+    env = json.loads(torrent_of(s3, bucket, "bg/model.bin", accept="application/json")["Body"].read())
+    made = datetime.datetime.fromisoformat(env["data"]["created_at"].replace("Z", "+00:00"))
+    assert made - completed < datetime.timedelta(seconds=2), (made, completed)
+    # And the hashes are those of the bytes.
+    body = torrent_of(s3, bucket, "bg/model.bin")["Body"].read()
+    pieces = lt.bdecode(body)[b"info"][b"pieces"]
+    plen = lt.bdecode(body)[b"info"][b"piece length"]
+    data = b"".join(parts)
+    assert pieces == b"".join(hashlib.sha1(data[i:i + plen]).digest() for i in range(0, len(data), plen))
 
 
 def test_json_envelope(s3, bucket):

@@ -11,6 +11,7 @@ use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use tokio::sync::mpsc;
 
+use crate::background::spawn_low_priority;
 use crate::blob::BlobDir;
 use crate::body_file::{AlignedChunk, BodyFile, CHUNK};
 use crate::digest::{BodyHasher, ChecksumSelection, Digests};
@@ -85,7 +86,7 @@ impl Drop for TmpGuard {
 ///
 /// MD5 is one serial chain that alone nearly fills a core, so it sets the pace of a PUT; the
 /// piece hashes are work that may trail it by a few buffers. Their threads therefore run at a
-/// lowered priority ([`PIECE_NICE`]): on two cores, with the piece threads at the same priority
+/// lowered priority (see [`crate::background`]): on two cores, with the piece threads at the same priority
 /// the scheduler kept taking the core from MD5 and a 1 GiB PUT ran at 0.84 of its speed without
 /// piece hashing (mean of 8); at nice 10 it runs at 0.94. Where cores are spare the priority
 /// changes nothing, and under load the bounded channels keep the piece threads from falling
@@ -98,33 +99,11 @@ struct PieceWorkers {
     v2: tokio::sync::oneshot::Receiver<Option<Vec<[u8; 32]>>>,
 }
 
-/// Niceness of the piece hashing threads (0 is normal, 19 the lowest priority).
-const PIECE_NICE: i32 = 10;
-
-/// Runs `work` on a new thread at the lowered priority [`PIECE_NICE`]. A thread of its own, not
-/// one of tokio's blocking pool: a thread's priority can only be lowered without privileges, so
-/// a pool thread would keep it for every later task.
-fn spawn_background<T: Send + 'static>(
-    name: &str,
-    work: impl FnOnce() -> T + Send + 'static,
-) -> Result<tokio::sync::oneshot::Receiver<T>> {
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    std::thread::Builder::new()
-        .name(name.into())
-        .stack_size(256 * 1024)
-        .spawn(move || {
-            let _ =
-                rustix::process::setpriority_process(Some(rustix::thread::gettid()), PIECE_NICE);
-            let _ = tx.send(work());
-        })?;
-    Ok(rx)
-}
-
 impl PieceWorkers {
     fn start(piece_length: u64) -> Result<Self> {
         let (v1_tx, mut v1_rx) = mpsc::channel::<Bytes>(DEPTH);
         let (v2_tx, mut v2_rx) = mpsc::channel::<Bytes>(DEPTH);
-        let v1 = spawn_background("piece-sha1", move || {
+        let v1 = spawn_low_priority("piece-sha1", move || {
             let mut h = PieceHasher::new(piece_length, true, false);
             let mut length = 0u64;
             while let Some(buf) = v1_rx.blocking_recv() {
@@ -133,7 +112,7 @@ impl PieceWorkers {
             }
             (length, h.finish_raw().0)
         })?;
-        let v2 = spawn_background("piece-sha256", move || {
+        let v2 = spawn_low_priority("piece-sha256", move || {
             let mut h = PieceHasher::new(piece_length, false, true);
             while let Some(buf) = v2_rx.blocking_recv() {
                 h.update(&buf);

@@ -8,6 +8,7 @@
 //!
 //! A GET opens an [`ObjectReader`], which pins the version's blobs and streams any byte range.
 
+mod background;
 pub mod blob;
 mod body_file;
 pub mod credentials;
@@ -71,12 +72,17 @@ impl StoreOptions {
     }
 }
 
+/// Completed multipart objects hashed at once, at most.
+const BACKGROUND_HASH_JOBS: usize = 2;
+
 type HashJob = Arc<tokio::sync::OnceCell<std::result::Result<pieces::StoredPieces, String>>>;
 
 struct Inner {
     meta: Meta,
     /// Lazy piece hashing in progress, by object version.
     hash_jobs: std::sync::Mutex<std::collections::HashMap<String, HashJob>>,
+    /// Bounds the hashing of completed multipart objects that runs in the background.
+    background_hashing: tokio::sync::Semaphore,
     blobs: BlobDir,
     pins: Pins,
     gc: Notify,
@@ -115,6 +121,7 @@ impl Store {
             inner: Arc::new(Inner {
                 meta,
                 hash_jobs: Default::default(),
+                background_hashing: tokio::sync::Semaphore::new(BACKGROUND_HASH_JOBS),
                 blobs,
                 pins: Pins::default(),
                 gc: Notify::new(),
@@ -426,19 +433,21 @@ impl Store {
         let mut rx = reader.stream(0, size);
         let mut h = seedbucket_torrent::PieceHasher::new(piece_length, true, true);
         let (tx, mut hrx) = mpsc::channel::<Bytes>(4);
-        let worker = tokio::task::spawn_blocking(move || {
+        let worker = background::spawn_low_priority("object-pieces", move || {
             while let Some(b) = hrx.blocking_recv() {
                 h.update(&b);
             }
             h.finish()
-        });
+        })?;
         while let Some(chunk) = rx.recv().await {
             if tx.send(chunk?).await.is_err() {
                 break;
             }
         }
         drop(tx);
-        let hashes = worker.await?;
+        let hashes = worker
+            .await
+            .map_err(|_| StoreError::Io(std::io::Error::other("the hashing thread stopped")))?;
         if hashes.length != size {
             return Err(StoreError::Corrupt(
                 "object shorter than its record while hashing".into(),
@@ -457,6 +466,26 @@ impl Store {
         self.blocking(move |i| i.meta.put_pieces(&b, &k, &v, &p))
             .await?;
         Ok(stored)
+    }
+
+    /// Starts making the piece hashes of `bucket/key` (version `rec`) in the background, so that
+    /// its first `?torrent` finds them: for objects whose bytes were not hashed on the way in,
+    /// such as completed multipart uploads. At most [`BACKGROUND_HASH_JOBS`] run at once; a
+    /// `?torrent` that comes first makes them itself and the queued job then finds them stored.
+    pub fn hash_in_background(&self, rec: ObjectRecord, bucket: String, key: String) {
+        if !self.inner.hash_pieces {
+            return;
+        }
+        let store = self.clone();
+        tokio::spawn(async move {
+            let Ok(_permit) = store.inner.background_hashing.acquire().await else {
+                return;
+            };
+            // A version deleted or replaced meanwhile is simply not hashed.
+            if let Err(e) = store.pieces_of(&rec, &bucket, &key).await {
+                tracing::debug!(%bucket, %key, error = %e, "background piece hashing skipped");
+            }
+        });
     }
 
     /// Records an issued torrent under its info-hashes (hex).

@@ -216,6 +216,13 @@ impl Seedbucket {
             .complete_upload(&input.upload_id, requested, cond)
             .await
             .map_err(to_s3)?;
+        // Parts were not piece-hashed on arrival (the piece length depends on the total size,
+        // unknown until now): hash the object now, in the background, so that its first
+        // `?torrent` answers from stored hashes. Objects that can have no torrent are skipped.
+        if !rec.is_sse_c() && rec.size <= self.options.torrent_max_size {
+            self.store
+                .hash_in_background(rec.clone(), input.bucket.clone(), input.key.clone());
+        }
         Ok(S3Response::new(CompleteMultipartUploadOutput {
             bucket: Some(input.bucket.clone()),
             key: Some(input.key.clone()),
