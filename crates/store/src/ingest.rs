@@ -249,6 +249,17 @@ where
             usize::try_from(n.saturating_sub(received)).unwrap_or(CHUNK)
         })
     };
+    // The body goes to a file once more than `inline_max` bytes have arrived.
+    let start_file_past_inline = |sink: &mut Option<FileSink>, received: usize| -> Result<()> {
+        if sink.is_none() && received > inline_max {
+            *sink = Some(FileSink::start(
+                blobs.tmp_path(&id),
+                checksums,
+                piece_length,
+            )?);
+        }
+        Ok(())
+    };
     let mut sink: Option<FileSink> = None;
     let mut size: u64 = 0;
     let mut handed_over: u64 = 0;
@@ -273,13 +284,7 @@ where
                     if !pending.is_full() {
                         continue;
                     }
-                    if sink.is_none() && pending.len() > inline_max {
-                        sink = Some(FileSink::start(
-                            blobs.tmp_path(&id),
-                            checksums,
-                            piece_length,
-                        )?);
-                    }
+                    start_file_past_inline(&mut sink, pending.len())?;
                     let Some(s) = &sink else {
                         // A full buffer that may stay inline is the whole declared body.
                         if !rest.is_empty() {
@@ -303,13 +308,7 @@ where
                 break;
             }
             None => {
-                if sink.is_none() && pending.len() > inline_max {
-                    sink = Some(FileSink::start(
-                        blobs.tmp_path(&id),
-                        checksums,
-                        piece_length,
-                    )?);
-                }
+                start_file_past_inline(&mut sink, pending.len())?;
                 if let Some(s) = &sink
                     && !pending.is_empty()
                 {
