@@ -280,7 +280,14 @@ where
                 }
                 let mut rest: &[u8] = chunk;
                 while !rest.is_empty() {
-                    rest = &rest[pending.fill(rest)..];
+                    let took = pending.fill(rest);
+                    if took == 0 {
+                        // Only a buffer sized for the end of a declared body takes nothing, and
+                        // the size checks above stop longer bodies first; never spin on it.
+                        failure = Some(StoreError::IncompleteBody);
+                        break 'body;
+                    }
+                    rest = &rest[took..];
                     if !pending.is_full() {
                         continue;
                     }
