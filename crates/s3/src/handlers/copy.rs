@@ -7,10 +7,10 @@ use s3s::{S3Request, S3Response, S3Result, s3_error};
 use seedbucket_store::{ChecksumSelection, ObjectAttributes, ObjectReader, StoreError};
 
 use super::multipart::check_part_key;
-use super::object::{BodyStream, check_key, stored_headers, write_condition};
+use super::object::{BodyStream, check_key, write_condition};
 use super::reject_version;
 use super::sse::{check_read_key, echo, sse_error};
-use super::{etag, parse_tagging_header, request_charged, timestamp, user_metadata, writer_id};
+use super::{etag, parse_tagging_header, request_charged, timestamp, user_metadata};
 use crate::Seedbucket;
 use crate::access::Action;
 use crate::conditional::{Conditions, Outcome};
@@ -130,30 +130,14 @@ impl Seedbucket {
                 "The specified copy source is larger than the maximum allowable size for a copy source: {MAX_COPY_SIZE}"
             ));
         }
-        let owner = writer_id(&access);
-        let acl = self.requested_acl(
-            input.acl.as_ref().map(|a| a.as_str()),
-            &object_grants!(input),
-            &owner,
-            &access.bucket.owner,
-        )?;
+        let (owner, acl) = new_object_acl!(self, input, access)?;
         let tags = if replace_tags {
             parse_tagging_header(input.tagging.as_deref())?
         } else {
             source.attributes.tags.clone()
         };
         let (headers, metadata) = if replace_metadata {
-            (
-                stored_headers(
-                    input.content_type,
-                    input.content_encoding,
-                    input.content_disposition,
-                    input.content_language,
-                    input.cache_control,
-                    input.expires.as_ref(),
-                ),
-                user_metadata(input.metadata),
-            )
+            (input_headers!(input), user_metadata(input.metadata))
         } else {
             (
                 source.attributes.headers.clone(),

@@ -26,6 +26,35 @@ macro_rules! object_grants {
     };
 }
 
+/// The standard headers stored with an object, from a write request's input.
+macro_rules! input_headers {
+    ($input:expr) => {
+        $crate::handlers::object::stored_headers(
+            $input.content_type,
+            $input.content_encoding,
+            $input.content_disposition,
+            $input.content_language,
+            $input.cache_control,
+            $input.expires.as_ref(),
+        )
+    };
+}
+
+/// The owner and ACL of the object a write request creates: the writer (the bucket owner for an
+/// anonymous write) and the grants its canned ACL or `x-amz-grant-*` headers ask for.
+macro_rules! new_object_acl {
+    ($s3:expr, $input:expr, $access:expr) => {{
+        let owner = $crate::handlers::writer_id(&$access);
+        $s3.requested_acl(
+            $input.acl.as_ref().map(|a| a.as_str()),
+            &object_grants!($input),
+            &owner,
+            &$access.bucket.owner,
+        )
+        .map(|acl| (owner, acl))
+    }};
+}
+
 /// The SSE-C key of an input with the three `sse_customer_*` fields (`copy_source` for the
 /// `copy_source_sse_customer_*` ones).
 macro_rules! sse_key {

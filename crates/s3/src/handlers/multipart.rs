@@ -7,11 +7,9 @@ use seedbucket_store::sse::{CustomerKey, SseParams};
 use seedbucket_store::{ObjectAttributes, UploadRecord};
 
 use super::list::{Encoder, max_keys};
-use super::object::{stored_headers, write_condition};
+use super::object::write_condition;
 use super::sse::{echo, sse_error};
-use super::{
-    ClaimedChecksums, Incoming, etag, parse_tagging_header, timestamp, user_metadata, writer_id,
-};
+use super::{ClaimedChecksums, Incoming, etag, parse_tagging_header, timestamp, user_metadata};
 use crate::Seedbucket;
 use crate::access::Action;
 use crate::error::to_s3;
@@ -45,13 +43,7 @@ impl Seedbucket {
                 Action::PutObject,
             )
             .await?;
-        let owner = writer_id(&access);
-        let acl = self.requested_acl(
-            input.acl.as_ref().map(|a| a.as_str()),
-            &object_grants!(input),
-            &owner,
-            &access.bucket.owner,
-        )?;
+        let (owner, acl) = new_object_acl!(self, input, access)?;
         let tags = parse_tagging_header(input.tagging.as_deref())?;
         let sse_key_check = sse_key!(input)?
             .map(|k| {
@@ -77,14 +69,7 @@ impl Seedbucket {
             ));
         }
         let attributes = ObjectAttributes {
-            headers: stored_headers(
-                input.content_type,
-                input.content_encoding,
-                input.content_disposition,
-                input.content_language,
-                input.cache_control,
-                input.expires.as_ref(),
-            ),
+            headers: input_headers!(input),
             user_metadata: user_metadata(input.metadata),
             owner,
             acl,

@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 use super::sse::{check_read_key, echo, sse_error};
 use super::{
     ClaimedChecksums, Incoming, etag, format_http_date, parse_http_date, parse_tagging_header,
-    timestamp, user_metadata, writer_id,
+    timestamp, user_metadata,
 };
 use crate::Seedbucket;
 use crate::access::Action;
@@ -109,13 +109,7 @@ impl Seedbucket {
                 Action::PutObject,
             )
             .await?;
-        let owner = writer_id(&access);
-        let acl = self.requested_acl(
-            input.acl.as_ref().map(|a| a.as_str()),
-            &object_grants!(input),
-            &owner,
-            &access.bucket.owner,
-        )?;
+        let (owner, acl) = new_object_acl!(self, input, access)?;
         let tags = parse_tagging_header(input.tagging.as_deref())?;
         let key = sse_key!(input)?;
         let cond = write_condition(input.if_match.as_ref(), input.if_none_match.as_ref())?;
@@ -141,14 +135,7 @@ impl Seedbucket {
             )
             .await?;
         let attributes = ObjectAttributes {
-            headers: stored_headers(
-                input.content_type,
-                input.content_encoding,
-                input.content_disposition,
-                input.content_language,
-                input.cache_control,
-                input.expires.as_ref(),
-            ),
+            headers: input_headers!(input),
             user_metadata: user_metadata(input.metadata),
             owner,
             acl,
