@@ -91,7 +91,7 @@ impl Drop for TmpGuard {
 /// piece hashing (mean of 8); at nice 10 it runs at 0.94. Where cores are spare the priority
 /// changes nothing, and under load the bounded channels keep the piece threads from falling
 /// more than [`DEPTH`] buffers behind: the PUT waits for them rather than starving them.
-struct PieceWorkers {
+pub(crate) struct PieceWorkers {
     piece_length: u64,
     v1_tx: mpsc::Sender<Bytes>,
     v2_tx: mpsc::Sender<Bytes>,
@@ -100,7 +100,7 @@ struct PieceWorkers {
 }
 
 impl PieceWorkers {
-    fn start(piece_length: u64) -> Result<Self> {
+    pub(crate) fn start(piece_length: u64) -> Result<Self> {
         let (v1_tx, mut v1_rx) = mpsc::channel::<Bytes>(DEPTH);
         let (v2_tx, mut v2_rx) = mpsc::channel::<Bytes>(DEPTH);
         let v1 = spawn_low_priority("piece-sha1", move || {
@@ -128,11 +128,12 @@ impl PieceWorkers {
         })
     }
 
-    async fn send(&self, buf: &Bytes) -> bool {
+    /// False if a hashing thread stopped (`finish` then reports it).
+    pub(crate) async fn send(&self, buf: &Bytes) -> bool {
         self.v1_tx.send(buf.clone()).await.is_ok() && self.v2_tx.send(buf.clone()).await.is_ok()
     }
 
-    async fn finish(self) -> Result<PieceHashes> {
+    pub(crate) async fn finish(self) -> Result<PieceHashes> {
         drop(self.v1_tx);
         drop(self.v2_tx);
         let stopped = |_| StoreError::Io(std::io::Error::other("a piece hashing thread stopped"));

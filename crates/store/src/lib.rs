@@ -431,23 +431,14 @@ impl Store {
         }
         let size = reader.record.size;
         let mut rx = reader.stream(0, size);
-        let mut h = seedbucket_torrent::PieceHasher::new(piece_length, true, true);
-        let (tx, mut hrx) = mpsc::channel::<Bytes>(4);
-        let worker = background::spawn_low_priority("object-pieces", move || {
-            while let Some(b) = hrx.blocking_recv() {
-                h.update(&b);
-            }
-            h.finish()
-        })?;
+        // SHA-1 and SHA-256 on a low-priority thread each, as during a PUT.
+        let workers = ingest::PieceWorkers::start(piece_length)?;
         while let Some(chunk) = rx.recv().await {
-            if tx.send(chunk?).await.is_err() {
+            if !workers.send(&chunk?).await {
                 break;
             }
         }
-        drop(tx);
-        let hashes = worker
-            .await
-            .map_err(|_| StoreError::Io(std::io::Error::other("the hashing thread stopped")))?;
+        let hashes = workers.finish().await?;
         if hashes.length != size {
             return Err(StoreError::Corrupt(
                 "object shorter than its record while hashing".into(),
