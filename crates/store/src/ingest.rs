@@ -105,12 +105,10 @@ impl PieceWorkers {
         let (v2_tx, mut v2_rx) = mpsc::channel::<Bytes>(DEPTH);
         let v1 = spawn_low_priority("piece-sha1", move || {
             let mut h = PieceHasher::new(piece_length, true, false);
-            let mut length = 0u64;
             while let Some(buf) = v1_rx.blocking_recv() {
-                length += buf.len() as u64;
                 h.update(&buf);
             }
-            (length, h.finish_raw().0)
+            (h.length(), h.finish_raw().0)
         })?;
         let v2 = spawn_low_priority("piece-sha256", move || {
             let mut h = PieceHasher::new(piece_length, false, true);

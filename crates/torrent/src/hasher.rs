@@ -72,6 +72,11 @@ impl PieceHasher {
         }
     }
 
+    /// How many bytes have been fed so far.
+    pub fn length(&self) -> u64 {
+        self.length
+    }
+
     pub fn finish(self) -> PieceHashes {
         let (length, piece_length) = (self.length, self.piece_length);
         let (v1, leaves) = self.finish_raw();
