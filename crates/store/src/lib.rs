@@ -464,7 +464,8 @@ impl Store {
     /// such as completed multipart uploads. At most [`BACKGROUND_HASH_JOBS`] run at once; a
     /// `?torrent` that comes first makes them itself and the queued job then finds them stored.
     pub fn hash_in_background(&self, rec: ObjectRecord, bucket: String, key: String) {
-        if !self.inner.hash_pieces {
+        // SSE-C objects get no torrent: their stored bytes are ciphertext.
+        if !self.inner.hash_pieces || rec.is_sse_c() {
             return;
         }
         let store = self.clone();

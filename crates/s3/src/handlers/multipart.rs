@@ -203,8 +203,9 @@ impl Seedbucket {
             .map_err(to_s3)?;
         // Parts were not piece-hashed on arrival (the piece length depends on the total size,
         // unknown until now): hash the object now, in the background, so that its first
-        // `?torrent` answers from stored hashes. Objects that can have no torrent are skipped.
-        if !rec.is_sse_c() && rec.size <= self.options.torrent_max_size {
+        // `?torrent` answers from stored hashes. Objects too large for a torrent are skipped
+        // (and SSE-C ones by the store).
+        if rec.size <= self.options.torrent_max_size {
             self.store
                 .hash_in_background(rec.clone(), input.bucket.clone(), input.key.clone());
         }
