@@ -46,6 +46,25 @@ fi
 export PATH=$ROOT/.tools/bin:$PATH
 command -v imdl >/dev/null || { echo "FATAL: imdl did not install"; exit 1; }
 
+# Garage: a real distributed S3 backend for the gateway tests (tests/interop/backends.py).
+# AGPL, so it only runs as a separate process; installed once per machine outside the clone,
+# into $CARGO_HOME/bin.
+GARAGE_VERSION=2.5.0
+CARGO_BIN=${CARGO_HOME:-$HOME/.cargo}/bin
+garage_ok() { # [binary]: true if it says it is $GARAGE_VERSION ("garage cargo:2.5.0 [features: ...]")
+  local v re="(^|[^0-9.])${GARAGE_VERSION//./\\.}([^0-9.]|$)"
+  v=$("${1:-garage}" --version 2>/dev/null) || return 1
+  [[ ${v%%$'\n'*} =~ $re ]]
+}
+if ! garage_ok "$CARGO_BIN/garage" && ! garage_ok garage; then
+  echo "== installing garage $GARAGE_VERSION into $CARGO_BIN (cargo install, about 12 minutes on 2 cores)"
+  cargo install -q --locked garage --version "$GARAGE_VERSION"
+fi
+# Prefer $CARGO_BIN's garage only when the one on PATH (if any) is not the wanted version.
+if garage_ok garage; then :; else export PATH=$CARGO_BIN:$PATH; fi
+hash -r
+garage_ok || { echo "FATAL: garage $GARAGE_VERSION did not install (found: $(garage --version 2>&1 | head -1))"; exit 1; }
+
 echo "== building (release)"
 cargo build --release --workspace --bins
 export SEEDBUCKET_BIN=$ROOT/target/release/seedbucket

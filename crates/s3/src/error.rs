@@ -32,6 +32,16 @@ pub fn to_s3(e: StoreError) -> S3Error {
                 S3Error::with_message(S3ErrorCode::IncompleteBody, m)
             }
         }
+        StoreError::Unavailable(detail) => {
+            tracing::warn!(error = %detail, "storage backend unavailable");
+            s3_error!(
+                ServiceUnavailable,
+                "The storage backend is unavailable; please try again."
+            )
+        }
+        StoreError::SlowDown => s3_error!(SlowDown, "Please reduce your request rate."),
+        StoreError::NotSupported(m) => S3Error::with_message(S3ErrorCode::NotImplemented, m),
+        StoreError::MissingContentLength => s3_error!(MissingContentLength),
         e @ (StoreError::Io(_) | StoreError::Db(_) | StoreError::Corrupt(_)) => {
             tracing::error!(error = %e, "internal store error");
             s3_error!(InternalError)

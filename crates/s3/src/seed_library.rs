@@ -229,9 +229,7 @@ impl Library for StoreLibrary {
             }
         }
         let len = usize::try_from(len).map_err(std::io::Error::other)?;
-        tokio::task::spawn_blocking(move || reader.read_at(offset, len))
-            .await
-            .map_err(std::io::Error::other)?
+        reader.read(offset, len).await
     }
 
     fn uploaded(&self, torrent: &SeedTorrent, bytes: u64) {

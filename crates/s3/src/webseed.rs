@@ -144,7 +144,9 @@ impl Seedbucket {
         } else {
             self.stats
                 .webseeded(&format!("{}/{}", torrent.bucket, torrent.key), end - start);
-            Body::from(StreamingBlob::wrap(BodyStream(reader.stream(start, end))))
+            Body::from(StreamingBlob::wrap(BodyStream(
+                reader.stream_for_torrent(start, end),
+            )))
         };
         let mut r = Response::new(body);
         *r.status_mut() = status;

@@ -9,46 +9,107 @@ use hyper_util::server::conn::auto::Builder as ConnBuilder;
 use seedbucket_s3::service::{Frontend, s3_service};
 use seedbucket_s3::tokens::TokenKey;
 use seedbucket_s3::{S3Options, Seedbucket};
-use seedbucket_store::credentials::{KeyFile, KeyRing};
+use seedbucket_store::credentials::{AccessKey, KeyFile, KeyRing, ROOT_KEY_NAME, ensure_root_in};
 use seedbucket_store::{Store, StoreOptions};
 use tokio::net::TcpListener;
 
 use crate::config::Config;
 
-pub async fn serve(config: Config) -> anyhow::Result<()> {
-    let mut store_options = StoreOptions::new(&config.data_dir);
-    store_options.hash_pieces = config.piece_hashing;
-    let store = Store::open(store_options)
-        .await
-        .with_context(|| format!("opening the data dir {}", config.data_dir.display()))?;
+/// The root key's values from `SEEDBUCKET_ROOT_ACCESS_KEY` / `SEEDBUCKET_ROOT_SECRET_KEY`.
+fn fixed_root_key() -> anyhow::Result<Option<(String, String)>> {
+    Ok(
+        match (
+            std::env::var("SEEDBUCKET_ROOT_ACCESS_KEY")
+                .ok()
+                .filter(|s| !s.is_empty()),
+            std::env::var("SEEDBUCKET_ROOT_SECRET_KEY")
+                .ok()
+                .filter(|s| !s.is_empty()),
+        ) {
+            (Some(a), Some(s)) => Some((a, s)),
+            (None, None) => None,
+            _ => anyhow::bail!(
+                "set both SEEDBUCKET_ROOT_ACCESS_KEY and SEEDBUCKET_ROOT_SECRET_KEY, or neither"
+            ),
+        },
+    )
+}
 
-    let key_file = KeyFile::new(&config.data_dir);
-    let fixed = match (
-        std::env::var("SEEDBUCKET_ROOT_ACCESS_KEY")
-            .ok()
-            .filter(|s| !s.is_empty()),
-        std::env::var("SEEDBUCKET_ROOT_SECRET_KEY")
-            .ok()
-            .filter(|s| !s.is_empty()),
-    ) {
-        (Some(a), Some(s)) => Some((a, s)),
-        (None, None) => None,
-        _ => anyhow::bail!(
-            "set both SEEDBUCKET_ROOT_ACCESS_KEY and SEEDBUCKET_ROOT_SECRET_KEY, or neither"
-        ),
-    };
-    let (root, generated) = key_file.ensure_root(fixed)?;
-    if generated {
-        println!(
-            "Generated root credentials (shown once; kept in {}):",
-            key_file.path().display()
-        );
-        println!("  access key: {}", root.access_key);
-        println!("  secret key: {}", root.secret_key);
+fn print_generated(root: &AccessKey, kept_in: &str) {
+    println!("Generated root credentials (shown once; kept in {kept_in}):");
+    println!("  access key: {}", root.access_key);
+    println!("  secret key: {}", root.secret_key);
+}
+
+/// Opens the store the configuration names: the data dir, or the S3 backend.
+pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
+    match &config.backend {
+        Some(gateway) => Store::open_gateway(gateway.clone())
+            .await
+            .context("connecting to the S3 backend (--backend-endpoint)"),
+        None => {
+            let mut store_options = StoreOptions::new(&config.data_dir);
+            store_options.hash_pieces = config.piece_hashing;
+            Store::open(store_options)
+                .await
+                .with_context(|| format!("opening the data dir {}", config.data_dir.display()))
+        }
     }
-    let keys = Arc::new(KeyRing::new(key_file)?);
+}
 
-    let secret = server_secret(&config.data_dir)?;
+/// How often a gateway node re-reads the keys in the metadata bucket.
+const KEY_REFRESH: Duration = Duration::from_secs(2);
+
+/// The access keys: the data dir's `keys.json`, or in gateway mode the metadata bucket's,
+/// re-read every [`KEY_REFRESH`]. Makes sure the root key exists either way.
+async fn key_ring(store: &Store, config: &Config) -> anyhow::Result<Arc<KeyRing>> {
+    let fixed = fixed_root_key()?;
+    let Some(mut keys) = store.shared_keys().await? else {
+        let key_file = KeyFile::new(&config.data_dir);
+        let (root, generated) = key_file.ensure_root(fixed)?;
+        if generated {
+            print_generated(&root, &key_file.path().display().to_string());
+        }
+        return Ok(Arc::new(KeyRing::new(key_file)?));
+    };
+    let (root, generated, changed) = ensure_root_in(&mut keys, fixed);
+    if changed {
+        store.save_shared_keys(&keys).await?;
+    }
+    if generated {
+        print_generated(&root, "the backend's metadata bucket, keys.json");
+    }
+    store.set_default_owner(&root.user_id);
+    let ring = Arc::new(KeyRing::pushed(keys));
+    let (refreshing, store) = (ring.clone(), store.clone());
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(KEY_REFRESH);
+        loop {
+            tick.tick().await;
+            match store.shared_keys().await {
+                Ok(Some(keys)) => {
+                    if let Some(root) = keys.iter().find(|k| k.name == ROOT_KEY_NAME) {
+                        store.set_default_owner(&root.user_id);
+                    }
+                    refreshing.replace(keys);
+                }
+                Ok(None) => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not re-read the keys; keeping the old ones")
+                }
+            }
+        }
+    });
+    Ok(ring)
+}
+
+pub async fn serve(config: Config) -> anyhow::Result<()> {
+    let store = open_store(&config).await?;
+    let keys = key_ring(&store, &config).await?;
+    let secret = match store.shared_secret().await? {
+        Some(s) => s,
+        None => server_secret(&config.data_dir)?,
+    };
     // The seeder's socket first: with port 0 its real port is what the tracker hands out.
     let peer_listener =
         match config.peer_listen {
@@ -133,7 +194,10 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     tracing::info!(
         listen = %listener.local_addr()?,
         public_url = %config.public_url,
-        data_dir = %config.data_dir.display(),
+        backend = %match &config.backend {
+            Some(g) => format!("s3 gateway ({})", g.endpoint),
+            None => format!("embedded ({})", config.data_dir.display()),
+        },
         "seedbucket is serving S3"
     );
 

@@ -32,6 +32,15 @@ pub enum Command {
             global = true
         )]
         data_dir: PathBuf,
+        #[command(flatten)]
+        backend: BackendArgs,
+    },
+    /// Gateway mode: bucket ownership for buckets that were in the backend already.
+    Bucket {
+        #[command(subcommand)]
+        action: BucketAction,
+        #[command(flatten)]
+        backend: BackendArgs,
     },
     /// Torrent helpers for local files.
     Torrent {
@@ -45,11 +54,34 @@ pub enum Command {
     },
 }
 
+/// Where objects live: the data dir (embedded) or an existing S3 cluster (gateway).
+#[derive(Debug, Args, Clone, Default)]
+pub struct BackendArgs {
+    /// TOML configuration file (flags and environment variables override it).
+    #[arg(long, env = "SEEDBUCKET_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+    /// Storage backend: `embedded` (data dir) or `s3` (gateway over an existing S3 cluster)
+    /// [default: embedded].
+    #[arg(long, env = "SEEDBUCKET_BACKEND", value_parser = ["embedded", "s3"], global = true)]
+    pub backend: Option<String>,
+    /// Gateway mode: the backend's S3 endpoint, e.g. https://s3.eu-west-1.amazonaws.com.
+    #[arg(long, env = "SEEDBUCKET_BACKEND_ENDPOINT", global = true)]
+    pub backend_endpoint: Option<String>,
+    /// Gateway mode: the backend's region [default: us-east-1].
+    #[arg(long, env = "SEEDBUCKET_BACKEND_REGION", global = true)]
+    pub backend_region: Option<String>,
+    /// Gateway mode: path-style requests (MinIO, Garage, Ceph RGW, seedbucket).
+    #[arg(long, env = "SEEDBUCKET_BACKEND_PATH_STYLE", global = true)]
+    pub backend_path_style: bool,
+    /// Gateway mode: the bucket holding seedbucket's own records [default: seedbucket-meta].
+    #[arg(long, env = "SEEDBUCKET_BACKEND_META_BUCKET", global = true)]
+    pub backend_meta_bucket: Option<String>,
+}
+
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// TOML configuration file (flags and environment variables override it).
-    #[arg(long, env = "SEEDBUCKET_CONFIG")]
-    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub backend: BackendArgs,
     /// Data directory [default: ./seedbucket-data].
     #[arg(long, env = "SEEDBUCKET_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
@@ -107,6 +139,10 @@ pub struct ServeArgs {
     /// [default: off].
     #[arg(long, env = "SEEDBUCKET_ADMIN_LISTEN")]
     pub admin_listen: Option<String>,
+    /// Gateway mode: memory for recently served object blocks (seeder and webseed), in MiB;
+    /// 0 = none [default: 256].
+    #[arg(long, env = "SEEDBUCKET_PIECE_CACHE")]
+    pub piece_cache: Option<u64>,
     /// Log format.
     #[arg(long, env = "SEEDBUCKET_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
@@ -123,6 +159,18 @@ pub enum KeyAction {
     List,
     /// Delete a key by access key id or name.
     Delete { id_or_name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BucketAction {
+    /// Make a key the owner of a bucket (gateway mode; buckets found in the backend belong to
+    /// the root key until assigned).
+    Assign {
+        bucket: String,
+        /// Name or access key id of the new owner.
+        #[arg(long)]
+        owner: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

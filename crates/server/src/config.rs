@@ -7,7 +7,8 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 
-use crate::cli::ServeArgs;
+use crate::cli::{BackendArgs, ServeArgs};
+use seedbucket_store::GatewayOptions;
 
 /// The configuration file (`--config FILE`). Every field is optional.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -48,6 +49,23 @@ pub struct FileConfig {
     pub seed_peer_rate_limit: u64,
     /// Admin listener for /metrics and /health, or "off". Example: "127.0.0.1:9001".
     pub admin_listen: Option<String>,
+    /// Where objects live: "embedded" (the data dir) or "s3" (gateway mode over an existing
+    /// S3 cluster; see docs/deployment.md).
+    pub backend: String,
+    /// Gateway mode: the backend's S3 endpoint. Example: "https://s3.eu-west-1.amazonaws.com".
+    pub backend_endpoint: Option<String>,
+    /// Gateway mode: the backend's region. Example: "eu-west-1".
+    pub backend_region: String,
+    /// Gateway mode: path-style requests (MinIO, Garage, Ceph RGW, seedbucket need it).
+    pub backend_path_style: bool,
+    /// Gateway mode: the service credential's access key id (or SEEDBUCKET_BACKEND_ACCESS_KEY).
+    pub backend_access_key: Option<String>,
+    /// Gateway mode: the service credential's secret (or SEEDBUCKET_BACKEND_SECRET_KEY).
+    pub backend_secret_key: Option<String>,
+    /// Gateway mode: the bucket holding seedbucket's keys, ACLs, piece hashes and torrents.
+    pub backend_meta_bucket: String,
+    /// Gateway mode: MiB of memory for recently served object blocks (seeder, webseed).
+    pub piece_cache: u64,
 }
 
 impl Default for FileConfig {
@@ -69,8 +87,89 @@ impl Default for FileConfig {
             seed_rate_limit: 0,
             seed_peer_rate_limit: 0,
             admin_listen: None,
+            backend: "embedded".to_owned(),
+            backend_endpoint: None,
+            backend_region: "us-east-1".to_owned(),
+            backend_path_style: false,
+            backend_access_key: None,
+            backend_secret_key: None,
+            backend_meta_bucket: "seedbucket-meta".to_owned(),
+            piece_cache: 256,
         }
     }
+}
+
+/// Seconds a gateway node trusts its cached copy of a record another node may change.
+pub const GATEWAY_CACHE_SECS: u64 = 5;
+
+/// Reads the configuration file, or the defaults without one.
+pub fn load_file(path: Option<&std::path::Path>) -> anyhow::Result<FileConfig> {
+    match path {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading config file {}", path.display()))?;
+            toml::from_str::<FileConfig>(&text)
+                .with_context(|| format!("parsing config file {}", path.display()))
+        }
+        None => Ok(FileConfig::default()),
+    }
+}
+
+fn env_nonempty(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|s| !s.is_empty())
+}
+
+/// The gateway backend's settings, or `None` for the embedded store.
+pub fn resolve_backend(
+    args: &BackendArgs,
+    file: &FileConfig,
+    piece_cache_mib: Option<u64>,
+    hash_pieces: bool,
+) -> anyhow::Result<Option<GatewayOptions>> {
+    let kind = args.backend.clone().unwrap_or_else(|| file.backend.clone());
+    match kind.as_str() {
+        "embedded" => return Ok(None),
+        "s3" => {}
+        other => bail!("backend must be embedded or s3, got {other:?}"),
+    }
+    let endpoint = args
+        .backend_endpoint
+        .clone()
+        .or_else(|| file.backend_endpoint.clone())
+        .context("--backend s3 needs --backend-endpoint (or backend_endpoint in the file)")?;
+    if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+        bail!("--backend-endpoint must start with http:// or https://, got {endpoint:?}");
+    }
+    let access_key = env_nonempty("SEEDBUCKET_BACKEND_ACCESS_KEY")
+        .or_else(|| file.backend_access_key.clone())
+        .context(
+            "gateway mode needs SEEDBUCKET_BACKEND_ACCESS_KEY (or backend_access_key in the file)",
+        )?;
+    let secret_key = env_nonempty("SEEDBUCKET_BACKEND_SECRET_KEY")
+        .or_else(|| file.backend_secret_key.clone())
+        .context(
+            "gateway mode needs SEEDBUCKET_BACKEND_SECRET_KEY (or backend_secret_key in the file)",
+        )?;
+    let meta_bucket = args
+        .backend_meta_bucket
+        .clone()
+        .unwrap_or_else(|| file.backend_meta_bucket.clone());
+    let mib = piece_cache_mib.unwrap_or(file.piece_cache);
+    Ok(Some(GatewayOptions {
+        endpoint,
+        region: args
+            .backend_region
+            .clone()
+            .unwrap_or_else(|| file.backend_region.clone()),
+        path_style: args.backend_path_style || file.backend_path_style,
+        access_key,
+        secret_key,
+        meta_bucket,
+        piece_cache_bytes: mib.saturating_mul(1024 * 1024),
+        cache_ttl: std::time::Duration::from_secs(GATEWAY_CACHE_SECS),
+        hash_pieces,
+        min_part_size: seedbucket_store::MIN_PART_SIZE,
+    }))
 }
 
 /// The validated configuration the server runs with.
@@ -94,6 +193,8 @@ pub struct Config {
     pub seed_rate_limit: u64,
     pub seed_peer_rate_limit: u64,
     pub admin_listen: Option<SocketAddr>,
+    /// Gateway mode's backend; `None`: the embedded store in `data_dir`.
+    pub backend: Option<GatewayOptions>,
 }
 
 /// An address, or `off`/empty for none.
@@ -113,15 +214,9 @@ fn optional_addr(
 
 impl Config {
     pub fn resolve(args: &ServeArgs) -> anyhow::Result<Self> {
-        let file = match &args.config {
-            Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .with_context(|| format!("reading config file {}", path.display()))?;
-                toml::from_str::<FileConfig>(&text)
-                    .with_context(|| format!("parsing config file {}", path.display()))?
-            }
-            None => FileConfig::default(),
-        };
+        let file = load_file(args.backend.config.as_deref())?;
+        let piece_hashing = args.piece_hashing == "on";
+        let backend = resolve_backend(&args.backend, &file, args.piece_cache, piece_hashing)?;
         let listen = args.listen.unwrap_or(file.listen);
         let public_url = args
             .public_url
@@ -169,7 +264,8 @@ impl Config {
             torrent_max_size: args.torrent_max_size.unwrap_or(file.torrent_max_size),
             torrent_format,
             webseed_expiry: args.webseed_expiry.unwrap_or(file.webseed_expiry),
-            piece_hashing: args.piece_hashing == "on",
+            piece_hashing,
+            backend,
             tracker_rate_limit: args.tracker_rate_limit.unwrap_or(file.tracker_rate_limit),
             open_tracker: args.open_tracker || file.open_tracker,
             data_dir: args.data_dir.clone().unwrap_or(file.data_dir),

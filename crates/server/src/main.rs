@@ -6,10 +6,12 @@ mod cli;
 mod config;
 mod torrent_cli;
 
+use anyhow::Context as _;
 use clap::Parser;
-use seedbucket_store::credentials::KeyFile;
+use seedbucket_store::credentials::{AccessKey, KeyFile, create_in, delete_in};
+use seedbucket_store::{GatewayOptions, Store};
 
-use crate::cli::{Cli, Command, ConfigAction, KeyAction};
+use crate::cli::{BucketAction, Cli, Command, ConfigAction, KeyAction};
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
@@ -22,30 +24,26 @@ fn main() -> anyhow::Result<()> {
                 .build()?;
             rt.block_on(app::serve(config))
         }
-        Command::Key { action, data_dir } => {
-            let file = KeyFile::new(&data_dir);
-            match action {
-                KeyAction::Create { name } => {
-                    let k = file.create(&name)?;
-                    println!("name:        {}", k.name);
-                    println!("access key:  {}", k.access_key);
-                    println!("secret key:  {}", k.secret_key);
-                    println!("user id:     {}", k.user_id);
-                }
-                KeyAction::List => {
-                    println!("{:<12} {:<22} USER ID", "NAME", "ACCESS KEY");
-                    for k in file.load()? {
-                        println!("{:<12} {:<22} {}", k.name, k.access_key, k.user_id);
-                    }
-                }
-                KeyAction::Delete { id_or_name } => {
-                    if !file.delete(&id_or_name)? {
-                        anyhow::bail!("no key with access key id or name {id_or_name:?}");
-                    }
-                    println!("deleted {id_or_name}");
-                }
+        Command::Key {
+            action,
+            data_dir,
+            backend,
+        } => {
+            let file = config::load_file(backend.config.as_deref())?;
+            match config::resolve_backend(&backend, &file, Some(0), false)? {
+                None => keys_in_data_dir(action, &data_dir),
+                Some(gateway) => block_on(keys_in_backend(action, gateway)),
             }
-            Ok(())
+        }
+        Command::Bucket {
+            action: BucketAction::Assign { bucket, owner },
+            backend,
+        } => {
+            let file = config::load_file(backend.config.as_deref())?;
+            let gateway = config::resolve_backend(&backend, &file, Some(0), false)?.context(
+                "`bucket assign` is for gateway mode: give --backend s3 and its settings",
+            )?;
+            block_on(assign_bucket(gateway, &bucket, &owner))
         }
         Command::Torrent { action } => torrent_cli::run(action),
         Command::Config {
@@ -55,6 +53,87 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+fn block_on<T>(f: impl std::future::Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(f)
+}
+
+fn print_key(k: &AccessKey) {
+    println!("name:        {}", k.name);
+    println!("access key:  {}", k.access_key);
+    println!("secret key:  {}", k.secret_key);
+    println!("user id:     {}", k.user_id);
+}
+
+fn print_key_list(keys: &[AccessKey]) {
+    println!("{:<12} {:<22} USER ID", "NAME", "ACCESS KEY");
+    for k in keys {
+        println!("{:<12} {:<22} {}", k.name, k.access_key, k.user_id);
+    }
+}
+
+fn keys_in_data_dir(action: KeyAction, data_dir: &std::path::Path) -> anyhow::Result<()> {
+    let file = KeyFile::new(data_dir);
+    match action {
+        KeyAction::Create { name } => print_key(&file.create(&name)?),
+        KeyAction::List => print_key_list(&file.load()?),
+        KeyAction::Delete { id_or_name } => {
+            if !file.delete(&id_or_name)? {
+                anyhow::bail!("no key with access key id or name {id_or_name:?}");
+            }
+            println!("deleted {id_or_name}");
+        }
+    }
+    Ok(())
+}
+
+/// Gateway mode: the keys live in the backend's metadata bucket; running nodes pick changes up
+/// within seconds.
+async fn keys_in_backend(action: KeyAction, gateway: GatewayOptions) -> anyhow::Result<()> {
+    let store = Store::open_gateway(gateway).await?;
+    let mut keys = store.shared_keys().await?.unwrap_or_default();
+    match action {
+        KeyAction::Create { name } => {
+            let k = create_in(&mut keys, &name)?;
+            store.save_shared_keys(&keys).await?;
+            print_key(&k);
+        }
+        KeyAction::List => print_key_list(&keys),
+        KeyAction::Delete { id_or_name } => {
+            if !delete_in(&mut keys, &id_or_name) {
+                anyhow::bail!("no key with access key id or name {id_or_name:?}");
+            }
+            store.save_shared_keys(&keys).await?;
+            println!("deleted {id_or_name}");
+        }
+    }
+    Ok(())
+}
+
+async fn assign_bucket(gateway: GatewayOptions, bucket: &str, owner: &str) -> anyhow::Result<()> {
+    let store = Store::open_gateway(gateway).await?;
+    let keys = store.shared_keys().await?.unwrap_or_default();
+    let key = keys
+        .iter()
+        .find(|k| k.name == owner || k.access_key == owner)
+        .with_context(|| format!("no key with name or access key id {owner:?}"))?;
+    let user_id = key.user_id.clone();
+    store
+        .update_bucket(bucket, move |rec| {
+            rec.owner = user_id;
+            Ok(())
+        })
+        .await
+        .with_context(|| format!("assigning bucket {bucket}"))?;
+    println!(
+        "bucket {bucket} now belongs to {} ({})",
+        key.name, key.user_id
+    );
+    Ok(())
 }
 
 fn init_tracing(format: &str) {

@@ -65,7 +65,7 @@ impl KeyFile {
 
     pub fn load(&self) -> Result<Vec<AccessKey>> {
         match fs::read(&self.path) {
-            Ok(bytes) => Ok(serde_json::from_slice::<KeyFileContents>(&bytes)?.keys),
+            Ok(bytes) => decode_keys(&bytes),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
             Err(e) => Err(e.into()),
         }
@@ -76,9 +76,7 @@ impl KeyFile {
             fs::create_dir_all(dir)?;
         }
         let tmp = self.path.with_extension("json.tmp");
-        let body = serde_json::to_vec_pretty(&KeyFileContents {
-            keys: keys.to_vec(),
-        })?;
+        let body = encode_keys(keys)?;
         {
             let mut opts = fs::OpenOptions::new();
             opts.write(true).create(true).truncate(true);
@@ -92,62 +90,21 @@ impl KeyFile {
         Ok(())
     }
 
-    /// Makes sure the root key exists. With `fixed` (from the environment) the root key takes
-    /// those values, keeping its user id. Returns the key and whether it was just generated.
+    /// Makes sure the root key exists (see [`ensure_root_in`]). Returns the key and whether
+    /// it was just generated.
     pub fn ensure_root(&self, fixed: Option<(String, String)>) -> Result<(AccessKey, bool)> {
         let mut keys = self.load()?;
-        let pos = keys.iter().position(|k| k.name == ROOT_KEY_NAME);
-        match (pos, fixed) {
-            (Some(i), None) => Ok((keys[i].clone(), false)),
-            (Some(i), Some((ak, sk))) => {
-                if keys[i].access_key != ak || keys[i].secret_key != sk {
-                    keys.retain(|k| k.access_key != ak || k.name == ROOT_KEY_NAME);
-                    let i = keys
-                        .iter()
-                        .position(|k| k.name == ROOT_KEY_NAME)
-                        .unwrap_or(0);
-                    keys[i].access_key = ak;
-                    keys[i].secret_key = sk;
-                    self.save(&keys)?;
-                    return Ok((keys[i].clone(), false));
-                }
-                Ok((keys[i].clone(), false))
-            }
-            (None, fixed) => {
-                let generated = fixed.is_none();
-                let (ak, sk) = fixed.unwrap_or_else(generate_pair);
-                keys.retain(|k| k.access_key != ak);
-                let key = AccessKey {
-                    access_key: ak,
-                    secret_key: sk,
-                    user_id: new_user_id(),
-                    name: ROOT_KEY_NAME.to_owned(),
-                    created_ns: crate::now_ns(),
-                };
-                keys.push(key.clone());
-                self.save(&keys)?;
-                Ok((key, generated))
-            }
+        let (key, generated, changed) = ensure_root_in(&mut keys, fixed);
+        if changed {
+            self.save(&keys)?;
         }
+        Ok((key, generated))
     }
 
     /// Creates a new key with its own user id.
     pub fn create(&self, name: &str) -> Result<AccessKey> {
         let mut keys = self.load()?;
-        if keys.iter().any(|k| k.name == name) {
-            return Err(StoreError::Corrupt(format!(
-                "a key named {name:?} already exists"
-            )));
-        }
-        let (access_key, secret_key) = generate_pair();
-        let key = AccessKey {
-            access_key,
-            secret_key,
-            user_id: new_user_id(),
-            name: name.to_owned(),
-            created_ns: crate::now_ns(),
-        };
-        keys.push(key.clone());
+        let key = create_in(&mut keys, name)?;
         self.save(&keys)?;
         Ok(key)
     }
@@ -155,14 +112,89 @@ impl KeyFile {
     /// Deletes a key by access key id or name. Returns whether one was removed.
     pub fn delete(&self, id_or_name: &str) -> Result<bool> {
         let mut keys = self.load()?;
-        let before = keys.len();
-        keys.retain(|k| k.access_key != id_or_name && k.name != id_or_name);
-        if keys.len() == before {
+        if !delete_in(&mut keys, id_or_name) {
             return Ok(false);
         }
         self.save(&keys)?;
         Ok(true)
     }
+}
+
+/// The key document (`keys.json`, in the data dir or in gateway mode's metadata bucket).
+pub fn decode_keys(bytes: &[u8]) -> Result<Vec<AccessKey>> {
+    Ok(serde_json::from_slice::<KeyFileContents>(bytes)?.keys)
+}
+
+pub fn encode_keys(keys: &[AccessKey]) -> Result<Vec<u8>> {
+    Ok(serde_json::to_vec_pretty(&KeyFileContents {
+        keys: keys.to_vec(),
+    })?)
+}
+
+/// Makes sure `keys` holds the root key. With `fixed` (from the environment) the root key
+/// takes those values, keeping its user id. Returns the key, whether it was just generated, and
+/// whether `keys` changed.
+pub fn ensure_root_in(
+    keys: &mut Vec<AccessKey>,
+    fixed: Option<(String, String)>,
+) -> (AccessKey, bool, bool) {
+    let pos = keys.iter().position(|k| k.name == ROOT_KEY_NAME);
+    match (pos, fixed) {
+        (Some(i), None) => (keys[i].clone(), false, false),
+        (Some(i), Some((ak, sk))) => {
+            if keys[i].access_key != ak || keys[i].secret_key != sk {
+                keys.retain(|k| k.access_key != ak || k.name == ROOT_KEY_NAME);
+                let i = keys
+                    .iter()
+                    .position(|k| k.name == ROOT_KEY_NAME)
+                    .unwrap_or(0);
+                keys[i].access_key = ak;
+                keys[i].secret_key = sk;
+                return (keys[i].clone(), false, true);
+            }
+            (keys[i].clone(), false, false)
+        }
+        (None, fixed) => {
+            let generated = fixed.is_none();
+            let (ak, sk) = fixed.unwrap_or_else(generate_pair);
+            keys.retain(|k| k.access_key != ak);
+            let key = AccessKey {
+                access_key: ak,
+                secret_key: sk,
+                user_id: new_user_id(),
+                name: ROOT_KEY_NAME.to_owned(),
+                created_ns: crate::now_ns(),
+            };
+            keys.push(key.clone());
+            (key, generated, true)
+        }
+    }
+}
+
+/// Adds a new key named `name`, with its own user id.
+pub fn create_in(keys: &mut Vec<AccessKey>, name: &str) -> Result<AccessKey> {
+    if keys.iter().any(|k| k.name == name) {
+        return Err(StoreError::Corrupt(format!(
+            "a key named {name:?} already exists"
+        )));
+    }
+    let (access_key, secret_key) = generate_pair();
+    let key = AccessKey {
+        access_key,
+        secret_key,
+        user_id: new_user_id(),
+        name: name.to_owned(),
+        created_ns: crate::now_ns(),
+    };
+    keys.push(key.clone());
+    Ok(key)
+}
+
+/// Removes the key with this access key id or name; whether one was removed.
+pub fn delete_in(keys: &mut Vec<AccessKey>, id_or_name: &str) -> bool {
+    let before = keys.len();
+    keys.retain(|k| k.access_key != id_or_name && k.name != id_or_name);
+    keys.len() != before
 }
 
 /// A fresh access key id (20 characters) and secret (40 characters).
@@ -177,8 +209,11 @@ pub fn generate_pair() -> (String, String) {
 
 /// The server's view of the key file, re-read when the file changes (checked at most once a
 /// second), so keys created or deleted by the CLI take effect without a restart.
+///
+/// In gateway mode there is no file: the server pushes the metadata bucket's keys in with
+/// [`KeyRing::replace`] every few seconds.
 pub struct KeyRing {
-    file: KeyFile,
+    file: Option<KeyFile>,
     state: Mutex<RingState>,
 }
 
@@ -193,7 +228,7 @@ impl KeyRing {
         let keys = file.load()?;
         let mtime = fs::metadata(file.path()).and_then(|m| m.modified()).ok();
         Ok(Self {
-            file,
+            file: Some(file),
             state: Mutex::new(RingState {
                 keys,
                 mtime,
@@ -202,16 +237,34 @@ impl KeyRing {
         })
     }
 
+    /// A ring of these keys, changed only by [`KeyRing::replace`].
+    pub fn pushed(keys: Vec<AccessKey>) -> Self {
+        Self {
+            file: None,
+            state: Mutex::new(RingState {
+                keys,
+                mtime: None,
+                checked: Instant::now(),
+            }),
+        }
+    }
+
+    /// Replaces the keys (gateway mode).
+    pub fn replace(&self, keys: Vec<AccessKey>) {
+        if let Ok(mut st) = self.state.lock() {
+            st.keys = keys;
+        }
+    }
+
     fn refresh(&self, st: &mut RingState, force: bool) {
+        let Some(file) = &self.file else { return };
         if !force && st.checked.elapsed() < Duration::from_secs(1) {
             return;
         }
         st.checked = Instant::now();
-        let mtime = fs::metadata(self.file.path())
-            .and_then(|m| m.modified())
-            .ok();
+        let mtime = fs::metadata(file.path()).and_then(|m| m.modified()).ok();
         if mtime != st.mtime {
-            match self.file.load() {
+            match file.load() {
                 Ok(keys) => {
                     st.keys = keys;
                     st.mtime = mtime;

@@ -11,12 +11,12 @@ use bytes::Bytes;
 use futures::Stream;
 use tokio::sync::mpsc;
 
+use crate::ObjectReader;
 use crate::digest::{BodyHasher, ChecksumSelection, Digests};
 use crate::error::{Result, StoreError};
 use crate::ingest::{self, Staged};
 use crate::records::ObjectRecord;
 use crate::sse::{self, CustomerKey, Encryptor, RangeDecryptor, SseError, SseParams};
-use crate::{ObjectReader, Store};
 
 /// What the adapter learned once the body ended.
 struct Outcome {
@@ -85,8 +85,8 @@ where
     }
 }
 
-impl Store {
-    /// Like [`Store::stage`] / [`Store::stage_part`], encrypting with the customer's key.
+impl crate::embedded::Embedded {
+    /// Like [`crate::Store::stage`], encrypting with the customer's key.
     /// Returns the staged ciphertext and the digests of the plaintext.
     pub async fn stage_encrypted<S, E>(
         &self,

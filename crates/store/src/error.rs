@@ -39,6 +39,19 @@ pub enum StoreError {
     Db(String),
     #[error("corrupt metadata record: {0}")]
     Corrupt(String),
+    /// Gateway mode: the backend could not be reached or failed. The text is for the log only:
+    /// clients get a generic message, never the backend's address or answer.
+    #[error("the storage backend is unavailable: {0}")]
+    Unavailable(String),
+    /// Gateway mode: the backend asks us to slow down.
+    #[error("the storage backend asks to reduce the request rate")]
+    SlowDown,
+    /// The call is not available with this backend.
+    #[error("{0}")]
+    NotSupported(String),
+    /// A body of unknown length where the backend needs it up front.
+    #[error("you must provide the Content-Length HTTP header")]
+    MissingContentLength,
 }
 
 /// Result with [`StoreError`].

@@ -27,7 +27,10 @@ const SYNC_EVERY: usize = 32 * 1024 * 1024;
 #[derive(Debug)]
 pub(crate) enum StagedBody {
     Inline(Bytes),
-    File { path: PathBuf, armed: bool },
+    File(StagedFile),
+    /// Gateway mode: the body went to the backend, all but its last buffer, which waits for
+    /// [`crate::gateway::PendingUpload::complete`] (dropping it abandons the upload).
+    Remote(crate::gateway::PendingUpload),
 }
 
 /// A completely received body that no metadata names yet. Dropping it removes its file.
@@ -48,24 +51,37 @@ pub struct Staged {
 impl Staged {
     /// Called once the file has been moved into the blob tree.
     pub(crate) fn disarm(&mut self) {
-        if let StagedBody::File { armed, .. } = &mut self.body {
-            *armed = false;
+        if let StagedBody::File(f) = &mut self.body {
+            f.armed = false;
         }
+    }
+
+    /// Takes the body out (the caller now owns what it holds).
+    pub(crate) fn into_body(self) -> StagedBody {
+        self.body
     }
 
     /// The bytes of an inline body.
     pub(crate) fn inline(&self) -> Option<&Bytes> {
         match &self.body {
             StagedBody::Inline(b) => Some(b),
-            StagedBody::File { .. } => None,
+            StagedBody::File(_) | StagedBody::Remote(_) => None,
         }
     }
 }
 
-impl Drop for Staged {
+/// A fsynced temporary file holding a body. Removed when dropped unless published, whether its
+/// `Staged` was dropped or staging failed after the body was complete.
+#[derive(Debug)]
+pub(crate) struct StagedFile {
+    pub(crate) path: PathBuf,
+    armed: bool,
+}
+
+impl Drop for StagedFile {
     fn drop(&mut self) {
-        if let StagedBody::File { path, armed: true } = &self.body {
-            let _ = std::fs::remove_file(path);
+        if self.armed {
+            let _ = std::fs::remove_file(&self.path);
         }
     }
 }
@@ -146,24 +162,56 @@ impl PieceWorkers {
     }
 }
 
-/// The blocking workers of a body that goes to a file.
+/// Where a body that is not kept in memory goes.
+pub(crate) enum Destination<'a> {
+    /// A temporary file in the data dir (embedded mode).
+    Dir(&'a BlobDir),
+    /// The backend (gateway mode): the function starts the backend request and returns the
+    /// channel that feeds its body, called once the body turns out larger than `inline_max`.
+    Remote(Box<dyn FnOnce() -> crate::gateway::RemoteBody + Send + 'a>),
+}
+
+/// The writer of a body that goes out of memory.
+enum Writer {
+    File {
+        task: tokio::task::JoinHandle<std::io::Result<()>>,
+        path: PathBuf,
+        guard: TmpGuard,
+    },
+    Remote(crate::gateway::PendingUpload),
+}
+
+/// The workers of a body that goes to a file or to the backend.
 struct FileSink {
     write_tx: mpsc::Sender<Bytes>,
     hash_tx: mpsc::Sender<Bytes>,
     pieces: Option<PieceWorkers>,
-    writer: tokio::task::JoinHandle<std::io::Result<()>>,
+    writer: Writer,
     hasher: tokio::task::JoinHandle<Digests>,
-    path: PathBuf,
-    guard: TmpGuard,
 }
 
 impl FileSink {
+    fn start_remote(
+        body: crate::gateway::RemoteBody,
+        checksums: ChecksumSelection,
+        pieces: Option<u64>,
+    ) -> Result<Self> {
+        let (hash_tx, hasher) = start_hasher(checksums);
+        let pieces = pieces.map(PieceWorkers::start).transpose()?;
+        Ok(Self {
+            write_tx: body.sender,
+            hash_tx,
+            pieces,
+            writer: Writer::Remote(body.upload),
+            hasher,
+        })
+    }
+
     fn start(path: PathBuf, checksums: ChecksumSelection, pieces: Option<u64>) -> Result<Self> {
         let mut file = BodyFile::create(&path)?;
         let guard = TmpGuard(Some(path.clone()));
         let (write_tx, mut write_rx) = mpsc::channel::<Bytes>(DEPTH);
-        let (hash_tx, mut hash_rx) = mpsc::channel::<Bytes>(DEPTH);
-        let writer = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+        let task = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
             let mut unsynced = 0usize;
             while let Some(buf) = write_rx.blocking_recv() {
                 file.append(&buf)?;
@@ -176,22 +224,14 @@ impl FileSink {
             }
             file.sync_all()
         });
-        let hasher = tokio::task::spawn_blocking(move || {
-            let mut hasher = BodyHasher::new(checksums);
-            while let Some(buf) = hash_rx.blocking_recv() {
-                hasher.update(&buf);
-            }
-            hasher.finish()
-        });
+        let (hash_tx, hasher) = start_hasher(checksums);
         let pieces = pieces.map(PieceWorkers::start).transpose()?;
         Ok(Self {
             write_tx,
             hash_tx,
             pieces,
-            writer,
+            writer: Writer::File { task, path, guard },
             hasher,
-            path,
-            guard,
         })
     }
 
@@ -205,18 +245,45 @@ impl FileSink {
         self.write_tx.send(buf.clone()).await.is_ok() && self.hash_tx.send(buf).await.is_ok()
     }
 
-    async fn finish(self) -> Result<(PathBuf, Digests, Option<PieceHashes>, TmpGuard)> {
+    /// Waits for the workers; returns where the body is, its digests and its piece hashes.
+    async fn finish(self) -> Result<(StagedBody, Digests, Option<PieceHashes>)> {
         drop(self.write_tx);
         drop(self.hash_tx);
-        let written = self.writer.await?;
+        let body = match self.writer {
+            Writer::File {
+                task,
+                path,
+                mut guard,
+            } => {
+                task.await??;
+                guard.0 = None;
+                StagedBody::File(StagedFile { path, armed: true })
+            }
+            // A backend that failed early (no such bucket, unreachable) says why here.
+            Writer::Remote(upload) => StagedBody::Remote(upload.check_early_failure().await?),
+        };
         let digests = self.hasher.await?;
         let pieces = match self.pieces {
             Some(p) => Some(p.finish().await?),
             None => None,
         };
-        written?;
-        Ok((self.path, digests, pieces, self.guard))
+        Ok((body, digests, pieces))
     }
+}
+
+/// The S3 digests (MD5 and the selected checksums) on a blocking thread.
+fn start_hasher(
+    checksums: ChecksumSelection,
+) -> (mpsc::Sender<Bytes>, tokio::task::JoinHandle<Digests>) {
+    let (hash_tx, mut hash_rx) = mpsc::channel::<Bytes>(DEPTH);
+    let hasher = tokio::task::spawn_blocking(move || {
+        let mut hasher = BodyHasher::new(checksums);
+        while let Some(buf) = hash_rx.blocking_recv() {
+            hasher.update(&buf);
+        }
+        hasher.finish()
+    });
+    (hash_tx, hasher)
 }
 
 /// Receives `body`, hashing as it goes. A body of at most `inline_max` bytes is kept in memory;
@@ -224,6 +291,32 @@ impl FileSink {
 /// and `IncompleteBody` if `expected_size` is given and not met exactly.
 pub async fn stage<S, E>(
     blobs: &BlobDir,
+    body: S,
+    expected_size: Option<u64>,
+    max_size: u64,
+    inline_max: usize,
+    checksums: ChecksumSelection,
+    hash_pieces: bool,
+) -> Result<Staged>
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+    E: std::fmt::Display,
+{
+    stage_to(
+        Destination::Dir(blobs),
+        body,
+        expected_size,
+        max_size,
+        inline_max,
+        checksums,
+        hash_pieces,
+    )
+    .await
+}
+
+/// [`stage`] to either destination.
+pub(crate) async fn stage_to<S, E>(
+    dest: Destination<'_>,
     mut body: S,
     expected_size: Option<u64>,
     max_size: u64,
@@ -238,7 +331,7 @@ where
     if expected_size.is_some_and(|n| n > max_size) {
         return Err(StoreError::EntityTooLarge);
     }
-    let id = BlobDir::new_id();
+    let id = crate::blob::BlobDir::new_id();
     // Piece boundaries depend on the total size, so pieces are hashed on the way in only when
     // the size is declared; other bodies are hashed on their first ?torrent.
     let piece_length = expected_size.filter(|_| hash_pieces).map(piece_length_for);
@@ -248,14 +341,19 @@ where
             usize::try_from(n.saturating_sub(received)).unwrap_or(CHUNK)
         })
     };
-    // The body goes to a file once more than `inline_max` bytes have arrived.
-    let start_file_past_inline = |sink: &mut Option<FileSink>, received: usize| -> Result<()> {
+    // The body goes to a file (or the backend) once more than `inline_max` bytes have arrived.
+    let mut dest = Some(dest);
+    let mut start_file_past_inline = |sink: &mut Option<FileSink>, received: usize| -> Result<()> {
         if sink.is_none() && received > inline_max {
-            *sink = Some(FileSink::start(
-                blobs.tmp_path(&id),
-                checksums,
-                piece_length,
-            )?);
+            *sink = Some(match dest.take() {
+                Some(Destination::Dir(blobs)) => {
+                    FileSink::start(blobs.tmp_path(&id), checksums, piece_length)?
+                }
+                Some(Destination::Remote(open)) => {
+                    FileSink::start_remote(open(), checksums, piece_length)?
+                }
+                None => return Err(StoreError::Corrupt("body sink started twice".into())),
+            });
         }
         Ok(())
     };
@@ -337,11 +435,10 @@ where
     }
     match finished {
         Some(result) => {
-            let (path, digests, pieces, mut guard) = result?;
-            guard.0 = None;
+            let (body, digests, pieces) = result?;
             Ok(Staged {
                 id,
-                body: StagedBody::File { path, armed: true },
+                body,
                 size,
                 digests,
                 pieces,
@@ -422,7 +519,8 @@ mod tests {
             let s = staged(&blobs, data, step, Some(len as u64)).await.unwrap();
             let stored = match &s.body {
                 StagedBody::Inline(b) => b.to_vec(),
-                StagedBody::File { path, .. } => std::fs::read(path).unwrap(),
+                StagedBody::File(f) => std::fs::read(&f.path).unwrap(),
+                StagedBody::Remote(_) => panic!("no backend in this test"),
             };
             assert_eq!(stored, data, "len {len} step {step}");
             assert_eq!(

@@ -1,46 +1,56 @@
-//! seedbucket's object store: the one place that touches blob files and the metadata database.
+//! seedbucket's object store: the one place that touches object bytes and metadata.
 //!
-//! Data path of a PUT: [`Store::stage`] receives the body into a fsynced temporary file while
-//! hashing it ([`ingest`]); the caller checks the digests (Content-MD5, trailing checksums);
-//! [`Store::commit_object`] moves the file into the blob tree and commits the object record in one
-//! metadata transaction. Until that commit nothing is visible; after it the previous version's
-//! blobs are garbage, removed once no reader holds them ([`pins`]).
+//! [`Store`] is what the S3 handlers, the webseed and the seeder call. It has two backends, and
+//! none of its callers knows which one it talks to:
+//! - embedded (the default, [`embedded`]): blob files under the data dir and a redb database;
+//! - gateway ([`gateway`]): an existing S3 cluster holds the bytes, a metadata bucket in it the
+//!   rest, so that several stateless nodes can serve one cluster.
 //!
-//! A GET opens an [`ObjectReader`], which pins the version's blobs and streams any byte range.
+//! Data path of a PUT: [`Store::stage`] receives the body while hashing it ([`ingest`]) into a
+//! fsynced temporary file (embedded) or straight to the backend with its last buffer held back
+//! (gateway); the caller checks the digests (Content-MD5, trailing checksums);
+//! [`Store::commit_object`] makes it visible. Until that commit nothing is.
+//!
+//! A GET opens an [`ObjectReader`], which streams any byte range of one object version.
 
 mod background;
 pub mod blob;
 mod body_file;
 pub mod credentials;
 pub mod digest;
+mod embedded;
 mod encrypted;
 pub mod error;
+mod gateway;
 pub mod ingest;
 pub mod meta;
 pub mod pieces;
 mod pins;
+mod reader;
 pub mod records;
 pub mod sse;
 
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use futures::Stream;
-use tokio::sync::{Notify, mpsc};
 
 pub use crate::blob::BlobDir;
 pub use crate::digest::{BodyHasher, ChecksumSelection, Digests};
 pub use crate::encrypted::verify_key;
 pub use crate::error::{Result, StoreError};
+pub use crate::gateway::{GatewayOptions, StageTarget};
 pub use crate::ingest::Staged;
 pub use crate::meta::{ListPage, ListQuery, WriteCondition};
+pub use crate::reader::ObjectReader;
 pub use crate::records::*;
 
-use crate::blob::ReadSpan;
-use crate::meta::Meta;
-use crate::pins::{PinGuard, Pins};
+use crate::credentials::AccessKey;
+use crate::embedded::Embedded;
+use crate::gateway::Gateway;
 
 /// Largest object a single PUT or part may carry: 5 GiB, as in S3.
 pub const MAX_PUT_SIZE: u64 = 5 * 1024 * 1024 * 1024;
@@ -72,30 +82,6 @@ impl StoreOptions {
     }
 }
 
-/// Completed multipart objects hashed at once, at most.
-const BACKGROUND_HASH_JOBS: usize = 2;
-
-type HashJob = Arc<tokio::sync::OnceCell<std::result::Result<pieces::StoredPieces, String>>>;
-
-struct Inner {
-    meta: Meta,
-    /// Lazy piece hashing in progress, by object version.
-    hash_jobs: std::sync::Mutex<std::collections::HashMap<String, HashJob>>,
-    /// Bounds the hashing of completed multipart objects that runs in the background.
-    background_hashing: tokio::sync::Semaphore,
-    blobs: BlobDir,
-    pins: Pins,
-    gc: Notify,
-    min_part_size: u64,
-    hash_pieces: bool,
-}
-
-/// The object store. Cheap to clone.
-#[derive(Clone)]
-pub struct Store {
-    inner: Arc<Inner>,
-}
-
 /// Nanoseconds since the Unix epoch, now.
 pub fn now_ns() -> i64 {
     SystemTime::now()
@@ -104,89 +90,149 @@ pub fn now_ns() -> i64 {
         .unwrap_or(0)
 }
 
+/// Completed multipart objects hashed at once, at most.
+const BACKGROUND_HASH_JOBS: usize = 2;
+
+type HashJob = Arc<tokio::sync::OnceCell<std::result::Result<pieces::StoredPieces, String>>>;
+
+/// Piece hashing made after the fact (objects hashed on their first `?torrent`, completed
+/// multipart uploads), the same for both backends.
+struct Hashing {
+    /// Jobs in progress, by object version: concurrent callers wait on one job.
+    jobs: Mutex<HashMap<String, HashJob>>,
+    /// Bounds the hashing of completed multipart objects that runs in the background.
+    background: tokio::sync::Semaphore,
+    enabled: bool,
+}
+
+#[derive(Clone)]
+enum Backend {
+    Embedded(Embedded),
+    Gateway(Arc<Gateway>),
+}
+
+/// The object store. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    backend: Backend,
+    hashing: Arc<Hashing>,
+}
+
 impl Store {
-    /// Opens (or creates) the store under `opts.data_dir`, removes leftovers of interrupted
-    /// writes, and starts the garbage collector and the orphan sweep in the background.
-    pub async fn open(opts: StoreOptions) -> Result<Self> {
-        let dir = opts.data_dir.clone();
-        let started = SystemTime::now();
-        let (meta, blobs) = tokio::task::spawn_blocking(move || -> Result<(Meta, BlobDir)> {
-            std::fs::create_dir_all(&dir)?;
-            let blobs = BlobDir::open(&dir)?;
-            let meta = Meta::open(&dir.join("meta.redb"))?;
-            Ok((meta, blobs))
-        })
-        .await??;
-        let store = Store {
-            inner: Arc::new(Inner {
-                meta,
-                hash_jobs: Default::default(),
-                background_hashing: tokio::sync::Semaphore::new(BACKGROUND_HASH_JOBS),
-                blobs,
-                pins: Pins::default(),
-                gc: Notify::new(),
-                min_part_size: opts.min_part_size,
-                hash_pieces: opts.hash_pieces,
+    fn with(backend: Backend, hash_pieces: bool) -> Self {
+        Self {
+            backend,
+            hashing: Arc::new(Hashing {
+                jobs: Mutex::default(),
+                background: tokio::sync::Semaphore::new(BACKGROUND_HASH_JOBS),
+                enabled: hash_pieces,
             }),
-        };
-        store.spawn_gc();
-        let sweeper = store.clone();
-        tokio::spawn(async move {
-            if let Err(e) = sweeper.sweep_orphans(started).await {
-                tracing::warn!(error = %e, "orphan blob sweep failed");
-            }
-        });
-        Ok(store)
+        }
     }
 
-    pub fn data_dir(&self) -> &Path {
-        self.inner.blobs_root()
+    /// Opens (or creates) the embedded store under `opts.data_dir`, removes leftovers of
+    /// interrupted writes, and starts the garbage collector and the orphan sweep.
+    pub async fn open(opts: StoreOptions) -> Result<Self> {
+        let hash = opts.hash_pieces;
+        Ok(Self::with(
+            Backend::Embedded(Embedded::open(opts).await?),
+            hash,
+        ))
     }
 
-    async fn blocking<T, F>(&self, f: F) -> Result<T>
-    where
-        F: FnOnce(&Inner) -> Result<T> + Send + 'static,
-        T: Send + 'static,
-    {
-        let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || f(&inner)).await?
+    /// Connects to an S3 backend (gateway mode) and makes sure its metadata bucket exists.
+    pub async fn open_gateway(opts: GatewayOptions) -> Result<Self> {
+        let hash = opts.hash_pieces;
+        Ok(Self::with(
+            Backend::Gateway(Gateway::connect(opts).await?),
+            hash,
+        ))
+    }
+
+    /// Whether the bytes live in an S3 backend.
+    pub fn is_gateway(&self) -> bool {
+        matches!(self.backend, Backend::Gateway(_))
+    }
+
+    // ---- gateway mode: keys and the shared secret live in the metadata bucket ----
+
+    /// Gateway mode: the access keys in the metadata bucket (`None` in embedded mode, where
+    /// they are in the data dir's `keys.json`).
+    pub async fn shared_keys(&self) -> Result<Option<Vec<AccessKey>>> {
+        match &self.backend {
+            Backend::Embedded(_) => Ok(None),
+            Backend::Gateway(g) => g.load_keys().await.map(Some),
+        }
+    }
+
+    /// Gateway mode: replaces the access keys in the metadata bucket.
+    pub async fn save_shared_keys(&self, keys: &[AccessKey]) -> Result<()> {
+        match &self.backend {
+            Backend::Embedded(_) => Err(StoreError::NotSupported(
+                "embedded mode keeps its keys in the data dir".into(),
+            )),
+            Backend::Gateway(g) => g.save_keys(keys).await,
+        }
+    }
+
+    /// Gateway mode: the token secret every node shares (`None` in embedded mode).
+    pub async fn shared_secret(&self) -> Result<Option<Vec<u8>>> {
+        match &self.backend {
+            Backend::Embedded(_) => Ok(None),
+            Backend::Gateway(g) => g.server_secret().await.map(Some),
+        }
+    }
+
+    /// Gateway mode: who owns backend buckets that seedbucket has no record of (the root key).
+    pub fn set_default_owner(&self, user_id: &str) {
+        if let Backend::Gateway(g) = &self.backend {
+            g.set_default_owner(user_id);
+        }
     }
 
     // ---- buckets ----
 
     pub async fn create_bucket(&self, name: &str, owner: &str, acl: Vec<Grant>) -> Result<()> {
-        let rec = BucketRecord {
-            name: name.to_owned(),
-            owner: owner.to_owned(),
-            created_ns: now_ns(),
-            acl,
-            policy: None,
-            cors: Vec::new(),
-        };
-        self.blocking(move |i| i.meta.create_bucket(&rec)).await
+        match &self.backend {
+            Backend::Embedded(e) => e.create_bucket(name, owner, acl).await,
+            Backend::Gateway(g) => {
+                g.create_bucket(BucketRecord {
+                    name: name.to_owned(),
+                    owner: owner.to_owned(),
+                    created_ns: now_ns(),
+                    acl,
+                    policy: None,
+                    cors: Vec::new(),
+                })
+                .await
+            }
+        }
     }
 
     pub async fn delete_bucket(&self, name: &str) -> Result<()> {
-        let name = name.to_owned();
-        self.blocking(move |i| i.meta.delete_bucket(&name)).await?;
-        self.inner.gc.notify_one();
-        Ok(())
+        match &self.backend {
+            Backend::Embedded(e) => e.delete_bucket(name).await,
+            Backend::Gateway(g) => g.delete_bucket(name).await,
+        }
     }
 
     pub async fn bucket(&self, name: &str) -> Result<BucketRecord> {
-        let name = name.to_owned();
-        self.blocking(move |i| i.meta.bucket(&name)).await
+        match &self.backend {
+            Backend::Embedded(e) => e.bucket(name).await,
+            Backend::Gateway(g) => g.bucket(name).await,
+        }
     }
 
-    /// Changes a bucket's record in one transaction (ACL, policy, CORS); returns the new record.
+    /// Changes a bucket's record (ACL, policy, CORS); returns the new record.
     pub async fn update_bucket(
         &self,
         name: &str,
         change: impl FnOnce(&mut BucketRecord) -> Result<()> + Send + 'static,
     ) -> Result<BucketRecord> {
-        let name = name.to_owned();
-        self.blocking(move |i| i.meta.update_bucket(&name, change))
-            .await
+        match &self.backend {
+            Backend::Embedded(e) => e.update_bucket(name, change).await,
+            Backend::Gateway(g) => g.update_bucket(name, change).await,
+        }
     }
 
     /// Changes the current object's record in place (ACL, tags), if its version is still
@@ -198,21 +244,27 @@ impl Store {
         version: &str,
         change: impl FnOnce(&mut ObjectRecord) -> Result<()> + Send + 'static,
     ) -> Result<ObjectRecord> {
-        let (bucket, key, version) = (bucket.to_owned(), key.to_owned(), version.to_owned());
-        self.blocking(move |i| i.meta.update_object(&bucket, &key, &version, change))
-            .await
+        match &self.backend {
+            Backend::Embedded(e) => e.update_object(bucket, key, version, change).await,
+            Backend::Gateway(g) => g.update_object(bucket, key, version, change).await,
+        }
     }
 
     pub async fn list_buckets(&self) -> Result<Vec<BucketRecord>> {
-        self.blocking(|i| i.meta.list_buckets()).await
+        match &self.backend {
+            Backend::Embedded(e) => e.list_buckets().await,
+            Backend::Gateway(g) => g.list_buckets().await,
+        }
     }
 
     // ---- objects ----
 
-    /// Receives an object body, computing MD5 and the selected checksums. Bodies up to
-    /// [`INLINE_MAX`] bytes are kept for the metadata database; larger ones go to a file.
+    /// Receives a body for `target` (an object, or a part), computing MD5, the selected
+    /// checksums and (for objects of declared size) the torrent piece hashes. Nothing is
+    /// visible until [`Store::commit_object`] / [`Store::commit_part`].
     pub async fn stage<S, E>(
         &self,
+        target: StageTarget<'_>,
         body: S,
         expected_size: Option<u64>,
         checksums: ChecksumSelection,
@@ -221,41 +273,39 @@ impl Store {
         S: Stream<Item = Result<Bytes, E>> + Unpin,
         E: std::fmt::Display,
     {
-        let blobs = &self.inner.blobs;
-        ingest::stage(
-            blobs,
-            body,
-            expected_size,
-            MAX_PUT_SIZE,
-            INLINE_MAX,
-            checksums,
-            self.inner.hash_pieces,
-        )
-        .await
+        match &self.backend {
+            Backend::Embedded(e) => match target {
+                StageTarget::Object { .. } => e.stage(body, expected_size, checksums).await,
+                StageTarget::Part { .. } => e.stage_part(body, expected_size, checksums).await,
+            },
+            Backend::Gateway(g) => g.stage(target, body, expected_size, checksums).await,
+        }
     }
 
-    /// Receives a multipart part: like [`Store::stage`], always into a file (completion
-    /// references part files).
-    pub async fn stage_part<S, E>(
+    /// Like [`Store::stage`], encrypting with the customer's key (SSE-C, embedded mode only).
+    /// Returns the staged ciphertext and the digests of the plaintext.
+    pub async fn stage_encrypted<S, E>(
         &self,
+        target: StageTarget<'_>,
         body: S,
-        expected_size: Option<u64>,
+        expected_plain_size: Option<u64>,
         checksums: ChecksumSelection,
-    ) -> Result<Staged>
+        key: &sse::CustomerKey,
+    ) -> Result<(Staged, Digests)>
     where
         S: Stream<Item = Result<Bytes, E>> + Unpin,
         E: std::fmt::Display,
     {
-        ingest::stage(
-            &self.inner.blobs,
-            body,
-            expected_size,
-            MAX_PUT_SIZE,
-            0,
-            checksums,
-            false,
-        )
-        .await
+        match &self.backend {
+            Backend::Embedded(e) => {
+                let part = matches!(target, StageTarget::Part { .. });
+                e.stage_encrypted(body, expected_plain_size, checksums, key, part)
+                    .await
+            }
+            Backend::Gateway(_) => Err(StoreError::NotSupported(
+                "SSE-C is not available in gateway mode".into(),
+            )),
+        }
     }
 
     /// Publishes a staged body as the object `bucket/key`.
@@ -268,115 +318,73 @@ impl Store {
         checksums: Checksums,
         cond: WriteCondition,
     ) -> Result<ObjectRecord> {
-        let rec = ObjectRecord {
-            version: uuid::Uuid::new_v4().simple().to_string(),
-            size: staged.plain_size,
-            etag: staged.digests.md5_hex(),
-            last_modified_ns: now_ns(),
-            attributes,
-            checksums,
-            segments: vec![Segment {
-                blob: staged.id.clone(),
-                len: staged.size,
-                inline: staged.inline().is_some(),
-                sse: staged.sse.clone(),
-            }],
-            parts_count: None,
-        };
-        let (bucket, key) = (bucket.to_owned(), key.to_owned());
-        let out = self
-            .blocking(move |i| {
-                let mut staged = staged;
-                let pieces = staged.pieces.as_ref().map(|h| {
-                    let created_ns = rec.last_modified_ns;
-                    pieces::StoredPieces {
-                        hashes: h.clone(),
-                        created_ns,
-                    }
-                    .encode()
-                });
-                if let Some(data) = staged.inline() {
-                    let data = data.clone();
-                    return i
-                        .meta
-                        .put_object(&bucket, &key, &rec, &cond, Some(data), pieces)
-                        .map(|()| rec);
-                }
-                i.blobs.publish(&staged.id)?;
-                staged.disarm();
-                match i.meta.put_object(&bucket, &key, &rec, &cond, None, pieces) {
-                    Ok(()) => Ok(rec),
-                    Err(e) => {
-                        let _ = i.blobs.remove(&staged.id);
-                        Err(e)
-                    }
-                }
-            })
-            .await?;
-        self.inner.gc.notify_one();
-        Ok(out)
-    }
-
-    pub async fn head_object(&self, bucket: &str, key: &str) -> Result<ObjectRecord> {
-        let (bucket, key) = (bucket.to_owned(), key.to_owned());
-        self.blocking(move |i| i.meta.object(&bucket, &key)).await
-    }
-
-    /// Looks up the object and pins its blobs so they outlive a concurrent overwrite.
-    pub async fn open_object(&self, bucket: &str, key: &str) -> Result<ObjectReader> {
-        loop {
-            let (b, k) = (bucket.to_owned(), key.to_owned());
-            let (rec, inline) = self
-                .blocking(move |i| i.meta.object_with_inline(&b, &k))
-                .await?;
-            if let Some(data) = inline {
-                // Inline bytes are already in hand: nothing to pin.
-                return Ok(ObjectReader {
-                    record: rec,
-                    blobs: self.inner.blobs.clone(),
-                    inline: Some(data),
-                    _pins: self
-                        .inner
-                        .pins
-                        .pin(Vec::new(), self.inner.clone_notify_target()),
-                    files: std::sync::OnceLock::new(),
-                });
+        match &self.backend {
+            Backend::Embedded(e) => {
+                e.commit_object(staged, bucket, key, attributes, checksums, cond)
+                    .await
             }
-            let guard = self.inner.pins.pin(
-                rec.segments.iter().map(|s| s.blob.clone()).collect(),
-                self.inner.clone_notify_target(),
-            );
-            // Re-check after pinning: if the version is still current, the collector has not
-            // yet seen its blobs as garbage and will respect the pin.
-            let again = self.head_object(bucket, key).await?;
-            if again.version == rec.version {
-                return Ok(ObjectReader {
-                    record: rec,
-                    blobs: self.inner.blobs.clone(),
-                    inline: None,
-                    _pins: guard,
-                    files: std::sync::OnceLock::new(),
-                });
+            Backend::Gateway(g) => {
+                g.commit_object(staged, bucket, key, attributes, checksums, cond)
+                    .await
             }
         }
     }
 
+    pub async fn head_object(&self, bucket: &str, key: &str) -> Result<ObjectRecord> {
+        match &self.backend {
+            Backend::Embedded(e) => e.head_object(bucket, key).await,
+            Backend::Gateway(g) => g.head_object(bucket, key).await,
+        }
+    }
+
+    /// Opens the current version of `bucket/key` for reading.
+    pub async fn open_object(&self, bucket: &str, key: &str) -> Result<ObjectReader> {
+        match &self.backend {
+            Backend::Embedded(e) => e.open_object(bucket, key).await,
+            Backend::Gateway(g) => g.open_object(bucket, key).await,
+        }
+    }
+
     pub async fn delete_object(&self, bucket: &str, key: &str) -> Result<bool> {
-        let (bucket, key) = (bucket.to_owned(), key.to_owned());
-        let existed = self
-            .blocking(move |i| i.meta.delete_object(&bucket, &key))
-            .await?;
-        self.inner.gc.notify_one();
-        Ok(existed)
+        match &self.backend {
+            Backend::Embedded(e) => e.delete_object(bucket, key).await,
+            Backend::Gateway(g) => g.delete_object(bucket, key).await,
+        }
     }
 
     pub async fn list_objects(&self, bucket: &str, q: ListQuery) -> Result<ListPage> {
-        let bucket = bucket.to_owned();
-        self.blocking(move |i| i.meta.list_objects(&bucket, &q))
-            .await
+        match &self.backend {
+            Backend::Embedded(e) => e.list_objects(bucket, q).await,
+            Backend::Gateway(g) => g.list_objects(bucket, q).await,
+        }
     }
 
     // ---- torrents ----
+
+    async fn stored_pieces(
+        &self,
+        rec: &ObjectRecord,
+        bucket: &str,
+        key: &str,
+    ) -> Result<Option<pieces::StoredPieces>> {
+        match &self.backend {
+            Backend::Embedded(e) => e.stored_pieces(&rec.version).await,
+            Backend::Gateway(g) => g.stored_pieces(bucket, key, &rec.version).await,
+        }
+    }
+
+    async fn put_pieces(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: &str,
+        stored: &pieces::StoredPieces,
+    ) -> Result<()> {
+        match &self.backend {
+            Backend::Embedded(e) => e.put_pieces(bucket, key, version, stored).await,
+            Backend::Gateway(g) => g.put_pieces(bucket, key, version, stored).await,
+        }
+    }
 
     /// The piece hashes of the current version of `bucket/key`: stored ones when the PUT made
     /// them with the piece length the size rule gives, else made now by reading the object once
@@ -388,32 +396,31 @@ impl Store {
         key: &str,
     ) -> Result<pieces::StoredPieces> {
         let want = seedbucket_torrent::piece_length_for(rec.size);
-        let version = rec.version.clone();
-        let v = version.clone();
-        if let Some(p) = self.blocking(move |i| i.meta.pieces(&v)).await?
+        if let Some(p) = self.stored_pieces(rec, bucket, key).await?
             && p.hashes.piece_length == want
             && p.hashes.v1_pieces.is_some()
             && p.hashes.v2_layer.is_some()
         {
             return Ok(p);
         }
+        let job = format!("{bucket}/{key}\0{}", rec.version);
         let cell = {
             let mut jobs = self
-                .inner
-                .hash_jobs
+                .hashing
+                .jobs
                 .lock()
                 .map_err(|_| StoreError::Db("hash job table poisoned".into()))?;
-            jobs.entry(version.clone()).or_default().clone()
+            jobs.entry(job.clone()).or_default().clone()
         };
         let result = cell
             .get_or_init(|| async {
-                let made = self.hash_now(bucket, key, &version, want).await;
+                let made = self.hash_now(bucket, key, &rec.version, want).await;
                 made.map_err(|e| e.to_string())
             })
             .await
             .clone();
-        if let Ok(mut jobs) = self.inner.hash_jobs.lock() {
-            jobs.remove(&version);
+        if let Ok(mut jobs) = self.hashing.jobs.lock() {
+            jobs.remove(&job);
         }
         result.map_err(StoreError::Db)
     }
@@ -448,14 +455,7 @@ impl Store {
             hashes,
             created_ns: now_ns(),
         };
-        let (b, k, v, p) = (
-            bucket.to_owned(),
-            key.to_owned(),
-            version.to_owned(),
-            stored.clone(),
-        );
-        self.blocking(move |i| i.meta.put_pieces(&b, &k, &v, &p))
-            .await?;
+        self.put_pieces(bucket, key, version, &stored).await?;
         Ok(stored)
     }
 
@@ -465,12 +465,12 @@ impl Store {
     /// `?torrent` that comes first makes them itself and the queued job then finds them stored.
     pub fn hash_in_background(&self, rec: ObjectRecord, bucket: String, key: String) {
         // SSE-C objects get no torrent: their stored bytes are ciphertext.
-        if !self.inner.hash_pieces || rec.is_sse_c() {
+        if !self.hashing.enabled || rec.is_sse_c() {
             return;
         }
         let store = self.clone();
         tokio::spawn(async move {
-            let Ok(_permit) = store.inner.background_hashing.acquire().await else {
+            let Ok(_permit) = store.hashing.background.acquire().await else {
                 return;
             };
             // A version deleted or replaced meanwhile is simply not hashed.
@@ -486,14 +486,19 @@ impl Store {
         hashes: Vec<String>,
         rec: pieces::IssuedTorrent,
     ) -> Result<()> {
-        self.blocking(move |i| i.meta.issue_torrent(&hashes, &rec))
-            .await
+        match &self.backend {
+            Backend::Embedded(e) => e.issue_torrent(hashes, rec).await,
+            Backend::Gateway(g) => g.issue_torrent(hashes, rec).await,
+        }
     }
 
-    /// The torrent issued under an info-hash (hex, lower case).
+    /// The torrent issued under an info-hash (hex).
     pub async fn torrent(&self, info_hash: &str) -> Result<Option<pieces::IssuedTorrent>> {
         let h = info_hash.to_ascii_lowercase();
-        self.blocking(move |i| i.meta.torrent(&h)).await
+        match &self.backend {
+            Backend::Embedded(e) => e.torrent(&h).await,
+            Backend::Gateway(g) => g.torrent(&h).await,
+        }
     }
 
     // ---- multipart ----
@@ -517,13 +522,17 @@ impl Store {
             checksum_algorithm,
             sse_key_check,
         };
-        self.blocking(move |i| i.meta.create_upload(&rec).map(|()| rec))
-            .await
+        match &self.backend {
+            Backend::Embedded(e) => e.create_upload(rec).await,
+            Backend::Gateway(g) => g.create_upload(rec).await,
+        }
     }
 
     pub async fn upload(&self, upload_id: &str) -> Result<UploadRecord> {
-        let id = upload_id.to_owned();
-        self.blocking(move |i| i.meta.upload(&id)).await
+        match &self.backend {
+            Backend::Embedded(e) => e.upload(upload_id).await,
+            Backend::Gateway(g) => g.upload(upload_id).await,
+        }
     }
 
     pub async fn commit_part(
@@ -533,291 +542,49 @@ impl Store {
         part_number: u32,
         checksums: Checksums,
     ) -> Result<PartRecord> {
-        let part = PartRecord {
-            part_number,
-            blob: staged.id.clone(),
-            size: staged.plain_size,
-            etag: staged.digests.md5_hex(),
-            last_modified_ns: now_ns(),
-            checksums,
-            sse: staged.sse.clone(),
-        };
-        if staged.inline().is_some() {
-            return Err(StoreError::Corrupt(
-                "a part must be staged to a file".into(),
-            ));
+        match &self.backend {
+            Backend::Embedded(e) => {
+                e.commit_part(staged, upload_id, part_number, checksums)
+                    .await
+            }
+            Backend::Gateway(g) => {
+                g.commit_part(staged, upload_id, part_number, checksums)
+                    .await
+            }
         }
-        let id = upload_id.to_owned();
-        let out = self
-            .blocking(move |i| {
-                let mut staged = staged;
-                i.blobs.publish(&staged.id)?;
-                staged.disarm();
-                match i.meta.put_part(&id, &part) {
-                    Ok(()) => Ok(part),
-                    Err(e) => {
-                        let _ = i.blobs.remove(&staged.id);
-                        Err(e)
-                    }
-                }
-            })
-            .await?;
-        self.inner.gc.notify_one();
-        Ok(out)
     }
 
     pub async fn list_parts(&self, upload_id: &str) -> Result<Vec<PartRecord>> {
-        let id = upload_id.to_owned();
-        self.blocking(move |i| i.meta.list_parts(&id)).await
+        match &self.backend {
+            Backend::Embedded(e) => e.list_parts(upload_id).await,
+            Backend::Gateway(g) => g.list_parts(upload_id).await,
+        }
     }
 
     pub async fn list_uploads(&self, bucket: &str) -> Result<Vec<UploadRecord>> {
-        let bucket = bucket.to_owned();
-        self.blocking(move |i| i.meta.list_uploads(&bucket)).await
+        match &self.backend {
+            Backend::Embedded(e) => e.list_uploads(bucket).await,
+            Backend::Gateway(g) => g.list_uploads(bucket).await,
+        }
     }
 
     pub async fn abort_upload(&self, upload_id: &str) -> Result<()> {
-        let id = upload_id.to_owned();
-        self.blocking(move |i| i.meta.abort_upload(&id)).await?;
-        self.inner.gc.notify_one();
-        Ok(())
+        match &self.backend {
+            Backend::Embedded(e) => e.abort_upload(upload_id).await,
+            Backend::Gateway(g) => g.abort_upload(upload_id).await,
+        }
     }
 
-    /// Completes a multipart upload from the listed `(part number, ETag)` pairs. The object is
-    /// the parts' concatenation by reference: no byte is copied.
+    /// Completes a multipart upload from the listed `(part number, ETag)` pairs.
     pub async fn complete_upload(
         &self,
         upload_id: &str,
         requested: Vec<(u32, String)>,
         cond: WriteCondition,
     ) -> Result<ObjectRecord> {
-        let id = upload_id.to_owned();
-        let out = self
-            .blocking(move |i| {
-                let min = i.min_part_size;
-                i.meta.complete_upload(&id, &cond, move |upload, stored| {
-                    assemble(upload, stored, &requested, min)
-                })
-            })
-            .await?;
-        self.inner.gc.notify_one();
-        Ok(out)
-    }
-
-    // ---- garbage ----
-
-    fn spawn_gc(&self) {
-        let store = self.clone();
-        tokio::spawn(async move {
-            loop {
-                if let Err(e) = store.collect_garbage().await {
-                    tracing::warn!(error = %e, "garbage collection failed");
-                }
-                store.inner.gc.notified().await;
-            }
-        });
-    }
-
-    /// Removes the files of released blobs that no reader holds.
-    pub async fn collect_garbage(&self) -> Result<usize> {
-        self.blocking(|i| {
-            let garbage = i.meta.garbage()?;
-            let mut gone = Vec::new();
-            for id in garbage {
-                if i.pins.is_pinned(&id) {
-                    continue;
-                }
-                i.blobs.remove(&id)?;
-                gone.push(id);
-            }
-            i.meta.forget_blobs(&gone)?;
-            Ok(gone.len())
-        })
-        .await
-    }
-
-    /// Removes blob files that no record names and that predate this process: the leftovers of
-    /// a crash between publishing a file and committing its record.
-    async fn sweep_orphans(&self, started: SystemTime) -> Result<()> {
-        let removed = self
-            .blocking(move |i| {
-                let on_disk = i.blobs.list_older_than(started)?;
-                let orphans = i.meta.unreferenced(on_disk)?;
-                for id in &orphans {
-                    i.blobs.remove(id)?;
-                }
-                Ok(orphans.len())
-            })
-            .await?;
-        if removed > 0 {
-            tracing::info!(removed, "removed orphan blob files");
+        match &self.backend {
+            Backend::Embedded(e) => e.complete_upload(upload_id, requested, cond).await,
+            Backend::Gateway(g) => g.complete_upload(upload_id, requested, cond).await,
         }
-        Ok(())
-    }
-}
-
-impl Inner {
-    fn blobs_root(&self) -> &Path {
-        self.blobs.root()
-    }
-
-    fn clone_notify_target(self: &Arc<Self>) -> Arc<dyn Fn() + Send + Sync> {
-        let weak = Arc::downgrade(self);
-        Arc::new(move || {
-            if let Some(inner) = weak.upgrade() {
-                inner.gc.notify_one();
-            }
-        })
-    }
-}
-
-/// Validates the requested part list against the stored parts and builds the object record.
-fn assemble(
-    upload: &UploadRecord,
-    stored: &[PartRecord],
-    requested: &[(u32, String)],
-    min_part_size: u64,
-) -> Result<ObjectRecord> {
-    if requested.is_empty() {
-        return Err(StoreError::InvalidPart(
-            "you must specify at least one part".into(),
-        ));
-    }
-    let mut chosen: Vec<&PartRecord> = Vec::with_capacity(requested.len());
-    let mut last_number = 0u32;
-    for (n, etag) in requested {
-        if *n <= last_number {
-            return Err(StoreError::InvalidPartOrder);
-        }
-        last_number = *n;
-        let want = etag.trim().trim_matches('"');
-        let part = stored
-            .iter()
-            .find(|p| p.part_number == *n)
-            .filter(|p| p.etag == want)
-            .ok_or_else(|| {
-                StoreError::InvalidPart(format!(
-                    "part {n} could not be found or its ETag does not match"
-                ))
-            })?;
-        chosen.push(part);
-    }
-    if let Some((_, all_but_last)) = chosen.split_last()
-        && all_but_last.iter().any(|p| p.size < min_part_size)
-    {
-        return Err(StoreError::EntityTooSmall);
-    }
-    let etags: Vec<&str> = chosen.iter().map(|p| p.etag.as_str()).collect();
-    let etag = digest::multipart_etag(&etags)
-        .ok_or_else(|| StoreError::Corrupt("part ETag is not hex MD5".into()))?;
-    let sums: Vec<&Checksums> = chosen.iter().map(|p| &p.checksums).collect();
-    Ok(ObjectRecord {
-        version: uuid::Uuid::new_v4().simple().to_string(),
-        size: chosen.iter().map(|p| p.size).sum(),
-        etag,
-        last_modified_ns: now_ns(),
-        attributes: upload.attributes.clone(),
-        checksums: digest::composite_checksums(&sums),
-        segments: chosen
-            .iter()
-            .map(|p| Segment {
-                blob: p.blob.clone(),
-                len: match p.sse {
-                    Some(_) => sse::ciphertext_len(p.size),
-                    None => p.size,
-                },
-                inline: false,
-                sse: p.sse.clone(),
-            })
-            .collect(),
-        parts_count: u32::try_from(chosen.len()).ok(),
-    })
-}
-
-/// An open object version: its record, and its blobs pinned against removal.
-pub struct ObjectReader {
-    pub record: ObjectRecord,
-    blobs: BlobDir,
-    inline: Option<Bytes>,
-    _pins: PinGuard,
-    /// The segments' files, opened on the first [`ObjectReader::read_at`].
-    files: std::sync::OnceLock<Vec<std::fs::File>>,
-}
-
-impl ObjectReader {
-    /// Reads `len` stored bytes at `offset` (blocking: call it from a blocking thread). For
-    /// random access by the seeder, which keeps one reader (and its pins) per served version.
-    pub fn read_at(&self, offset: u64, len: usize) -> std::io::Result<Bytes> {
-        use std::os::unix::fs::FileExt as _;
-        let end = offset
-            .checked_add(len as u64)
-            .filter(|&e| e <= self.record.segments.iter().map(|s| s.len).sum::<u64>())
-            .ok_or_else(|| {
-                std::io::Error::new(std::io::ErrorKind::InvalidInput, "read past the end")
-            })?;
-        if let Some(data) = &self.inline {
-            let lo = usize::try_from(offset).map_err(std::io::Error::other)?;
-            return Ok(data.slice(lo..lo + len));
-        }
-        let files = match self.files.get() {
-            Some(f) => f,
-            None => {
-                let opened = self
-                    .record
-                    .segments
-                    .iter()
-                    .map(|seg| std::fs::File::open(self.blobs.path(&seg.blob)))
-                    .collect::<std::io::Result<Vec<_>>>()?;
-                self.files.get_or_init(|| opened)
-            }
-        };
-        let mut out = vec![0u8; len];
-        let mut filled = 0usize;
-        let mut seg_start = 0u64;
-        for (seg, file) in self.record.segments.iter().zip(files) {
-            let seg_end = seg_start + seg.len;
-            let lo = offset.max(seg_start);
-            let hi = end.min(seg_end);
-            if lo < hi {
-                let n = usize::try_from(hi - lo).map_err(std::io::Error::other)?;
-                file.read_exact_at(&mut out[filled..filled + n], lo - seg_start)?;
-                filled += n;
-            }
-            seg_start = seg_end;
-        }
-        Ok(Bytes::from(out))
-    }
-
-    /// Streams bytes `[start, end)` of the object. The caller validates the range.
-    /// The pins travel with the stream: the blobs stay until the last byte is read.
-    pub fn stream(self, start: u64, end: u64) -> mpsc::Receiver<std::io::Result<Bytes>> {
-        if let Some(data) = &self.inline {
-            let (tx, rx) = mpsc::channel(1);
-            let lo = usize::try_from(start).unwrap_or(usize::MAX).min(data.len());
-            let hi = usize::try_from(end)
-                .unwrap_or(usize::MAX)
-                .min(data.len())
-                .max(lo);
-            if hi > lo {
-                let _ = tx.try_send(Ok(data.slice(lo..hi)));
-            }
-            return rx;
-        }
-        let mut spans = Vec::new();
-        let mut seg_start = 0u64;
-        for seg in &self.record.segments {
-            let seg_end = seg_start + seg.len;
-            let lo = start.max(seg_start);
-            let hi = end.min(seg_end);
-            if lo < hi {
-                spans.push(ReadSpan {
-                    path: self.blobs.path(&seg.blob),
-                    offset: lo - seg_start,
-                    len: hi - lo,
-                });
-            }
-            seg_start = seg_end;
-        }
-        blob::stream_spans(spans, self._pins)
     }
 }

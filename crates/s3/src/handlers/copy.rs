@@ -4,7 +4,9 @@
 
 use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
-use seedbucket_store::{ChecksumSelection, ObjectAttributes, ObjectReader, StoreError};
+use seedbucket_store::{
+    ChecksumSelection, ObjectAttributes, ObjectReader, StageTarget, StoreError,
+};
 
 use super::multipart::check_part_key;
 use super::object::{BodyStream, check_key, write_condition};
@@ -170,8 +172,20 @@ impl Seedbucket {
             Some(k) => reader.decrypted_stream(k, 0, size).map_err(sse_error)?,
             None => reader.stream(0, size),
         });
+        let attributes = ObjectAttributes {
+            headers,
+            user_metadata: metadata,
+            owner,
+            acl,
+            tags,
+        };
+        let target = StageTarget::Object {
+            bucket: &input.bucket,
+            key: &input.key,
+            attributes: &attributes,
+        };
         let (staged, digests) = self
-            .stage_body(body, Some(size), selection, key.as_ref(), false)
+            .stage_body(target, body, Some(size), selection, key.as_ref())
             .await?;
         let checksums = digests.checksums();
         let rec = self
@@ -180,13 +194,7 @@ impl Seedbucket {
                 staged,
                 &input.bucket,
                 &input.key,
-                ObjectAttributes {
-                    headers,
-                    user_metadata: metadata,
-                    owner,
-                    acl,
-                    tags,
-                },
+                attributes,
                 checksums,
                 write_condition(None, None)?,
             )
@@ -259,7 +267,16 @@ impl Seedbucket {
             None => reader.stream(start, end),
         });
         let (staged, digests) = self
-            .stage_body(body, Some(end - start), selection, key.as_ref(), true)
+            .stage_body(
+                StageTarget::Part {
+                    upload: &upload,
+                    part_number,
+                },
+                body,
+                Some(end - start),
+                selection,
+                key.as_ref(),
+            )
             .await?;
         let computed = digests.checksums();
         let part = self

@@ -90,7 +90,7 @@ pub(crate) use torrent::wants_json;
 
 use s3s::dto::{ETag, Owner, Timestamp, TimestampFormat};
 use s3s::{S3Result, s3_error};
-use seedbucket_store::{ChecksumSelection, Checksums, Grant};
+use seedbucket_store::{ChecksumSelection, Checksums, Grant, StageTarget};
 
 use crate::Seedbucket;
 use crate::access::Access;
@@ -134,7 +134,7 @@ impl Seedbucket {
         let body = incoming.body.ok_or_else(|| s3_error!(IncompleteBody))?;
         let expected = incoming.content_length.and_then(|n| u64::try_from(n).ok());
         let (staged, digests) = self
-            .stage_body(body, expected, selection, incoming.key, incoming.part)
+            .stage_body(incoming.target, body, expected, selection, incoming.key)
             .await?;
         verify_content_md5(incoming.content_md5, &digests.md5)?;
         claimed.add_trailers(trailers);
@@ -143,15 +143,16 @@ impl Seedbucket {
         Ok((staged, computed))
     }
 
-    /// Stages a body (a part: always to a file), encrypted when a customer key is given.
-    /// The digests are of the plaintext: SSE-C bodies are hashed before they are encrypted.
+    /// Stages a body for `target` (an object or a part), encrypted when a customer key is
+    /// given. The digests are of the plaintext: SSE-C bodies are hashed before they are
+    /// encrypted.
     pub(crate) async fn stage_body<S, E>(
         &self,
+        target: StageTarget<'_>,
         body: S,
         expected: Option<u64>,
         selection: ChecksumSelection,
         key: Option<&seedbucket_store::sse::CustomerKey>,
-        part: bool,
     ) -> S3Result<(seedbucket_store::Staged, seedbucket_store::Digests)>
     where
         S: futures::Stream<Item = Result<bytes::Bytes, E>> + Unpin,
@@ -160,16 +161,15 @@ impl Seedbucket {
         match key {
             Some(key) => self
                 .store
-                .stage_encrypted(body, expected, selection, key, part)
+                .stage_encrypted(target, body, expected, selection, key)
                 .await
                 .map_err(to_s3),
             None => {
-                let staged = if part {
-                    self.store.stage_part(body, expected, selection).await
-                } else {
-                    self.store.stage(body, expected, selection).await
-                }
-                .map_err(to_s3)?;
+                let staged = self
+                    .store
+                    .stage(target, body, expected, selection)
+                    .await
+                    .map_err(to_s3)?;
                 let digests = staged.digests.clone();
                 Ok((staged, digests))
             }
@@ -212,8 +212,8 @@ pub(crate) struct Incoming<'a> {
     /// `x-amz-sdk-checksum-algorithm` / `ChecksumAlgorithm`.
     pub algorithm: Option<&'a str>,
     pub claimed: ClaimedChecksums,
-    /// A multipart part (always staged to a file).
-    pub part: bool,
+    /// What the body becomes: an object, or a part of an upload.
+    pub target: StageTarget<'a>,
     /// SSE-C: encrypt with this key.
     pub key: Option<&'a seedbucket_store::sse::CustomerKey>,
 }

@@ -4,7 +4,7 @@
 use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 use seedbucket_store::sse::{CustomerKey, SseParams};
-use seedbucket_store::{ObjectAttributes, UploadRecord};
+use seedbucket_store::{ObjectAttributes, StageTarget, UploadRecord};
 
 use super::list::{Encoder, max_keys};
 use super::object::write_condition;
@@ -139,7 +139,10 @@ impl Seedbucket {
                         sha256: input.checksum_sha256,
                         crc64nvme: input.checksum_crc64nvme,
                     },
-                    part: true,
+                    target: StageTarget::Part {
+                        upload: &upload,
+                        part_number,
+                    },
                     key: key.as_ref(),
                 },
                 &req.headers,

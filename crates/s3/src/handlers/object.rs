@@ -7,7 +7,9 @@ use bytes::Bytes;
 use futures::Stream;
 use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
-use seedbucket_store::{ObjectAttributes, ObjectRecord, StoreError, StoredHeaders, WriteCondition};
+use seedbucket_store::{
+    ObjectAttributes, ObjectRecord, StageTarget, StoreError, StoredHeaders, WriteCondition,
+};
 use tokio::sync::mpsc;
 
 use super::sse::{check_read_key, echo, sse_error};
@@ -113,6 +115,13 @@ impl Seedbucket {
         let tags = parse_tagging_header(input.tagging.as_deref())?;
         let key = sse_key!(input)?;
         let cond = write_condition(input.if_match.as_ref(), input.if_none_match.as_ref())?;
+        let attributes = ObjectAttributes {
+            headers: input_headers!(input),
+            user_metadata: user_metadata(input.metadata),
+            owner,
+            acl,
+            tags,
+        };
         let (staged, computed) = self
             .receive_body(
                 Incoming {
@@ -127,20 +136,17 @@ impl Seedbucket {
                         sha256: input.checksum_sha256,
                         crc64nvme: input.checksum_crc64nvme,
                     },
-                    part: false,
+                    target: StageTarget::Object {
+                        bucket: &input.bucket,
+                        key: &input.key,
+                        attributes: &attributes,
+                    },
                     key: key.as_ref(),
                 },
                 &req.headers,
                 req.trailing_headers.as_ref(),
             )
             .await?;
-        let attributes = ObjectAttributes {
-            headers: input_headers!(input),
-            user_metadata: user_metadata(input.metadata),
-            owner,
-            acl,
-            tags,
-        };
         let rec = self
             .store
             .commit_object(

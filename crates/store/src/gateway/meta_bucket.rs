@@ -1,0 +1,165 @@
+//! The metadata bucket: everything a gateway node needs beyond the objects themselves, kept as
+//! small objects in one backend bucket so that any node can serve any request.
+//!
+//! Layout (`docs/deployment.md` lists it for operators):
+//! - `keys.json`: access keys (the same document as embedded mode's `keys.json`)
+//! - `server.secret`: the secret of the token MACs in private torrents (hex)
+//! - `buckets/{bucket}.json`: owner, ACL, policy, CORS of a bucket
+//! - `objects/{bucket}/{key}.json`: owner, ACL, tags and checksums of an object, valid for the
+//!   backend ETag it names
+//! - `pieces/{sha256(bucket/key)}/{etag}`: torrent piece hashes of one object version
+//! - `torrents/{info-hash}.json`: issued torrents
+//! - `uploads/{id}.json`, `uploads/{id}/{part:05}.json`: multipart uploads in progress
+//!
+//! Reads are cached for a few seconds ([`MetaBucket::get`]); writes through this node update
+//! its cache at once. Other nodes see a change when their cached copy expires.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use aws_sdk_s3::Client;
+use aws_sdk_s3::primitives::ByteStream;
+use bytes::Bytes;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::backend_error;
+use crate::error::{Result, StoreError};
+
+/// Cached entries at most; past it the cache starts over.
+const MAX_CACHED: usize = 50_000;
+
+pub(crate) struct MetaBucket {
+    client: Client,
+    pub(crate) bucket: String,
+    ttl: Duration,
+    cache: Mutex<HashMap<String, (Instant, Option<Bytes>)>>,
+}
+
+impl MetaBucket {
+    pub(crate) fn new(client: Client, bucket: String, ttl: Duration) -> Self {
+        Self {
+            client,
+            bucket,
+            ttl,
+            cache: Mutex::default(),
+        }
+    }
+
+    fn remember(&self, key: &str, value: Option<Bytes>) {
+        if let Ok(mut c) = self.cache.lock() {
+            if c.len() >= MAX_CACHED {
+                c.clear();
+            }
+            c.insert(key.to_owned(), (Instant::now(), value));
+        }
+    }
+
+    /// Forgets a cached entry (another node changed it, or a caller needs it fresh).
+    pub(crate) fn forget(&self, key: &str) {
+        if let Ok(mut c) = self.cache.lock() {
+            c.remove(key);
+        }
+    }
+
+    /// The object under `key`, as cached within the last few seconds.
+    pub(crate) async fn get(&self, key: &str) -> Result<Option<Bytes>> {
+        if let Ok(c) = self.cache.lock()
+            && let Some((at, v)) = c.get(key)
+            && at.elapsed() < self.ttl
+        {
+            return Ok(v.clone());
+        }
+        self.get_fresh(key).await
+    }
+
+    /// The object under `key`, read from the backend now.
+    pub(crate) async fn get_fresh(&self, key: &str) -> Result<Option<Bytes>> {
+        let out = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await;
+        let value = match out {
+            Ok(o) => Some(
+                o.body
+                    .collect()
+                    .await
+                    .map_err(|e| StoreError::Unavailable(e.to_string()))?
+                    .into_bytes(),
+            ),
+            Err(e) => match backend_error(e) {
+                StoreError::NoSuchKey => None,
+                other => return Err(other),
+            },
+        };
+        self.remember(key, value.clone());
+        Ok(value)
+    }
+
+    pub(crate) async fn put(&self, key: &str, value: Bytes) -> Result<()> {
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .body(ByteStream::from(value.clone()))
+            .send()
+            .await
+            .map_err(backend_error)?;
+        self.remember(key, Some(value));
+        Ok(())
+    }
+
+    pub(crate) async fn delete(&self, key: &str) -> Result<()> {
+        self.client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(backend_error)?;
+        self.remember(key, None);
+        Ok(())
+    }
+
+    /// Every key under `prefix`.
+    pub(crate) async fn list(&self, prefix: &str) -> Result<Vec<String>> {
+        let mut keys = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let out = self
+                .client
+                .list_objects_v2()
+                .bucket(&self.bucket)
+                .prefix(prefix)
+                .set_continuation_token(token.take())
+                .send()
+                .await
+                .map_err(backend_error)?;
+            keys.extend(
+                out.contents()
+                    .iter()
+                    .filter_map(|o| o.key().map(str::to_owned)),
+            );
+            match out.next_continuation_token() {
+                Some(t) if out.is_truncated() == Some(true) => token = Some(t.to_owned()),
+                _ => return Ok(keys),
+            }
+        }
+    }
+
+    pub(crate) async fn get_json<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
+        match self.get(key).await? {
+            Some(b) => Ok(Some(serde_json::from_slice(&b)?)),
+            None => Ok(None),
+        }
+    }
+
+    pub(crate) async fn put_json<T: Serialize>(&self, key: &str, value: &T) -> Result<()> {
+        let body = serde_json::to_vec(value).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        self.put(key, Bytes::from(body)).await
+    }
+}
