@@ -105,6 +105,9 @@ struct Sidecar {
     checksums: Checksums,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     parts_count: Option<u32>,
+    /// Sizes of the parts of a multipart object, in order (GetObject `partNumber`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    part_sizes: Vec<u64>,
 }
 
 /// A multipart upload: our record and the backend's upload id.
@@ -525,8 +528,15 @@ impl Gateway {
 
     async fn record_of(&self, bucket: &str, key: &str, head: RemoteHead) -> Result<ObjectRecord> {
         let side = self.sidecar(bucket, key, &head.etag).await?;
-        let (owner, acl, tags, checksums, parts_count) = match side {
-            Some(s) => (s.owner, s.acl, s.tags, s.checksums, s.parts_count),
+        let (owner, acl, tags, checksums, parts_count, part_sizes) = match side {
+            Some(s) => (
+                s.owner,
+                s.acl,
+                s.tags,
+                s.checksums,
+                s.parts_count,
+                s.part_sizes,
+            ),
             None => (
                 self.bucket(bucket).await?.owner,
                 Vec::new(),
@@ -534,6 +544,7 @@ impl Gateway {
                 Checksums::default(),
                 // A multipart ETag says how many parts the object has.
                 head.etag.rsplit_once('-').and_then(|(_, n)| n.parse().ok()),
+                Vec::new(),
             ),
         };
         Ok(ObjectRecord {
@@ -549,7 +560,16 @@ impl Gateway {
                 tags,
             },
             checksums,
-            segments: Vec::new(),
+            // Byte runs without blobs: only their lengths matter, for `partNumber`.
+            segments: part_sizes
+                .into_iter()
+                .map(|len| Segment {
+                    blob: String::new(),
+                    len,
+                    inline: false,
+                    sse: None,
+                })
+                .collect(),
             parts_count,
         })
     }
@@ -707,6 +727,10 @@ impl Gateway {
             tags: rec.attributes.tags.clone(),
             checksums: rec.checksums.clone(),
             parts_count: rec.parts_count,
+            part_sizes: match rec.parts_count {
+                Some(_) => rec.segments.iter().map(|s| s.len).collect(),
+                None => Vec::new(),
+            },
         };
         timed(self.meta.put_json(&sidecar_key(bucket, key, etag), &side)).await
     }
@@ -1234,7 +1258,6 @@ impl Gateway {
             &requested,
             self.opts.min_part_size,
         )?;
-        rec.segments.clear();
         rec.version = rec.etag.clone();
         let (bucket, key) = (&upload.record.bucket, &upload.record.key);
         let previous = self.check_condition(bucket, key, &cond).await?;
