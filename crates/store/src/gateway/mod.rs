@@ -1137,64 +1137,24 @@ impl Gateway {
             checksums,
             sse: None,
         };
-        if !part.checksums.is_empty() {
-            timed(self.meta.put_json(&part_key(upload_id, part_number), &part)).await?;
-        }
+        timed(self.meta.put_json(&part_key(upload_id, part_number), &part)).await?;
         Ok(part)
     }
 
+    /// The parts uploaded so far, from the part records written at each UploadPart (not the
+    /// backend's ListParts: they keep the checksums, and some backends answer ListParts in a
+    /// form the S3 client refuses, moto's `ListPartsResponse` for one).
     pub(crate) async fn list_parts(&self, upload_id: &str) -> Result<Vec<PartRecord>> {
-        let upload = self.gateway_upload(upload_id).await?;
-        let mut parts = Vec::new();
-        let mut marker: Option<String> = None;
-        loop {
-            let out = timed(async {
-                self.client
-                    .list_parts()
-                    .bucket(&upload.record.bucket)
-                    .key(&upload.record.key)
-                    .upload_id(&upload.backend_upload_id)
-                    .set_part_number_marker(marker.take())
-                    .send()
-                    .await
-                    .map_err(backend_error)
-            })
+        self.gateway_upload(upload_id).await?;
+        let prefix = format!("uploads/{upload_id}/");
+        let keys = timed(self.meta.list(&prefix)).await?;
+        let mut parts: Vec<PartRecord> = futures::stream::iter(keys)
+            .map(|k| async move { timed(self.meta.get_json::<PartRecord>(&k)).await })
+            .buffered(16)
+            .try_filter_map(|p| std::future::ready(Ok(p)))
+            .try_collect()
             .await?;
-            for p in out.parts() {
-                let Some(n) = p.part_number().and_then(|n| u32::try_from(n).ok()) else {
-                    continue;
-                };
-                parts.push(PartRecord {
-                    part_number: n,
-                    blob: String::new(),
-                    size: p.size().and_then(|s| u64::try_from(s).ok()).unwrap_or(0),
-                    etag: unquote(p.e_tag()),
-                    last_modified_ns: ns_of(p.last_modified()),
-                    checksums: Checksums::default(),
-                    sse: None,
-                });
-            }
-            match out.next_part_number_marker() {
-                Some(m) if out.is_truncated() == Some(true) => marker = Some(m.to_owned()),
-                _ => break,
-            }
-        }
-        // Checksums the backend may not keep: from the part records written at UploadPart.
-        if upload.record.checksum_algorithm.is_some() {
-            let numbers: Vec<u32> = parts.iter().map(|p| p.part_number).collect();
-            let stored = futures::stream::iter(numbers)
-                .map(|n| async move {
-                    timed(self.meta.get_json::<PartRecord>(&part_key(upload_id, n))).await
-                })
-                .buffered(16)
-                .try_collect::<Vec<_>>()
-                .await?;
-            for (part, record) in parts.iter_mut().zip(stored) {
-                if let Some(r) = record.filter(|r| r.etag == part.etag) {
-                    part.checksums = r.checksums;
-                }
-            }
-        }
+        parts.sort_by_key(|p| p.part_number);
         Ok(parts)
     }
 
