@@ -33,11 +33,11 @@ def _free_port() -> int:
 
 
 class Server:
-    def __init__(self, tmp: Path, extra=(), admin=False, backend=None):
+    def __init__(self, tmp: Path, extra=(), admin=False, backend=None, port=None):
         """`backend`: an S3 backend (see gateway_args) to run in front of, in gateway mode."""
         self.data_dir = tmp / "data"
         self.backend_args, backend_env = gateway_args(backend) if backend else ([], {})
-        self.port = _free_port()
+        self.port = port or _free_port()
         self.admin_port = _free_port() if admin else None
         extra = list(extra)
         if admin:

@@ -94,11 +94,7 @@ impl StoreLibrary {
             .head_object(&issued.bucket, &issued.key)
             .await
         {
-            Ok(rec) if rec.version == issued.version => {
-                self.app
-                    .may_read(access_key, &issued.bucket, &issued.key)
-                    .await
-            }
+            Ok(rec) if rec.version == issued.version => self.app.may_read(access_key, issued).await,
             _ => false,
         }
     }

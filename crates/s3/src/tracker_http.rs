@@ -120,13 +120,15 @@ impl AdmissionCache {
 }
 
 impl Seedbucket {
-    /// Whether the holder of `access_key` (`None`: anyone) may still read `bucket/key`: what
-    /// a torrent's tracker and webseed URLs are worth. Cached for a few seconds.
-    pub(crate) async fn may_read(&self, access_key: Option<&str>, bucket: &str, key: &str) -> bool {
+    /// Whether the holder of `access_key` (`None`: anyone) may still read the object version
+    /// `torrent` was issued for: what a torrent's tracker and webseed URLs are worth. False once
+    /// the object changed (a torrent names one version). Cached for a few seconds.
+    pub(crate) async fn may_read(&self, access_key: Option<&str>, torrent: &IssuedTorrent) -> bool {
+        let (bucket, key) = (torrent.bucket.as_str(), torrent.key.as_str());
         let k = (
             access_key.unwrap_or_default().to_owned(),
-            bucket.to_owned(),
-            key.to_owned(),
+            format!("{bucket}/{key}"),
+            torrent.version.clone(),
         );
         if let Some(allowed) = self.admission.reader(&k) {
             return allowed;
@@ -142,11 +144,13 @@ impl Seedbucket {
                 self.store.bucket(bucket).await,
                 self.store.head_object(bucket, key).await,
             ) {
-                (Ok(b), Ok(rec)) => crate::access::Access::new(p, b).allows(
-                    crate::access::Action::GetObjectTorrent,
-                    Some(key),
-                    Some(&rec),
-                ),
+                (Ok(b), Ok(rec)) if rec.version == torrent.version => {
+                    crate::access::Access::new(p, b).allows(
+                        crate::access::Action::GetObjectTorrent,
+                        Some(key),
+                        Some(&rec),
+                    )
+                }
                 _ => false,
             },
         };
@@ -254,7 +258,7 @@ impl Seedbucket {
                         "unregistered torrent: this tracker serves torrents issued by this server",
                     );
                 }
-                Err(_) => return Err("internal error"),
+                Err(_) => return Err("storage unavailable, try again later"),
             },
         };
         if rec.private {
@@ -264,14 +268,16 @@ impl Seedbucket {
                         .token_key(&self.options.token_key, t, &rec.info_hash)
                 })
                 .ok_or("this private torrent needs the announce URL of its .torrent file")?;
-            let allowed = self.may_read(Some(&key), &rec.bucket, &rec.key).await;
+            let allowed = self.may_read(Some(&key), &rec).await;
             if !allowed {
-                return Err("the key of this announce URL may no longer read the object");
+                return Err(
+                    "the object changed since its torrent was issued, or the key of this announce URL may no longer read it",
+                );
             }
             return Ok((rec, Some(key)));
         }
-        if !rec.bucket.is_empty() && !self.may_read(None, &rec.bucket, &rec.key).await {
-            return Err("this object is no longer public");
+        if !rec.bucket.is_empty() && !self.may_read(None, &rec).await {
+            return Err("this object changed since its torrent was issued, or is no longer public");
         }
         Ok((rec, None))
     }

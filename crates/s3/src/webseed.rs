@@ -102,9 +102,7 @@ impl Seedbucket {
             else {
                 return plain(StatusCode::FORBIDDEN, "invalid or expired webseed token");
             };
-            let allowed = self
-                .may_read(Some(access_key), &torrent.bucket, &torrent.key)
-                .await;
+            let allowed = self.may_read(Some(access_key), &torrent).await;
             if !allowed {
                 return plain(
                     StatusCode::FORBIDDEN,
@@ -122,7 +120,7 @@ impl Seedbucket {
                 "the object changed since this torrent was issued",
             );
         }
-        if !torrent.private && !self.may_read(None, &torrent.bucket, &torrent.key).await {
+        if !torrent.private && !self.may_read(None, &torrent).await {
             return plain(StatusCode::FORBIDDEN, "the object is no longer public");
         }
         let size = reader.record.size;
