@@ -127,6 +127,29 @@ struct RemoteHead {
     user_metadata: BTreeMap<String, String>,
 }
 
+/// A function that starts the backend request `$request` (PutObject or UploadPart) with a
+/// streamed body of `$len` bytes whose last buffer is held back ([`upload`]); the request
+/// answers the backend's ETag.
+macro_rules! held_back_request {
+    ($request:expr, $len:expr) => {{
+        let (request, len) = ($request, $len);
+        move || {
+            upload::held_back(move |body| async move {
+                request
+                    .body(ByteStream::from_body_1_x(body))
+                    .content_length(len)
+                    // The body is streamed once: sign the headers, not the payload.
+                    .customize()
+                    .disable_payload_signing()
+                    .send()
+                    .await
+                    .map(|o| unquote(o.e_tag()))
+                    .map_err(backend_error)
+            })
+        }
+    }};
+}
+
 /// Time allowed for one small backend call (HEAD, a metadata record, a listing page).
 const CALL_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -857,19 +880,7 @@ impl Gateway {
                 attributes,
             } => {
                 let request = self.put_request(bucket, key, attributes);
-                let open = move || {
-                    upload::held_back(move |body| async move {
-                        request
-                            .body(ByteStream::from_body_1_x(body))
-                            .content_length(content_length)
-                            .customize()
-                            .disable_payload_signing()
-                            .send()
-                            .await
-                            .map(|o| unquote(o.e_tag()))
-                            .map_err(backend_error)
-                    })
-                };
+                let open = held_back_request!(request, content_length);
                 (Box::new(open), self.opts.hash_pieces)
             }
             StageTarget::Part {
@@ -886,19 +897,7 @@ impl Gateway {
                     .key(&upload.key)
                     .upload_id(backend_id)
                     .part_number(part);
-                let open = move || {
-                    upload::held_back(move |body| async move {
-                        request
-                            .body(ByteStream::from_body_1_x(body))
-                            .content_length(content_length)
-                            .customize()
-                            .disable_payload_signing()
-                            .send()
-                            .await
-                            .map(|o| unquote(o.e_tag()))
-                            .map_err(backend_error)
-                    })
-                };
+                let open = held_back_request!(request, content_length);
                 (Box::new(open), false)
             }
         };
