@@ -330,6 +330,22 @@ impl Store {
         }
     }
 
+    /// Copies `source` to `bucket/key` inside the backend, without the bytes passing through
+    /// this node (gateway mode; the copy gets the source's piece hashes, same bytes). `None`
+    /// when the backend cannot: the caller then streams the copy through [`Store::stage`].
+    pub async fn copy_in_backend(
+        &self,
+        source: &ObjectReader,
+        bucket: &str,
+        key: &str,
+        attributes: ObjectAttributes,
+    ) -> Result<Option<ObjectRecord>> {
+        match &self.backend {
+            Backend::Embedded(_) => Ok(None),
+            Backend::Gateway(g) => g.copy_object(source, bucket, key, attributes).await,
+        }
+    }
+
     pub async fn head_object(&self, bucket: &str, key: &str) -> Result<ObjectRecord> {
         match &self.backend {
             Backend::Embedded(e) => e.head_object(bucket, key).await,

@@ -62,6 +62,14 @@ impl ObjectReader {
         }
     }
 
+    /// Gateway mode: where the bytes are in the backend.
+    pub(crate) fn remote_source(&self) -> Option<&RemoteSource> {
+        match &self.source {
+            Source::Remote(r) => Some(r),
+            Source::Local(_) => None,
+        }
+    }
+
     /// Reads `len` bytes at `offset`: random access for the seeder, which keeps one reader per
     /// served version. Embedded: a positioned read on a blocking thread. Gateway: through the
     /// node's piece cache, so many peers asking for one piece make one backend read.

@@ -167,11 +167,6 @@ impl Seedbucket {
                 a.as_str()
             ));
         }
-        let size = source.size;
-        let body = BodyStream(match &source_key {
-            Some(k) => reader.decrypted_stream(k, 0, size).map_err(sse_error)?,
-            None => reader.stream(0, size),
-        });
         let attributes = ObjectAttributes {
             headers,
             user_metadata: metadata,
@@ -179,6 +174,29 @@ impl Seedbucket {
             acl,
             tags,
         };
+        // Gateway mode: a plain copy stays inside the backend. Copies that change encryption or
+        // need checksums computed stream through here.
+        if key.is_none() && source_key.is_none() && selection == ChecksumSelection::default() {
+            if let Some(rec) = self
+                .store
+                .copy_in_backend(&reader, &input.bucket, &input.key, attributes.clone())
+                .await
+                .map_err(to_s3)?
+            {
+                self.store
+                    .hash_in_background(rec.clone(), input.bucket.clone(), input.key.clone());
+                return Ok(S3Response::new(copy_output(
+                    &rec,
+                    None,
+                    input.request_payer.as_ref(),
+                )));
+            }
+        }
+        let size = source.size;
+        let body = BodyStream(match &source_key {
+            Some(k) => reader.decrypted_stream(k, 0, size).map_err(sse_error)?,
+            None => reader.stream(0, size),
+        });
         let target = StageTarget::Object {
             bucket: &input.bucket,
             key: &input.key,
@@ -200,22 +218,11 @@ impl Seedbucket {
             )
             .await
             .map_err(to_s3)?;
-        Ok(S3Response::new(CopyObjectOutput {
-            copy_object_result: Some(CopyObjectResult {
-                e_tag: Some(etag(&rec.etag)),
-                last_modified: Some(timestamp(rec.last_modified_ns)),
-                checksum_crc32: rec.checksums.crc32.clone(),
-                checksum_crc32c: rec.checksums.crc32c.clone(),
-                checksum_sha1: rec.checksums.sha1.clone(),
-                checksum_sha256: rec.checksums.sha256.clone(),
-                checksum_crc64nvme: rec.checksums.crc64nvme.clone(),
-                ..Default::default()
-            }),
-            request_charged: request_charged(input.request_payer.as_ref()),
-            sse_customer_algorithm: echo(key.as_ref()).0,
-            sse_customer_key_md5: echo(key.as_ref()).1,
-            ..Default::default()
-        }))
+        Ok(S3Response::new(copy_output(
+            &rec,
+            key.as_ref(),
+            input.request_payer.as_ref(),
+        )))
     }
 
     pub(crate) async fn h_upload_part_copy(
@@ -348,5 +355,29 @@ mod tests {
         assert!(parse_copy_range("bytes=5-", 10).is_err());
         assert!(parse_copy_range("bytes=6-5", 10).is_err());
         assert!(parse_copy_range("0-5", 10).is_err());
+    }
+}
+
+/// CopyObject's answer for the new object `rec`.
+fn copy_output(
+    rec: &seedbucket_store::ObjectRecord,
+    key: Option<&seedbucket_store::sse::CustomerKey>,
+    request_payer: Option<&RequestPayer>,
+) -> CopyObjectOutput {
+    CopyObjectOutput {
+        copy_object_result: Some(CopyObjectResult {
+            e_tag: Some(etag(&rec.etag)),
+            last_modified: Some(timestamp(rec.last_modified_ns)),
+            checksum_crc32: rec.checksums.crc32.clone(),
+            checksum_crc32c: rec.checksums.crc32c.clone(),
+            checksum_sha1: rec.checksums.sha1.clone(),
+            checksum_sha256: rec.checksums.sha256.clone(),
+            checksum_crc64nvme: rec.checksums.crc64nvme.clone(),
+            ..Default::default()
+        }),
+        request_charged: request_charged(request_payer),
+        sse_customer_algorithm: echo(key).0,
+        sse_customer_key_md5: echo(key).1,
+        ..Default::default()
     }
 }

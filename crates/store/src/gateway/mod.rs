@@ -237,6 +237,14 @@ fn torrent_key(info_hash: &str) -> String {
     format!("torrents/{info_hash}.json")
 }
 
+/// What a CopyObject source key keeps unescaped (`x-amz-copy-source` is URL-encoded).
+const COPY_SOURCE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'/')
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
 const KEYS: &str = "keys.json";
 const SERVER_SECRET: &str = "server.secret";
 
@@ -1043,6 +1051,75 @@ impl Gateway {
         {
             self.forget_version(bucket, key, &p.etag).await;
         }
+    }
+
+    /// CopyObject inside the backend (`If-Match` on the source's ETag). `None` if the source
+    /// is not a backend object.
+    pub(crate) async fn copy_object(
+        &self,
+        source: &ObjectReader,
+        bucket: &str,
+        key: &str,
+        attributes: ObjectAttributes,
+    ) -> Result<Option<ObjectRecord>> {
+        use aws_sdk_s3::types::MetadataDirective;
+        let Some(src) = source.remote_source() else {
+            return Ok(None);
+        };
+        let previous = self.head(bucket, key).await.ok();
+        let h = &attributes.headers;
+        let copy_source = format!(
+            "{}/{}",
+            src.bucket,
+            percent_encoding::utf8_percent_encode(&src.key, COPY_SOURCE)
+        );
+        let out = timed(async {
+            self.client
+                .copy_object()
+                .bucket(bucket)
+                .key(key)
+                .copy_source(copy_source)
+                .copy_source_if_match(quote(&src.etag))
+                .metadata_directive(MetadataDirective::Replace)
+                .set_content_type(h.content_type.clone())
+                .set_content_encoding(h.content_encoding.clone())
+                .set_content_disposition(h.content_disposition.clone())
+                .set_content_language(h.content_language.clone())
+                .set_cache_control(h.cache_control.clone())
+                .set_metadata(
+                    (!attributes.user_metadata.is_empty())
+                        .then(|| attributes.user_metadata.clone().into_iter().collect()),
+                )
+                .send()
+                .await
+                .map_err(backend_error)
+        })
+        .await?;
+        let result = out.copy_object_result();
+        let etag = unquote(result.and_then(|r| r.e_tag()));
+        let rec = ObjectRecord {
+            version: etag.clone(),
+            size: source.record.size,
+            etag: etag.clone(),
+            last_modified_ns: match ns_of(result.and_then(|r| r.last_modified())) {
+                0 => now_ns(),
+                t => t,
+            },
+            attributes,
+            checksums: Checksums::default(),
+            segments: Vec::new(),
+            parts_count: None,
+        };
+        // The same bytes have the same piece hashes, whatever the copy's ETag.
+        let pieces = self.stored_pieces(&src.bucket, &src.key, &src.etag).await?;
+        self.write_version_records(bucket, key, &etag, &rec, pieces.as_ref())
+            .await?;
+        if let Some(p) = previous
+            && p.etag != etag
+        {
+            self.forget_version(bucket, key, &p.etag).await;
+        }
+        Ok(Some(rec))
     }
 
     // ---- multipart ----
