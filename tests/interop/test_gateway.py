@@ -268,3 +268,30 @@ def test_garage_with_one_node_killed_keeps_serving(tmp_path):
         if gw is not None:
             gw.stop()
         cluster.stop()
+
+
+def test_copy_object_stays_in_the_backend_and_keeps_the_torrent(backend, gateway, tmp_path):
+    s3 = make_client(gateway)
+    bucket = fresh_bucket(s3)
+    data = os.urandom(3_000_000 + 1)
+    s3.put_object(Bucket=bucket, Key="src/model.bin", Body=data)
+    src_torrent = torrent_of(s3, bucket, "src/model.bin", "hybrid")["Body"].read()
+    out = s3.copy_object(Bucket=bucket, Key="dst/model.bin", CopySource={"Bucket": bucket, "Key": "src/model.bin"},
+                         ACL="public-read", MetadataDirective="REPLACE", ContentType="application/x-model",
+                         Metadata={"origin": "copy"})
+    head = s3.head_object(Bucket=bucket, Key="dst/model.bin")
+    assert head["ContentType"] == "application/x-model" and head["Metadata"] == {"origin": "copy"}
+    assert head["ETag"] == out["CopyObjectResult"]["ETag"]
+    # The copy is in the backend itself, under the same bytes.
+    direct = backend_client(backend)
+    assert direct.get_object(Bucket=bucket, Key="dst/model.bin")["Body"].read() == data
+    # Same bytes and name, public now: the same pieces, an open torrent that downloads.
+    dst = lt.bdecode(torrent_of(s3, bucket, "dst/model.bin", "hybrid")["Body"].read())
+    assert dst[b"info"][b"pieces"] == lt.bdecode(src_torrent)[b"info"][b"pieces"]
+    assert b"private" not in dst[b"info"]
+    got = lt_download(tmp_path, webseed_only(dst), name="copy")
+    assert sha((got / "model.bin").read_bytes()) == sha(data)
+    # Anonymous reads follow the copy's ACL, not the source's.
+    with urllib.request.urlopen(f"{gateway.url}/{bucket}/dst/model.bin") as r:
+        assert r.read() == data
+    assert status_of(f"{gateway.url}/{bucket}/src/model.bin") == 403

@@ -339,10 +339,14 @@ impl Store {
         bucket: &str,
         key: &str,
         attributes: ObjectAttributes,
+        checksums: Checksums,
     ) -> Result<Option<ObjectRecord>> {
         match &self.backend {
             Backend::Embedded(_) => Ok(None),
-            Backend::Gateway(g) => g.copy_object(source, bucket, key, attributes).await,
+            Backend::Gateway(g) => {
+                g.copy_object(source, bucket, key, attributes, checksums)
+                    .await
+            }
         }
     }
 

@@ -176,10 +176,23 @@ impl Seedbucket {
         };
         // Gateway mode: a plain copy stays inside the backend. Copies that change encryption or
         // need checksums computed stream through here.
-        if key.is_none() && source_key.is_none() && selection == ChecksumSelection::default() {
+        // A single-part source's checksums are the copy's too (same bytes); a multipart
+        // source's are composite, so a copy of one with checksums computes them anew.
+        let keeps_checksums = source.checksums.is_empty() || source.parts_count.is_none();
+        if key.is_none()
+            && source_key.is_none()
+            && input.checksum_algorithm.is_none()
+            && keeps_checksums
+        {
             if let Some(rec) = self
                 .store
-                .copy_in_backend(&reader, &input.bucket, &input.key, attributes.clone())
+                .copy_in_backend(
+                    &reader,
+                    &input.bucket,
+                    &input.key,
+                    attributes.clone(),
+                    source.checksums.clone(),
+                )
                 .await
                 .map_err(to_s3)?
             {

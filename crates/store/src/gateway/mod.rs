@@ -1061,6 +1061,7 @@ impl Gateway {
         bucket: &str,
         key: &str,
         attributes: ObjectAttributes,
+        checksums: Checksums,
     ) -> Result<Option<ObjectRecord>> {
         use aws_sdk_s3::types::MetadataDirective;
         let Some(src) = source.remote_source() else {
@@ -1106,7 +1107,7 @@ impl Gateway {
                 t => t,
             },
             attributes,
-            checksums: Checksums::default(),
+            checksums,
             segments: Vec::new(),
             parts_count: None,
         };
