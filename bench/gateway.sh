@@ -30,7 +30,7 @@ cleanup() {
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
   if [ "$rc" != 0 ]; then
     for l in gw backend; do
-      [ -s "$WORK/$l.log" ] && { echo "== last lines of the $l log ($WORK/$l.log)"; tail -n 30 "$WORK/$l.log"; }
+      [ -s "$WORK/$l.log" ] && { echo "== last lines of the $l log ($WORK/$l.log)"; tail -n 30 "$WORK/$l.log" | sed 's/\x1b\[[0-9;]*m//g'; }
     done
   fi
   if [ "$KEEP_WORK" = 1 ] || [ "$rc" != 0 ]; then echo "work dir kept: $WORK"; else rm -rf "$WORK"; fi
@@ -48,6 +48,7 @@ PY=$ROOT/.venv/bin/python
 
 echo "== building (release)"
 cargo build --release -q -p seedbucket --bin seedbucket && cargo build --release -q -p seedbucket-it --example s3bench
+BUILT=$(date +%s)
 SB=$ROOT/target/release/seedbucket
 BENCH=$ROOT/target/release/examples/s3bench
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -82,17 +83,17 @@ s3op() { # name op args...: one s3bench run, its MB/s appended to R[name]
   R[$name]="${R[$name]:-} $(echo "$line" | field mb_per_s)"
 }
 echo "== 1. S3: ${SIZE_MB} MiB PUT and GET, gateway vs direct to the backend"
-"$BENCH" setup "${GW[@]}" --bucket gw >/dev/null
-"$BENCH" setup "${BK[@]}" --bucket direct >/dev/null
+"$BENCH" setup "${GW[@]}" --bucket bench-gw >/dev/null
+"$BENCH" setup "${BK[@]}" --bucket bench-direct >/dev/null
 for i in $(seq "$ROUNDS"); do
-  s3op gw.put large-put "${GW[@]}" --bucket gw --key large --size $((SIZE_MB << 20))
-  s3op direct.put large-put "${BK[@]}" --bucket direct --key large --size $((SIZE_MB << 20))
+  s3op gw.put large-put "${GW[@]}" --bucket bench-gw --key large --size $((SIZE_MB << 20))
+  s3op direct.put large-put "${BK[@]}" --bucket bench-direct --key large --size $((SIZE_MB << 20))
 done
-"$BENCH" large-get "${GW[@]}" --bucket gw --key large >/dev/null       # warm-up: the backend reads from page cache
-"$BENCH" large-get "${BK[@]}" --bucket direct --key large >/dev/null
+"$BENCH" large-get "${GW[@]}" --bucket bench-gw --key large >/dev/null       # warm-up: the backend reads from page cache
+"$BENCH" large-get "${BK[@]}" --bucket bench-direct --key large >/dev/null
 for i in $(seq "$ROUNDS"); do
-  s3op gw.get large-get "${GW[@]}" --bucket gw --key large
-  s3op direct.get large-get "${BK[@]}" --bucket direct --key large
+  s3op gw.get large-get "${GW[@]}" --bucket bench-gw --key large
+  s3op direct.get large-get "${BK[@]}" --bucket bench-direct --key large
 done
 
 # -- 2. aria2c from the seeders and the webseeds -----------------------------------------------
@@ -173,8 +174,8 @@ row() { # label gateway-name reference-name reference-label
   echo "Rounds (MB/s): PUT gateway${R[gw.put]}, direct${R[direct.put]}; GET gateway${R[gw.get]}, direct${R[direct.get]};"
   echo "seeder gateway${R[gw.seeder]}, embedded${R[emb.seeder]}; webseed gateway${R[gw.webseed]}, embedded${R[emb.webseed]}."
   echo
-  echo "Gateway peak RSS (VmHWM) over the run: $((HWM / 1024)) MiB. Run time: $(( $(date +%s) - START )) s."
+  echo "Gateway peak RSS (VmHWM) over the run: $((HWM / 1024)) MiB. Run time: $(( $(date +%s) - BUILT )) s after the build (which took $(( BUILT - START )) s)."
 } | tee "$OUT/gateway.md"
 for l in gw backend; do
-  if [ -s "$WORK/$l.log" ]; then echo "== $l log ($(wc -l < "$WORK/$l.log") lines, first 40)"; head -n 40 "$WORK/$l.log"; fi
+  if [ -s "$WORK/$l.log" ]; then echo "== $l log ($(wc -l < "$WORK/$l.log") lines, first 40)"; head -n 40 "$WORK/$l.log" | sed 's/\x1b\[[0-9;]*m//g'; fi
 done
