@@ -183,8 +183,7 @@ impl Seedbucket {
             && source_key.is_none()
             && input.checksum_algorithm.is_none()
             && keeps_checksums
-        {
-            if let Some(rec) = self
+            && let Some(rec) = self
                 .store
                 .copy_in_backend(
                     &reader,
@@ -195,15 +194,14 @@ impl Seedbucket {
                 )
                 .await
                 .map_err(to_s3)?
-            {
-                self.store
-                    .hash_in_background(rec.clone(), input.bucket.clone(), input.key.clone());
-                return Ok(S3Response::new(copy_output(
-                    &rec,
-                    None,
-                    input.request_payer.as_ref(),
-                )));
-            }
+        {
+            self.store
+                .hash_in_background(rec.clone(), input.bucket.clone(), input.key.clone());
+            return Ok(S3Response::new(copy_output(
+                &rec,
+                None,
+                input.request_payer.as_ref(),
+            )));
         }
         let size = source.size;
         let body = BodyStream(match &source_key {
@@ -356,21 +354,6 @@ pub(crate) fn parse_copy_range(value: &str, size: u64) -> S3Result<(u64, u64)> {
     Ok((first, last + 1))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::parse_copy_range;
-
-    #[test]
-    fn copy_ranges() {
-        assert_eq!(parse_copy_range("bytes=0-9", 10).unwrap(), (0, 10));
-        assert_eq!(parse_copy_range("bytes=5-5", 10).unwrap(), (5, 6));
-        assert!(parse_copy_range("bytes=0-10", 10).is_err());
-        assert!(parse_copy_range("bytes=5-", 10).is_err());
-        assert!(parse_copy_range("bytes=6-5", 10).is_err());
-        assert!(parse_copy_range("0-5", 10).is_err());
-    }
-}
-
 /// CopyObject's answer for the new object `rec`.
 fn copy_output(
     rec: &seedbucket_store::ObjectRecord,
@@ -392,5 +375,20 @@ fn copy_output(
         sse_customer_algorithm: echo(key).0,
         sse_customer_key_md5: echo(key).1,
         ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_copy_range;
+
+    #[test]
+    fn copy_ranges() {
+        assert_eq!(parse_copy_range("bytes=0-9", 10).unwrap(), (0, 10));
+        assert_eq!(parse_copy_range("bytes=5-5", 10).unwrap(), (5, 6));
+        assert!(parse_copy_range("bytes=0-10", 10).is_err());
+        assert!(parse_copy_range("bytes=5-", 10).is_err());
+        assert!(parse_copy_range("bytes=6-5", 10).is_err());
+        assert!(parse_copy_range("0-5", 10).is_err());
     }
 }
