@@ -59,36 +59,50 @@ impl Server {
         Self::spawn(data_dir, &[])
     }
 
+    /// Starts the server on a free port. A port found free can be taken before the server
+    /// binds it (by another test's server binding port 0), so a server that exits at start is
+    /// started again on another port.
     fn spawn(data_dir: &Path, extra: &[&str]) -> Self {
-        let port = free_port();
-        let child = Command::new(binary())
-            .args(["serve", "--data-dir"])
-            .arg(data_dir)
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .args(["--peer-listen", "127.0.0.1:0"])
-            .args(extra)
-            .env("SEEDBUCKET_ROOT_ACCESS_KEY", ACCESS_KEY)
-            .env("SEEDBUCKET_ROOT_SECRET_KEY", SECRET_KEY)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn seedbucket");
-        let s = Self {
-            child: Some(child),
-            port,
-            data_dir: data_dir.to_path_buf(),
-            _tmp: None,
-        };
-        s.wait_ready();
-        s
+        for _ in 0..5 {
+            let port = free_port();
+            let child = Command::new(binary())
+                .args(["serve", "--data-dir"])
+                .arg(data_dir)
+                .args(["--listen", &format!("127.0.0.1:{port}")])
+                .args(["--peer-listen", "127.0.0.1:0"])
+                .args(extra)
+                .env("SEEDBUCKET_ROOT_ACCESS_KEY", ACCESS_KEY)
+                .env("SEEDBUCKET_ROOT_SECRET_KEY", SECRET_KEY)
+                .env("RUST_LOG", "warn")
+                .stdout(Stdio::null())
+                .stderr(Stdio::inherit())
+                .spawn()
+                .expect("spawn seedbucket");
+            let mut s = Self {
+                child: Some(child),
+                port,
+                data_dir: data_dir.to_path_buf(),
+                _tmp: None,
+            };
+            if s.wait_ready() {
+                return s;
+            }
+        }
+        panic!("seedbucket did not start in 5 attempts");
     }
 
-    fn wait_ready(&self) {
+    /// Whether the server answers its health check; false if it exited first.
+    fn wait_ready(&mut self) -> bool {
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
             if http_probe::get_ok(&format!("{}/_seedbucket/health", self.url())).unwrap_or(false) {
-                return;
+                return true;
+            }
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(_status)) = child.try_wait()
+            {
+                self.child = None;
+                return false;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
