@@ -852,8 +852,38 @@ impl Gateway {
             )
     }
 
-    async fn backend_upload_id(&self, upload_id: &str) -> Result<String> {
-        Ok(self.gateway_upload(upload_id).await?.backend_upload_id)
+    /// UploadPart of part `part_number` of upload `upload_id`, without its body.
+    async fn upload_part_request(
+        &self,
+        upload_id: &str,
+        part_number: u32,
+    ) -> Result<aws_sdk_s3::operation::upload_part::builders::UploadPartFluentBuilder> {
+        let upload = self.gateway_upload(upload_id).await?;
+        let part = i32::try_from(part_number)
+            .map_err(|_| StoreError::InvalidPart("part number out of range".into()))?;
+        Ok(self
+            .client
+            .upload_part()
+            .bucket(upload.record.bucket)
+            .key(upload.record.key)
+            .upload_id(upload.backend_upload_id)
+            .part_number(part))
+    }
+
+    /// Sends a staged body: releases a held-back upload, or sends a small body kept in memory
+    /// with `request` (PutObject or UploadPart); returns the backend's ETag.
+    async fn send_staged<R, Fut>(body: StagedBody, request: R) -> Result<String>
+    where
+        R: FnOnce(Bytes) -> Fut,
+        Fut: std::future::Future<Output = Result<String>>,
+    {
+        match body {
+            StagedBody::Remote(upload) => upload.complete().await,
+            StagedBody::Inline(data) => timed(request(data)).await,
+            StagedBody::File(_) => Err(StoreError::Corrupt(
+                "a gateway body staged to a file".into(),
+            )),
+        }
     }
 
     async fn gateway_upload(&self, upload_id: &str) -> Result<GatewayUpload> {
@@ -895,16 +925,9 @@ impl Gateway {
                 upload,
                 part_number,
             } => {
-                let backend_id = self.backend_upload_id(&upload.upload_id).await?;
-                let part = i32::try_from(part_number)
-                    .map_err(|_| StoreError::InvalidPart("part number out of range".into()))?;
                 let request = self
-                    .client
-                    .upload_part()
-                    .bucket(&upload.bucket)
-                    .key(&upload.key)
-                    .upload_id(backend_id)
-                    .part_number(part);
+                    .upload_part_request(&upload.upload_id, part_number)
+                    .await?;
                 let open = held_back_request!(request, content_length);
                 (Box::new(open), false)
             }
@@ -974,26 +997,16 @@ impl Gateway {
         // The records go first: the object never shows without its owner and ACL.
         self.write_version_records(bucket, key, &md5, &rec, pieces.as_ref())
             .await?;
-        let etag = match staged.into_body() {
-            StagedBody::Remote(upload) => upload.complete().await?,
-            StagedBody::Inline(data) => {
-                let request = self.put_request(bucket, key, &rec.attributes);
-                timed(async {
-                    request
-                        .body(ByteStream::from(data))
-                        .send()
-                        .await
-                        .map(|o| unquote(o.e_tag()))
-                        .map_err(backend_error)
-                })
-                .await?
-            }
-            StagedBody::File(_) => {
-                return Err(StoreError::Corrupt(
-                    "a gateway body staged to a file".into(),
-                ));
-            }
-        };
+        let request = self.put_request(bucket, key, &rec.attributes);
+        let etag = Self::send_staged(staged.into_body(), |data| async move {
+            request
+                .body(ByteStream::from(data))
+                .send()
+                .await
+                .map(|o| unquote(o.e_tag()))
+                .map_err(backend_error)
+        })
+        .await?;
         self.settle_version(
             bucket,
             key,
@@ -1178,33 +1191,16 @@ impl Gateway {
         checksums: Checksums,
     ) -> Result<PartRecord> {
         let size = staged.plain_size;
-        let etag = match staged.into_body() {
-            StagedBody::Remote(upload) => upload.complete().await?,
-            StagedBody::Inline(data) => {
-                let upload = self.gateway_upload(upload_id).await?;
-                let part = i32::try_from(part_number)
-                    .map_err(|_| StoreError::InvalidPart("part number out of range".into()))?;
-                timed(async {
-                    self.client
-                        .upload_part()
-                        .bucket(&upload.record.bucket)
-                        .key(&upload.record.key)
-                        .upload_id(&upload.backend_upload_id)
-                        .part_number(part)
-                        .body(ByteStream::from(data))
-                        .send()
-                        .await
-                        .map(|o| unquote(o.e_tag()))
-                        .map_err(backend_error)
-                })
+        let etag = Self::send_staged(staged.into_body(), |data| async move {
+            self.upload_part_request(upload_id, part_number)
                 .await?
-            }
-            StagedBody::File(_) => {
-                return Err(StoreError::Corrupt(
-                    "a gateway part staged to a file".into(),
-                ));
-            }
-        };
+                .body(ByteStream::from(data))
+                .send()
+                .await
+                .map(|o| unquote(o.e_tag()))
+                .map_err(backend_error)
+        })
+        .await?;
         let part = PartRecord {
             part_number,
             blob: String::new(),
