@@ -50,6 +50,8 @@ pub struct S3Options {
     /// Where our seeder accepts peers, as peers should dial it: added to every swarm's peer
     /// list (`None`: no seeder).
     pub seeder_addr: Option<std::net::SocketAddr>,
+    /// Load balancers whose `X-Forwarded-For` names the real client of a tracker request.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 impl Default for S3Options {
@@ -64,6 +66,7 @@ impl Default for S3Options {
             tracker_rate_limit: 50,
             open_tracker: false,
             seeder_addr: None,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -73,37 +76,48 @@ impl Default for S3Options {
 pub struct Seedbucket {
     store: Store,
     keys: Arc<KeyRing>,
+    /// Swarms, admissions, announce rate limits: in this process, or shared in Redis.
     tracker: Arc<dyn seedbucket_tracker::SwarmStore>,
-    rate_limiter: Arc<seedbucket_tracker::RateLimiter>,
     admission: Arc<tracker_http::AdmissionCache>,
-    /// Addresses admitted to private torrents by their announces (for the seeder).
-    announced: Arc<seed_library::AnnouncedPeers>,
     stats: Arc<stats::Stats>,
     options: Arc<S3Options>,
 }
 
 impl Seedbucket {
+    /// With the tracker's state in this process.
     pub fn new(store: Store, keys: Arc<KeyRing>, options: S3Options) -> Self {
-        Self {
+        let tracker = Arc::new(seedbucket_tracker::Tracker::new(
+            Default::default(),
+            options.tracker_rate_limit,
+            options.seeder_addr,
+        ));
+        Self::with_tracker(store, keys, options, tracker)
+    }
+
+    /// With the tracker's state where `tracker` keeps it (Redis, for several gateway nodes).
+    pub fn with_tracker(
+        store: Store,
+        keys: Arc<KeyRing>,
+        options: S3Options,
+        tracker: Arc<dyn seedbucket_tracker::SwarmStore>,
+    ) -> Self {
+        let app = Self {
             store,
             keys,
-            tracker: Arc::new(seedbucket_tracker::Tracker::new(Default::default())),
-            rate_limiter: Arc::new(seedbucket_tracker::RateLimiter::new(
-                options.tracker_rate_limit,
-            )),
+            tracker,
             admission: Arc::default(),
-            announced: Arc::default(),
             stats: Arc::default(),
             options: Arc::new(options),
-        }
+        };
+        app.drop_stale_answers_on_changes();
+        app
     }
 }
 
 impl Seedbucket {
     /// The metrics page (Prometheus text format).
     pub fn metrics(&self) -> String {
-        let (torrents, peers) = self.tracker.stats();
-        self.stats.render(torrents, peers, &[])
+        self.stats.render(self.tracker.stats(), &[])
     }
 
     /// Bytes uploaded over the peer wire and the webseed since start.

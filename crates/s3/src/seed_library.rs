@@ -5,14 +5,14 @@
 //!   the version the torrent was made from.
 //! - Open torrents: the object must still be readable by anyone. Private torrents: the peer's
 //!   IP address must have announced that torrent to our tracker with a valid token within the
-//!   last [`ANNOUNCE_WINDOW`], and that token's key must still be allowed to read the object.
+//!   last [`seedbucket_tracker::ADMISSION_WINDOW`], and that token's key must still be allowed to read the object.
 //!   Knowing an info-hash is not enough to read a private object.
 //! - Each served version keeps one pinned reader (its blobs survive an overwrite while peers
 //!   finish a block); it is re-validated every few seconds, and once the object changed or was
 //!   deleted, or lost its readers, reads fail and the seeder drops those peers.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -24,8 +24,6 @@ use seedbucket_torrent::Format;
 
 use crate::Seedbucket;
 
-/// How long an announce with a valid token admits its address to the seeder.
-pub const ANNOUNCE_WINDOW: Duration = Duration::from_secs(2 * 1800 + 300);
 /// How often a served version is re-checked against the store and the access rules.
 const REVALIDATE_EVERY: Duration = Duration::from_secs(5);
 /// Served versions nobody read for this long are let go (and their pins with them).
@@ -41,30 +39,6 @@ struct Served {
     used: Instant,
     /// Who the torrent was admitted for: `None` for open torrents.
     access_key: Option<String>,
-}
-
-/// An announce that admits an address: the token's access key, and when.
-type Admission = (String, Instant);
-
-/// Addresses that announced private torrents with valid tokens: (info-hash, IP) → admission.
-#[derive(Default)]
-pub(crate) struct AnnouncedPeers(Mutex<HashMap<([u8; 20], IpAddr), Admission>>);
-
-impl AnnouncedPeers {
-    pub(crate) fn record(&self, info_hash: [u8; 20], ip: IpAddr, access_key: &str) {
-        if let Ok(mut m) = self.0.lock() {
-            if m.len() >= 200_000 {
-                m.retain(|_, (_, at)| at.elapsed() < ANNOUNCE_WINDOW);
-            }
-            m.insert((info_hash, ip), (access_key.to_owned(), Instant::now()));
-        }
-    }
-
-    fn key_of(&self, info_hash: &[u8; 20], ip: IpAddr) -> Option<String> {
-        let m = self.0.lock().ok()?;
-        let (key, at) = m.get(&(*info_hash, ip))?;
-        (at.elapsed() < ANNOUNCE_WINDOW).then(|| key.clone())
-    }
 }
 
 /// The [`Library`] over a [`Seedbucket`].
@@ -183,7 +157,13 @@ impl Library for StoreLibrary {
         let mut primary = [0u8; 20];
         hex::decode_to_slice(&issued.info_hash, &mut primary).ok()?;
         let access_key = if issued.private {
-            Some(self.app.announced.key_of(&primary, peer.ip())?)
+            Some(
+                self.app
+                    .tracker
+                    .admission(primary, peer.ip())
+                    .await
+                    .ok()??,
+            )
         } else {
             None
         };

@@ -234,6 +234,17 @@ impl Frontend {
         }
     }
 
+    /// The client of a request: the connection's peer, or, when that peer is a trusted
+    /// proxy (`--trusted-proxy`), the address it appended to `X-Forwarded-For`.
+    fn client_addr(&self, headers: &http::HeaderMap) -> Option<std::net::SocketAddr> {
+        let remote = self.remote?;
+        Some(crate::tracker_http::forwarded_client(
+            remote,
+            headers,
+            &self.app.options.trusted_proxies,
+        ))
+    }
+
     fn next_request_id(&self) -> String {
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
         format!("{:08X}{:08X}", self.node, n)
@@ -261,14 +272,16 @@ impl Frontend {
                 r
             } else if let Some(t) = rest.strip_prefix("tracker/") {
                 let query = req.uri().query().unwrap_or("").to_owned();
-                self.app.tracker(t, &query, self.remote).await
+                let client = self.client_addr(req.headers());
+                self.app.tracker(t, &query, client).await
             } else {
                 internal_route(&req)
             }
         } else if crate::tracker_http::is_tracker_request(&path, req.uri().query().unwrap_or("")) {
             let query = req.uri().query().unwrap_or("").to_owned();
+            let client = self.client_addr(req.headers());
             self.app
-                .tracker(path.trim_start_matches('/'), &query, self.remote)
+                .tracker(path.trim_start_matches('/'), &query, client)
                 .await
         } else if is_torrent_request(req.uri()) {
             let json = crate::handlers::wants_json(req.headers());

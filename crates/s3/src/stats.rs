@@ -51,8 +51,9 @@ impl Stats {
         )
     }
 
-    /// The Prometheus text exposition, with the swarm gauges passed in.
-    pub fn render(&self, torrents: usize, peers: usize, extra: &[(&str, &str, u64)]) -> String {
+    /// The Prometheus text exposition, with the swarm gauges passed in (`None`: the swarms
+    /// live in Redis and are not counted here).
+    pub fn render(&self, swarms: Option<(usize, usize)>, extra: &[(&str, &str, u64)]) -> String {
         let mut out = String::new();
         let counters = [
             (
@@ -93,14 +94,16 @@ impl Stats {
             }
             let _ = writeln!(out, "{name} {v}");
         }
-        let _ = writeln!(
-            out,
-            "# HELP seedbucket_tracker_torrents Torrents with at least one peer\n# TYPE seedbucket_tracker_torrents gauge\nseedbucket_tracker_torrents {torrents}"
-        );
-        let _ = writeln!(
-            out,
-            "# HELP seedbucket_tracker_peers Peers in all swarms\n# TYPE seedbucket_tracker_peers gauge\nseedbucket_tracker_peers {peers}"
-        );
+        if let Some((torrents, peers)) = swarms {
+            let _ = writeln!(
+                out,
+                "# HELP seedbucket_tracker_torrents Torrents with at least one peer\n# TYPE seedbucket_tracker_torrents gauge\nseedbucket_tracker_torrents {torrents}"
+            );
+            let _ = writeln!(
+                out,
+                "# HELP seedbucket_tracker_peers Peers in all swarms\n# TYPE seedbucket_tracker_peers gauge\nseedbucket_tracker_peers {peers}"
+            );
+        }
         for (name, help, v) in extra {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
         }

@@ -109,6 +109,13 @@ impl AdmissionCache {
         (at.elapsed() < Self::READER_TTL).then_some(*allowed)
     }
 
+    /// Forgets every remembered answer of who may read what.
+    fn forget_readers(&self) {
+        if let Ok(mut m) = self.readers.lock() {
+            m.clear();
+        }
+    }
+
     fn remember_reader(&self, k: ReaderKey, allowed: bool) {
         if let Ok(mut m) = self.readers.lock() {
             if m.len() >= Self::MAX_ENTRIES {
@@ -120,6 +127,37 @@ impl AdmissionCache {
 }
 
 impl Seedbucket {
+    /// Forgets who may read what whenever a key, a bucket's or an object's access rules
+    /// change, here or (with Redis change notices) on another node, instead of waiting out the
+    /// few seconds those answers are kept.
+    pub(crate) fn drop_stale_answers_on_changes(&self) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let mut changes = self.store.subscribe_changes();
+        let admission = Arc::downgrade(&self.admission);
+        runtime.spawn(async move {
+            loop {
+                let stale = match changes.recv().await {
+                    Ok(c) => {
+                        c.key.is_empty()
+                            || c.key == "keys.json"
+                            || c.key.starts_with("buckets/")
+                            || c.key.starts_with("objects/")
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => true,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                };
+                let Some(admission) = admission.upgrade() else {
+                    return;
+                };
+                if stale {
+                    admission.forget_readers();
+                }
+            }
+        });
+    }
+
     /// Whether the holder of `access_key` (`None`: anyone) may still read the object version
     /// `torrent` was issued for: what a torrent's tracker and webseed URLs are worth. False once
     /// the object changed (a torrent names one version). Cached for a few seconds.
@@ -157,6 +195,42 @@ impl Seedbucket {
         self.admission.remember_reader(k, allowed);
         allowed
     }
+}
+
+/// The peer id handed out for a server seeder: seedbucket's client prefix, then 12 digits of
+/// a hash of the seeder's address, so that several nodes' seeders have different ids.
+fn server_seeder_id(seeder: SocketAddr) -> [u8; 20] {
+    // FNV-1a: stable across processes and nodes.
+    let hash = seeder
+        .to_string()
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+        });
+    let mut id = *b"-SB0100-000000000000";
+    id[8..].copy_from_slice(format!("{:012}", hash % 1_000_000_000_000).as_bytes());
+    id
+}
+
+/// The client address of a request that came through `remote`: when `remote` is one of the
+/// `trusted` proxies, the last address in `X-Forwarded-For` (the one that proxy appended;
+/// earlier ones are whatever the client sent), else `remote` itself.
+pub fn forwarded_client(
+    remote: SocketAddr,
+    headers: &http::HeaderMap,
+    trusted: &[std::net::IpAddr],
+) -> SocketAddr {
+    if !trusted.contains(&remote.ip()) {
+        return remote;
+    }
+    headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .last()
+        .and_then(|ip| ip.trim().parse::<std::net::IpAddr>().ok())
+        .map_or(remote, |ip| SocketAddr::new(ip, remote.port()))
 }
 
 /// The query parameter that carries a private torrent's tracker token.
@@ -207,8 +281,8 @@ fn unix_now() -> u64 {
 impl Seedbucket {
     /// Drops peers that stopped announcing, in every swarm; the server calls it every minute
     /// (swarms that get announces also expire their own peers on each announce).
-    pub fn expire_tracker_peers(&self) {
-        self.tracker.expire(unix_now());
+    pub async fn expire_tracker_peers(&self) {
+        self.tracker.expire(unix_now()).await;
     }
 
     /// `rest` is the path after `/_seedbucket/tracker/`.
@@ -282,45 +356,63 @@ impl Seedbucket {
         Ok((rec, None))
     }
 
-    /// A swarm's scrape numbers, our seeder counted among the seeds.
-    pub(crate) fn scrape_entry(
+    /// A swarm's scrape numbers, our seeders counted among the seeds (zeros when the
+    /// tracker's state cannot be reached).
+    pub(crate) async fn scrape_entry(
         &self,
         rec: &IssuedTorrent,
         key: &[u8; 20],
     ) -> seedbucket_wire::tracker::http::ScrapeEntry {
-        let mut e = self.tracker.scrape(key);
-        if self.options.seeder_addr.is_some() && !rec.bucket.is_empty() {
-            e.complete += 1;
+        let mut e = self.tracker.scrape(key).await.unwrap_or_default();
+        if !rec.bucket.is_empty() {
+            let seeders = self.tracker.server_seeders().len();
+            e.complete = e
+                .complete
+                .saturating_add(u32::try_from(seeders).unwrap_or(u32::MAX));
         }
         e
     }
 
-    /// Records the announce in the swarm, and answers with its peers plus our own seeder.
-    /// An address that announced a private torrent with a valid token may then download it
-    /// from the seeder.
-    pub(crate) fn swarm_announce(
+    /// Records the announce in the swarm, and answers with its peers plus the server's own
+    /// seeders (every node's, with Redis). An address that announced a private torrent with a
+    /// valid token may then download it from any node's seeder. `Err`: a failure reason.
+    pub(crate) async fn swarm_announce(
         &self,
         rec: &IssuedTorrent,
         access_key: Option<&str>,
         peer: &PeerAnnounce,
-    ) -> Option<seedbucket_wire::tracker::http::AnnounceReply> {
+    ) -> Result<seedbucket_wire::tracker::http::AnnounceReply, String> {
         let mut key = [0u8; 20];
-        hex::decode_to_slice(&rec.info_hash, &mut key).ok()?;
+        hex::decode_to_slice(&rec.info_hash, &mut key)
+            .map_err(|_| "internal error: bad info-hash record".to_owned())?;
+        let unavailable = |e: seedbucket_tracker::Unavailable| {
+            tracing::warn!(error = %e, "announce refused");
+            "tracker state unavailable; try again later".to_owned()
+        };
         if let Some(ak) = access_key
             && peer.event != seedbucket_wire::tracker::http::Event::Stopped
         {
-            self.announced.record(key, peer.addr.ip(), ak);
+            self.tracker
+                .admit(key, peer.addr.ip(), ak)
+                .await
+                .map_err(unavailable)?;
         }
-        let mut reply = self.tracker.announce(key, peer, unix_now());
-        if let Some(seeder) = self.options.seeder_addr
-            && !rec.bucket.is_empty()
-            && peer.addr != seeder
-        {
-            reply.complete += 1;
-            reply.peers.retain(|(a, _)| *a != seeder);
-            reply.peers.insert(0, (seeder, *b"-SB0100-seedbucket00"));
+        let mut reply = self
+            .tracker
+            .announce(key, peer, unix_now())
+            .await
+            .map_err(unavailable)?;
+        if !rec.bucket.is_empty() {
+            for seeder in self.tracker.server_seeders() {
+                if peer.addr == seeder {
+                    continue;
+                }
+                reply.complete = reply.complete.saturating_add(1);
+                reply.peers.retain(|(a, _)| *a != seeder);
+                reply.peers.insert(0, (seeder, server_seeder_id(seeder)));
+            }
         }
-        Some(reply)
+        Ok(reply)
     }
 
     async fn announce(
@@ -336,7 +428,11 @@ impl Seedbucket {
         let Some(remote) = remote else {
             return failure("no peer address");
         };
-        if !self.rate_limiter.allow(remote.ip(), unix_now_ms()) {
+        if !self
+            .tracker
+            .allow_announce(remote.ip(), unix_now_ms())
+            .await
+        {
             return failure("rate limited: too many announces from your address; slow down");
         }
         let (rec, access_key) = match self.admitted(&a.info_hash, token).await {
@@ -359,8 +455,12 @@ impl Seedbucket {
             event: a.event,
             numwant: a.numwant,
         };
-        let Some(reply) = self.swarm_announce(&rec, access_key.as_deref(), &peer) else {
-            return failure("internal error");
+        let reply = match self
+            .swarm_announce(&rec, access_key.as_deref(), &peer)
+            .await
+        {
+            Ok(r) => r,
+            Err(reason) => return failure(&reason),
         };
         bencoded(reply.encode(a.compact))
     }
@@ -380,9 +480,33 @@ impl Seedbucket {
             };
             let mut key = [0u8; 20];
             if hex::decode_to_slice(&rec.info_hash, &mut key).is_ok() {
-                entries.push((h, self.scrape_entry(&rec, &key)));
+                entries.push((h, self.scrape_entry(&rec, &key).await));
             }
         }
         bencoded(encode_scrape(&entries))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forwarded_for_only_from_trusted_proxies() {
+        let proxy: SocketAddr = "10.0.0.2:40000".parse().unwrap();
+        let mut h = http::HeaderMap::new();
+        h.append("x-forwarded-for", "1.2.3.4, 198.51.100.7".parse().unwrap());
+        let trusted = ["10.0.0.2".parse().unwrap()];
+        assert_eq!(
+            forwarded_client(proxy, &h, &trusted).ip().to_string(),
+            "198.51.100.7"
+        );
+        assert_eq!(forwarded_client(proxy, &h, &[]), proxy);
+        h.append("x-forwarded-for", "not-an-ip".parse().unwrap());
+        assert_eq!(forwarded_client(proxy, &h, &trusted), proxy);
+        assert_eq!(
+            forwarded_client(proxy, &http::HeaderMap::new(), &trusted),
+            proxy
+        );
     }
 }

@@ -74,8 +74,9 @@ impl Seedbucket {
                     ));
                 }
                 if !self
-                    .rate_limiter
-                    .allow(from.ip(), crate::tracker_http::unix_now_ms())
+                    .tracker
+                    .allow_announce(from.ip(), crate::tracker_http::unix_now_ms())
+                    .await
                 {
                     return Some(error_reply(a.transaction_id, "rate limited: slow down"));
                 }
@@ -95,7 +96,13 @@ impl Seedbucket {
                     event: a.event,
                     numwant: a.numwant,
                 };
-                let reply = self.swarm_announce(&rec, access_key.as_deref(), &peer)?;
+                let reply = match self
+                    .swarm_announce(&rec, access_key.as_deref(), &peer)
+                    .await
+                {
+                    Ok(r) => r,
+                    Err(reason) => return Some(error_reply(a.transaction_id, &reason)),
+                };
                 let peers: Vec<SocketAddr> = reply.peers.iter().map(|(addr, _)| *addr).collect();
                 Some(announce_reply(
                     a.transaction_id,
@@ -124,7 +131,7 @@ impl Seedbucket {
                         Ok(Some(rec)) if !rec.private => {
                             let mut key = [0u8; 20];
                             match hex::decode_to_slice(&rec.info_hash, &mut key) {
-                                Ok(()) => self.scrape_entry(&rec, &key),
+                                Ok(()) => self.scrape_entry(&rec, &key).await,
                                 Err(_) => Default::default(),
                             }
                         }

@@ -61,7 +61,8 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
 const KEY_REFRESH: Duration = Duration::from_secs(2);
 
 /// The access keys: the data dir's `keys.json`, or in gateway mode the metadata bucket's,
-/// re-read every [`KEY_REFRESH`]. Makes sure the root key exists either way.
+/// re-read every [`KEY_REFRESH`], and at once when another node's change notice says they
+/// changed. Makes sure the root key exists either way.
 async fn key_ring(store: &Store, config: &Config) -> anyhow::Result<Arc<KeyRing>> {
     let fixed = fixed_root_key()?;
     let Some(mut keys) = store.shared_keys().await? else {
@@ -82,10 +83,19 @@ async fn key_ring(store: &Store, config: &Config) -> anyhow::Result<Arc<KeyRing>
     store.set_default_owner(&root.user_id);
     let ring = Arc::new(KeyRing::pushed(keys));
     let (refreshing, store) = (ring.clone(), store.clone());
+    let mut changes = store.subscribe_changes();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(KEY_REFRESH);
         loop {
-            tick.tick().await;
+            tokio::select! {
+                _ = tick.tick() => {}
+                change = changes.recv() => match change {
+                    Ok(c) if c.remote && (c.key.is_empty() || c.key == "keys.json") => {}
+                    Ok(_) => continue,
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                },
+            }
             match store.shared_keys().await {
                 Ok(Some(keys)) => {
                     if let Some(root) = keys.iter().find(|k| k.name == ROOT_KEY_NAME) {
@@ -136,8 +146,26 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         tracker_rate_limit: config.tracker_rate_limit,
         open_tracker: config.open_tracker,
         seeder_addr,
+        trusted_proxies: config.trusted_proxies.clone(),
     };
-    let s3 = Seedbucket::new(store, keys.clone(), options);
+    let cluster = match &config.redis {
+        Some(url) => Some(
+            seedbucket_cluster::Cluster::start(
+                url,
+                &store,
+                Default::default(),
+                config.tracker_rate_limit,
+                seeder_addr,
+            )
+            .await
+            .map_err(anyhow::Error::msg)?,
+        ),
+        None => None,
+    };
+    let s3 = match &cluster {
+        Some(c) => Seedbucket::with_tracker(store, keys.clone(), options, c.swarms.clone()),
+        None => Seedbucket::new(store, keys.clone(), options),
+    };
     let service = s3_service(s3.clone(), keys, &config.domains).map_err(anyhow::Error::msg)?;
     // The UDP tracker (BEP 15) on the same port number as S3.
     match tokio::net::UdpSocket::bind(config.listen).await {
@@ -159,7 +187,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         let mut tick = tokio::time::interval(Duration::from_secs(60));
         loop {
             tick.tick().await;
-            expiring.expire_tracker_peers();
+            expiring.expire_tracker_peers().await;
         }
     });
     let mut seeder_task = None;
@@ -224,6 +252,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         });
     }
     tracing::info!("shutting down");
+    if let Some(c) = &cluster {
+        c.leave().await;
+    }
     if let Some(t) = seeder_task {
         t.abort();
     }

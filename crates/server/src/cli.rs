@@ -143,6 +143,14 @@ pub struct ServeArgs {
     /// 0 = none [default: 256].
     #[arg(long, env = "SEEDBUCKET_PIECE_CACHE")]
     pub piece_cache: Option<u64>,
+    /// Gateway mode, several nodes: Redis URL for the state the nodes share (swarms,
+    /// admissions, rate limits, hashing leases, change notices), e.g. redis://10.0.0.5:6379/.
+    #[arg(long, env = "SEEDBUCKET_REDIS")]
+    pub redis: Option<String>,
+    /// A load balancer in front of this node whose X-Forwarded-For header names the real
+    /// client of tracker requests (repeatable, IP addresses).
+    #[arg(long, env = "SEEDBUCKET_TRUSTED_PROXY", value_delimiter = ',')]
+    pub trusted_proxy: Vec<std::net::IpAddr>,
     /// Log format.
     #[arg(long, env = "SEEDBUCKET_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,

@@ -66,6 +66,12 @@ pub struct FileConfig {
     pub backend_meta_bucket: String,
     /// Gateway mode: MiB of memory for recently served object blocks (seeder, webseed).
     pub piece_cache: u64,
+    /// Gateway mode, several nodes: Redis URL for their shared state (or SEEDBUCKET_REDIS).
+    /// Example: "redis://10.0.0.5:6379/".
+    pub redis: Option<String>,
+    /// Load balancers whose X-Forwarded-For names the real client of tracker requests.
+    /// Example: ["10.0.0.2"].
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 impl Default for FileConfig {
@@ -95,6 +101,8 @@ impl Default for FileConfig {
             backend_secret_key: None,
             backend_meta_bucket: "seedbucket-meta".to_owned(),
             piece_cache: 256,
+            redis: None,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -195,6 +203,9 @@ pub struct Config {
     pub admin_listen: Option<SocketAddr>,
     /// Gateway mode's backend; `None`: the embedded store in `data_dir`.
     pub backend: Option<GatewayOptions>,
+    /// Redis for the state several gateway nodes share; `None`: all in this process.
+    pub redis: Option<String>,
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 /// An address, or `off`/empty for none.
@@ -247,6 +258,21 @@ impl Config {
             Some(SocketAddr::new(listen.ip(), 6881)),
             "--peer-listen",
         )?;
+        let redis = args
+            .redis
+            .clone()
+            .or(file.redis)
+            .filter(|r| !r.trim().is_empty());
+        if redis.is_some() && backend.is_none() {
+            bail!(
+                "--redis shares state between gateway nodes; it needs --backend s3 (embedded mode keeps everything in its data dir)"
+            );
+        }
+        let trusted_proxies = if args.trusted_proxy.is_empty() {
+            file.trusted_proxies
+        } else {
+            args.trusted_proxy.clone()
+        };
         let admin_listen = optional_addr(
             args.admin_listen.clone().or(file.admin_listen),
             None,
@@ -266,6 +292,8 @@ impl Config {
             webseed_expiry: args.webseed_expiry.unwrap_or(file.webseed_expiry),
             piece_hashing,
             backend,
+            redis,
+            trusted_proxies,
             tracker_rate_limit: args.tracker_rate_limit.unwrap_or(file.tracker_rate_limit),
             open_tracker: args.open_tracker || file.open_tracker,
             data_dir: args.data_dir.clone().unwrap_or(file.data_dir),

@@ -16,6 +16,7 @@
 mod background;
 pub mod blob;
 mod body_file;
+pub mod cluster;
 pub mod credentials;
 pub mod digest;
 mod embedded;
@@ -32,8 +33,8 @@ pub mod sse;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use futures::Stream;
@@ -116,10 +117,21 @@ enum Backend {
 pub struct Store {
     backend: Backend,
     hashing: Arc<Hashing>,
+    /// Leases shared with other gateway nodes (Redis), once set.
+    leases: Arc<OnceLock<Arc<dyn cluster::Leases>>>,
+    /// Metadata records written here, or by other nodes as their notices say.
+    changes: tokio::sync::broadcast::Sender<cluster::MetaChange>,
 }
 
+/// Changes a slow listener may lag behind before it is told it missed some.
+const CHANGES_BUFFERED: usize = 1024;
+
 impl Store {
-    fn with(backend: Backend, hash_pieces: bool) -> Self {
+    fn with(
+        backend: Backend,
+        hash_pieces: bool,
+        changes: tokio::sync::broadcast::Sender<cluster::MetaChange>,
+    ) -> Self {
         Self {
             backend,
             hashing: Arc::new(Hashing {
@@ -127,25 +139,54 @@ impl Store {
                 background: tokio::sync::Semaphore::new(BACKGROUND_HASH_JOBS),
                 enabled: hash_pieces,
             }),
+            leases: Arc::default(),
+            changes,
         }
+    }
+
+    /// Shares hashing leases with other nodes from now on (set once; later calls are ignored).
+    pub fn set_leases(&self, leases: Arc<dyn cluster::Leases>) {
+        let _ = self.leases.set(leases);
+    }
+
+    /// Every metadata record written from now on: by this node, and by others once
+    /// [`Store::apply_remote_change`] reports their notices. Embedded mode sends none.
+    pub fn subscribe_changes(&self) -> tokio::sync::broadcast::Receiver<cluster::MetaChange> {
+        self.changes.subscribe()
+    }
+
+    /// Another node changed the metadata record `key` (empty: anything may have changed):
+    /// drops what this node cached of it, then tells this node's listeners.
+    pub fn apply_remote_change(&self, key: &str) {
+        if let Backend::Gateway(g) = &self.backend {
+            g.forget_cached(key);
+        }
+        let _ = self.changes.send(cluster::MetaChange {
+            key: key.to_owned(),
+            remote: true,
+        });
     }
 
     /// Opens (or creates) the embedded store under `opts.data_dir`, removes leftovers of
     /// interrupted writes, and starts the garbage collector and the orphan sweep.
     pub async fn open(opts: StoreOptions) -> Result<Self> {
         let hash = opts.hash_pieces;
+        let (changes, _) = tokio::sync::broadcast::channel(CHANGES_BUFFERED);
         Ok(Self::with(
             Backend::Embedded(Embedded::open(opts).await?),
             hash,
+            changes,
         ))
     }
 
     /// Connects to an S3 backend (gateway mode) and makes sure its metadata bucket exists.
     pub async fn open_gateway(opts: GatewayOptions) -> Result<Self> {
         let hash = opts.hash_pieces;
+        let (changes, _) = tokio::sync::broadcast::channel(CHANGES_BUFFERED);
         Ok(Self::with(
-            Backend::Gateway(Gateway::connect(opts).await?),
+            Backend::Gateway(Gateway::connect(opts, changes.clone()).await?),
             hash,
+            changes,
         ))
     }
 
@@ -434,7 +475,7 @@ impl Store {
         };
         let result = cell
             .get_or_init(|| async {
-                let made = self.hash_now(bucket, key, &rec.version, want).await;
+                let made = self.hash_once(rec, bucket, key, want).await;
                 made.map_err(|e| e.to_string())
             })
             .await
@@ -443,6 +484,93 @@ impl Store {
             jobs.remove(&job);
         }
         result.map_err(StoreError::Db)
+    }
+
+    /// The piece hashes made by this node, or with other gateway nodes sharing leases, by
+    /// whichever node takes the object's lease first while the others wait for its result. A
+    /// node that cannot reach the lease service hashes the object itself.
+    async fn hash_once(
+        &self,
+        rec: &ObjectRecord,
+        bucket: &str,
+        key: &str,
+        piece_length: u64,
+    ) -> Result<pieces::StoredPieces> {
+        let Some(leases) = self.leases.get().cloned() else {
+            return self.hash_now(bucket, key, &rec.version, piece_length).await;
+        };
+        let name = {
+            use sha2::Digest;
+            let id = sha2::Sha256::digest(format!("{bucket}/{key}\0{}", rec.version));
+            format!("hash:{}", hex::encode(&id[..16]))
+        };
+        let holder = uuid::Uuid::new_v4().to_string();
+        let usable = |p: &pieces::StoredPieces| {
+            p.hashes.piece_length == piece_length
+                && p.hashes.v1_pieces.is_some()
+                && p.hashes.v2_layer.is_some()
+        };
+        let waiting_since = Instant::now();
+        loop {
+            match leases
+                .try_take(&name, &holder, cluster::HASH_LEASE_TTL)
+                .await
+            {
+                Ok(true) => break,
+                Ok(false) => {
+                    tokio::time::sleep(cluster::HASH_WAIT_POLL).await;
+                    if let Some(p) = self.stored_pieces_fresh(rec, bucket, key).await?
+                        && usable(&p)
+                    {
+                        tracing::debug!(%bucket, %key, waited_ms = waiting_since.elapsed().as_millis() as u64, "piece hashes made by another node");
+                        return Ok(p);
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "no hashing lease (the lease service is unreachable); hashing here");
+                    return self.hash_now(bucket, key, &rec.version, piece_length).await;
+                }
+            }
+        }
+        // Another node may have finished just before this one took the lease.
+        if let Some(p) = self.stored_pieces_fresh(rec, bucket, key).await?
+            && usable(&p)
+        {
+            leases.release(&name, &holder).await;
+            return Ok(p);
+        }
+        let renewing = {
+            let (leases, name, holder) = (leases.clone(), name.clone(), holder.clone());
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(cluster::HASH_LEASE_TTL / 3).await;
+                    if !matches!(
+                        leases.renew(&name, &holder, cluster::HASH_LEASE_TTL).await,
+                        Ok(true)
+                    ) {
+                        tracing::warn!(lease = %name, "hashing lease lost; another node may hash too");
+                        return;
+                    }
+                }
+            })
+        };
+        let made = self.hash_now(bucket, key, &rec.version, piece_length).await;
+        renewing.abort();
+        leases.release(&name, &holder).await;
+        made
+    }
+
+    /// The stored piece hashes, read past any cache (another node may have just written them).
+    async fn stored_pieces_fresh(
+        &self,
+        rec: &ObjectRecord,
+        bucket: &str,
+        key: &str,
+    ) -> Result<Option<pieces::StoredPieces>> {
+        if let Backend::Gateway(g) = &self.backend {
+            g.forget_pieces(bucket, key, &rec.version);
+        }
+        self.stored_pieces(rec, bucket, key).await
     }
 
     async fn hash_now(
@@ -457,6 +585,7 @@ impl Store {
             return Err(StoreError::NoSuchKey);
         }
         let size = reader.record.size;
+        tracing::info!(%bucket, %key, size, "hashing object for its torrent");
         let mut rx = reader.stream(0, size);
         // SHA-1 and SHA-256 on a low-priority thread each, as during a PUT.
         let workers = ingest::PieceWorkers::start(piece_length)?;

@@ -10,8 +10,9 @@
 //! overhead; the limits below bound the total.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use seedbucket_wire::tracker::http::{AnnounceReply, Event, ScrapeEntry};
 
@@ -250,55 +251,144 @@ impl Swarms {
     }
 }
 
-/// Where swarm state lives: in this process ([`Tracker`]) today; a Redis implementation for
-/// several gateway nodes can stand behind the same calls.
-pub trait SwarmStore: Send + Sync + std::fmt::Debug {
-    fn announce(&self, key: [u8; 20], a: &PeerAnnounce, now: u64) -> AnnounceReply;
-    fn scrape(&self, key: &[u8; 20]) -> ScrapeEntry;
-    fn expire(&self, now: u64);
-    /// (torrents with peers, peers in all swarms), for metrics.
-    fn stats(&self) -> (usize, usize);
+/// How long an announce with a valid token admits its address to the seeder (private
+/// torrents): two announce intervals and a little more.
+pub const ADMISSION_WINDOW: Duration = Duration::from_secs(2 * 1800 + 300);
+
+/// The shared tracker state could not be reached (Redis down): the announce is answered with
+/// a failure reason and the client retries.
+#[derive(Debug, Clone)]
+pub struct Unavailable(pub String);
+
+impl std::fmt::Display for Unavailable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "tracker state unavailable: {}", self.0)
+    }
 }
 
-/// The in-process tracker handle.
-#[derive(Debug, Default)]
+/// Where the tracker's state lives: swarms, private-torrent admissions, announce rate limits
+/// and the list of server seeders. In this process ([`Tracker`]) by default; in Redis, shared by
+/// several gateway nodes, with `--redis` (crate `seedbucket-cluster`).
+#[async_trait::async_trait]
+pub trait SwarmStore: Send + Sync + std::fmt::Debug {
+    async fn announce(
+        &self,
+        key: [u8; 20],
+        a: &PeerAnnounce,
+        now: u64,
+    ) -> Result<AnnounceReply, Unavailable>;
+    async fn scrape(&self, key: &[u8; 20]) -> Result<ScrapeEntry, Unavailable>;
+    /// Drops peers that stopped announcing (stores whose entries expire by themselves do
+    /// nothing).
+    async fn expire(&self, now: u64);
+    /// (torrents with peers, peers in all swarms), for metrics; `None` when the store cannot
+    /// count them cheaply.
+    fn stats(&self) -> Option<(usize, usize)>;
+    /// Records that `ip` announced the private torrent `key` with a valid token of `access_key`:
+    /// the seeder then lets that address download it for [`ADMISSION_WINDOW`].
+    async fn admit(&self, key: [u8; 20], ip: IpAddr, access_key: &str) -> Result<(), Unavailable>;
+    /// The access key that admitted `ip` to torrent `key`, if within the window.
+    async fn admission(&self, key: [u8; 20], ip: IpAddr) -> Result<Option<String>, Unavailable>;
+    /// True if `ip` may make one more announce at `now_ms` (a token bucket per address).
+    async fn allow_announce(&self, ip: IpAddr, now_ms: u64) -> bool;
+    /// The server's own seeders, as peers dial them: this node's, or every live node's.
+    fn server_seeders(&self) -> Vec<SocketAddr>;
+}
+
+/// The in-process tracker state.
+#[derive(Debug)]
 pub struct Tracker {
     pub config: TrackerConfig,
     swarms: Mutex<Swarms>,
+    admissions: Admissions,
+    limiter: RateLimiter,
+    seeder: Option<SocketAddr>,
 }
 
 impl Tracker {
-    pub fn new(config: TrackerConfig) -> Self {
+    /// `rate_limit`: announces per second per address (0: none); `seeder`: this server's
+    /// seeder as peers dial it.
+    pub fn new(config: TrackerConfig, rate_limit: u32, seeder: Option<SocketAddr>) -> Self {
         Self {
             config,
             swarms: Mutex::new(Swarms::default()),
+            admissions: Admissions::default(),
+            limiter: RateLimiter::new(rate_limit),
+            seeder,
         }
     }
 }
 
+#[async_trait::async_trait]
 impl SwarmStore for Tracker {
-    fn announce(&self, key: [u8; 20], a: &PeerAnnounce, now: u64) -> AnnounceReply {
-        match self.swarms.lock() {
+    async fn announce(
+        &self,
+        key: [u8; 20],
+        a: &PeerAnnounce,
+        now: u64,
+    ) -> Result<AnnounceReply, Unavailable> {
+        Ok(match self.swarms.lock() {
             Ok(mut s) => s.announce(&self.config, key, a, now),
             Err(poisoned) => poisoned.into_inner().announce(&self.config, key, a, now),
-        }
+        })
     }
 
-    fn scrape(&self, key: &[u8; 20]) -> ScrapeEntry {
-        match self.swarms.lock() {
+    async fn scrape(&self, key: &[u8; 20]) -> Result<ScrapeEntry, Unavailable> {
+        Ok(match self.swarms.lock() {
             Ok(s) => s.scrape(key),
             Err(poisoned) => poisoned.into_inner().scrape(key),
-        }
+        })
     }
 
-    fn expire(&self, now: u64) {
+    async fn expire(&self, now: u64) {
         if let Ok(mut s) = self.swarms.lock() {
             s.expire(&self.config, now);
         }
     }
 
-    fn stats(&self) -> (usize, usize) {
-        self.swarms.lock().map(|s| s.stats()).unwrap_or((0, 0))
+    fn stats(&self) -> Option<(usize, usize)> {
+        self.swarms.lock().map(|s| s.stats()).ok()
+    }
+
+    async fn admit(&self, key: [u8; 20], ip: IpAddr, access_key: &str) -> Result<(), Unavailable> {
+        self.admissions.record(key, ip, access_key);
+        Ok(())
+    }
+
+    async fn admission(&self, key: [u8; 20], ip: IpAddr) -> Result<Option<String>, Unavailable> {
+        Ok(self.admissions.key_of(&key, ip))
+    }
+
+    async fn allow_announce(&self, ip: IpAddr, now_ms: u64) -> bool {
+        self.limiter.allow(ip, now_ms)
+    }
+
+    fn server_seeders(&self) -> Vec<SocketAddr> {
+        self.seeder.into_iter().collect()
+    }
+}
+
+/// An admission: the access key of the announce's token, and when it was made.
+type Admission = (String, Instant);
+
+/// Addresses that announced private torrents with valid tokens: (info-hash, IP) → admission.
+#[derive(Debug, Default)]
+struct Admissions(Mutex<HashMap<([u8; 20], IpAddr), Admission>>);
+
+impl Admissions {
+    fn record(&self, info_hash: [u8; 20], ip: IpAddr, access_key: &str) {
+        if let Ok(mut m) = self.0.lock() {
+            if m.len() >= 200_000 {
+                m.retain(|_, (_, at)| at.elapsed() < ADMISSION_WINDOW);
+            }
+            m.insert((info_hash, ip), (access_key.to_owned(), Instant::now()));
+        }
+    }
+
+    fn key_of(&self, info_hash: &[u8; 20], ip: IpAddr) -> Option<String> {
+        let m = self.0.lock().ok()?;
+        let (key, at) = m.get(&(*info_hash, ip))?;
+        (at.elapsed() < ADMISSION_WINDOW).then(|| key.clone())
     }
 }
 
@@ -381,7 +471,7 @@ mod tests {
 #[derive(Debug)]
 pub struct RateLimiter {
     rate: u32,
-    buckets: Mutex<HashMap<std::net::IpAddr, (f64, u64)>>,
+    buckets: Mutex<HashMap<IpAddr, (f64, u64)>>,
 }
 
 impl RateLimiter {
@@ -396,7 +486,7 @@ impl RateLimiter {
     }
 
     /// True if `ip` may make one more request at `now_ms`.
-    pub fn allow(&self, ip: std::net::IpAddr, now_ms: u64) -> bool {
+    pub fn allow(&self, ip: IpAddr, now_ms: u64) -> bool {
         if self.rate == 0 {
             return true;
         }

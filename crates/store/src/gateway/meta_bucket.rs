@@ -12,7 +12,8 @@
 //! - `uploads/{id}.json`, `uploads/{id}/{part:05}.json`: multipart uploads in progress
 //!
 //! Reads are cached for a few seconds ([`MetaBucket::get`]); writes through this node update
-//! its cache at once. Other nodes see a change when their cached copy expires.
+//! its cache at once and are announced on the store's change channel. Other nodes see a change
+//! when their cached copy expires, or at once when a change notice reaches them (Redis).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -25,6 +26,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::backend_error;
+use crate::cluster::MetaChange;
 use crate::error::{Result, StoreError};
 
 /// Cached entries at most; past it the cache starts over.
@@ -35,15 +37,37 @@ pub(crate) struct MetaBucket {
     pub(crate) bucket: String,
     ttl: Duration,
     cache: Mutex<HashMap<String, (Instant, Option<Bytes>)>>,
+    changes: tokio::sync::broadcast::Sender<MetaChange>,
 }
 
 impl MetaBucket {
-    pub(crate) fn new(client: Client, bucket: String, ttl: Duration) -> Self {
+    pub(crate) fn new(
+        client: Client,
+        bucket: String,
+        ttl: Duration,
+        changes: tokio::sync::broadcast::Sender<MetaChange>,
+    ) -> Self {
         Self {
             client,
             bucket,
             ttl,
             cache: Mutex::default(),
+            changes,
+        }
+    }
+
+    /// Tells this node's listeners (and, through them, the other nodes) that `key` changed.
+    fn announce(&self, key: &str) {
+        let _ = self.changes.send(MetaChange {
+            key: key.to_owned(),
+            remote: false,
+        });
+    }
+
+    /// Forgets every cached entry.
+    pub(crate) fn forget_all(&self) {
+        if let Ok(mut c) = self.cache.lock() {
+            c.clear();
         }
     }
 
@@ -110,6 +134,7 @@ impl MetaBucket {
             .await
             .map_err(backend_error)?;
         self.remember(key, Some(value));
+        self.announce(key);
         Ok(())
     }
 
@@ -122,6 +147,7 @@ impl MetaBucket {
             .await
             .map_err(backend_error)?;
         self.remember(key, None);
+        self.announce(key);
         Ok(())
     }
 

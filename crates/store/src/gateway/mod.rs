@@ -261,7 +261,11 @@ pub(crate) struct Gateway {
 
 impl Gateway {
     /// Connects to the backend and makes sure the metadata bucket exists.
-    pub(crate) async fn connect(opts: GatewayOptions) -> Result<Arc<Self>> {
+    /// `changes` hears of every record this node writes to the metadata bucket.
+    pub(crate) async fn connect(
+        opts: GatewayOptions,
+        changes: tokio::sync::broadcast::Sender<crate::cluster::MetaChange>,
+    ) -> Result<Arc<Self>> {
         use aws_sdk_s3::config::{
             BehaviorVersion, Credentials, Region, RequestChecksumCalculation,
             ResponseChecksumValidation, timeout::TimeoutConfig,
@@ -293,7 +297,12 @@ impl Gateway {
             .build();
         let client = Client::from_conf(config);
         let gateway = Arc::new(Self {
-            meta: MetaBucket::new(client.clone(), opts.meta_bucket.clone(), opts.cache_ttl),
+            meta: MetaBucket::new(
+                client.clone(),
+                opts.meta_bucket.clone(),
+                opts.cache_ttl,
+                changes,
+            ),
             cache: BlockCache::new(opts.piece_cache_bytes),
             client,
             opts,
@@ -1345,6 +1354,31 @@ impl Gateway {
         match timed(self.meta.get(&pieces_key(bucket, key, etag))).await? {
             Some(b) => Ok(Some(StoredPieces::decode(&b)?)),
             None => Ok(None),
+        }
+    }
+
+    /// Drops the cached piece hashes of one version, so the next read asks the backend.
+    pub(crate) fn forget_pieces(&self, bucket: &str, key: &str, etag: &str) {
+        self.meta.forget(&pieces_key(bucket, key, etag));
+    }
+
+    /// Another node changed the metadata record `key` (empty: anything): forget what this
+    /// node cached of it.
+    pub(crate) fn forget_cached(&self, key: &str) {
+        if key.is_empty() {
+            self.meta.forget_all();
+            if let Ok(mut seen) = self.buckets_seen.lock() {
+                seen.clear();
+            }
+            return;
+        }
+        self.meta.forget(key);
+        if let Some(bucket) = key
+            .strip_prefix("buckets/")
+            .and_then(|k| k.strip_suffix(".json"))
+            && let Ok(mut seen) = self.buckets_seen.lock()
+        {
+            seen.remove(bucket);
         }
     }
 

@@ -1,0 +1,280 @@
+//! The Redis state against a real redis-server started on a free loopback port (Debian's
+//! `redis-server`, installed by scripts/test.sh; the test fails if it is missing).
+
+use std::net::{IpAddr, SocketAddr};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use seedbucket_cluster::swarms::RedisSwarms;
+use seedbucket_cluster::{Cluster, RedisLeases};
+use seedbucket_store::cluster::Leases;
+use seedbucket_tracker::{PeerAnnounce, SwarmStore, TrackerConfig};
+use seedbucket_wire::tracker::http::Event;
+
+struct Redis {
+    child: Child,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+fn redis() -> Redis {
+    let dir = tempfile::tempdir().expect("tmp dir");
+    let port = free_port();
+    let child = Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .arg("--dir")
+        .arg(dir.path())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("redis-server must be installed (scripts/test.sh installs it)");
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Redis {
+        child,
+        url: format!("redis://127.0.0.1:{port}/"),
+        _dir: dir,
+    }
+}
+
+async fn store() -> (seedbucket_store::Store, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("tmp dir");
+    let s = seedbucket_store::Store::open(seedbucket_store::StoreOptions::new(dir.path()))
+        .await
+        .expect("store");
+    (s, dir)
+}
+
+async fn swarms(
+    url: &str,
+    config: TrackerConfig,
+    rate: u32,
+    seeder: Option<SocketAddr>,
+) -> std::sync::Arc<RedisSwarms> {
+    let (s, dir) = store().await;
+    std::mem::forget(dir);
+    Cluster::start(url, &s, config, rate, seeder)
+        .await
+        .expect("cluster")
+        .swarms
+        .clone()
+}
+
+fn peer(id: u8, left: u64, event: Event) -> PeerAnnounce {
+    PeerAnnounce {
+        peer_id: [id; 20],
+        addr: SocketAddr::new(IpAddr::from([127, 0, 0, id]), 6000 + u16::from(id)),
+        left,
+        event,
+        numwant: None,
+    }
+}
+
+#[tokio::test]
+async fn two_nodes_share_one_swarm() {
+    let r = redis();
+    let a = swarms(&r.url, TrackerConfig::default(), 0, None).await;
+    let b = swarms(&r.url, TrackerConfig::default(), 0, None).await;
+    let key = [9u8; 20];
+    // Scrape counts peers seen within the TTL of the real clock.
+    let t0 = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let first = a
+        .announce(key, &peer(1, 100, Event::Started), t0)
+        .await
+        .unwrap();
+    assert!(first.peers.is_empty());
+    let second = b
+        .announce(key, &peer(2, 0, Event::Started), t0 + 1)
+        .await
+        .unwrap();
+    assert_eq!(second.peers, vec![(peer(1, 0, Event::None).addr, [1; 20])]);
+    assert_eq!((second.complete, second.incomplete), (1, 1));
+    // A seeder is not handed other seeders.
+    b.announce(key, &peer(3, 0, Event::Started), t0 + 2)
+        .await
+        .unwrap();
+    let seeding = a
+        .announce(key, &peer(2, 0, Event::None), t0 + 3)
+        .await
+        .unwrap();
+    assert_eq!(seeding.peers.len(), 1, "{:?}", seeding.peers);
+    // Completed and stopped.
+    a.announce(key, &peer(1, 0, Event::Completed), t0 + 4)
+        .await
+        .unwrap();
+    let s = b.scrape(&key).await.unwrap();
+    assert_eq!((s.complete, s.incomplete, s.downloaded), (3, 0, 1));
+    b.announce(key, &peer(1, 0, Event::Stopped), t0 + 5)
+        .await
+        .unwrap();
+    let s = a.scrape(&key).await.unwrap();
+    assert_eq!(s.complete, 2);
+}
+
+#[tokio::test]
+async fn stale_peers_are_pruned_and_swarms_are_bounded() {
+    let r = redis();
+    let config = TrackerConfig {
+        peer_ttl: 60,
+        max_peers_per_torrent: 2,
+        ..TrackerConfig::default()
+    };
+    let a = swarms(&r.url, config, 0, None).await;
+    let key = [4u8; 20];
+    a.announce(key, &peer(1, 5, Event::Started), 1000)
+        .await
+        .unwrap();
+    a.announce(key, &peer(2, 5, Event::Started), 1000)
+        .await
+        .unwrap();
+    let full = a
+        .announce(key, &peer(3, 5, Event::Started), 1000)
+        .await
+        .unwrap();
+    assert!(full.warning.is_some());
+    // 61 s later peers 1 and 2 are gone, and peer 3 gets in.
+    let later = a
+        .announce(key, &peer(3, 5, Event::Started), 1061)
+        .await
+        .unwrap();
+    assert!(later.warning.is_none());
+    assert_eq!((later.complete, later.incomplete), (0, 1));
+    assert!(later.peers.is_empty());
+    // Every key of the swarm expires by itself.
+    let client = redis::Client::open(r.url.as_str()).unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("sb:{*")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert!(!keys.is_empty());
+    for k in keys {
+        let ttl: i64 = redis::cmd("TTL").arg(&k).query_async(&mut c).await.unwrap();
+        assert!(ttl > 0 && ttl <= 60, "{k} ttl {ttl}");
+    }
+}
+
+#[tokio::test]
+async fn admissions_rate_limits_and_node_seeders() {
+    let r = redis();
+    let seeder_a: SocketAddr = "127.0.0.1:7001".parse().unwrap();
+    let seeder_b: SocketAddr = "127.0.0.1:7002".parse().unwrap();
+    let a = swarms(&r.url, TrackerConfig::default(), 5, Some(seeder_a)).await;
+    let b = swarms(&r.url, TrackerConfig::default(), 5, Some(seeder_b)).await;
+    let ip: IpAddr = "127.0.0.9".parse().unwrap();
+    a.admit([1; 20], ip, "AKIAEXAMPLE").await.unwrap();
+    assert_eq!(
+        b.admission([1; 20], ip).await.unwrap().as_deref(),
+        Some("AKIAEXAMPLE")
+    );
+    assert_eq!(b.admission([2; 20], ip).await.unwrap(), None);
+    // Rate 5/s, burst 10, shared by both nodes.
+    let now = 1_000_000;
+    let mut allowed = 0;
+    for i in 0..20 {
+        let node = if i % 2 == 0 { &a } else { &b };
+        allowed += usize::from(node.allow_announce(ip, now).await);
+    }
+    assert_eq!(allowed, 10);
+    assert!(a.allow_announce(ip, now + 400).await); // 2 tokens back
+    // Both nodes' seeders, each node's own first, after a heartbeat.
+    tokio::time::sleep(seedbucket_cluster::HEARTBEAT + Duration::from_millis(500)).await;
+    assert_eq!(a.server_seeders(), vec![seeder_a, seeder_b]);
+    assert_eq!(b.server_seeders(), vec![seeder_b, seeder_a]);
+}
+
+#[tokio::test]
+async fn leases_have_one_holder_and_expire() {
+    let r = redis();
+    let client = redis::Client::open(r.url.as_str()).unwrap();
+    let conn = redis::aio::ConnectionManager::new(client).await.unwrap();
+    let leases = RedisLeases::for_connection(conn);
+    let ttl = Duration::from_millis(300);
+    assert!(leases.try_take("hash:x", "a", ttl).await.unwrap());
+    assert!(!leases.try_take("hash:x", "b", ttl).await.unwrap());
+    assert!(!leases.renew("hash:x", "b", ttl).await.unwrap());
+    assert!(leases.renew("hash:x", "a", ttl).await.unwrap());
+    leases.release("hash:x", "b").await; // not b's to release
+    assert!(!leases.try_take("hash:x", "b", ttl).await.unwrap());
+    tokio::time::sleep(Duration::from_millis(400)).await; // a died: the lease runs out
+    assert!(leases.try_take("hash:x", "b", ttl).await.unwrap());
+    leases.release("hash:x", "b").await;
+    assert!(leases.try_take("hash:x", "c", ttl).await.unwrap());
+}
+
+#[tokio::test]
+async fn redis_down_is_a_clear_error_and_recovers() {
+    let mut r = redis();
+    let a = swarms(&r.url, TrackerConfig::default(), 0, None).await;
+    let key = [5u8; 20];
+    a.announce(key, &peer(1, 5, Event::Started), 1000)
+        .await
+        .unwrap();
+    let _ = r.child.kill();
+    let _ = r.child.wait();
+    let e = a
+        .announce(key, &peer(2, 5, Event::Started), 1001)
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("unavailable"), "{e}");
+    // The same port again, empty: the swarm refills from the next announces.
+    let port = r
+        .url
+        .trim_start_matches("redis://127.0.0.1:")
+        .trim_end_matches('/')
+        .to_owned();
+    r.child = Command::new("redis-server")
+        .args([
+            "--port",
+            &port,
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut recovered = None;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if let Ok(reply) = a.announce(key, &peer(2, 5, Event::Started), 1002).await {
+            recovered = Some(reply);
+            break;
+        }
+    }
+    let reply = recovered.expect("announces work again once redis is back");
+    assert_eq!(reply.incomplete, 1);
+}
