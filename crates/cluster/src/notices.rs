@@ -23,6 +23,27 @@ pub fn notice_from_other<'a>(payload: &'a str, node: &str) -> Option<&'a str> {
     (from != node).then_some(key)
 }
 
+/// Tells the nodes following `url` that the metadata record `key` changed: for the command
+/// line (`seedbucket key create ... --redis URL`), which writes records without a server.
+pub async fn publish_once(url: &str, key: &str) -> Result<(), String> {
+    let client = redis::Client::open(url).map_err(|e| format!("--redis {url}: {e}"))?;
+    let mut conn = tokio::time::timeout(
+        Duration::from_secs(3),
+        client.get_multiplexed_async_connection(),
+    )
+    .await
+    .map_err(|_| "redis did not answer within 3 s".to_owned())?
+    .map_err(|e| e.to_string())?;
+    let node = format!("cli-{}", uuid::Uuid::new_v4());
+    redis::cmd("PUBLISH")
+        .arg(CHANNEL)
+        .arg(encode_notice(&node, key))
+        .query_async::<i64>(&mut conn)
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
 /// Publishes this node's writes, for as long as the store lives.
 pub(crate) fn publish_local_changes(store: &Store, conn: ConnectionManager, node: String) {
     let mut changes = store.subscribe_changes();

@@ -76,6 +76,11 @@ pub struct BackendArgs {
     /// Gateway mode: the bucket holding seedbucket's own records [default: seedbucket-meta].
     #[arg(long, env = "SEEDBUCKET_BACKEND_META_BUCKET", global = true)]
     pub backend_meta_bucket: Option<String>,
+    /// Gateway mode, several nodes: Redis URL for the state the nodes share (swarms,
+    /// admissions, rate limits, hashing leases, change notices), e.g. redis://10.0.0.5:6379/.
+    /// `key` and `bucket` commands given it tell the nodes of their change at once.
+    #[arg(long, env = "SEEDBUCKET_REDIS", global = true)]
+    pub redis: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -143,10 +148,6 @@ pub struct ServeArgs {
     /// 0 = none [default: 256].
     #[arg(long, env = "SEEDBUCKET_PIECE_CACHE")]
     pub piece_cache: Option<u64>,
-    /// Gateway mode, several nodes: Redis URL for the state the nodes share (swarms,
-    /// admissions, rate limits, hashing leases, change notices), e.g. redis://10.0.0.5:6379/.
-    #[arg(long, env = "SEEDBUCKET_REDIS")]
-    pub redis: Option<String>,
     /// A load balancer in front of this node whose X-Forwarded-For header names the real
     /// client of tracker requests (repeatable, IP addresses).
     #[arg(long, env = "SEEDBUCKET_TRUSTED_PROXY", value_delimiter = ',')]

@@ -228,6 +228,7 @@ impl Config {
         let file = load_file(args.backend.config.as_deref())?;
         let piece_hashing = args.piece_hashing == "on";
         let backend = resolve_backend(&args.backend, &file, args.piece_cache, piece_hashing)?;
+        let redis = redis_url(&args.backend, &file);
         let listen = args.listen.unwrap_or(file.listen);
         let public_url = args
             .public_url
@@ -258,11 +259,6 @@ impl Config {
             Some(SocketAddr::new(listen.ip(), 6881)),
             "--peer-listen",
         )?;
-        let redis = args
-            .redis
-            .clone()
-            .or(file.redis)
-            .filter(|r| !r.trim().is_empty());
         if redis.is_some() && backend.is_none() {
             bail!(
                 "--redis shares state between gateway nodes; it needs --backend s3 (embedded mode keeps everything in its data dir)"
@@ -303,6 +299,14 @@ impl Config {
             region: args.region.clone().unwrap_or(file.region),
         })
     }
+}
+
+/// The Redis URL of `--redis`, `SEEDBUCKET_REDIS` or the file's `redis`, if any.
+pub fn redis_url(args: &BackendArgs, file: &FileConfig) -> Option<String> {
+    args.redis
+        .clone()
+        .or_else(|| file.redis.clone())
+        .filter(|r| !r.trim().is_empty())
 }
 
 /// `seedbucket config default`: the defaults as a commented TOML file.

@@ -30,9 +30,16 @@ fn main() -> anyhow::Result<()> {
             backend,
         } => {
             let file = config::load_file(backend.config.as_deref())?;
+            let redis = config::redis_url(&backend, &file);
             match config::resolve_backend(&backend, &file, Some(0), false)? {
                 None => keys_in_data_dir(action, &data_dir),
-                Some(gateway) => block_on(keys_in_backend(action, gateway)),
+                Some(gateway) => block_on(async {
+                    let changed = keys_in_backend(action, gateway).await?;
+                    if changed {
+                        tell_nodes(redis.as_deref(), "keys.json").await;
+                    }
+                    Ok(())
+                }),
             }
         }
         Command::Bucket {
@@ -43,7 +50,12 @@ fn main() -> anyhow::Result<()> {
             let gateway = config::resolve_backend(&backend, &file, Some(0), false)?.context(
                 "`bucket assign` is for gateway mode: give --backend s3 and its settings",
             )?;
-            block_on(assign_bucket(gateway, &bucket, &owner))
+            let redis = config::redis_url(&backend, &file);
+            block_on(async {
+                assign_bucket(gateway, &bucket, &owner).await?;
+                tell_nodes(redis.as_deref(), &format!("buckets/{bucket}.json")).await;
+                Ok(())
+            })
         }
         Command::Torrent { action } => torrent_cli::run(action),
         Command::Config {
@@ -93,7 +105,20 @@ fn keys_in_data_dir(action: KeyAction, data_dir: &std::path::Path) -> anyhow::Re
 
 /// Gateway mode: the keys live in the backend's metadata bucket; running nodes pick changes up
 /// within seconds.
-async fn keys_in_backend(action: KeyAction, gateway: GatewayOptions) -> anyhow::Result<()> {
+/// With `--redis`, tells the running nodes that a record changed, so they drop their cached
+/// copy now rather than within their cache time.
+async fn tell_nodes(redis: Option<&str>, key: &str) {
+    if let Some(url) = redis
+        && let Err(e) = seedbucket_cluster::notices::publish_once(url, key).await
+    {
+        eprintln!(
+            "note: could not notify the nodes through redis ({e}); they see the change within 5 s"
+        );
+    }
+}
+
+/// Runs a key command against the metadata bucket; true if it changed the keys.
+async fn keys_in_backend(action: KeyAction, gateway: GatewayOptions) -> anyhow::Result<bool> {
     let store = Store::open_gateway(gateway).await?;
     let mut keys = store.shared_keys().await?.unwrap_or_default();
     match action {
@@ -102,7 +127,10 @@ async fn keys_in_backend(action: KeyAction, gateway: GatewayOptions) -> anyhow::
             store.save_shared_keys(&keys).await?;
             print_key(&k);
         }
-        KeyAction::List => print_key_list(&keys),
+        KeyAction::List => {
+            print_key_list(&keys);
+            return Ok(false);
+        }
         KeyAction::Delete { id_or_name } => {
             if !delete_in(&mut keys, &id_or_name) {
                 anyhow::bail!("no key with access key id or name {id_or_name:?}");
@@ -111,7 +139,7 @@ async fn keys_in_backend(action: KeyAction, gateway: GatewayOptions) -> anyhow::
             println!("deleted {id_or_name}");
         }
     }
-    Ok(())
+    Ok(true)
 }
 
 async fn assign_bucket(gateway: GatewayOptions, bucket: &str, owner: &str) -> anyhow::Result<()> {
