@@ -8,7 +8,9 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 
 # Debian packages the tests drive. Later suites append here.
-APT_PACKAGES="curl python3-venv aria2 transmission-cli qbittorrent-nox"
+# redis-server and nginx: the scale-out test starts its own on free loopback ports (the system
+# services are never used).
+APT_PACKAGES="curl python3-venv aria2 transmission-cli qbittorrent-nox redis-server nginx"
 
 missing=()
 for p in $APT_PACKAGES; do
@@ -23,9 +25,11 @@ if [ ${#missing[@]} -gt 0 ]; then
     echo "note: missing Debian packages (${missing[*]}); not root, continuing with what is installed"
   fi
 fi
-for tool in curl python3 cargo aria2c transmission-show qbittorrent-nox; do
+for tool in curl python3 cargo aria2c transmission-show qbittorrent-nox redis-server; do
   command -v "$tool" >/dev/null || { echo "FATAL: $tool is required"; exit 1; }
 done
+# (nginx is in /usr/sbin, off PATH for most users)
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || { echo "FATAL: nginx is required"; exit 1; }
 
 if [ ! -x .venv/bin/python ]; then
   echo "== creating .venv"
@@ -78,7 +82,9 @@ run_suite() { # name command...
   if "$@"; then passed=$((passed + 1)); echo "-- $name: ok"; else failed=$((failed + 1)); echo "-- $name: FAILED"; fi
 }
 run_suite "cargo test (unit and integration)" cargo test --release --workspace --no-fail-fast
-run_suite "interop: aws-cli, boto3, curl, aria2c, transmission, qbittorrent-nox, libtorrent" pytest -q tests/interop
+# (test_scaleout.py runs once, in its own step below.)
+run_suite "interop: aws-cli, boto3, curl, aria2c, transmission, qbittorrent-nox, libtorrent" \
+  pytest -q tests/interop --ignore=tests/interop/test_scaleout.py
 # Gateway mode (--backend s3): the same suites again, with the server a gateway in front of a
 # real S3 backend. The S3 suites against each of three backends (another seedbucket, a 3-node
 # Garage cluster, moto's server); the torrent, webseed, seeder and tracker suites against one.
@@ -96,6 +102,9 @@ run_suite "gateway in front of Garage (3 nodes): S3 suites" \
 # sends for the presigned PUT of that one test), with or without a gateway in front.
 run_suite "gateway in front of moto: S3 suites" \
   env SEEDBUCKET_TEST_BACKEND=moto pytest -q -m "not large" -k "not test_presigned_get_override_and_put" $S3_SUITES
+# Scale-out: three gateway nodes sharing one Redis, behind nginx
+# (docs/examples/nginx-seedbucket.conf), over a 3-node Garage cluster.
+run_suite "scale-out: 3 gateway nodes, nginx, redis, garage" pytest -q tests/interop/test_scaleout.py
 if [ -f crates/torrent/tests/oracle/run.sh ]; then
   run_suite "torrent oracle (libtorrent)" bash crates/torrent/tests/oracle/run.sh
 fi

@@ -52,9 +52,15 @@ def test_announce_scrape_and_refusals(s3, bucket):
     assert b[b"peers"] == seeder + bytes([127, 0, 0, 1]) + (7001).to_bytes(2, "big")
     assert (b[b"complete"], b[b"incomplete"]) == (2, 1)
     full = announce(ann, v1, b"A" * 20, 7001, 100, compact=False)
+    # The server seeder's peer id: seedbucket's prefix, then 12 digits derived from its address
+    # (so several nodes' seeders differ), the same in every reply.
+    seeder_id = full[b"peers"][0][b"peer id"]
+    assert seeder_id.startswith(b"-SB0100-") and seeder_id[8:].isdigit() and len(seeder_id) == 20
     assert full[b"peers"] == [
-        {b"ip": b"127.0.0.1", b"peer id": b"-SB0100-seedbucket00", b"port": int.from_bytes(seeder[4:], "big")},
+        {b"ip": b"127.0.0.1", b"peer id": seeder_id, b"port": int.from_bytes(seeder[4:], "big")},
         {b"ip": b"127.0.0.1", b"peer id": b"B" * 20, b"port": 7002}]
+    again = announce(ann, v1, b"A" * 20, 7001, 100, compact=False)
+    assert again[b"peers"][0][b"peer id"] == seeder_id
     announce(ann, v1, b"A" * 20, 7001, 0, "completed")
     scrape_url = ann.replace("/announce?", "/scrape?") + "&" + urllib.parse.urlencode({"info_hash": v1})
     with urllib.request.urlopen(scrape_url) as r:
