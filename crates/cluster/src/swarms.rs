@@ -4,7 +4,8 @@
 //!
 //! - `sb:{h}:peers`: sorted set, peer id → time of its last announce (unix seconds)
 //! - `sb:{h}:seeds`: the seeders among them, same scores
-//! - `sb:{h}:addrs`: hash, peer id → its address ([`encode_addr`])
+//! - `sb:{h}:addrs`: hash, peer id → `1` (seeder) or `0`, then its address ([`encode_addr`]),
+//!   so one `HRANDFIELD ... WITHVALUES` picks a peer list
 //! - `sb:{h}:done`: how many completed downloads were announced
 //!
 //! Every announce prunes peers older than the peer TTL (at most 1000 per call) and sets the
@@ -21,8 +22,9 @@ use seedbucket_wire::tracker::http::{AnnounceReply, Event, ScrapeEntry};
 
 const ANNOUNCE: &str = r"
 local now, ttl = tonumber(ARGV[1]), tonumber(ARGV[2])
-local id, addr, seeding, event = ARGV[3], ARGV[4], ARGV[5] == '1', ARGV[6]
-local want, max = tonumber(ARGV[7]), tonumber(ARGV[8])
+local id, entry, event = ARGV[3], ARGV[4], ARGV[5]
+local seeding = string.sub(entry, 1, 1) == '1'
+local want, max = tonumber(ARGV[6]), tonumber(ARGV[7])
 local old = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. (now - ttl), 'LIMIT', 0, 1000)
 if #old > 0 then
   redis.call('ZREM', KEYS[1], unpack(old))
@@ -38,7 +40,7 @@ else
   if event == 'completed' then redis.call('INCR', KEYS[4]) end
   if redis.call('ZSCORE', KEYS[1], id) or redis.call('ZCARD', KEYS[1]) < max then
     redis.call('ZADD', KEYS[1], now, id)
-    redis.call('HSET', KEYS[3], id, addr)
+    redis.call('HSET', KEYS[3], id, entry)
     if seeding then redis.call('ZADD', KEYS[2], now, id) else redis.call('ZREM', KEYS[2], id) end
   else
     full = 1
@@ -49,14 +51,13 @@ local out = {tostring(seeds), tostring(total - seeds), tostring(full)}
 if event ~= 'stopped' and want > 0 and total > 0 then
   local ask = want + 1
   if seeding then ask = want * 3 + 1 end
-  for _, p in ipairs(redis.call('ZRANDMEMBER', KEYS[1], ask)) do
+  local picked = redis.call('HRANDFIELD', KEYS[3], ask, 'WITHVALUES')
+  for i = 1, #picked, 2 do
     if (#out - 3) / 2 >= want then break end
-    if p ~= id and not (seeding and redis.call('ZSCORE', KEYS[2], p)) then
-      local a = redis.call('HGET', KEYS[3], p)
-      if a then
-        out[#out + 1] = p
-        out[#out + 1] = a
-      end
+    local p, e = picked[i], picked[i + 1]
+    if p ~= id and not (seeding and string.sub(e, 1, 1) == '1') then
+      out[#out + 1] = p
+      out[#out + 1] = e
     end
   end
 end
@@ -129,7 +130,14 @@ fn number(b: Option<&Vec<u8>>) -> u32 {
         .unwrap_or(0)
 }
 
-/// What the announce script returned: counts, the full flag, then (peer id, address) pairs.
+/// A peer as the `addrs` hash keeps it: `1` for a seeder or `0`, then the address.
+pub fn encode_entry(seeding: bool, addr: SocketAddr) -> Vec<u8> {
+    let mut out = vec![if seeding { b'1' } else { b'0' }];
+    out.extend(encode_addr(addr));
+    out
+}
+
+/// What the announce script returned: counts, the full flag, then (peer id, entry) pairs.
 fn parse_announce_reply(
     cfg: &TrackerConfig,
     out: &[Vec<u8>],
@@ -143,7 +151,7 @@ fn parse_announce_reply(
         .chunks_exact(2)
         .filter_map(|pair| {
             let id = <[u8; 20]>::try_from(pair[0].as_slice()).ok()?;
-            Some((decode_addr(&pair[1])?, id))
+            Some((decode_addr(pair[1].get(1..)?)?, id))
         })
         .collect();
     Ok(AnnounceReply {
@@ -217,8 +225,7 @@ impl SwarmStore for RedisSwarms {
         call.arg(now)
             .arg(self.config.peer_ttl)
             .arg(&a.peer_id[..])
-            .arg(encode_addr(a.addr))
-            .arg(if a.left == 0 { "1" } else { "0" })
+            .arg(encode_entry(a.left == 0, a.addr))
             .arg(event_name(a.event))
             .arg(want)
             .arg(self.config.max_peers_per_torrent);
@@ -321,9 +328,9 @@ mod tests {
             b"5".to_vec(),
             b"0".to_vec(),
             vec![7; 20],
-            encode_addr("127.0.0.1:7000".parse().unwrap()),
+            encode_entry(false, "127.0.0.1:7000".parse().unwrap()),
             vec![8; 3], // a bad id is skipped
-            encode_addr("127.0.0.1:7001".parse().unwrap()),
+            encode_entry(true, "127.0.0.1:7001".parse().unwrap()),
         ];
         let r = parse_announce_reply(&cfg, &out).unwrap();
         assert_eq!((r.complete, r.incomplete), (2, 5));

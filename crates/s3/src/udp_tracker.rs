@@ -19,6 +19,9 @@ use crate::Seedbucket;
 
 const WINDOW_SECS: u64 = 120;
 
+/// Datagrams answered at the same time by one receive loop, when answers wait on Redis.
+const UDP_IN_FLIGHT: usize = 1024;
+
 fn now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -27,9 +30,13 @@ fn now() -> u64 {
 }
 
 impl Seedbucket {
-    /// Answers datagrams on `socket` until the task is dropped.
+    /// Answers datagrams on `socket` until the task is dropped. A datagram whose answer is
+    /// ready at once (tracker state in this process) is answered in the receive loop; one that
+    /// waits (Redis) goes on in a task of its own, at most [`UDP_IN_FLIGHT`] at a time per
+    /// loop (past that, datagrams are dropped, as a busy UDP server does; clients retry).
     pub async fn serve_udp_tracker(self, socket: Arc<UdpSocket>) {
         let mut buf = vec![0u8; MAX_PACKET + 1];
+        let in_flight = Arc::new(tokio::sync::Semaphore::new(UDP_IN_FLIGHT));
         loop {
             let (n, from) = match socket.recv_from(&mut buf).await {
                 Ok(x) => x,
@@ -38,8 +45,22 @@ impl Seedbucket {
                     continue;
                 }
             };
-            if let Some(reply) = self.udp_datagram(&buf[..n], from).await {
-                let _ = socket.send_to(&reply, from).await;
+            let (app, socket, packet) = (self.clone(), socket.clone(), buf[..n].to_vec());
+            let mut answer = Box::pin(async move {
+                if let Some(reply) = app.udp_datagram(&packet, from).await {
+                    let _ = socket.send_to(&reply, from).await;
+                }
+            });
+            if futures::poll!(answer.as_mut()).is_pending() {
+                match in_flight.clone().try_acquire_owned() {
+                    Ok(permit) => {
+                        tokio::spawn(async move {
+                            answer.await;
+                            drop(permit);
+                        });
+                    }
+                    Err(_) => tracing::debug!("udp tracker busy; datagram dropped"),
+                }
             }
         }
     }
