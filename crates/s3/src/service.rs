@@ -260,6 +260,17 @@ impl Frontend {
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
         let method = req.method().clone();
+        // A request that sends a body (or will, after `100 Continue`) and is refused may leave
+        // body bytes unread on the connection; the connection closes after such an answer so
+        // those bytes are never read as the next request.
+        let sends_body = req.headers().contains_key(http::header::EXPECT)
+            || req.headers().contains_key(http::header::TRANSFER_ENCODING)
+            || req
+                .headers()
+                .get(http::header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok())
+                .is_some_and(|n| n > 0);
         let mut cors_bucket = None;
         let mut resp = if let Some(rest) = path.strip_prefix(INTERNAL_PREFIX) {
             if let Some(ws) = rest.strip_prefix("webseed/") {
@@ -333,12 +344,16 @@ impl Frontend {
                 *resp.body_mut() = Body::empty();
             }
         }
+        let refused = !resp.status().is_success();
         let h = resp.headers_mut();
         if let Ok(v) = HeaderValue::from_str(&request_id) {
             h.insert("x-amz-request-id", v.clone());
             h.insert("x-amz-id-2", v);
         }
         h.insert(http::header::SERVER, HeaderValue::from_static("seedbucket"));
+        if sends_body && refused {
+            h.insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+        }
         Ok(resp)
     }
 }

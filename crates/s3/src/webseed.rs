@@ -93,6 +93,7 @@ impl Seedbucket {
                 "the torrent has no file of that name",
             );
         }
+        let mut token_key = None;
         if torrent.private {
             let now = time::OffsetDateTime::now_utc().unix_timestamp();
             let Some(access_key) =
@@ -102,14 +103,9 @@ impl Seedbucket {
             else {
                 return plain(StatusCode::FORBIDDEN, "invalid or expired webseed token");
             };
-            let allowed = self.may_read(Some(access_key), &torrent).await;
-            if !allowed {
-                return plain(
-                    StatusCode::FORBIDDEN,
-                    "the key of this token may no longer read the object",
-                );
-            }
+            token_key = Some(access_key);
         }
+        // A changed or deleted object is 410 whoever asks; access is checked on what remains.
         let reader = match self.store.open_object(&torrent.bucket, &torrent.key).await {
             Ok(r) => r,
             Err(_) => return plain(StatusCode::GONE, "the object of this torrent is gone"),
@@ -118,6 +114,14 @@ impl Seedbucket {
             return plain(
                 StatusCode::GONE,
                 "the object changed since this torrent was issued",
+            );
+        }
+        if let Some(access_key) = token_key
+            && !self.may_read(Some(access_key), &torrent).await
+        {
+            return plain(
+                StatusCode::FORBIDDEN,
+                "the key of this token may no longer read the object",
             );
         }
         if !torrent.private && !self.may_read(None, &torrent).await {
