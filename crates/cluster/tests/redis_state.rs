@@ -31,24 +31,21 @@ fn free_port() -> u16 {
         .expect("a free port")
 }
 
+/// redis-server on 127.0.0.1:`port`, without persistence, its files in `dir`.
+fn spawn_redis_server(port: u16, dir: &std::path::Path) -> std::io::Result<Child> {
+    Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(["--save", "", "--appendonly", "no"])
+        .arg("--dir")
+        .arg(dir)
+        .stdout(Stdio::null())
+        .spawn()
+}
+
 fn redis() -> Redis {
     let dir = tempfile::tempdir().expect("tmp dir");
     let port = free_port();
-    let child = Command::new("redis-server")
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .arg("--dir")
-        .arg(dir.path())
-        .stdout(Stdio::null())
-        .spawn()
+    let child = spawn_redis_server(port, dir.path())
         .expect("redis-server must be installed (scripts/test.sh installs it)");
     for _ in 0..100 {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
@@ -252,21 +249,9 @@ async fn redis_down_is_a_clear_error_and_recovers() {
         .url
         .trim_start_matches("redis://127.0.0.1:")
         .trim_end_matches('/')
-        .to_owned();
-    r.child = Command::new("redis-server")
-        .args([
-            "--port",
-            &port,
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .stdout(Stdio::null())
-        .spawn()
+        .parse()
         .unwrap();
+    r.child = spawn_redis_server(port, r._dir.path()).unwrap();
     let mut recovered = None;
     for _ in 0..50 {
         tokio::time::sleep(Duration::from_millis(100)).await;
