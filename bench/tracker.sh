@@ -107,6 +107,7 @@ gateway() { # name port [extra args]: a gateway node over the backend
 # The first node alone first: it creates the metadata bucket and the shared secret.
 gateway gw-inproc "$GI_PORT"
 gateway gw-redis "$GR_PORT" --redis "redis://127.0.0.1:$RD_PORT/"
+GR_PID=${PIDS[-1]}
 
 # -- torrents: TORRENTS issued through each seedbucket (embedded, and each gateway node) ----------
 # Fills the named arrays with --target arguments for tracker-load (announce URL with its token)
@@ -210,16 +211,21 @@ load ot http "${OT_H[@]}"
 [ -z "${NOTE[aquatic_http]:-}" ] && load aq http "${AQH_H[@]}"
 load gi http "${GI_H[@]}"
 load_redis() { # proto targets...: the Redis node's run, with Redis's time per announce and busy share
-  local proto=$1 c0 c1; shift
+  local proto=$1 c0 c1 n0 n1; shift
   redis-cli -p "$RD_PORT" config resetstat >/dev/null
-  c0=$(redis_cpu)
+  c0=$(redis_cpu); n0=$(proc_cpu "$GR_PID")
   load gr "$proto" "$@"
-  c1=$(redis_cpu)
-  R_US[$proto]=$(redis-cli -p "$RD_PORT" info commandstats | sed -n 's/^cmdstat_evalsha:.*usec_per_call=\([0-9.]*\).*/\1/p')
+  c1=$(redis_cpu); n1=$(proc_cpu "$GR_PID")
+  N_BUSY[$proto]=$(python3 -c "print(f'{100 * ($n1 - $n0) / $DUR:.0f}')")
+  redis-cli -p "$RD_PORT" info commandstats | tr -d '\r' | grep '^cmdstat_' >"$OUT/tracker-redis-commandstats-$proto.txt"
+  R_US[$proto]=$(sed -n 's/^cmdstat_evalsha:.*usec_per_call=\([0-9.]*\).*/\1/p' "$OUT/tracker-redis-commandstats-$proto.txt")
   R_BUSY[$proto]=$(python3 -c "print(f'{100 * ($c1 - $c0) / $DUR:.0f}')")
 }
+proc_cpu() { # pid: seconds of CPU it used so far (user + system)
+  awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) / hz}' "/proc/$1/stat"
+}
 redis_cpu() { redis-cli -p "$RD_PORT" info cpu | tr -d '\r' | awk -F: '/^used_cpu_(user|sys):/ {t += $2} END {print t}'; }
-declare -A R_US R_BUSY
+declare -A R_US R_BUSY N_BUSY
 load_redis http "${GR_H[@]}"
 load sb udp "${SB_U[@]}"
 load ot udp "${OT_U[@]}"
@@ -255,7 +261,8 @@ AQ_LABEL="aquatic_http / aquatic_udp $AQ_VERSION (access list)"
   echo "| gateway in process / embedded | $(ratio "$(v gi http per_s)" "$(v sb http per_s)") | $(ratio "$(v gi udp per_s)" "$(v sb udp per_s)") | | |"
   echo
   echo "Redis during the Redis node's runs (INFO commandstats and cpu): the announce script (EVALSHA) took ${R_US[http]:-n/a} µs per"
-  echo "announce over HTTP and ${R_US[udp]:-n/a} µs over UDP; redis-server was busy ${R_BUSY[http]:-n/a}% and ${R_BUSY[udp]:-n/a}% of one core."
+  echo "announce over HTTP and ${R_US[udp]:-n/a} µs over UDP; redis-server was busy ${R_BUSY[http]:-n/a}% and ${R_BUSY[udp]:-n/a}% of one core,"
+  echo "the Redis node ${N_BUSY[http]:-n/a}% and ${N_BUSY[udp]:-n/a}% (of one core; two cores are shared with the client)."
   for k in "${!NOTE[@]}"; do echo; echo "No $k figure: ${NOTE[$k]}"; done
   echo "Load average at the end: $LOADAVG. Run time: $(( $(date +%s) - BUILT )) s after the build and installs (which took $(( BUILT - START )) s)."
 } | tee "$OUT/tracker.md"

@@ -1,68 +1,85 @@
-//! The tracker's state in Redis ([`RedisSwarms`]): one swarm is four keys sharing the hash tag
+//! The tracker's state in Redis ([`RedisSwarms`]): one swarm is five keys sharing the hash tag
 //! `{<info-hash>}` (so a Redis Cluster keeps it on one shard), changed only by Lua scripts,
 //! which Redis runs atomically:
 //!
-//! - `sb:{h}:peers`: sorted set, peer id → time of its last announce (unix seconds)
+//! - `sb:{h}:peers`: sorted set, peer address ([`encode_addr`]) → time of its last announce
+//!   (unix seconds); one entry per ip:port, whatever peer id announces from it
 //! - `sb:{h}:seeds`: the seeders among them, same scores
-//! - `sb:{h}:addrs`: hash, peer id → `1` (seeder) or `0`, then its address ([`encode_addr`]),
-//!   so one `HRANDFIELD ... WITHVALUES` picks a peer list
+//! - `sb:{h}:addrs`: hash, peer address → `1` (seeder) or `0`, then the 20-byte peer id
+//!   ([`encode_entry`]), so one `HRANDFIELD ... WITHVALUES` picks a peer list (sent in the
+//!   same round trip as the script, after it, and answered by Redis directly: handing a long
+//!   reply through Lua cost more than the rest of the announce)
 //! - `sb:{h}:done`: how many completed downloads were announced
+//! - `sb:{h}:ips`: hash, IP → how many entries of the swarm it holds (the per-address cap)
 //!
 //! Every announce prunes peers older than the peer TTL (at most 1000 per call) and sets the
 //! keys to expire after that TTL, so an abandoned swarm disappears by itself and the memory is
-//! bounded by the peers that announced within the TTL. Admissions are `sb:{h}:adm:<ip>` with
-//! the admission window as expiry; rate-limit buckets `sb:rate:<ip>` expire once refilled.
+//! bounded by the peers that announced within the TTL. A full swarm evicts its stalest entry
+//! for a newcomer. Admissions are `sb:{h}:adm:<ip>` with the admission window as expiry;
+//! rate-limit buckets `sb:rate:<ip>` expire once refilled.
+//!
+//! Picking a peer list is most of an announce's cost in Redis, so in a swarm too large to be
+//! listed whole in one reply a node answers from a random sample of it (three times the peers
+//! asked for) that it fetched at most [`SAMPLE_TTL`] ago ([`PeerSamples`]); a reply from such a
+//! swarm is a random subset anyway. Swarms that fit in one reply are read on every announce,
+//! so a newcomer is listed at once.
 
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
+use rand::seq::SliceRandom;
 use redis::aio::ConnectionManager;
 use seedbucket_tracker::{ADMISSION_WINDOW, PeerAnnounce, SwarmStore, TrackerConfig, Unavailable};
 use seedbucket_wire::tracker::http::{AnnounceReply, Event, ScrapeEntry};
 
+/// Entries one IP may hold in one swarm (0: no limit).
+const MAX_PEERS_PER_ADDRESS: u32 = 0;
+/// How long a node answers a large swarm's announces from one sample.
+pub const SAMPLE_TTL: Duration = Duration::from_secs(1);
+/// Samples kept per node before stale ones are dropped.
+const MAX_SAMPLES: usize = 4096;
+
 const ANNOUNCE: &str = r"
 local now, ttl = tonumber(ARGV[1]), tonumber(ARGV[2])
-local id, entry, event = ARGV[3], ARGV[4], ARGV[5]
+local member, entry, event = ARGV[3], ARGV[4], ARGV[5]
+local max, per_ip = tonumber(ARGV[6]), tonumber(ARGV[7])
 local seeding = string.sub(entry, 1, 1) == '1'
-local want, max = tonumber(ARGV[6]), tonumber(ARGV[7])
-local old = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. (now - ttl), 'LIMIT', 0, 1000)
-if #old > 0 then
-  redis.call('ZREM', KEYS[1], unpack(old))
-  redis.call('ZREM', KEYS[2], unpack(old))
-  redis.call('HDEL', KEYS[3], unpack(old))
+local function ip_of(m) return string.sub(m, 1, #m - 2) end
+local function drop(ms)
+  redis.call('ZREM', KEYS[1], unpack(ms))
+  redis.call('ZREM', KEYS[2], unpack(ms))
+  redis.call('HDEL', KEYS[3], unpack(ms))
+  for _, m in ipairs(ms) do
+    if redis.call('HINCRBY', KEYS[5], ip_of(m), -1) <= 0 then redis.call('HDEL', KEYS[5], ip_of(m)) end
+  end
 end
-local full = 0
+local old = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. (now - ttl), 'LIMIT', 0, 1000)
+if #old > 0 then drop(old) end
+local refused = 0
+local known = redis.call('ZSCORE', KEYS[1], member)
 if event == 'stopped' then
-  redis.call('ZREM', KEYS[1], id)
-  redis.call('ZREM', KEYS[2], id)
-  redis.call('HDEL', KEYS[3], id)
+  if known then drop({member}) end
 else
   if event == 'completed' then redis.call('INCR', KEYS[4]) end
-  if redis.call('ZSCORE', KEYS[1], id) or redis.call('ZCARD', KEYS[1]) < max then
-    redis.call('ZADD', KEYS[1], now, id)
-    redis.call('HSET', KEYS[3], id, entry)
-    if seeding then redis.call('ZADD', KEYS[2], now, id) else redis.call('ZREM', KEYS[2], id) end
-  else
-    full = 1
+  if not known then
+    if per_ip > 0 and tonumber(redis.call('HGET', KEYS[5], ip_of(member)) or '0') >= per_ip then
+      refused = 1
+    else
+      if redis.call('ZCARD', KEYS[1]) >= max then drop(redis.call('ZRANGE', KEYS[1], 0, 0)) end
+      redis.call('HINCRBY', KEYS[5], ip_of(member), 1)
+    end
+  end
+  if refused == 0 then
+    redis.call('ZADD', KEYS[1], now, member)
+    redis.call('HSET', KEYS[3], member, entry)
+    if seeding then redis.call('ZADD', KEYS[2], now, member) else redis.call('ZREM', KEYS[2], member) end
   end
 end
 local total, seeds = redis.call('ZCARD', KEYS[1]), redis.call('ZCARD', KEYS[2])
-local out = {tostring(seeds), tostring(total - seeds), tostring(full)}
-if event ~= 'stopped' and want > 0 and total > 0 then
-  local ask = want + 1
-  if seeding then ask = want * 3 + 1 end
-  local picked = redis.call('HRANDFIELD', KEYS[3], ask, 'WITHVALUES')
-  for i = 1, #picked, 2 do
-    if (#out - 3) / 2 >= want then break end
-    local p, e = picked[i], picked[i + 1]
-    if p ~= id and not (seeding and string.sub(e, 1, 1) == '1') then
-      out[#out + 1] = p
-      out[#out + 1] = e
-    end
-  end
-end
-for i = 1, 4 do redis.call('EXPIRE', KEYS[i], ttl) end
-return out
+for i = 1, 5 do redis.call('EXPIRE', KEYS[i], ttl) end
+return {tostring(seeds), tostring(total - seeds), tostring(refused)}
 ";
 
 const SCRAPE: &str = r"
@@ -110,9 +127,9 @@ pub fn decode_addr(b: &[u8]) -> Option<SocketAddr> {
     Some(SocketAddr::new(ip, u16::from_be_bytes([port[0], port[1]])))
 }
 
-fn swarm_keys(info_hash: &[u8; 20]) -> [String; 4] {
+fn swarm_keys(info_hash: &[u8; 20]) -> [String; 5] {
     let h = hex::encode(info_hash);
-    ["peers", "seeds", "addrs", "done"].map(|k| format!("sb:{{{h}}}:{k}"))
+    ["peers", "seeds", "addrs", "done", "ips"].map(|k| format!("sb:{{{h}}}:{k}"))
 }
 
 fn event_name(e: Event) -> &'static str {
@@ -130,39 +147,101 @@ fn number(b: Option<&Vec<u8>>) -> u32 {
         .unwrap_or(0)
 }
 
-/// A peer as the `addrs` hash keeps it: `1` for a seeder or `0`, then the address.
-pub fn encode_entry(seeding: bool, addr: SocketAddr) -> Vec<u8> {
+/// A peer as the `addrs` hash keeps it: `1` for a seeder or `0`, then its peer id.
+pub fn encode_entry(seeding: bool, peer_id: &[u8; 20]) -> Vec<u8> {
     let mut out = vec![if seeding { b'1' } else { b'0' }];
-    out.extend(encode_addr(addr));
+    out.extend_from_slice(peer_id);
     out
 }
 
-/// What the announce script returned: counts, the full flag, then (peer id, entry) pairs.
+/// One peer of a swarm as a node read it from Redis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SampledPeer {
+    pub addr: SocketAddr,
+    pub id: [u8; 20],
+    pub seeding: bool,
+}
+
+/// What an announce found: the swarm's counts, whether the announcing peer was refused (its
+/// address holds too many entries), and the peers picked.
+#[derive(Debug)]
+struct ScriptReply {
+    complete: u32,
+    incomplete: u32,
+    refused: bool,
+    peers: Vec<SampledPeer>,
+}
+
+/// Parses the announce script's reply (three counts) and the `HRANDFIELD ... WITHVALUES`
+/// reply ((address, entry) pairs); entries that do not parse (another version's layout) are
+/// skipped.
 fn parse_announce_reply(
-    cfg: &TrackerConfig,
-    out: &[Vec<u8>],
-) -> Result<AnnounceReply, Unavailable> {
-    if out.len() < 3 {
+    counts: &[Vec<u8>],
+    picked: &[Vec<u8>],
+) -> Result<ScriptReply, Unavailable> {
+    if counts.len() < 3 {
         return Err(Unavailable(
             "short reply from the announce script".to_owned(),
         ));
     }
-    let peers = out[3..]
+    let peers = picked
         .chunks_exact(2)
         .filter_map(|pair| {
-            let id = <[u8; 20]>::try_from(pair[0].as_slice()).ok()?;
-            Some((decode_addr(pair[1].get(1..)?)?, id))
+            let (flag, id) = pair[1].split_first()?;
+            Some(SampledPeer {
+                addr: decode_addr(&pair[0])?,
+                id: <[u8; 20]>::try_from(id).ok()?,
+                seeding: *flag == b'1',
+            })
         })
         .collect();
-    Ok(AnnounceReply {
-        interval: cfg.interval,
-        min_interval: cfg.min_interval,
-        complete: number(out.first()),
-        incomplete: number(out.get(1)),
+    Ok(ScriptReply {
+        complete: number(counts.first()),
+        incomplete: number(counts.get(1)),
+        refused: number(counts.get(2)) == 1,
         peers,
-        warning: (number(out.get(2)) == 1)
-            .then(|| "the swarm is full; you were not added".to_owned()),
     })
+}
+
+/// Up to `want` peers from `sample` in random order, without the announcing peer itself and,
+/// for a seeder, without other seeders.
+fn pick_peers(
+    sample: &[SampledPeer],
+    me: SocketAddr,
+    seeding: bool,
+    want: usize,
+) -> Vec<(SocketAddr, [u8; 20])> {
+    let mut order: Vec<usize> = (0..sample.len()).collect();
+    order.shuffle(&mut rand::rng());
+    order
+        .into_iter()
+        .map(|i| sample[i])
+        .filter(|p| p.addr != me && !(seeding && p.seeding))
+        .take(want)
+        .map(|p| (p.addr, p.id))
+        .collect()
+}
+
+/// This node's recent samples of large swarms' peer lists.
+#[derive(Debug, Default)]
+struct PeerSamples(Mutex<HashMap<[u8; 20], (Instant, Arc<Vec<SampledPeer>>)>>);
+
+impl PeerSamples {
+    fn fresh(&self, key: &[u8; 20], now: Instant) -> Option<Arc<Vec<SampledPeer>>> {
+        let map = self.0.lock().ok()?;
+        let (at, sample) = map.get(key)?;
+        (now.duration_since(*at) < SAMPLE_TTL).then(|| Arc::clone(sample))
+    }
+
+    fn keep(&self, key: [u8; 20], now: Instant, sample: Arc<Vec<SampledPeer>>) {
+        let Ok(mut map) = self.0.lock() else { return };
+        if map.len() >= MAX_SAMPLES {
+            map.retain(|_, (at, _)| now.duration_since(*at) < SAMPLE_TTL);
+        }
+        if map.len() < MAX_SAMPLES {
+            map.insert(key, (now, sample));
+        }
+    }
 }
 
 fn unavailable(e: redis::RedisError) -> Unavailable {
@@ -177,6 +256,7 @@ pub struct RedisSwarms {
     announce: redis::Script,
     scrape: redis::Script,
     rate: redis::Script,
+    samples: PeerSamples,
     /// Every live node's seeder, this one's first; kept by the heartbeat ([`crate::Cluster`]).
     pub(crate) seeders: Arc<RwLock<Vec<SocketAddr>>>,
 }
@@ -201,7 +281,44 @@ impl RedisSwarms {
             announce: redis::Script::new(ANNOUNCE),
             scrape: redis::Script::new(SCRAPE),
             rate: redis::Script::new(RATE),
+            samples: PeerSamples::default(),
             seeders,
+        }
+    }
+
+    /// Runs an announce pipeline (the script, then maybe `HRANDFIELD`); loads the script
+    /// first if Redis does not know it (a new or restarted Redis).
+    async fn run_announce(
+        &self,
+        pipe: &redis::Pipeline,
+    ) -> Result<(Vec<Vec<u8>>, Vec<Vec<u8>>), Unavailable> {
+        let mut conn = self.conn.clone();
+        let mut loaded = false;
+        loop {
+            let result: redis::RedisResult<Vec<Vec<Vec<u8>>>> = pipe.query_async(&mut conn).await;
+            match result {
+                Ok(mut replies) => {
+                    let picked = if replies.len() > 1 {
+                        replies.pop().unwrap_or_default()
+                    } else {
+                        Vec::new()
+                    };
+                    let counts = replies.pop().unwrap_or_default();
+                    return Ok((counts, picked));
+                }
+                Err(e)
+                    if !loaded
+                        && e.kind()
+                            == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
+                {
+                    self.announce
+                        .load_async(&mut conn)
+                        .await
+                        .map_err(unavailable)?;
+                    loaded = true;
+                }
+                Err(e) => return Err(unavailable(e)),
+            }
         }
     }
 }
@@ -217,23 +334,64 @@ impl SwarmStore for RedisSwarms {
         let want = a
             .numwant
             .unwrap_or(self.config.default_numwant)
-            .min(self.config.max_numwant);
-        let mut call = self.announce.prepare_invoke();
-        for k in swarm_keys(&key) {
-            call.key(k);
-        }
-        call.arg(now)
+            .min(self.config.max_numwant) as usize;
+        let seeding = a.left == 0;
+        let stopping = a.event == Event::Stopped;
+        let started = Instant::now();
+        let sample = (want > 0 && !stopping)
+            .then(|| self.samples.fresh(&key, started))
+            .flatten();
+        // Read the peer list from Redis unless a fresh sample answers; ask for more than
+        // `want` so that the announcing peer and (for a seeder) other seeders can be left out,
+        // and so that a sample of a large swarm is worth keeping.
+        let ask = if want == 0 || stopping || sample.is_some() {
+            0
+        } else {
+            want * 3 + 1
+        };
+        let keys = swarm_keys(&key);
+        let mut script = redis::cmd("EVALSHA");
+        script
+            .arg(self.announce.get_hash())
+            .arg(keys.len())
+            .arg(&keys[..])
+            .arg(now)
             .arg(self.config.peer_ttl)
-            .arg(&a.peer_id[..])
-            .arg(encode_entry(a.left == 0, a.addr))
+            .arg(encode_addr(a.addr))
+            .arg(encode_entry(seeding, &a.peer_id))
             .arg(event_name(a.event))
-            .arg(want)
-            .arg(self.config.max_peers_per_torrent);
-        let out: Vec<Vec<u8>> = call
-            .invoke_async(&mut self.conn.clone())
-            .await
-            .map_err(unavailable)?;
-        parse_announce_reply(&self.config, &out)
+            .arg(self.config.max_peers_per_torrent)
+            .arg(MAX_PEERS_PER_ADDRESS);
+        let mut pipe = redis::pipe();
+        pipe.add_command(script);
+        if ask > 0 {
+            pipe.cmd("HRANDFIELD")
+                .arg(&keys[2])
+                .arg(ask)
+                .arg("WITHVALUES");
+        }
+        let (counts, picked) = self.run_announce(&pipe).await?;
+        let reply = parse_announce_reply(&counts, &picked)?;
+        let peers = match sample {
+            Some(sample) => pick_peers(&sample, a.addr, seeding, want),
+            None => {
+                let peers = pick_peers(&reply.peers, a.addr, seeding, want);
+                if (reply.complete + reply.incomplete) as usize > want + 1 {
+                    self.samples.keep(key, started, Arc::new(reply.peers));
+                }
+                peers
+            }
+        };
+        Ok(AnnounceReply {
+            interval: self.config.interval,
+            min_interval: self.config.min_interval,
+            complete: reply.complete,
+            incomplete: reply.incomplete,
+            peers,
+            warning: reply.refused.then(|| {
+                "too many peers from your address in this swarm; you were not added".to_owned()
+            }),
+        })
     }
 
     async fn scrape(&self, key: &[u8; 20]) -> Result<ScrapeEntry, Unavailable> {
@@ -322,21 +480,43 @@ mod tests {
 
     #[test]
     fn announce_reply() {
-        let cfg = TrackerConfig::default();
-        let out = vec![
-            b"2".to_vec(),
-            b"5".to_vec(),
-            b"0".to_vec(),
-            vec![7; 20],
-            encode_entry(false, "127.0.0.1:7000".parse().unwrap()),
-            vec![8; 3], // a bad id is skipped
-            encode_entry(true, "127.0.0.1:7001".parse().unwrap()),
+        let peer = |port: u16, id: u8, seeding: bool| SampledPeer {
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            id: [id; 20],
+            seeding,
+        };
+        let counts = vec![b"2".to_vec(), b"5".to_vec(), b"0".to_vec()];
+        let picked = vec![
+            encode_addr(peer(7000, 7, false).addr),
+            encode_entry(false, &[7; 20]),
+            vec![8; 3], // an address that does not parse is skipped
+            encode_entry(true, &[8; 20]),
+            encode_addr(peer(7001, 9, true).addr),
+            encode_entry(true, &[9; 20]),
         ];
-        let r = parse_announce_reply(&cfg, &out).unwrap();
-        assert_eq!((r.complete, r.incomplete), (2, 5));
-        assert_eq!(r.peers, vec![("127.0.0.1:7000".parse().unwrap(), [7; 20])]);
-        assert!(r.warning.is_none());
-        assert!(parse_announce_reply(&cfg, &[]).is_err());
+        let r = parse_announce_reply(&counts, &picked).unwrap();
+        assert_eq!((r.complete, r.incomplete, r.refused), (2, 5, false));
+        assert_eq!(r.peers, vec![peer(7000, 7, false), peer(7001, 9, true)]);
+        assert!(parse_announce_reply(&[], &picked).is_err());
+    }
+
+    #[test]
+    fn picking_leaves_out_the_announcer_and_seeders_for_a_seeder() {
+        let sample: Vec<SampledPeer> = (0..10u8)
+            .map(|i| SampledPeer {
+                addr: SocketAddr::from(([127, 0, 0, 1], 7000 + u16::from(i))),
+                id: [i; 20],
+                seeding: i % 2 == 0,
+            })
+            .collect();
+        let me = sample[1].addr;
+        let all = pick_peers(&sample, me, false, 100);
+        assert_eq!(all.len(), 9);
+        assert!(all.iter().all(|(a, _)| *a != me));
+        let for_seeder = pick_peers(&sample, me, true, 100);
+        assert_eq!(for_seeder.len(), 4);
+        assert!(for_seeder.iter().all(|(_, id)| id[0] % 2 == 1));
+        assert_eq!(pick_peers(&sample, me, false, 3).len(), 3);
     }
 
     #[test]

@@ -150,17 +150,30 @@ async fn stale_peers_are_pruned_and_swarms_are_bounded() {
     a.announce(key, &peer(1, 5, Event::Started), 1000)
         .await
         .unwrap();
-    a.announce(key, &peer(2, 5, Event::Started), 1000)
+    a.announce(key, &peer(2, 5, Event::Started), 1001)
         .await
         .unwrap();
+    // A full swarm makes room for a newcomer by evicting its stalest entry (peer 1).
     let full = a
-        .announce(key, &peer(3, 5, Event::Started), 1000)
+        .announce(key, &peer(3, 5, Event::Started), 1002)
         .await
         .unwrap();
-    assert!(full.warning.is_some());
-    // 61 s later peers 1 and 2 are gone, and peer 3 gets in.
+    assert!(full.warning.is_none());
+    assert_eq!((full.complete, full.incomplete), (0, 2));
+    assert_eq!(full.peers, vec![(peer(2, 0, Event::None).addr, [2; 20])]);
+    // One entry per ip:port: a new peer id from peer 3's address replaces it.
+    let mut same_addr = peer(3, 5, Event::Started);
+    same_addr.peer_id = [33; 20];
+    let replaced = a.announce(key, &same_addr, 1003).await.unwrap();
+    assert_eq!((replaced.complete, replaced.incomplete), (0, 2));
+    let listed = a
+        .announce(key, &peer(2, 5, Event::None), 1004)
+        .await
+        .unwrap();
+    assert_eq!(listed.peers, vec![(same_addr.addr, [33; 20])]);
+    // 61 s later peers 2 and 3 are gone, and peer 1 gets back in alone.
     let later = a
-        .announce(key, &peer(3, 5, Event::Started), 1061)
+        .announce(key, &peer(1, 5, Event::Started), 1065)
         .await
         .unwrap();
     assert!(later.warning.is_none());
