@@ -224,7 +224,10 @@ fn pick_peers(
 
 /// This node's recent samples of large swarms' peer lists.
 #[derive(Debug, Default)]
-struct PeerSamples(Mutex<HashMap<[u8; 20], (Instant, Arc<Vec<SampledPeer>>)>>);
+struct PeerSamples(Mutex<HashMap<[u8; 20], Sample>>);
+
+/// When a swarm's sample was fetched, and the sample.
+type Sample = (Instant, Arc<Vec<SampledPeer>>);
 
 impl PeerSamples {
     fn fresh(&self, key: &[u8; 20], now: Instant) -> Option<Arc<Vec<SampledPeer>>> {
