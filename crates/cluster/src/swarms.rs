@@ -1,4 +1,5 @@
-//! The tracker's state in Redis ([`RedisSwarms`]): one swarm is five keys sharing the hash tag
+//! The tracker's state in Redis ([`RedisSwarms`]): one swarm is four keys, plus one per address
+//! in it, sharing the hash tag
 //! `{<info-hash>}` (so a Redis Cluster keeps it on one shard), changed only by Lua scripts,
 //! which Redis runs atomically:
 //!
@@ -10,12 +11,16 @@
 //!   same round trip as the script, after it, and answered by Redis directly: handing a long
 //!   reply through Lua cost more than the rest of the announce)
 //! - `sb:{h}:done`: how many completed downloads were announced
-//! - `sb:{h}:ips`: hash, IP → how many entries of the swarm it holds (the per-address cap)
+//! - `sb:{h}:addr:<address>`: sorted set, the swarm's entries from one address (IPv4, or the
+//!   IPv6 /64; the raw bytes), same scores: at most `max_peers_per_address_per_torrent`, one
+//!   more evicts the address's stalest (the fifth key passed to the script is this prefix)
 //!
 //! Every announce prunes peers older than the peer TTL (at most 1000 per call) and sets the
 //! keys to expire after that TTL, so an abandoned swarm disappears by itself and the memory is
 //! bounded by the peers that announced within the TTL. A full swarm evicts its stalest entry
-//! for a newcomer. Admissions are `sb:{h}:adm:<ip>` with the admission window as expiry;
+//! for a newcomer. The cap over all swarms per address that the in-process tracker keeps is not
+//! kept here: it would need a key outside the swarm's hash tag (another shard in a Redis
+//! Cluster) in the same atomic step. Admissions are `sb:{h}:adm:<ip>` with the admission window as expiry;
 //! rate-limit buckets `sb:rate:<ip>` expire once refilled.
 //!
 //! Picking a peer list is most of an announce's cost in Redis, so in a swarm too large to be
@@ -34,8 +39,8 @@ use redis::aio::ConnectionManager;
 use seedbucket_tracker::{ADMISSION_WINDOW, PeerAnnounce, SwarmStore, TrackerConfig, Unavailable};
 use seedbucket_wire::tracker::http::{AnnounceReply, Event, ScrapeEntry};
 
-/// Entries one IP may hold in one swarm (0: no limit).
-const MAX_PEERS_PER_ADDRESS: u32 = 0;
+/// Entries one address may hold in one swarm (0: no limit).
+const MAX_PEERS_PER_ADDRESS: u32 = 16;
 /// How long a node answers a large swarm's announces from one sample.
 pub const SAMPLE_TTL: Duration = Duration::from_secs(1);
 /// Samples kept per node before stale ones are dropped.
@@ -44,42 +49,48 @@ const MAX_SAMPLES: usize = 4096;
 const ANNOUNCE: &str = r"
 local now, ttl = tonumber(ARGV[1]), tonumber(ARGV[2])
 local member, entry, event = ARGV[3], ARGV[4], ARGV[5]
-local max, per_ip = tonumber(ARGV[6]), tonumber(ARGV[7])
+local max, per_address = tonumber(ARGV[6]), tonumber(ARGV[7])
 local seeding = string.sub(entry, 1, 1) == '1'
-local function ip_of(m) return string.sub(m, 1, #m - 2) end
+-- The key of the entries of one address in this swarm: IPv4, or the IPv6 /64.
+local mapped = string.rep('\0', 10) .. '\255\255'
+local function of_address(m)
+  local a
+  if #m == 18 and string.sub(m, 1, 12) == mapped then a = string.sub(m, 13, 16)
+  elseif #m == 18 then a = string.sub(m, 1, 8)
+  else a = string.sub(m, 1, #m - 2) end
+  return KEYS[5] .. ':' .. a
+end
 local function drop(ms)
   redis.call('ZREM', KEYS[1], unpack(ms))
   redis.call('ZREM', KEYS[2], unpack(ms))
   redis.call('HDEL', KEYS[3], unpack(ms))
-  for _, m in ipairs(ms) do
-    if redis.call('HINCRBY', KEYS[5], ip_of(m), -1) <= 0 then redis.call('HDEL', KEYS[5], ip_of(m)) end
-  end
+  for _, m in ipairs(ms) do redis.call('ZREM', of_address(m), m) end
 end
 local old = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. (now - ttl), 'LIMIT', 0, 1000)
 if #old > 0 then drop(old) end
-local refused = 0
-local known = redis.call('ZSCORE', KEYS[1], member)
+local mine = of_address(member)
 if event == 'stopped' then
-  if known then drop({member}) end
+  if redis.call('ZSCORE', KEYS[1], member) then drop({member}) end
 else
   if event == 'completed' then redis.call('INCR', KEYS[4]) end
-  if not known then
-    if per_ip > 0 and tonumber(redis.call('HGET', KEYS[5], ip_of(member)) or '0') >= per_ip then
-      refused = 1
-    else
-      if redis.call('ZCARD', KEYS[1]) >= max then drop(redis.call('ZRANGE', KEYS[1], 0, 0)) end
-      redis.call('HINCRBY', KEYS[5], ip_of(member), 1)
+  if not redis.call('ZSCORE', KEYS[1], member) then
+    -- One more entry than its address may hold here evicts that address's stalest; a full
+    -- swarm evicts its stalest entry.
+    if per_address > 0 and redis.call('ZCARD', mine) >= per_address then
+      drop(redis.call('ZRANGE', mine, 0, 0))
+    elseif redis.call('ZCARD', KEYS[1]) >= max then
+      drop(redis.call('ZRANGE', KEYS[1], 0, 0))
     end
   end
-  if refused == 0 then
-    redis.call('ZADD', KEYS[1], now, member)
-    redis.call('HSET', KEYS[3], member, entry)
-    if seeding then redis.call('ZADD', KEYS[2], now, member) else redis.call('ZREM', KEYS[2], member) end
-  end
+  redis.call('ZADD', KEYS[1], now, member)
+  redis.call('ZADD', mine, now, member)
+  redis.call('HSET', KEYS[3], member, entry)
+  if seeding then redis.call('ZADD', KEYS[2], now, member) else redis.call('ZREM', KEYS[2], member) end
+  redis.call('EXPIRE', mine, ttl)
 end
 local total, seeds = redis.call('ZCARD', KEYS[1]), redis.call('ZCARD', KEYS[2])
-for i = 1, 5 do redis.call('EXPIRE', KEYS[i], ttl) end
-return {tostring(seeds), tostring(total - seeds), tostring(refused)}
+for i = 1, 4 do redis.call('EXPIRE', KEYS[i], ttl) end
+return {tostring(seeds), tostring(total - seeds)}
 ";
 
 const SCRAPE: &str = r"
@@ -129,7 +140,7 @@ pub fn decode_addr(b: &[u8]) -> Option<SocketAddr> {
 
 fn swarm_keys(info_hash: &[u8; 20]) -> [String; 5] {
     let h = hex::encode(info_hash);
-    ["peers", "seeds", "addrs", "done", "ips"].map(|k| format!("sb:{{{h}}}:{k}"))
+    ["peers", "seeds", "addrs", "done", "addr"].map(|k| format!("sb:{{{h}}}:{k}"))
 }
 
 fn event_name(e: Event) -> &'static str {
@@ -162,24 +173,22 @@ pub struct SampledPeer {
     pub seeding: bool,
 }
 
-/// What an announce found: the swarm's counts, whether the announcing peer was refused (its
-/// address holds too many entries), and the peers picked.
+/// What an announce found: the swarm's counts and the peers picked.
 #[derive(Debug)]
 struct ScriptReply {
     complete: u32,
     incomplete: u32,
-    refused: bool,
     peers: Vec<SampledPeer>,
 }
 
-/// Parses the announce script's reply (three counts) and the `HRANDFIELD ... WITHVALUES`
+/// Parses the announce script's reply (two counts) and the `HRANDFIELD ... WITHVALUES`
 /// reply ((address, entry) pairs); entries that do not parse (another version's layout) are
 /// skipped.
 fn parse_announce_reply(
     counts: &[Vec<u8>],
     picked: &[Vec<u8>],
 ) -> Result<ScriptReply, Unavailable> {
-    if counts.len() < 3 {
+    if counts.len() < 2 {
         return Err(Unavailable(
             "short reply from the announce script".to_owned(),
         ));
@@ -198,7 +207,6 @@ fn parse_announce_reply(
     Ok(ScriptReply {
         complete: number(counts.first()),
         incomplete: number(counts.get(1)),
-        refused: number(counts.get(2)) == 1,
         peers,
     })
 }
@@ -391,9 +399,7 @@ impl SwarmStore for RedisSwarms {
             complete: reply.complete,
             incomplete: reply.incomplete,
             peers,
-            warning: reply.refused.then(|| {
-                "too many peers from your address in this swarm; you were not added".to_owned()
-            }),
+            warning: None,
         })
     }
 
@@ -488,7 +494,7 @@ mod tests {
             id: [id; 20],
             seeding,
         };
-        let counts = vec![b"2".to_vec(), b"5".to_vec(), b"0".to_vec()];
+        let counts = vec![b"2".to_vec(), b"5".to_vec()];
         let picked = vec![
             encode_addr(peer(7000, 7, false).addr),
             encode_entry(false, &[7; 20]),
@@ -498,7 +504,7 @@ mod tests {
             encode_entry(true, &[9; 20]),
         ];
         let r = parse_announce_reply(&counts, &picked).unwrap();
-        assert_eq!((r.complete, r.incomplete, r.refused), (2, 5, false));
+        assert_eq!((r.complete, r.incomplete), (2, 5));
         assert_eq!(r.peers, vec![peer(7000, 7, false), peer(7001, 9, true)]);
         assert!(parse_announce_reply(&[], &picked).is_err());
     }

@@ -276,3 +276,35 @@ async fn redis_down_is_a_clear_error_and_recovers() {
     let reply = recovered.expect("announces work again once redis is back");
     assert_eq!(reply.incomplete, 1);
 }
+
+#[tokio::test]
+async fn one_address_holds_at_most_sixteen_entries_of_a_swarm() {
+    let r = redis();
+    let a = swarms(&r.url, TrackerConfig::default(), 0, None).await;
+    let key = [5u8; 20];
+    let from = |port: u16| PeerAnnounce {
+        peer_id: [port as u8; 20],
+        addr: SocketAddr::new(IpAddr::from([10, 0, 0, 1]), port),
+        left: 5,
+        event: Event::Started,
+        numwant: Some(200),
+    };
+    // A real peer from elsewhere, then 40 entries from one address.
+    a.announce(key, &peer(1, 5, Event::Started), 1000)
+        .await
+        .unwrap();
+    for port in 0..40u16 {
+        a.announce(key, &from(7000 + port), 1001 + u64::from(port))
+            .await
+            .unwrap();
+    }
+    let listed = a
+        .announce(key, &peer(1, 5, Event::None), 1100)
+        .await
+        .unwrap();
+    assert_eq!((listed.complete, listed.incomplete), (0, 17));
+    // The flooder's newest 16 are kept (its stalest were evicted), and the real peer stays.
+    let ports: std::collections::BTreeSet<u16> =
+        listed.peers.iter().map(|(a, _)| a.port()).collect();
+    assert_eq!(ports, (7024..7040).collect());
+}
