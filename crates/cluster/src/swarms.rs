@@ -230,6 +230,39 @@ fn pick_peers(
         .collect()
 }
 
+/// Admissions this node wrote to Redis in the last [`ADMISSION_REWRITE`], so that a peer's
+/// every announce does not rewrite its admission.
+#[derive(Debug, Default)]
+struct RecentAdmissions(Mutex<HashMap<([u8; 20], IpAddr), Admitted>>);
+
+/// The access key an admission was written for, and when.
+type Admitted = (String, Instant);
+
+/// How often one admission is rewritten at most (it lasts [`ADMISSION_WINDOW`]).
+const ADMISSION_REWRITE: Duration = Duration::from_secs(60);
+/// Admissions remembered per node before old ones are dropped.
+const MAX_RECENT_ADMISSIONS: usize = 65_536;
+
+impl RecentAdmissions {
+    fn recently(&self, key: [u8; 20], ip: IpAddr, access_key: &str, now: Instant) -> bool {
+        self.0.lock().is_ok_and(|map| {
+            map.get(&(key, ip)).is_some_and(|(ak, at)| {
+                ak == access_key && now.duration_since(*at) < ADMISSION_REWRITE
+            })
+        })
+    }
+
+    fn note(&self, key: [u8; 20], ip: IpAddr, access_key: &str, now: Instant) {
+        let Ok(mut map) = self.0.lock() else { return };
+        if map.len() >= MAX_RECENT_ADMISSIONS {
+            map.retain(|_, (_, at)| now.duration_since(*at) < ADMISSION_REWRITE);
+        }
+        if map.len() < MAX_RECENT_ADMISSIONS {
+            map.insert((key, ip), (access_key.to_owned(), now));
+        }
+    }
+}
+
 /// This node's recent samples of large swarms' peer lists.
 #[derive(Debug, Default)]
 struct PeerSamples(Mutex<HashMap<[u8; 20], Sample>>);
@@ -268,6 +301,7 @@ pub struct RedisSwarms {
     scrape: redis::Script,
     rate: redis::Script,
     samples: PeerSamples,
+    admitted: RecentAdmissions,
     /// Every live node's seeder, this one's first; kept by the heartbeat ([`crate::Cluster`]).
     pub(crate) seeders: Arc<RwLock<Vec<SocketAddr>>>,
 }
@@ -293,6 +327,7 @@ impl RedisSwarms {
             scrape: redis::Script::new(SCRAPE),
             rate: redis::Script::new(RATE),
             samples: PeerSamples::default(),
+            admitted: RecentAdmissions::default(),
             seeders,
         }
     }
@@ -434,6 +469,12 @@ impl SwarmStore for RedisSwarms {
     }
 
     async fn admit(&self, key: [u8; 20], ip: IpAddr, access_key: &str) -> Result<(), Unavailable> {
+        // A peer announces every few minutes (and a benchmark thousands of times a second);
+        // the admission lasts 65 minutes, so rewriting it more than once a minute gains nothing.
+        let now = Instant::now();
+        if self.admitted.recently(key, ip, access_key, now) {
+            return Ok(());
+        }
         let k = format!("sb:{{{}}}:adm:{ip}", hex::encode(key));
         redis::cmd("SET")
             .arg(k)
@@ -442,7 +483,9 @@ impl SwarmStore for RedisSwarms {
             .arg(ADMISSION_WINDOW.as_secs())
             .query_async::<()>(&mut self.conn.clone())
             .await
-            .map_err(unavailable)
+            .map_err(unavailable)?;
+        self.admitted.note(key, ip, access_key, now);
+        Ok(())
     }
 
     async fn admission(&self, key: [u8; 20], ip: IpAddr) -> Result<Option<String>, Unavailable> {
