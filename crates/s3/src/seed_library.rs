@@ -10,6 +10,10 @@
 //! - Each served version keeps one pinned reader (its blobs survive an overwrite while peers
 //!   finish a block); it is re-validated every few seconds, and once the object changed or was
 //!   deleted, or lost its readers, reads fail and the seeder drops those peers.
+//! - Every connected peer's right is asked again every 2 s by the seeder
+//!   ([`Library::still_allowed`]): its admission, then whether its key may read the object,
+//!   answered from the store and the keys afresh (one answer per key and torrent shared for
+//!   [`ACCESS_FRESH`]), so a revocation stops the pieces within about 3 s.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -29,6 +33,11 @@ const REVALIDATE_EVERY: Duration = Duration::from_secs(5);
 /// Served versions nobody read for this long are let go (and their pins with them).
 const IDLE_AFTER: Duration = Duration::from_secs(120);
 const MAX_SERVED: usize = 10_000;
+/// How long one fresh answer to "may this key still read it" serves every connection of that
+/// key to the torrent.
+const ACCESS_FRESH: Duration = Duration::from_secs(1);
+/// Answers kept per served torrent before they are all dropped.
+const MAX_ACCESS_ANSWERS: usize = 1_000;
 
 /// One version being served.
 struct Served {
@@ -39,6 +48,8 @@ struct Served {
     used: Instant,
     /// Who the torrent was admitted for: `None` for open torrents.
     access_key: Option<String>,
+    /// Recent answers of [`Library::still_allowed`], by access key (`None`: anyone).
+    access: HashMap<Option<String>, (bool, Instant)>,
 }
 
 /// The [`Library`] over a [`Seedbucket`].
@@ -114,6 +125,7 @@ impl StoreLibrary {
             checked: now,
             used: now,
             access_key: None,
+            access: HashMap::new(),
         }));
         if let Ok(mut m) = self.served.lock() {
             if m.len() >= MAX_SERVED {
@@ -206,6 +218,47 @@ impl Library for StoreLibrary {
         }
         let len = usize::try_from(len).map_err(std::io::Error::other)?;
         reader.read(offset, len).await
+    }
+
+    async fn still_allowed(&self, torrent: &SeedTorrent, peer: SocketAddr) -> bool {
+        let Some(hash) = torrent
+            .info_hash_v1
+            .or_else(|| torrent.info_hash_v2_truncated())
+        else {
+            return false;
+        };
+        let Some(entry) = self.cached(&hash) else {
+            return self.lookup(&hash, peer).await.is_some();
+        };
+        let Some(issued) = entry.lock().ok().map(|e| e.issued.clone()) else {
+            return false;
+        };
+        let access_key = if issued.private {
+            let mut primary = [0u8; 20];
+            if hex::decode_to_slice(&issued.info_hash, &mut primary).is_err() {
+                return false;
+            }
+            match self.app.tracker.admission(primary, peer.ip()).await {
+                Ok(Some(k)) => Some(k),
+                _ => return false,
+            }
+        } else {
+            None
+        };
+        if let Ok(e) = entry.lock()
+            && let Some((allowed, at)) = e.access.get(&access_key)
+            && at.elapsed() < ACCESS_FRESH
+        {
+            return *allowed;
+        }
+        let allowed = self.app.may_read_now(access_key.as_deref(), &issued).await;
+        if let Ok(mut e) = entry.lock() {
+            if e.access.len() >= MAX_ACCESS_ANSWERS {
+                e.access.clear();
+            }
+            e.access.insert(access_key, (allowed, Instant::now()));
+        }
+        allowed
     }
 
     fn uploaded(&self, torrent: &SeedTorrent, bytes: u64) {

@@ -171,12 +171,25 @@ impl Seedbucket {
         if let Some(allowed) = self.admission.reader(&k) {
             return allowed;
         }
+        let allowed = self.may_read_now(access_key, torrent).await;
+        self.admission.remember_reader(k, allowed);
+        allowed
+    }
+
+    /// [`Seedbucket::may_read`] asked of the store and the keys now, without the cache (the
+    /// seeder's re-checks of connected peers, which must see a revocation at once).
+    pub(crate) async fn may_read_now(
+        &self,
+        access_key: Option<&str>,
+        torrent: &IssuedTorrent,
+    ) -> bool {
+        let (bucket, key) = (torrent.bucket.as_str(), torrent.key.as_str());
         let principal = match access_key.map(|ak| self.keys.get(ak)) {
             None => Some(crate::access::Principal::Anonymous),
             Some(Some(ak)) => Some(crate::access::Principal::User(ak)),
             Some(None) => None,
         };
-        let allowed = match principal {
+        match principal {
             None => false,
             Some(p) => match (
                 self.store.bucket(bucket).await,
@@ -191,9 +204,7 @@ impl Seedbucket {
                 }
                 _ => false,
             },
-        };
-        self.admission.remember_reader(k, allowed);
-        allowed
+        }
     }
 }
 

@@ -6,6 +6,10 @@
 //! queued buffers into vectored writes, sends a keep-alive when nothing else went out for a
 //! while, and gives up on a peer that stops reading. Block reads from the [`Library`] run a
 //! few at a time, each behind the rate limiters, and complete in request order.
+//!
+//! Once a second the connection looks after itself: it reports whether it is busy to its slot,
+//! drops a peer that requested nothing for the inactive timeout while not waiting for an
+//! upload slot, and asks the library whether the peer may still download the torrent.
 
 use std::io;
 use std::net::SocketAddr;
@@ -31,6 +35,7 @@ use crate::choke::{Choker, PeerKey};
 use crate::listener::Shared;
 use crate::rate::RateLimiter;
 use crate::session::{Block, Output, Session, SessionConfig, Violation, our_reserved};
+use crate::slots::Slot;
 use crate::{Library, SeedTorrent};
 
 /// Block reads in flight per peer.
@@ -40,6 +45,8 @@ const WRITE_QUEUE: usize = 16;
 /// Buffers the writer gathers into one vectored write.
 const WRITE_BATCH: usize = 32;
 const KEEP_ALIVE: &[u8] = &[0, 0, 0, 0];
+/// How often a connection checks its inactivity and access.
+const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(1);
 
 /// Why a connection ended.
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +67,12 @@ pub(crate) enum ConnError {
     Closed,
     #[error("shutting down")]
     Shutdown,
+    #[error("a newer connection took the slot of this idle one")]
+    Evicted,
+    #[error("requested nothing for {0:?}")]
+    Inactive(Duration),
+    #[error("no longer allowed to download the torrent")]
+    Revoked,
     #[error(transparent)]
     Violation(#[from] Violation),
     #[error("library read failed: {0}")]
@@ -76,13 +89,28 @@ pub(crate) async fn run(
     peer: SocketAddr,
     shared: Arc<Shared>,
     shutdown: watch::Receiver<bool>,
+    slot: Slot,
 ) {
     let _ = stream.set_nodelay(true);
-    match serve_peer(stream, peer, &shared, shutdown).await {
+    let result = tokio::select! {
+        r = serve_peer(stream, peer, &shared, shutdown, &slot) => r,
+        () = slot.evicted() => Err(ConnError::Evicted),
+    };
+    match result {
         Ok(()) | Err(ConnError::Closed | ConnError::Shutdown) => {
             tracing::debug!(%peer, "peer connection closed");
         }
-        Err(e) => tracing::debug!(%peer, error = %e, "peer dropped"),
+        Err(e) => {
+            let counter = match e {
+                ConnError::Evicted => Some(&shared.evicted),
+                ConnError::Inactive(_) => Some(&shared.inactive),
+                _ => None,
+            };
+            if let Some(c) = counter {
+                c.fetch_add(1, Ordering::Relaxed);
+            }
+            tracing::debug!(%peer, error = %e, "peer dropped");
+        }
     }
 }
 
@@ -108,6 +136,7 @@ enum Event {
     Block(io::Result<Bytes>),
     Read(io::Result<usize>),
     Idle,
+    Housekeeping,
 }
 
 async fn read_more(rd: &mut OwnedReadHalf, buf: &mut BytesMut) -> Result<(), ConnError> {
@@ -123,6 +152,7 @@ async fn serve_peer(
     peer: SocketAddr,
     shared: &Shared,
     mut shutdown: watch::Receiver<bool>,
+    slot: &Slot,
 ) -> Result<(), ConnError> {
     let opts = &shared.options;
     let (mut rd, wr) = stream.into_split();
@@ -211,9 +241,13 @@ async fn serve_peer(
         FuturesOrdered::new();
     let idle = tokio::time::sleep(opts.idle_timeout);
     tokio::pin!(idle);
+    let mut housekeeping = tokio::time::interval(HOUSEKEEPING_EVERY);
+    housekeeping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut activity = PeerActivity::new(opts.inactive_timeout, opts.access_recheck_every);
 
     // Frames that arrived with the handshake.
     handle_frames(&mut rbuf, max_len, &mut session, &io).await?;
+    activity.after_frames(&session, slot);
     loop {
         while in_flight.len() < MAX_IN_FLIGHT {
             let Some(block) = session.next_block() else {
@@ -248,6 +282,7 @@ async fn serve_peer(
             Some(r) = in_flight.next(), if !in_flight.is_empty() => Event::Block(r),
             r = rd.read_buf(&mut rbuf) => Event::Read(r),
             () = &mut idle => Event::Idle,
+            _ = housekeeping.tick() => Event::Housekeeping,
         };
         match event {
             Event::Shutdown => return Err(ConnError::Shutdown),
@@ -256,6 +291,19 @@ async fn serve_peer(
             Event::Choke(choked) => {
                 session.set_choked(choked, &mut out);
                 io.emit(&mut out).await?;
+                if !choked {
+                    // A fresh slot: the peer gets a whole inactive timeout to use it.
+                    activity.active(slot);
+                }
+            }
+            Event::Housekeeping => {
+                slot.set_busy(session.busy());
+                if let Some(quiet) = activity.inactive_for(&session) {
+                    return Err(ConnError::Inactive(quiet));
+                }
+                if activity.access_due() && !shared.library.still_allowed(&torrent, peer).await {
+                    return Err(ConnError::Revoked);
+                }
             }
             Event::Block(r) => {
                 let data = r.map_err(ConnError::Read)?;
@@ -270,8 +318,65 @@ async fn serve_peer(
                 idle.as_mut()
                     .reset(Instant::now() + shared.options.idle_timeout);
                 handle_frames(&mut rbuf, max_len, &mut session, &io).await?;
+                activity.after_frames(&session, slot);
             }
         }
+    }
+}
+
+/// When a peer last did something useful, and when its access was last checked.
+struct PeerActivity {
+    inactive_timeout: Duration,
+    recheck_every: Duration,
+    last_active: Instant,
+    requests_seen: u64,
+    access_checked: Instant,
+}
+
+impl PeerActivity {
+    fn new(inactive_timeout: Duration, recheck_every: Duration) -> Self {
+        let now = Instant::now();
+        Self {
+            inactive_timeout,
+            recheck_every,
+            last_active: now,
+            requests_seen: 0,
+            access_checked: now,
+        }
+    }
+
+    fn active(&mut self, slot: &Slot) {
+        self.last_active = Instant::now();
+        slot.touch();
+    }
+
+    /// Notes new requests, if the frames just handled held any.
+    fn after_frames(&mut self, session: &Session, slot: &Slot) {
+        if session.requests_seen() != self.requests_seen {
+            self.requests_seen = session.requests_seen();
+            self.active(slot);
+        }
+        slot.set_busy(session.busy());
+    }
+
+    /// `Some(how long)` when the peer should be dropped for inactivity: it has nothing
+    /// outstanding, is not waiting for a slot, and requested nothing for the timeout. Waiting
+    /// in line is not the peer's fault: the clock restarts when it is unchoked.
+    fn inactive_for(&self, session: &Session) -> Option<Duration> {
+        if session.busy() || session.waiting() {
+            return None;
+        }
+        let quiet = self.last_active.elapsed();
+        (quiet >= self.inactive_timeout).then_some(quiet)
+    }
+
+    /// Whether the peer's access is due for a check (and counts it as checked).
+    fn access_due(&mut self) -> bool {
+        if self.access_checked.elapsed() < self.recheck_every {
+            return false;
+        }
+        self.access_checked = Instant::now();
+        true
     }
 }
 

@@ -13,7 +13,9 @@
 //! BEP 52 hash requests for the piece layer of v2 and hybrid torrents.
 //!
 //! Modules:
-//! - `listener`: the accept loop, the connection cap, graceful shutdown.
+//! - `listener`: the accept loop, graceful shutdown.
+//! - `slots`: the connection caps (in total and per address) and which idle connection gives
+//!   up its slot to a new one.
 //! - `conn`: one connection's IO: handshake, framed reads capped at
 //!   [`recommended_max_message_len`](seedbucket_wire::peer::recommended_max_message_len), a
 //!   writer task with keep-alives, a few block reads in flight, timeouts.
@@ -35,6 +37,7 @@ mod memory;
 mod merkle;
 mod rate;
 mod session;
+mod slots;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -57,6 +60,19 @@ pub trait Library: Send + Sync + 'static {
     /// than 16 KiB per call, and may call concurrently). `Err` means the object is gone or
     /// changed: the peer is dropped.
     async fn read(&self, torrent: &SeedTorrent, offset: u64, len: u32) -> std::io::Result<Bytes>;
+
+    /// Whether `peer`, connected to `torrent`, may still download it. Asked every
+    /// [`SeederOptions::access_recheck_every`] while the connection lasts; `false` drops the
+    /// peer. The default looks the torrent up again as a new handshake would.
+    async fn still_allowed(&self, torrent: &SeedTorrent, peer: SocketAddr) -> bool {
+        match torrent
+            .info_hash_v1
+            .or_else(|| torrent.info_hash_v2_truncated())
+        {
+            Some(h) => self.lookup(&h, peer).await.is_some(),
+            None => false,
+        }
+    }
 
     /// Bytes uploaded, for statistics (called once per block sent).
     fn uploaded(&self, torrent: &SeedTorrent, bytes: u64) {
@@ -153,8 +169,24 @@ impl SeedTorrent {
 /// Tunables of a [`Seeder`]. `Default` gives the values documented per field.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SeederOptions {
-    /// Most simultaneous peer connections; more are closed right after accept. Default 500.
+    /// Most simultaneous peer connections. At the cap a new connection takes the slot of the
+    /// longest-idle connection with no requests outstanding, or is closed right after accept
+    /// when every connection is being served. Default 500.
     pub max_connections: usize,
+    /// Most simultaneous connections from one address (an IPv4 address, an IPv6 /64); past it
+    /// a new connection takes the slot of that address's longest-idle connection, or is
+    /// closed. Default 8: a BitTorrent client opens one connection per torrent to a peer, so
+    /// 8 lets a NAT'd network run several clients at once, while filling the 500 slots then
+    /// takes 63 addresses (and idle slots are given to newcomers anyway).
+    pub max_connections_per_address: usize,
+    /// A peer that requests nothing (no block, metadata or hashes) for this long while it is
+    /// not waiting for an upload slot (not interested, or unchoked and not asking) is dropped.
+    /// Being unchoked restarts the clock. Default 3 min.
+    pub inactive_timeout: Duration,
+    /// How often a connected peer's right to the torrent is checked again
+    /// ([`Library::still_allowed`]): revoking access stops the pieces within about this
+    /// (plus the library's own caching). Default 2 s.
+    pub access_recheck_every: Duration,
     /// Upload slots per torrent: most peers of one torrent unchoked at once (at least 1).
     /// Default 4: a few peers at a time get whole pieces fast and pass them on to the rest of
     /// the swarm (measured: 8 leechers made the server upload 1.46x the object with 4 slots,
@@ -186,6 +218,9 @@ impl Default for SeederOptions {
     fn default() -> Self {
         Self {
             max_connections: 500,
+            max_connections_per_address: 8,
+            inactive_timeout: Duration::from_secs(180),
+            access_recheck_every: Duration::from_secs(2),
             max_unchoked: 4,
             rotate_every: Duration::from_secs(10),
             upload_rate_limit_total: None,

@@ -1,4 +1,5 @@
-//! The accept loop: the connection cap, the choker's rotation, graceful shutdown.
+//! The accept loop: a slot per connection (see `slots`), the choker's rotation, graceful
+//! shutdown.
 
 use std::future::Future;
 use std::hash::{BuildHasher as _, Hasher as _};
@@ -14,6 +15,7 @@ use tokio::task::JoinSet;
 use crate::choke::Choker;
 use crate::merkle::TreeCache;
 use crate::rate::RateLimiter;
+use crate::slots::Slots;
 use crate::{Library, SeederOptions, conn};
 
 /// How long connections get to finish after shutdown before they are aborted.
@@ -27,10 +29,14 @@ pub(crate) struct Shared {
     pub(crate) total_limit: Option<Arc<RateLimiter>>,
     pub(crate) peer_id: [u8; 20],
     pub(crate) trees: Arc<TreeCache>,
+    pub(crate) slots: Arc<Slots>,
     pub(crate) connections: AtomicUsize,
     pub(crate) accepted: AtomicU64,
     pub(crate) uploaded: AtomicU64,
     pub(crate) blocks: AtomicU64,
+    pub(crate) refused: AtomicU64,
+    pub(crate) evicted: AtomicU64,
+    pub(crate) inactive: AtomicU64,
 }
 
 /// A point-in-time view of a seeder's counters.
@@ -40,6 +46,12 @@ pub struct SeederStats {
     pub connections: usize,
     /// Connections accepted since start (including those closed at once for the cap).
     pub connections_accepted: u64,
+    /// Connections refused at once: every slot (of their address, or in total) was busy.
+    pub connections_refused: u64,
+    /// Connections closed to give their slot to a newer one.
+    pub connections_evicted: u64,
+    /// Connections closed for requesting nothing for the inactive timeout.
+    pub connections_inactive: u64,
     /// Peers holding an upload slot.
     pub unchoked: usize,
     /// Interested peers waiting for a slot.
@@ -95,11 +107,15 @@ impl Seeder {
             total_limit: RateLimiter::new(options.upload_rate_limit_total).map(Arc::new),
             peer_id: make_peer_id(options.peer_id_prefix),
             trees: Arc::default(),
+            slots: Slots::new(options.max_connections, options.max_connections_per_address),
             options,
             connections: AtomicUsize::new(0),
             accepted: AtomicU64::new(0),
             uploaded: AtomicU64::new(0),
             blocks: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
+            evicted: AtomicU64::new(0),
+            inactive: AtomicU64::new(0),
         };
         Self {
             shared: Arc::new(shared),
@@ -116,6 +132,9 @@ impl Seeder {
         SeederStats {
             connections: self.shared.connections.load(Ordering::Relaxed),
             connections_accepted: self.shared.accepted.load(Ordering::Relaxed),
+            connections_refused: self.shared.refused.load(Ordering::Relaxed),
+            connections_evicted: self.shared.evicted.load(Ordering::Relaxed),
+            connections_inactive: self.shared.inactive.load(Ordering::Relaxed),
             unchoked,
             waiting,
             uploaded_bytes: self.shared.uploaded.load(Ordering::Relaxed),
@@ -153,17 +172,19 @@ impl Seeder {
                 accepted = listener.accept() => match accepted {
                     Ok((stream, peer)) => {
                         shared.accepted.fetch_add(1, Ordering::Relaxed);
-                        if shared.connections.load(Ordering::Relaxed)
-                            >= shared.options.max_connections
-                        {
-                            tracing::debug!(%peer, "connection limit reached; closing");
-                            drop(stream);
-                            continue;
-                        }
+                        let slot = match shared.slots.admit(peer.ip()) {
+                            Ok(slot) => slot,
+                            Err(why) => {
+                                tracing::debug!(%peer, ?why, "no free connection slot; closing");
+                                shared.refused.fetch_add(1, Ordering::Relaxed);
+                                drop(stream);
+                                continue;
+                            }
+                        };
                         let guard = Counted::new(Arc::clone(shared));
                         let stop = stop_rx.clone();
                         tasks.spawn(async move {
-                            conn::run(stream, peer, Arc::clone(&guard.0), stop).await;
+                            conn::run(stream, peer, Arc::clone(&guard.0), stop, slot).await;
                             drop(guard);
                         });
                     }

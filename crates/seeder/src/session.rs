@@ -22,6 +22,10 @@ use crate::{CLIENT_VERSION, SeedTorrent};
 /// The `extended` message id we receive `ut_metadata` on.
 pub(crate) const OUR_UT_METADATA_ID: u8 = 1;
 
+/// `ut_metadata` requests one connection may make per metadata piece; one more closes it. A
+/// client asks for each piece once, and again after a reject or a lost answer at most.
+pub(crate) const METADATA_REQUESTS_PER_PIECE: usize = 4;
+
 /// Why a peer is dropped.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub(crate) enum Violation {
@@ -39,6 +43,8 @@ pub(crate) enum Violation {
     Unexpected(&'static str),
     #[error("bad extension message: {0}")]
     Extension(#[from] ExtensionError),
+    #[error("more than {0} ut_metadata requests")]
+    MetadataFlood(usize),
 }
 
 /// A validated block request.
@@ -94,6 +100,11 @@ pub(crate) struct Session {
     trees: Arc<TreeCache>,
     /// Fetched from `trees` on the first hash request.
     tree: Option<Option<Arc<PieceTree>>>,
+    /// Requests of any kind (blocks, metadata, hashes) received so far.
+    requests_seen: u64,
+    /// `ut_metadata` requests received, and how many are allowed.
+    metadata_requests: usize,
+    max_metadata_requests: usize,
 }
 
 /// The reserved bits we send for `torrent`: fast extension, extension protocol, and the v2
@@ -110,7 +121,6 @@ impl Session {
     pub(crate) fn new(torrent: Arc<SeedTorrent>, config: &SessionConfig) -> Option<Self> {
         let piece_count = torrent.piece_count()?;
         Some(Self {
-            torrent,
             piece_count,
             fast: config.peer_reserved.fast(),
             extensions: config.peer_reserved.extension_protocol(),
@@ -123,6 +133,11 @@ impl Session {
             in_flight: VecDeque::new(),
             trees: Arc::clone(&config.trees),
             tree: None,
+            requests_seen: 0,
+            metadata_requests: 0,
+            max_metadata_requests: torrent_metadata_pieces(&torrent)
+                .saturating_mul(METADATA_REQUESTS_PER_PIECE),
+            torrent,
         })
     }
 
@@ -161,6 +176,22 @@ impl Session {
 
     fn outstanding(&self) -> usize {
         self.queue.len() + self.in_flight.len()
+    }
+
+    /// Whether the peer has block requests queued or being read.
+    pub(crate) fn busy(&self) -> bool {
+        self.outstanding() > 0
+    }
+
+    /// Whether the peer waits for an upload slot: interested, and choked by us.
+    pub(crate) fn waiting(&self) -> bool {
+        self.peer_interested && self.choked
+    }
+
+    /// Requests of any kind (blocks, metadata, hashes) received so far: the connection
+    /// watches it to tell an active peer from an idle one.
+    pub(crate) fn requests_seen(&self) -> u64 {
+        self.requests_seen
     }
 
     fn reject(&self, b: &Block, out: &mut Vec<Output>) {
@@ -217,7 +248,10 @@ impl Session {
                 index,
                 begin,
                 length,
-            } => self.on_request(index, begin, length, out)?,
+            } => {
+                self.requests_seen += 1;
+                self.on_request(index, begin, length, out)?;
+            }
             Message::Cancel {
                 index,
                 begin,
@@ -241,7 +275,10 @@ impl Session {
                 }
                 self.on_extended(id, &payload, out)?;
             }
-            Message::HashRequest(req) => out.push(Output::Send(self.on_hash_request(req))),
+            Message::HashRequest(req) => {
+                self.requests_seen += 1;
+                out.push(Output::Send(self.on_hash_request(req)));
+            }
             // We never ask for hashes; a stray answer is harmless.
             Message::Hashes { .. } | Message::HashReject(_) => {}
             Message::Unknown { id, .. } => return Err(Violation::NotNegotiated(id)),
@@ -303,10 +340,16 @@ impl Session {
         canonical.extend_from_slice(payload.get(used..).unwrap_or_default());
         match MetadataMsg::parse(&canonical)? {
             MetadataMsg::Request { piece } => {
+                self.requests_seen += 1;
                 let Some(ext_id) = self.peer_ut_metadata else {
                     // We cannot answer on an id the peer never gave us.
                     return Ok(());
                 };
+                // Every answer (data or reject) counts against the connection's allowance.
+                self.metadata_requests += 1;
+                if self.metadata_requests > self.max_metadata_requests {
+                    return Err(Violation::MetadataFlood(self.max_metadata_requests));
+                }
                 if metadata_piece_range(self.torrent.info.len(), piece).is_ok() {
                     out.push(Output::Metadata { ext_id, piece });
                 } else {
@@ -394,6 +437,11 @@ impl Session {
         let (b, send) = self.in_flight.pop_front()?;
         send.then_some(b)
     }
+}
+
+/// The number of 16 KiB pieces of the torrent's info dictionary (at least 1).
+fn torrent_metadata_pieces(torrent: &SeedTorrent) -> usize {
+    torrent.info.len().div_ceil(16 * 1024).max(1)
 }
 
 fn msg_id(m: &Message) -> u8 {
@@ -725,6 +773,51 @@ mod tests {
         .unwrap();
         s.on_message(request(0), &mut out).unwrap();
         assert!(out.is_empty());
+    }
+
+    #[test]
+    fn metadata_requests_are_limited_per_connection() {
+        let mut s = session(true, true);
+        let request = |piece: u32| Message::Extended {
+            id: OUR_UT_METADATA_ID,
+            payload: Bytes::from(format!("d8:msg_typei0e5:piecei{piece}ee")),
+        };
+        s.on_message(
+            Message::Extended {
+                id: 0,
+                payload: Bytes::from_static(b"d1:md11:ut_metadatai3eee"),
+            },
+            &mut Vec::new(),
+        )
+        .unwrap();
+        // The info dictionary is one metadata piece: 4 answers, then the peer is dropped.
+        assert_eq!(torrent_metadata_pieces(&s.torrent), 1);
+        let before = s.requests_seen();
+        for i in 0..METADATA_REQUESTS_PER_PIECE {
+            let mut out = Vec::new();
+            s.on_message(request(u32::from(i % 2 == 1)), &mut out)
+                .unwrap();
+            assert_eq!(out.len(), 1);
+        }
+        assert_eq!(s.requests_seen(), before + 4);
+        assert_eq!(
+            s.on_message(request(0), &mut Vec::new()),
+            Err(Violation::MetadataFlood(METADATA_REQUESTS_PER_PIECE))
+        );
+    }
+
+    #[test]
+    fn waiting_and_busy() {
+        let mut s = session(true, false);
+        let mut out = Vec::new();
+        assert!(!s.waiting() && !s.busy());
+        s.on_message(Message::Interested, &mut out).unwrap();
+        assert!(s.waiting());
+        s.set_choked(false, &mut out);
+        assert!(!s.waiting());
+        s.on_message(req(0, 0, 16384), &mut out).unwrap();
+        assert!(s.busy());
+        assert_eq!(s.requests_seen(), 1);
     }
 
     #[test]

@@ -606,6 +606,18 @@ async fn per_peer_rate_limit_and_connection_cap() {
     let ih = t.info_hash_v1.unwrap();
     let mut c = Client::connect(server.addr, ih, Reserved::NONE.with_fast(true)).await;
     assert_eq!(c.recv().await, Message::HaveAll);
+    get_unchoked(&mut c).await;
+    let start = std::time::Instant::now();
+    // All 16 blocks requested: the rate limit keeps them outstanding for about a second, so
+    // the one connection is busy and keeps its slot.
+    for i in 0..16u32 {
+        c.send(&Message::Request {
+            index: i / 4,
+            begin: (i % 4) * 16384,
+            length: 16384,
+        })
+        .await;
+    }
 
     // A second connection is over the cap: closed before any handshake.
     let mut s = TcpStream::connect(server.addr).await.unwrap();
@@ -621,12 +633,102 @@ async fn per_peer_rate_limit_and_connection_cap() {
         .await;
     expect_eof(&mut s).await;
 
-    get_unchoked(&mut c).await;
-    let start = std::time::Instant::now();
-    assert_eq!(download(&mut c, &t, 16).await, data);
+    let mut got = Vec::new();
+    for _ in 0..16 {
+        match c.recv().await {
+            Message::Piece { block, .. } => got.extend_from_slice(&block),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(got, data);
     // The first second's worth is the bucket; the second takes a second.
     let took = start.elapsed();
     assert!(took >= Duration::from_millis(900), "{took:?}");
+    assert_eq!(server.seeder.stats().connections_refused, 1);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn idle_connections_give_their_slots_to_new_ones() {
+    let server = Server::start(SeederOptions {
+        max_connections: 3,
+        max_connections_per_address: 2,
+        ..SeederOptions::default()
+    })
+    .await;
+    let data = content(64 * 1024, 9);
+    let t = server.add(&data, 16384, Format::V1);
+    let ih = t.info_hash_v1.unwrap();
+    // Two idle connections fill 127.0.0.1's allowance of 2.
+    let mut first = Client::connect(server.addr, ih, Reserved::NONE.with_fast(true)).await;
+    assert_eq!(first.recv().await, Message::HaveAll);
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let mut second = Client::connect(server.addr, ih, Reserved::NONE.with_fast(true)).await;
+    assert_eq!(second.recv().await, Message::HaveAll);
+    // A third from the same address takes the slot of the longest idle (the first) and
+    // downloads everything.
+    let mut third = Client::connect(server.addr, ih, Reserved::NONE.with_fast(true)).await;
+    assert_eq!(third.recv().await, Message::HaveAll);
+    first.expect_closed().await;
+    get_unchoked(&mut third).await;
+    assert_eq!(download(&mut third, &t, 4).await, data);
+    assert_eq!(server.seeder.stats().connections_evicted, 1);
+    drop(second);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn peers_that_request_nothing_are_dropped() {
+    let server = Server::start(SeederOptions {
+        inactive_timeout: Duration::from_secs(1),
+        ..SeederOptions::default()
+    })
+    .await;
+    let data = content(32 * 1024, 10);
+    let t = server.add(&data, 16384, Format::V1);
+    let ih = t.info_hash_v1.unwrap();
+    // Not interested, only keep-alives: dropped after the inactive timeout.
+    let mut quiet = Client::connect(server.addr, ih, Reserved::NONE.with_fast(true)).await;
+    assert_eq!(quiet.recv().await, Message::HaveAll);
+    let started = std::time::Instant::now();
+    quiet.send(&Message::KeepAlive).await;
+    quiet.expect_closed().await;
+    assert!(started.elapsed() >= Duration::from_millis(900));
+    // Unchoked and asking: kept past the timeout.
+    let mut busy = Client::connect(server.addr, ih, Reserved::NONE.with_fast(true)).await;
+    assert_eq!(busy.recv().await, Message::HaveAll);
+    get_unchoked(&mut busy).await;
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        assert_eq!(download(&mut busy, &t, 2).await, data);
+    }
+    assert_eq!(server.seeder.stats().connections_inactive, 1);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn revoked_access_stops_a_connected_peer() {
+    let server = Server::start(SeederOptions {
+        access_recheck_every: Duration::from_millis(300),
+        ..SeederOptions::default()
+    })
+    .await;
+    let data = content(32 * 1024, 11);
+    let t = server.add(&data, 16384, Format::V1);
+    let ih = t.info_hash_v1.unwrap();
+    let mut c = Client::connect(server.addr, ih, Reserved::NONE.with_fast(true)).await;
+    assert_eq!(c.recv().await, Message::HaveAll);
+    get_unchoked(&mut c).await;
+    assert_eq!(download(&mut c, &t, 2).await, data);
+    // The library stops serving the torrent: the connection ends without another request.
+    let revoked = std::time::Instant::now();
+    server.library.remove(&ih);
+    c.expect_closed().await;
+    assert!(
+        revoked.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        revoked.elapsed()
+    );
     server.stop().await;
 }
 

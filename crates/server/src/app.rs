@@ -153,7 +153,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             seedbucket_cluster::Cluster::start(
                 url,
                 &store,
-                Default::default(),
+                config.tracker.clone(),
                 config.tracker_rate_limit,
                 seeder_addr,
             )
@@ -164,7 +164,14 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     };
     let s3 = match &cluster {
         Some(c) => Seedbucket::with_tracker(store, keys.clone(), options, c.swarms.clone()),
-        None => Seedbucket::new(store, keys.clone(), options),
+        None => {
+            let tracker = Arc::new(seedbucket_tracker::Tracker::new(
+                config.tracker.clone(),
+                options.tracker_rate_limit,
+                options.seeder_addr,
+            ));
+            Seedbucket::with_tracker(store, keys.clone(), options, tracker)
+        }
     };
     let service = s3_service(s3.clone(), keys, &config.domains).map_err(anyhow::Error::msg)?;
     // The UDP tracker (BEP 15) on the same port number as S3.
@@ -196,6 +203,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             max_unchoked: config.seed_slots,
             upload_rate_limit_total: Some(config.seed_rate_limit).filter(|&n| n > 0),
             upload_rate_limit_per_peer: Some(config.seed_peer_rate_limit).filter(|&n| n > 0),
+            max_connections: config.seed_max_connections,
+            max_connections_per_address: config.seed_max_connections_per_address,
+            inactive_timeout: config.seed_inactive_timeout,
             ..Default::default()
         };
         let library = Arc::new(seedbucket_s3::seed_library::StoreLibrary::new(s3.clone()));

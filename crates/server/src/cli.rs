@@ -140,6 +140,28 @@ pub struct ServeArgs {
     /// Seeder upload limit in bytes per second for each peer; 0 = none [default: 0].
     #[arg(long, env = "SEEDBUCKET_SEED_PEER_RATE_LIMIT")]
     pub seed_peer_rate_limit: Option<u64>,
+    /// Most simultaneous seeder connections; at the cap a new one takes the slot of the
+    /// longest-idle peer [default: 500].
+    #[arg(long, env = "SEEDBUCKET_SEED_MAX_CONNECTIONS")]
+    pub seed_max_connections: Option<usize>,
+    /// Most simultaneous seeder connections from one address (IPv4 address, IPv6 /64); past it
+    /// a new one takes the slot of that address's longest-idle peer [default: 8].
+    #[arg(long, env = "SEEDBUCKET_SEED_MAX_CONNECTIONS_PER_ADDRESS")]
+    pub seed_max_connections_per_address: Option<usize>,
+    /// Seconds a seeder peer may go without requesting anything while not waiting for an
+    /// upload slot before it is dropped [default: 180].
+    #[arg(long, env = "SEEDBUCKET_SEED_INACTIVE_TIMEOUT")]
+    pub seed_inactive_timeout: Option<u64>,
+    /// Tracker entries in one swarm; a full swarm evicts its stalest entry [default: 20000].
+    #[arg(long, env = "SEEDBUCKET_TRACKER_MAX_PEERS_PER_TORRENT")]
+    pub tracker_max_peers_per_torrent: Option<usize>,
+    /// Tracker entries one address (IPv4 address, IPv6 /64) holds in one swarm; one more
+    /// evicts that address's stalest entry there [default: 16].
+    #[arg(long, env = "SEEDBUCKET_TRACKER_MAX_PEERS_PER_ADDRESS_PER_TORRENT")]
+    pub tracker_max_peers_per_address_per_torrent: Option<usize>,
+    /// Tracker entries one address holds over all swarms; more are refused [default: 2000].
+    #[arg(long, env = "SEEDBUCKET_TRACKER_MAX_PEERS_PER_ADDRESS")]
+    pub tracker_max_peers_per_address: Option<usize>,
     /// Admin listener serving /metrics (Prometheus text) and /health; `off` to disable
     /// [default: off].
     #[arg(long, env = "SEEDBUCKET_ADMIN_LISTEN")]

@@ -47,6 +47,21 @@ pub struct FileConfig {
     pub seed_rate_limit: u64,
     /// Seeder upload limit, bytes per second per peer; 0 = none.
     pub seed_peer_rate_limit: u64,
+    /// Most simultaneous seeder connections; at the cap a new one takes the slot of the
+    /// longest-idle peer (one with no requests outstanding). Example: 500.
+    pub seed_max_connections: usize,
+    /// Most simultaneous seeder connections from one address (IPv4 address, IPv6 /64).
+    /// Example: 8.
+    pub seed_max_connections_per_address: usize,
+    /// Seconds a seeder peer may go without requesting anything while not waiting for an
+    /// upload slot. Example: 180.
+    pub seed_inactive_timeout: u64,
+    /// Tracker entries in one swarm; a full swarm evicts its stalest entry. Example: 20000.
+    pub tracker_max_peers_per_torrent: usize,
+    /// Tracker entries one address (IPv4 address, IPv6 /64) holds in one swarm. Example: 16.
+    pub tracker_max_peers_per_address_per_torrent: usize,
+    /// Tracker entries one address holds over all swarms. Example: 2000.
+    pub tracker_max_peers_per_address: usize,
     /// Admin listener for /metrics and /health, or "off". Example: "127.0.0.1:9001".
     pub admin_listen: Option<String>,
     /// Where objects live: "embedded" (the data dir) or "s3" (gateway mode over an existing
@@ -92,6 +107,12 @@ impl Default for FileConfig {
             seed_slots: 4,
             seed_rate_limit: 0,
             seed_peer_rate_limit: 0,
+            seed_max_connections: 500,
+            seed_max_connections_per_address: 8,
+            seed_inactive_timeout: 180,
+            tracker_max_peers_per_torrent: 20_000,
+            tracker_max_peers_per_address_per_torrent: 16,
+            tracker_max_peers_per_address: 2_000,
             admin_listen: None,
             backend: "embedded".to_owned(),
             backend_endpoint: None,
@@ -200,6 +221,11 @@ pub struct Config {
     pub seed_slots: usize,
     pub seed_rate_limit: u64,
     pub seed_peer_rate_limit: u64,
+    pub seed_max_connections: usize,
+    pub seed_max_connections_per_address: usize,
+    pub seed_inactive_timeout: std::time::Duration,
+    /// The tracker's swarm limits (in this process or in Redis).
+    pub tracker: seedbucket_tracker::TrackerConfig,
     pub admin_listen: Option<SocketAddr>,
     /// Gateway mode's backend; `None`: the embedded store in `data_dir`.
     pub backend: Option<GatewayOptions>,
@@ -282,6 +308,34 @@ impl Config {
             seed_peer_rate_limit: args
                 .seed_peer_rate_limit
                 .unwrap_or(file.seed_peer_rate_limit),
+            seed_max_connections: args
+                .seed_max_connections
+                .unwrap_or(file.seed_max_connections)
+                .max(1),
+            seed_max_connections_per_address: args
+                .seed_max_connections_per_address
+                .unwrap_or(file.seed_max_connections_per_address)
+                .max(1),
+            seed_inactive_timeout: std::time::Duration::from_secs(
+                args.seed_inactive_timeout
+                    .unwrap_or(file.seed_inactive_timeout)
+                    .max(1),
+            ),
+            tracker: seedbucket_tracker::TrackerConfig {
+                max_peers_per_torrent: args
+                    .tracker_max_peers_per_torrent
+                    .unwrap_or(file.tracker_max_peers_per_torrent)
+                    .max(1),
+                max_peers_per_address_per_torrent: args
+                    .tracker_max_peers_per_address_per_torrent
+                    .unwrap_or(file.tracker_max_peers_per_address_per_torrent)
+                    .max(1),
+                max_peers_per_address: args
+                    .tracker_max_peers_per_address
+                    .unwrap_or(file.tracker_max_peers_per_address)
+                    .max(1),
+                ..seedbucket_tracker::TrackerConfig::default()
+            },
             admin_listen,
             torrent_max_size: args.torrent_max_size.unwrap_or(file.torrent_max_size),
             torrent_format,

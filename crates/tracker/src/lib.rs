@@ -6,11 +6,27 @@
 //! torrents, tokens) and which swarm key a hybrid's two hashes share, and passes the peer's
 //! address as seen on the socket (the `ip` parameter is not trusted).
 //!
-//! Memory: one peer costs about 100 bytes (20-byte id key, address, counters) plus hash-map
-//! overhead; the limits below bound the total.
+//! What one address can hold (so that one host cannot fill a swarm with fake entries):
+//! - A swarm has one entry per ip:port. An announce from an ip:port already listed replaces
+//!   that entry, whatever peer id it carries (an id is only an attribute of the entry, so
+//!   announcing under ever new ids adds nothing, and nobody can evict another host's entry by
+//!   naming its peer id). `stopped` removes the entry of the announcing ip:port.
+//! - Entries are counted per *address*: an IPv4 address, or an IPv6 /64 (one host usually
+//!   owns a whole /64). See [`address_key`].
+//! - In one swarm an address holds at most [`TrackerConfig::max_peers_per_address_per_torrent`]
+//!   entries; one more evicts that address's stalest entry in the swarm (a NAT'd host's newest
+//!   clients get in, a flooder only churns its own entries).
+//! - Over all swarms an address holds at most [`TrackerConfig::max_peers_per_address`] entries;
+//!   past that, new entries from it are refused with a warning (the announce still gets peers).
+//! - A full swarm ([`TrackerConfig::max_peers_per_torrent`], or the total
+//!   [`TrackerConfig::max_peers_total`] reached) evicts its stalest entry (least recently
+//!   announced) to take the new one, so real peers that keep announcing are always listed.
+//!
+//! Memory: one entry costs about 150 bytes (address, id, counters, two index entries) plus
+//! hash-map overhead; the limits above bound the total.
 
-use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::collections::{BTreeSet, HashMap};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -24,8 +40,18 @@ pub struct TrackerConfig {
     pub min_interval: u32,
     /// Peers not heard from for this long are dropped (interval plus grace).
     pub peer_ttl: u64,
+    /// Entries in one swarm; a full swarm evicts its stalest entry for a new one.
     pub max_peers_per_torrent: usize,
+    /// Entries in all swarms together; when reached, a swarm evicts its stalest entry for a
+    /// new one (a new, empty swarm cannot take any).
     pub max_peers_total: usize,
+    /// Entries one address (IPv4 address, IPv6 /64) holds in one swarm; one more evicts that
+    /// address's stalest entry there. Default 16: a NAT'd network rarely runs more clients of
+    /// one torrent, and 20,000 entries then need 1,250 addresses.
+    pub max_peers_per_address_per_torrent: usize,
+    /// Entries one address holds over all swarms; past that its new entries are refused.
+    /// Default 2,000: a seedbox seeding that many torrents from one address still fits.
+    pub max_peers_per_address: usize,
     pub default_numwant: u32,
     pub max_numwant: u32,
 }
@@ -38,25 +64,48 @@ impl Default for TrackerConfig {
             peer_ttl: 1800 + 600,
             max_peers_per_torrent: 20_000,
             max_peers_total: 1_000_000,
+            max_peers_per_address_per_torrent: 16,
+            max_peers_per_address: 2_000,
             default_numwant: 50,
             max_numwant: 200,
         }
     }
 }
 
+/// The address a peer's entries are counted under: an IPv4 address as it is (IPv4-mapped IPv6
+/// addresses too), an IPv6 address cut to its /64 network (the rest zero).
+pub fn address_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(v4) => IpAddr::V4(v4),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let s = v6.segments();
+                IpAddr::V6(Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+            }
+        },
+    }
+}
+
 #[derive(Debug, Clone)]
 struct Peer {
     addr: SocketAddr,
+    id: [u8; 20],
     left: u64,
     last_seen: u64,
 }
 
-/// One torrent's peers: a vector (so a reply is a contiguous run from a rotating start, O(numwant))
-/// with an index by peer id, and the seeder count kept up to date (no scan per announce).
+/// One torrent's entries: a vector (so a reply is a contiguous run from a rotating start,
+/// O(numwant)) indexed by ip:port, the same entries ordered by age (for expiry and eviction),
+/// and per address (for its cap), with the seeder count kept up to date (no scan per announce).
 #[derive(Debug, Default)]
 struct Swarm {
-    peers: Vec<([u8; 20], Peer)>,
-    index: HashMap<[u8; 20], usize>,
+    peers: Vec<Peer>,
+    index: HashMap<SocketAddr, usize>,
+    /// (last_seen, ip:port), stalest first.
+    by_age: BTreeSet<(u64, SocketAddr)>,
+    /// Address key → that address's entries here, stalest first.
+    by_address: HashMap<IpAddr, BTreeSet<(u64, SocketAddr)>>,
     seeders: usize,
     completed: u32,
     /// Rotates where peer lists start, so every peer gets handed out.
@@ -73,53 +122,123 @@ impl Swarm {
         )
     }
 
-    /// Inserts or updates; returns true if the peer is new.
-    fn upsert(&mut self, id: [u8; 20], peer: Peer) -> bool {
-        match self.index.get(&id) {
-            Some(&i) => {
-                let old = &mut self.peers[i].1;
-                self.seeders =
-                    self.seeders + usize::from(peer.left == 0) - usize::from(old.left == 0);
-                *old = peer;
-                false
-            }
-            None => {
-                self.seeders += usize::from(peer.left == 0);
-                self.index.insert(id, self.peers.len());
-                self.peers.push((id, peer));
-                true
-            }
-        }
+    fn entries_of(&self, address: &IpAddr) -> usize {
+        self.by_address.get(address).map_or(0, BTreeSet::len)
     }
 
-    fn remove(&mut self, id: &[u8; 20]) -> bool {
-        let Some(i) = self.index.remove(id) else {
+    /// Updates the entry of `peer.addr` in place (a new peer id replaces the old one); false if
+    /// there is none.
+    fn update(&mut self, peer: Peer) -> bool {
+        let Some(&i) = self.index.get(&peer.addr) else {
             return false;
         };
-        let (_, gone) = self.peers.swap_remove(i);
-        self.seeders -= usize::from(gone.left == 0);
-        if let Some((moved, _)) = self.peers.get(i) {
-            self.index.insert(*moved, i);
+        let Some(old) = self.peers.get_mut(i) else {
+            return false;
+        };
+        let (old_seen, addr) = (old.last_seen, old.addr);
+        self.seeders = self.seeders + usize::from(peer.left == 0) - usize::from(old.left == 0);
+        *old = peer;
+        let new_seen = old.last_seen;
+        self.by_age.remove(&(old_seen, addr));
+        self.by_age.insert((new_seen, addr));
+        if let Some(set) = self.by_address.get_mut(&address_key(addr.ip())) {
+            set.remove(&(old_seen, addr));
+            set.insert((new_seen, addr));
         }
         true
     }
 
-    fn expire(&mut self, now: u64, ttl: u64) -> usize {
-        self.last_expired = now;
-        let before = self.peers.len();
-        self.peers
-            .retain(|(_, p)| now.saturating_sub(p.last_seen) <= ttl);
-        if self.peers.len() != before {
-            self.index = self
-                .peers
-                .iter()
-                .enumerate()
-                .map(|(i, (id, _))| (*id, i))
-                .collect();
-            self.seeders = self.peers.iter().filter(|(_, p)| p.left == 0).count();
-        }
-        before - self.peers.len()
+    /// Adds an entry for an ip:port not listed yet.
+    fn insert(&mut self, peer: Peer) {
+        self.seeders += usize::from(peer.left == 0);
+        self.index.insert(peer.addr, self.peers.len());
+        self.by_age.insert((peer.last_seen, peer.addr));
+        self.by_address
+            .entry(address_key(peer.addr.ip()))
+            .or_default()
+            .insert((peer.last_seen, peer.addr));
+        self.peers.push(peer);
     }
+
+    /// Removes the entry of `addr`, if any.
+    fn remove(&mut self, addr: &SocketAddr) -> Option<Peer> {
+        let i = self.index.remove(addr)?;
+        let gone = self.peers.swap_remove(i);
+        self.seeders -= usize::from(gone.left == 0);
+        if let Some(moved) = self.peers.get(i) {
+            self.index.insert(moved.addr, i);
+        }
+        self.by_age.remove(&(gone.last_seen, gone.addr));
+        let key = address_key(gone.addr.ip());
+        if let Some(set) = self.by_address.get_mut(&key) {
+            set.remove(&(gone.last_seen, gone.addr));
+            if set.is_empty() {
+                self.by_address.remove(&key);
+            }
+        }
+        Some(gone)
+    }
+
+    /// The stalest entry of the swarm, or of one address in it.
+    fn stalest(&self, address: Option<&IpAddr>) -> Option<SocketAddr> {
+        match address {
+            None => self.by_age.first().map(|(_, a)| *a),
+            Some(k) => self.by_address.get(k)?.first().map(|(_, a)| *a),
+        }
+    }
+
+    /// Removes the entries not heard from within `ttl`; returns them.
+    fn expire(&mut self, now: u64, ttl: u64) -> Vec<Peer> {
+        self.last_expired = now;
+        let mut gone = Vec::new();
+        while let Some(&(seen, addr)) = self.by_age.first() {
+            if now.saturating_sub(seen) <= ttl {
+                break;
+            }
+            match self.remove(&addr) {
+                Some(p) => gone.push(p),
+                None => {
+                    // Not indexed (cannot happen): drop the stray age entry.
+                    self.by_age.remove(&(seen, addr));
+                }
+            }
+        }
+        gone
+    }
+}
+
+/// Whether a new ip:port gets into a swarm, and which entry makes room for it.
+enum Admit {
+    /// Insert, after removing this entry (if any).
+    Evicting(Option<SocketAddr>),
+    /// Not added; the reason goes back as a warning.
+    Refuse(&'static str),
+}
+
+/// The caps, in order: the address's own stalest entry in the swarm makes room when the address
+/// is at its cap there (the address's count stays the same); else an address at its cap over
+/// all swarms is refused; else a full swarm (or a full tracker) gives up its stalest entry.
+fn admission(
+    cfg: &TrackerConfig,
+    swarm: &Swarm,
+    address: &IpAddr,
+    held_by_address: usize,
+    total: usize,
+) -> Admit {
+    if swarm.entries_of(address) >= cfg.max_peers_per_address_per_torrent.max(1) {
+        return Admit::Evicting(swarm.stalest(Some(address)));
+    }
+    if held_by_address >= cfg.max_peers_per_address.max(1) {
+        return Admit::Refuse("too many peers from your address; you were not added");
+    }
+    if swarm.peers.len() >= cfg.max_peers_per_torrent.max(1) || total >= cfg.max_peers_total.max(1)
+    {
+        return match swarm.stalest(None) {
+            Some(v) => Admit::Evicting(Some(v)),
+            None => Admit::Refuse("the tracker is full; you were not added"),
+        };
+    }
+    Admit::Evicting(None)
 }
 
 /// Swarms expire their peers at most this often on announces (seconds); a global sweep runs too.
@@ -140,9 +259,23 @@ pub struct PeerAnnounce {
 pub struct Swarms {
     torrents: HashMap<[u8; 20], Swarm>,
     total_peers: usize,
+    /// Address key → its entries over all swarms.
+    per_address: HashMap<IpAddr, usize>,
 }
 
 impl Swarms {
+    /// Bookkeeping for entries that left a swarm.
+    fn forget(&mut self, gone: &Peer) {
+        self.total_peers = self.total_peers.saturating_sub(1);
+        let key = address_key(gone.addr.ip());
+        if let Some(n) = self.per_address.get_mut(&key) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.per_address.remove(&key);
+            }
+        }
+    }
+
     /// Records the announce and returns the reply: other peers (never the caller), counts.
     pub fn announce(
         &mut self,
@@ -151,38 +284,43 @@ impl Swarms {
         a: &PeerAnnounce,
         now: u64,
     ) -> AnnounceReply {
+        let mut gone = Vec::new();
         let swarm = self.torrents.entry(key).or_default();
         if now.saturating_sub(swarm.last_expired) >= EXPIRE_EVERY {
-            self.total_peers -= swarm.expire(now, cfg.peer_ttl);
+            gone = swarm.expire(now, cfg.peer_ttl);
         }
+        let address = address_key(a.addr.ip());
         let mut warning = None;
+        let mut added = false;
         match a.event {
-            Event::Stopped => {
-                if swarm.remove(&a.peer_id) {
-                    self.total_peers -= 1;
-                }
-            }
+            Event::Stopped => gone.extend(swarm.remove(&a.addr)),
             _ => {
                 if a.event == Event::Completed {
                     swarm.completed = swarm.completed.saturating_add(1);
                 }
-                let known = swarm.index.contains_key(&a.peer_id);
-                if known
-                    || (swarm.peers.len() < cfg.max_peers_per_torrent
-                        && self.total_peers < cfg.max_peers_total)
-                {
-                    if swarm.upsert(
-                        a.peer_id,
-                        Peer {
-                            addr: a.addr,
-                            left: a.left,
-                            last_seen: now,
-                        },
-                    ) {
-                        self.total_peers += 1;
+                let peer = Peer {
+                    addr: a.addr,
+                    id: a.peer_id,
+                    left: a.left,
+                    last_seen: now,
+                };
+                if !swarm.update(peer.clone()) {
+                    // Counts as they are once the entries expired above are forgotten.
+                    let held = self.per_address.get(&address).copied().unwrap_or(0);
+                    let held = held.saturating_sub(
+                        gone.iter()
+                            .filter(|p| address_key(p.addr.ip()) == address)
+                            .count(),
+                    );
+                    let total = self.total_peers.saturating_sub(gone.len());
+                    match admission(cfg, swarm, &address, held, total) {
+                        Admit::Refuse(why) => warning = Some(why.to_owned()),
+                        Admit::Evicting(victim) => {
+                            gone.extend(victim.and_then(|v| swarm.remove(&v)));
+                            swarm.insert(peer);
+                            added = true;
+                        }
                     }
-                } else {
-                    warning = Some("the swarm is full; you were not added".to_owned());
                 }
             }
         }
@@ -201,15 +339,24 @@ impl Swarms {
                 if peers.len() == want {
                     break;
                 }
-                let (id, p) = &swarm.peers[(start + k) % n];
-                if *id != a.peer_id && !(seeding && p.left == 0) {
-                    peers.push((p.addr, *id));
+                let Some(p) = swarm.peers.get((start + k) % n) else {
+                    break;
+                };
+                if p.addr != a.addr && p.id != a.peer_id && !(seeding && p.left == 0) {
+                    peers.push((p.addr, p.id));
                 }
             }
         }
         let (complete, incomplete) = swarm.counts();
         if swarm.peers.is_empty() && swarm.completed == 0 {
             self.torrents.remove(&key);
+        }
+        for p in &gone {
+            self.forget(p);
+        }
+        if added {
+            self.total_peers += 1;
+            *self.per_address.entry(address).or_insert(0) += 1;
         }
         AnnounceReply {
             interval: cfg.interval,
@@ -237,17 +384,24 @@ impl Swarms {
 
     /// Drops peers not heard from within the TTL, everywhere.
     pub fn expire(&mut self, cfg: &TrackerConfig, now: u64) {
-        let mut dropped = 0;
+        let mut gone = Vec::new();
         for s in self.torrents.values_mut() {
-            dropped += s.expire(now, cfg.peer_ttl);
+            gone.extend(s.expire(now, cfg.peer_ttl));
         }
-        self.total_peers -= dropped;
+        for p in &gone {
+            self.forget(p);
+        }
         self.torrents
             .retain(|_, s| !s.peers.is_empty() || s.completed > 0);
     }
 
     pub fn stats(&self) -> (usize, usize) {
         (self.torrents.len(), self.total_peers)
+    }
+
+    /// Entries `ip`'s address (see [`address_key`]) holds over all swarms.
+    pub fn entries_of_address(&self, ip: IpAddr) -> usize {
+        self.per_address.get(&address_key(ip)).copied().unwrap_or(0)
     }
 }
 
@@ -450,7 +604,7 @@ mod tests {
     }
 
     #[test]
-    fn limits() {
+    fn full_swarm_evicts_its_stalest_entry() {
         let cfg = TrackerConfig {
             max_peers_per_torrent: 2,
             max_numwant: 1,
@@ -458,11 +612,179 @@ mod tests {
         };
         let mut s = Swarms::default();
         for id in 1..=3 {
-            let r = s.announce(&cfg, [1; 20], &peer(id, 5, Event::Started), 0);
+            let r = s.announce(&cfg, [1; 20], &peer(id, 5, Event::Started), u64::from(id));
             assert!(r.peers.len() <= 1);
-            assert_eq!(r.warning.is_some(), id == 3);
+            assert!(r.warning.is_none());
         }
         assert_eq!(s.stats(), (1, 2));
+        // Peer 1 (the stalest) made room for peer 3.
+        let r = s.announce(
+            &cfg,
+            [1; 20],
+            &PeerAnnounce {
+                numwant: Some(10),
+                ..peer(9, 5, Event::None)
+            },
+            9,
+        );
+        let ids: Vec<u8> = r.peers.iter().map(|(_, id)| id[0]).collect();
+        assert!(!ids.contains(&1), "{ids:?}");
+        assert_eq!(s.entries_of_address("127.0.0.1".parse().unwrap()), 0);
+    }
+
+    fn from(addr: &str, id: u8) -> PeerAnnounce {
+        PeerAnnounce {
+            peer_id: [id; 20],
+            addr: addr.parse().unwrap(),
+            left: 10,
+            event: Event::None,
+            numwant: Some(200),
+        }
+    }
+
+    #[test]
+    fn one_entry_per_ip_port() {
+        let cfg = TrackerConfig::default();
+        let mut s = Swarms::default();
+        let k = [3; 20];
+        for id in 0..=200u8 {
+            s.announce(&cfg, k, &from("10.0.0.1:6881", id), u64::from(id));
+        }
+        assert_eq!(s.stats(), (1, 1));
+        let r = s.announce(&cfg, k, &from("10.0.0.2:6881", 1), 300);
+        // The latest peer id at 10.0.0.1:6881 is the one listed.
+        assert_eq!(r.peers, [("10.0.0.1:6881".parse().unwrap(), [200; 20])]);
+        // A stop from that ip:port removes its entry, whatever id it names.
+        s.announce(
+            &cfg,
+            k,
+            &PeerAnnounce {
+                event: Event::Stopped,
+                ..from("10.0.0.1:6881", 77)
+            },
+            301,
+        );
+        assert_eq!(s.scrape(&k).incomplete, 1);
+        // Naming another host's peer id from elsewhere does not evict it.
+        s.announce(&cfg, k, &from("10.0.0.3:1", 1), 302);
+        assert_eq!(s.scrape(&k).incomplete, 2);
+    }
+
+    #[test]
+    fn one_address_cannot_fill_a_swarm() {
+        let cfg = TrackerConfig {
+            max_peers_per_address_per_torrent: 4,
+            ..TrackerConfig::default()
+        };
+        let mut s = Swarms::default();
+        let k = [4; 20];
+        let real = from("192.0.2.7:51413", 42);
+        s.announce(&cfg, k, &real, 0);
+        for port in 1000..6000u16 {
+            let now = u64::from(port - 1000) / 4;
+            let r = s.announce(&cfg, k, &from(&format!("198.51.100.9:{port}"), 1), now);
+            assert!(r.warning.is_none());
+        }
+        assert_eq!(s.scrape(&k).incomplete, 5);
+        // The flooder holds its 4 newest ports; the real peer is still listed.
+        let r = s.announce(&cfg, k, &from("203.0.113.1:1", 2), 1300);
+        let mut got: Vec<SocketAddr> = r.peers.iter().map(|(a, _)| *a).collect();
+        got.sort();
+        let mut want: Vec<SocketAddr> = ["192.0.2.7:51413"]
+            .into_iter()
+            .chain([
+                "198.51.100.9:5996",
+                "198.51.100.9:5997",
+                "198.51.100.9:5998",
+                "198.51.100.9:5999",
+            ])
+            .map(|a| a.parse().unwrap())
+            .collect();
+        want.sort();
+        assert_eq!(got, want);
+        // IPv6 addresses of one /64 count as one address.
+        for i in 1..=10u16 {
+            s.announce(&cfg, k, &from(&format!("[2001:db8::{i:x}]:7000"), 3), 1400);
+        }
+        assert_eq!(s.entries_of_address("2001:db8::ffff".parse().unwrap()), 4);
+        assert_eq!(
+            address_key("::ffff:10.1.2.3".parse().unwrap()),
+            "10.1.2.3".parse::<IpAddr>().unwrap()
+        );
+    }
+
+    #[test]
+    fn address_cap_over_all_swarms() {
+        let cfg = TrackerConfig {
+            max_peers_per_address: 3,
+            ..TrackerConfig::default()
+        };
+        let mut s = Swarms::default();
+        for t in 0..5u8 {
+            let r = s.announce(&cfg, [t; 20], &from("198.51.100.9:6881", 1), 0);
+            assert_eq!(r.warning.is_some(), t >= 3, "torrent {t}");
+        }
+        assert_eq!(s.stats().1, 3);
+        // Updating an entry it already has is always allowed; leaving frees room.
+        assert!(
+            s.announce(&cfg, [0; 20], &from("198.51.100.9:6881", 1), 1)
+                .warning
+                .is_none()
+        );
+        s.announce(
+            &cfg,
+            [0; 20],
+            &PeerAnnounce {
+                event: Event::Stopped,
+                ..from("198.51.100.9:6881", 1)
+            },
+            2,
+        );
+        assert!(
+            s.announce(&cfg, [4; 20], &from("198.51.100.9:6881", 1), 3)
+                .warning
+                .is_none()
+        );
+        // Other addresses are not affected.
+        assert!(
+            s.announce(&cfg, [4; 20], &from("198.51.100.10:6881", 1), 3)
+                .warning
+                .is_none()
+        );
+        // Expiry gives the address its room back.
+        s.expire(&cfg, 10 + cfg.peer_ttl);
+        assert_eq!(s.entries_of_address("198.51.100.9".parse().unwrap()), 0);
+        assert_eq!(s.stats(), (0, 0));
+    }
+
+    #[test]
+    fn full_tracker_takes_room_from_the_swarm() {
+        let cfg = TrackerConfig {
+            max_peers_total: 3,
+            ..TrackerConfig::default()
+        };
+        let mut s = Swarms::default();
+        for i in 1..=3u8 {
+            s.announce(
+                &cfg,
+                [1; 20],
+                &from(&format!("10.0.0.{i}:1"), i),
+                u64::from(i),
+            );
+        }
+        // A new swarm has nothing to give up; the full one trades its stalest entry.
+        assert!(
+            s.announce(&cfg, [2; 20], &from("10.0.0.9:1", 9), 5)
+                .warning
+                .is_some()
+        );
+        assert!(
+            s.announce(&cfg, [1; 20], &from("10.0.0.9:1", 9), 5)
+                .warning
+                .is_none()
+        );
+        assert_eq!(s.stats().1, 3);
+        assert_eq!(s.entries_of_address("10.0.0.1".parse().unwrap()), 0);
     }
 }
 
