@@ -39,8 +39,6 @@ use redis::aio::ConnectionManager;
 use seedbucket_tracker::{ADMISSION_WINDOW, PeerAnnounce, SwarmStore, TrackerConfig, Unavailable};
 use seedbucket_wire::tracker::http::{AnnounceReply, Event, ScrapeEntry};
 
-/// Entries one address may hold in one swarm (0: no limit).
-const MAX_PEERS_PER_ADDRESS: u32 = 16;
 /// How long a node answers a large swarm's announces from one sample.
 pub const SAMPLE_TTL: Duration = Duration::from_secs(1);
 /// Samples kept per node before stale ones are dropped.
@@ -407,7 +405,7 @@ impl SwarmStore for RedisSwarms {
             .arg(encode_entry(seeding, &a.peer_id))
             .arg(event_name(a.event))
             .arg(self.config.max_peers_per_torrent)
-            .arg(MAX_PEERS_PER_ADDRESS);
+            .arg(self.config.max_peers_per_address_per_torrent);
         let mut pipe = redis::pipe();
         pipe.add_command(script);
         if ask > 0 {
