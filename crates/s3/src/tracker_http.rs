@@ -38,9 +38,12 @@ const UNREGISTERED: &str =
 /// (access key or empty for anonymous, bucket, key).
 type ReaderKey = (String, String, String);
 
+/// The sources of an info-hash, and when they were read.
+type CachedSources = (Arc<TorrentSources>, Instant);
+
 #[derive(Default)]
 pub(crate) struct AdmissionCache {
-    torrents: Mutex<HashMap<[u8; 20], (Arc<TorrentSources>, Instant)>>,
+    torrents: Mutex<HashMap<[u8; 20], CachedSources>>,
     /// (access key, bucket, key) → whether that key may read the object, and when checked.
     readers: Mutex<HashMap<ReaderKey, (bool, Instant)>>,
     /// Tokens already verified (token, info-hash) → what they let through: saves an HMAC per
