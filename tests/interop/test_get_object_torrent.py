@@ -244,7 +244,8 @@ def test_webseed_ranges_and_version_pinning(s3, bucket):
     bad = f"{forged[0]}/9999999999.SBFAKE.00000000000000000000000000000000/{forged[2]}"
     with pytest.raises(urllib.error.HTTPError) as e:
         urllib.request.urlopen(bad)
-    assert e.value.code == 403
+    # Answered as an unknown info-hash (issue 14): a forged token learns nothing.
+    assert e.value.code == 404
     # The object changes: the old torrent's webseed never serves the new bytes.
     s3.put_object(Bucket=bucket, Key="ws/file.bin", Body=b"new content")
     with pytest.raises(urllib.error.HTTPError) as e:

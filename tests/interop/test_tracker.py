@@ -73,7 +73,8 @@ def test_announce_scrape_and_refusals(s3, bucket):
     assert "/announce?sb_token=" in ann  # the path libtorrent accepts for a tracker on a private address
     base = ann.split("/announce?")[0]
     no_token = announce(base + "/announce", v1, b"C" * 20, 7003, 1)
-    assert b"private" in no_token[b"failure reason"]
+    # As for an unknown info-hash (issue 14): a guess does not learn that the torrent exists.
+    assert b"unregistered" in no_token[b"failure reason"]
     forged = announce(base + "/announce?sb_token=SBFAKE.00000000000000000000000000000000", v1, b"C" * 20, 7003, 1)
     assert b"failure reason" in forged
     # The same tracker under /_seedbucket/tracker/<token>/announce.

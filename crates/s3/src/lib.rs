@@ -15,6 +15,7 @@ pub mod seed_library;
 pub mod service;
 pub mod stats;
 pub mod tokens;
+mod torrent_sources;
 pub mod tracker_http;
 mod udp_tracker;
 mod webseed;

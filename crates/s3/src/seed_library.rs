@@ -1,12 +1,12 @@
 //! The seeder's view of the store ([`seedbucket_seeder::Library`]): which torrents exist, who
 //! may download them, and their bytes.
 //!
-//! - A handshake's info-hash must name a torrent this server issued, whose object still has
-//!   the version the torrent was made from.
-//! - Open torrents: the object must still be readable by anyone. Private torrents: the peer's
+//! - A handshake's info-hash must name a torrent this server issued, one of whose objects is
+//!   unchanged since (`torrent_sources`: identical bytes under several keys share an info-hash).
+//! - Open torrents: that object must still be readable by anyone. Private torrents: the peer's
 //!   IP address must have announced that torrent to our tracker with a valid token within the
-//!   last [`seedbucket_tracker::ADMISSION_WINDOW`], and that token's key must still be allowed to read the object.
-//!   Knowing an info-hash is not enough to read a private object.
+//!   last [`seedbucket_tracker::ADMISSION_WINDOW`], and that token's key must still be allowed
+//!   to read the token's object. Knowing an info-hash is not enough to read a private object.
 //! - Each served version keeps one pinned reader (its blobs survive an overwrite while peers
 //!   finish a block); it is re-validated every few seconds, and once the object changed or was
 //!   deleted, or lost its readers, reads fail and the seeder drops those peers.
@@ -27,6 +27,8 @@ use seedbucket_store::pieces::IssuedTorrent;
 use seedbucket_torrent::Format;
 
 use crate::Seedbucket;
+use crate::tokens::TokenGrant;
+use crate::torrent_sources::Resolved;
 
 /// How often a served version is re-checked against the store and the access rules.
 const REVALIDATE_EVERY: Duration = Duration::from_secs(5);
@@ -41,7 +43,10 @@ const MAX_ACCESS_ANSWERS: usize = 1_000;
 
 /// One version being served.
 struct Served {
+    /// The source the reader reads.
     issued: IssuedTorrent,
+    /// The source the last admitted peer was checked against (the same bytes).
+    admitted: IssuedTorrent,
     torrent: Arc<SeedTorrent>,
     reader: Arc<ObjectReader>,
     checked: Instant,
@@ -71,17 +76,12 @@ impl StoreLibrary {
         self.served.lock().ok()?.get(info_hash).cloned()
     }
 
-    /// Whether the torrent may still be served: same version, still readable.
-    async fn still_valid(&self, issued: &IssuedTorrent, access_key: Option<&str>) -> bool {
-        match self
-            .app
-            .store
-            .head_object(&issued.bucket, &issued.key)
-            .await
-        {
-            Ok(rec) if rec.version == issued.version => self.app.may_read(access_key, issued).await,
-            _ => false,
-        }
+    /// Whether the reader's object still has the version it reads.
+    async fn still_current(&self, issued: &IssuedTorrent) -> bool {
+        matches!(
+            self.app.store.head_object(&issued.bucket, &issued.key).await,
+            Ok(rec) if rec.version == issued.version
+        )
     }
 
     async fn open(
@@ -119,6 +119,7 @@ impl StoreLibrary {
         }
         let now = Instant::now();
         let entry = Arc::new(Mutex::new(Served {
+            admitted: issued.clone(),
             issued,
             torrent: Arc::new(torrent.clone()),
             reader: Arc::new(reader),
@@ -160,36 +161,47 @@ impl StoreLibrary {
 #[async_trait::async_trait]
 impl Library for StoreLibrary {
     async fn lookup(&self, info_hash: &[u8; 20], peer: SocketAddr) -> Option<Arc<SeedTorrent>> {
-        let issued = self
+        let sources = self
             .app
             .store
-            .torrent(&hex::encode(info_hash))
+            .torrent_sources(&hex::encode(info_hash))
             .await
-            .ok()??;
+            .ok()?;
         let mut primary = [0u8; 20];
-        hex::decode_to_slice(&issued.info_hash, &mut primary).ok()?;
-        let access_key = if issued.private {
-            Some(
-                self.app
-                    .tracker
-                    .admission(primary, peer.ip())
-                    .await
-                    .ok()??,
-            )
+        hex::decode_to_slice(&sources.records.first()?.info_hash, &mut primary).ok()?;
+        let grant = if sources.private() {
+            let admission = self
+                .app
+                .tracker
+                .admission(primary, peer.ip())
+                .await
+                .ok()??;
+            Some(TokenGrant::from_admission(&admission))
         } else {
             None
         };
-        if !self.still_valid(&issued, access_key.as_deref()).await {
+        let Resolved::Serve(issued) = self.app.resolve_source(&sources, grant.as_ref()).await
+        else {
             return None;
-        }
+        };
         let entry = match self.cached(info_hash) {
-            Some(e) => e,
-            None => self.open(info_hash, issued).await?,
+            Some(e) => {
+                let reading = e.lock().ok()?.issued.clone();
+                if reading == issued || self.still_current(&reading).await {
+                    e
+                } else {
+                    let torrent = e.lock().ok()?.torrent.clone();
+                    self.forget(&torrent);
+                    self.open(info_hash, issued.clone()).await?
+                }
+            }
+            None => self.open(info_hash, issued.clone()).await?,
         };
         let mut e = entry.lock().ok()?;
         e.used = Instant::now();
         e.checked = Instant::now();
-        e.access_key = access_key;
+        e.admitted = issued;
+        e.access_key = grant.map(|g| g.access_key);
         Some(e.torrent.clone())
     }
 
@@ -204,11 +216,13 @@ impl Library for StoreLibrary {
             let mut e = entry.lock().map_err(|_| gone())?;
             e.used = Instant::now();
             let recheck = (e.checked.elapsed() >= REVALIDATE_EVERY)
-                .then(|| (e.issued.clone(), e.access_key.clone()));
+                .then(|| (e.issued.clone(), e.admitted.clone(), e.access_key.clone()));
             (e.reader.clone(), recheck)
         };
-        if let Some((issued, access_key)) = recheck {
-            if !self.still_valid(&issued, access_key.as_deref()).await {
+        if let Some((issued, admitted, access_key)) = recheck {
+            if !self.still_current(&issued).await
+                || !self.app.may_read(access_key.as_deref(), &admitted).await
+            {
                 self.forget(torrent);
                 return Err(gone());
             }

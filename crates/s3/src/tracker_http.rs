@@ -5,9 +5,11 @@
 //! `/_seedbucket/tracker/[<token>/]announce` and `…/scrape` work too.
 //!
 //! Only info-hashes of torrents this server issued are tracked (both hashes of a hybrid lead to
-//! one swarm, keyed by its primary hash). A private torrent's announce must carry a token issued
-//! to a key that still exists and may read the object. Every refusal is a bencoded
-//! `failure reason` with status 200, as clients expect, never an HTML page.
+//! one swarm, keyed by its primary hash), while one of their objects still serves them
+//! (`torrent_sources`). A private torrent's announce must carry a token issued to a key that
+//! still exists and may read the token's object; without one it is refused as an unknown
+//! info-hash is. Every refusal is a bencoded `failure reason` with status 200, as clients
+//! expect, never an HTML page.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -16,25 +18,37 @@ use std::time::{Duration, Instant};
 
 use http::{HeaderValue, Response, header};
 use s3s::Body;
-use seedbucket_store::pieces::IssuedTorrent;
+use seedbucket_store::pieces::{IssuedTorrent, TorrentSources};
 use seedbucket_tracker::PeerAnnounce;
 use seedbucket_wire::tracker::http::{encode_failure, encode_scrape, parse_announce, parse_scrape};
 
 use crate::Seedbucket;
+use crate::tokens::TokenGrant;
+use crate::torrent_sources::Resolved;
 
-/// What the tracker looks up on every announce, kept in memory: issued torrents never change
-/// (a changed object gets new info-hashes); whether a key may read an object is re-checked
-/// after a few seconds, so revoking a key or an ACL takes effect quickly.
+/// The refusal of an info-hash this tracker does not serve, and of a private torrent announced
+/// without a genuine token: the same words, so that a guess learns nothing.
+const UNREGISTERED: &str =
+    "unregistered torrent: this tracker serves torrents issued by this server";
+
+/// What the tracker looks up on every announce, kept in memory for a few seconds: the sources of
+/// an info-hash (read again at once when they refuse an announce, so a new source counts
+/// immediately) and whether a key may read an object (so revoking a key or an ACL takes
+/// effect quickly).
 /// (access key or empty for anonymous, bucket, key).
 type ReaderKey = (String, String, String);
 
+/// The sources of an info-hash, and when they were read.
+type CachedSources = (Arc<TorrentSources>, Instant);
+
 #[derive(Default)]
 pub(crate) struct AdmissionCache {
-    torrents: Mutex<HashMap<[u8; 20], Arc<IssuedTorrent>>>,
+    torrents: Mutex<HashMap<[u8; 20], CachedSources>>,
     /// (access key, bucket, key) → whether that key may read the object, and when checked.
     readers: Mutex<HashMap<ReaderKey, (bool, Instant)>>,
-    /// Tokens already verified (token, info-hash) → access key: saves an HMAC per announce.
-    tokens: Mutex<HashMap<(String, String), String>>,
+    /// Tokens already verified (token, info-hash) → what they let through: saves an HMAC per
+    /// announce.
+    tokens: Mutex<HashMap<(String, String), TokenGrant>>,
     /// UDP connection ids by client IP: (window, id for that window, id for the one before).
     connection_ids: Mutex<HashMap<std::net::IpAddr, (u64, u64, u64)>>,
 }
@@ -43,40 +57,42 @@ impl AdmissionCache {
     const MAX_ENTRIES: usize = 100_000;
     const READER_TTL: Duration = Duration::from_secs(5);
 
-    fn torrent(&self, h: &[u8; 20]) -> Option<Arc<IssuedTorrent>> {
-        self.torrents.lock().ok()?.get(h).cloned()
+    fn sources(&self, h: &[u8; 20]) -> Option<Arc<TorrentSources>> {
+        let m = self.torrents.lock().ok()?;
+        let (sources, at) = m.get(h)?;
+        (at.elapsed() < Self::READER_TTL).then(|| sources.clone())
     }
 
-    fn remember_torrent(&self, h: [u8; 20], rec: IssuedTorrent) -> Arc<IssuedTorrent> {
-        let rec = Arc::new(rec);
+    fn remember_sources(&self, h: [u8; 20], sources: TorrentSources) -> Arc<TorrentSources> {
+        let sources = Arc::new(sources);
         if let Ok(mut m) = self.torrents.lock() {
             if m.len() >= Self::MAX_ENTRIES {
                 m.clear();
             }
-            m.insert(h, rec.clone());
+            m.insert(h, (sources.clone(), Instant::now()));
         }
-        rec
+        sources
     }
 
-    /// The access key of a tracker token for `info_hash`, verified once and then remembered.
-    fn token_key(
+    /// What a tracker token for `info_hash` lets through, verified once and then remembered.
+    fn token_grant(
         &self,
         keys: &crate::tokens::TokenKey,
         token: &str,
         info_hash: &str,
-    ) -> Option<String> {
+    ) -> Option<TokenGrant> {
         let k = (token.to_owned(), info_hash.to_owned());
-        if let Some(ak) = self.tokens.lock().ok()?.get(&k) {
-            return Some(ak.clone());
+        if let Some(grant) = self.tokens.lock().ok()?.get(&k) {
+            return Some(grant.clone());
         }
-        let ak = keys.check_tracker_token(token, info_hash)?.to_owned();
+        let grant = keys.check_tracker_token(token, info_hash)?;
         if let Ok(mut m) = self.tokens.lock() {
             if m.len() >= Self::MAX_ENTRIES {
                 m.clear();
             }
-            m.insert(k, ak.clone());
+            m.insert(k, grant.clone());
         }
-        Some(ak)
+        Some(grant)
     }
 
     /// The UDP connection ids valid now for `ip`: this window's and the previous one's.
@@ -315,56 +331,66 @@ impl Seedbucket {
         }
     }
 
-    /// The issued torrent of an info-hash, if the token (for private torrents) lets the caller in.
+    /// The source an announce of `info_hash` counts for, and what its token (for private
+    /// torrents) lets through; `Err`: the failure reason.
     pub(crate) async fn admitted(
         &self,
         info_hash: &[u8; 20],
         token: Option<&str>,
-    ) -> Result<(Arc<IssuedTorrent>, Option<String>), &'static str> {
-        let rec = match self.admission.torrent(info_hash) {
-            Some(rec) => rec,
-            None => match self.store.torrent(&hex::encode(info_hash)).await {
-                Ok(Some(rec)) => self.admission.remember_torrent(*info_hash, rec),
-                Ok(None) if self.options.open_tracker => {
-                    // `--open-tracker`: any info-hash, as an open swarm of its own.
-                    Arc::new(IssuedTorrent {
-                        bucket: String::new(),
-                        key: String::new(),
-                        version: String::new(),
-                        name: String::new(),
-                        format: "v1".to_owned(),
-                        private: false,
-                        info_hash: hex::encode(info_hash),
-                        created_ns: 0,
-                    })
-                }
-                Ok(None) => {
-                    return Err(
-                        "unregistered torrent: this tracker serves torrents issued by this server",
-                    );
-                }
-                Err(_) => return Err("storage unavailable, try again later"),
-            },
+    ) -> Result<(IssuedTorrent, Option<TokenGrant>), &'static str> {
+        if let Some(sources) = self.admission.sources(info_hash)
+            && let Ok(admitted) = self.admit_to(&sources, token).await
+        {
+            return Ok(admitted);
+        }
+        let sources = match self.store.torrent_sources(&hex::encode(info_hash)).await {
+            Ok(s) => s,
+            Err(_) => return Err("storage unavailable, try again later"),
         };
-        if rec.private {
-            let key = token
-                .and_then(|t| {
-                    self.admission
-                        .token_key(&self.options.token_key, t, &rec.info_hash)
-                })
-                .ok_or("this private torrent needs the announce URL of its .torrent file")?;
-            let allowed = self.may_read(Some(&key), &rec).await;
-            if !allowed {
-                return Err(
-                    "the object changed since its torrent was issued, or the key of this announce URL may no longer read it",
-                );
+        if sources.is_empty() && self.options.open_tracker {
+            // `--open-tracker`: any info-hash, as an open swarm of its own.
+            let open = IssuedTorrent {
+                bucket: String::new(),
+                key: String::new(),
+                version: String::new(),
+                name: String::new(),
+                format: "v1".to_owned(),
+                private: false,
+                info_hash: hex::encode(info_hash),
+                created_ns: 0,
+            };
+            return Ok((open, None));
+        }
+        if sources.is_empty() {
+            return Err(UNREGISTERED);
+        }
+        let sources = self.admission.remember_sources(*info_hash, sources);
+        self.admit_to(&sources, token).await
+    }
+
+    async fn admit_to(
+        &self,
+        sources: &TorrentSources,
+        token: Option<&str>,
+    ) -> Result<(IssuedTorrent, Option<TokenGrant>), &'static str> {
+        let grant = match (sources.private(), sources.records.first(), token) {
+            (true, Some(rec), Some(token)) => {
+                self.admission
+                    .token_grant(&self.options.token_key, token, &rec.info_hash)
             }
-            return Ok((rec, Some(key)));
+            _ => None,
+        };
+        match self.resolve_source(sources, grant.as_ref()).await {
+            Resolved::Serve(rec) => Ok((rec, grant)),
+            Resolved::Unknown => Err(UNREGISTERED),
+            Resolved::Gone => Err(
+                "gone: the object of this torrent was deleted or changed since the torrent was issued",
+            ),
+            Resolved::Forbidden if sources.private() => {
+                Err("the key of this announce URL may no longer read the object")
+            }
+            Resolved::Forbidden => Err("this object is no longer public"),
         }
-        if !rec.bucket.is_empty() && !self.may_read(None, &rec).await {
-            return Err("this object changed since its torrent was issued, or is no longer public");
-        }
-        Ok((rec, None))
     }
 
     /// A swarm's scrape numbers, our seeders counted among the seeds (zeros when the
@@ -390,7 +416,7 @@ impl Seedbucket {
     pub(crate) async fn swarm_announce(
         &self,
         rec: &IssuedTorrent,
-        access_key: Option<&str>,
+        grant: Option<&TokenGrant>,
         peer: &PeerAnnounce,
     ) -> Result<seedbucket_wire::tracker::http::AnnounceReply, String> {
         let mut key = [0u8; 20];
@@ -400,11 +426,11 @@ impl Seedbucket {
             tracing::warn!(error = %e, "announce refused");
             "tracker state unavailable; try again later".to_owned()
         };
-        if let Some(ak) = access_key
+        if let Some(grant) = grant
             && peer.event != seedbucket_wire::tracker::http::Event::Stopped
         {
             self.tracker
-                .admit(key, peer.addr.ip(), ak)
+                .admit(key, peer.addr.ip(), &grant.to_admission())
                 .await
                 .map_err(unavailable)?;
         }
@@ -446,7 +472,7 @@ impl Seedbucket {
         {
             return failure("rate limited: too many announces from your address; slow down");
         }
-        let (rec, access_key) = match self.admitted(&a.info_hash, token).await {
+        let (rec, grant) = match self.admitted(&a.info_hash, token).await {
             Ok(r) => r,
             Err(reason) => {
                 self.stats
@@ -466,10 +492,7 @@ impl Seedbucket {
             event: a.event,
             numwant: a.numwant,
         };
-        let reply = match self
-            .swarm_announce(&rec, access_key.as_deref(), &peer)
-            .await
-        {
+        let reply = match self.swarm_announce(&rec, grant.as_ref(), &peer).await {
             Ok(r) => r,
             Err(reason) => return failure(&reason),
         };

@@ -103,7 +103,7 @@ impl Seedbucket {
                 }
                 let query = a.url_data.splitn(2, |&b| b == b'?').nth(1).unwrap_or(&[]);
                 let token = crate::tracker_http::token_from_query(&String::from_utf8_lossy(query));
-                let (rec, access_key) = match self.admitted(&a.info_hash, token.as_deref()).await {
+                let (rec, grant) = match self.admitted(&a.info_hash, token.as_deref()).await {
                     Ok(r) => r,
                     Err(reason) => return Some(error_reply(a.transaction_id, reason)),
                 };
@@ -117,10 +117,7 @@ impl Seedbucket {
                     event: a.event,
                     numwant: a.numwant,
                 };
-                let reply = match self
-                    .swarm_announce(&rec, access_key.as_deref(), &peer)
-                    .await
-                {
+                let reply = match self.swarm_announce(&rec, grant.as_ref(), &peer).await {
                     Ok(r) => r,
                     Err(reason) => return Some(error_reply(a.transaction_id, &reason)),
                 };
@@ -148,8 +145,10 @@ impl Seedbucket {
                 let mut entries = Vec::with_capacity(info_hashes.len());
                 for h in info_hashes {
                     // Scrape carries no URL data: private torrents answer zeros.
-                    let entry = match self.store.torrent(&hex::encode(h)).await {
-                        Ok(Some(rec)) if !rec.private => {
+                    let sources = self.store.torrent_sources(&hex::encode(h)).await;
+                    let first = sources.ok().and_then(|s| s.records.into_iter().next());
+                    let entry = match first {
+                        Some(rec) if !rec.private => {
                             let mut key = [0u8; 20];
                             match hex::decode_to_slice(&rec.info_hash, &mut key) {
                                 Ok(()) => self.scrape_entry(&rec, &key).await,

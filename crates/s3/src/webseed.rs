@@ -1,8 +1,10 @@
 //! The BEP 19 webseed: `GET /_seedbucket/webseed/{info-hash}/{token}/{name}`.
 //!
-//! The info-hash names one issued torrent and so one object version; if the object changed
-//! since, the answer is `410 Gone`, never other bytes. A private torrent's token must be
-//! genuine, unexpired, and its key must still be allowed to read the object. `Range` is served
+//! The info-hash names the objects that issued it (`torrent_sources`); the bytes come from one
+//! that is unchanged since, and once none is (for a private torrent: once the token's object is
+//! not) the answer is `410 Gone`, never other bytes. A private torrent's token must be genuine,
+//! unexpired, and its key must still be allowed to read its object; without one, the answer is
+//! that of an unknown info-hash. `Range` is served
 //! with `206` and `Content-Range` (transmission stalls on a 200), through the same reader as
 //! GetObject.
 
@@ -12,6 +14,7 @@ use s3s::dto::StreamingBlob;
 
 use crate::Seedbucket;
 use crate::handlers::object::BodyStream;
+use crate::torrent_sources::Resolved;
 
 fn plain(status: StatusCode, msg: &str) -> Response<Body> {
     let mut r = Response::new(Body::from(format!("{msg}\n")));
@@ -57,6 +60,9 @@ pub(crate) fn parse_range(value: Option<&str>, size: u64) -> Result<Option<(u64,
     Ok(Some((start, end)))
 }
 
+/// The answer to an info-hash with no torrent this requester may learn of.
+const UNKNOWN: &str = "no torrent with that info-hash and file name";
+
 /// The token segment of a public torrent's webseed URL (public torrents need none).
 pub(crate) const PUBLIC_TOKEN: &str = "public";
 
@@ -78,55 +84,54 @@ impl Seedbucket {
             return plain(StatusCode::NOT_FOUND, "no such webseed");
         };
         let ih = ih.to_ascii_lowercase();
-        let torrent = match self.store.torrent(&ih).await {
-            Ok(Some(t)) => t,
-            Ok(None) => return plain(StatusCode::NOT_FOUND, "no torrent with that info-hash"),
+        let sources = match self.store.torrent_sources(&ih).await {
+            Ok(s) => s,
             Err(e) => {
                 tracing::error!(error = %e, "webseed lookup failed");
-                return plain(StatusCode::INTERNAL_SERVER_ERROR, "internal error");
+                return plain(StatusCode::SERVICE_UNAVAILABLE, "storage unavailable");
             }
         };
-        let name = percent_encoding::percent_decode_str(name).decode_utf8_lossy();
-        if name != torrent.name {
-            return plain(
-                StatusCode::NOT_FOUND,
-                "the torrent has no file of that name",
-            );
-        }
-        let mut token_key = None;
-        if torrent.private {
+        let grant = sources.records.first().and_then(|t| {
             let now = time::OffsetDateTime::now_utc().unix_timestamp();
-            let Some(access_key) =
-                self.options
-                    .token_key
-                    .check_webseed_token(token, &torrent.info_hash, now)
-            else {
-                return plain(StatusCode::FORBIDDEN, "invalid or expired webseed token");
-            };
-            token_key = Some(access_key);
+            self.options
+                .token_key
+                .check_webseed_token(token, &t.info_hash, now)
+        });
+        let name = percent_encoding::percent_decode_str(name).decode_utf8_lossy();
+        // A private torrent without a genuine token, or with another file name, is answered
+        // exactly like an unknown info-hash: a guess learns nothing.
+        if sources.records.first().is_none_or(|t| t.name != name) {
+            return plain(StatusCode::NOT_FOUND, UNKNOWN);
         }
-        // A changed or deleted object is 410 whoever asks; access is checked on what remains.
-        let reader = match self.store.open_object(&torrent.bucket, &torrent.key).await {
-            Ok(r) => r,
-            Err(_) => return plain(StatusCode::GONE, "the object of this torrent is gone"),
+        let torrent = match self.resolve_source(&sources, grant.as_ref()).await {
+            Resolved::Unknown => return plain(StatusCode::NOT_FOUND, UNKNOWN),
+            Resolved::Gone => {
+                return plain(
+                    StatusCode::GONE,
+                    "the object of this torrent was deleted or changed since it was issued",
+                );
+            }
+            Resolved::Forbidden if sources.private() => {
+                return plain(
+                    StatusCode::FORBIDDEN,
+                    "the key of this token may no longer read the object",
+                );
+            }
+            Resolved::Forbidden => {
+                return plain(StatusCode::FORBIDDEN, "the object is no longer public");
+            }
+            Resolved::Serve(t) => t,
         };
-        if reader.record.version != torrent.version {
-            return plain(
-                StatusCode::GONE,
-                "the object changed since this torrent was issued",
-            );
-        }
-        if let Some(access_key) = token_key
-            && !self.may_read(Some(access_key), &torrent).await
-        {
-            return plain(
-                StatusCode::FORBIDDEN,
-                "the key of this token may no longer read the object",
-            );
-        }
-        if !torrent.private && !self.may_read(None, &torrent).await {
-            return plain(StatusCode::FORBIDDEN, "the object is no longer public");
-        }
+        // The source's version, read once more: it may change between the check and the read.
+        let reader = match self.store.open_object(&torrent.bucket, &torrent.key).await {
+            Ok(r) if r.record.version == torrent.version => r,
+            _ => {
+                return plain(
+                    StatusCode::GONE,
+                    "the object of this torrent was deleted or changed since it was issued",
+                );
+            }
+        };
         let size = reader.record.size;
         let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
         let (status, start, end) = match parse_range(range, size) {

@@ -342,10 +342,10 @@ impl Embedded {
             .await
     }
 
-    /// The torrent issued under an info-hash (hex, lower case).
-    pub async fn torrent(&self, info_hash: &str) -> Result<Option<pieces::IssuedTorrent>> {
+    /// Every object recorded under an info-hash (hex, lower case).
+    pub async fn torrent_sources(&self, info_hash: &str) -> Result<pieces::TorrentSources> {
         let h = info_hash.to_ascii_lowercase();
-        self.blocking(move |i| i.meta.torrent(&h)).await
+        self.blocking(move |i| i.meta.torrent_sources(&h)).await
     }
 
     // ---- multipart ----

@@ -422,7 +422,8 @@ impl Store {
 
     // ---- torrents ----
 
-    async fn stored_pieces(
+    /// The piece hashes stored for this version, if any (never made here).
+    pub async fn stored_pieces(
         &self,
         rec: &ObjectRecord,
         bucket: &str,
@@ -629,7 +630,7 @@ impl Store {
         });
     }
 
-    /// Records an issued torrent under its info-hashes (hex).
+    /// Records an issued torrent under its info-hashes (hex), as their source for its object.
     pub async fn issue_torrent(
         &self,
         hashes: Vec<String>,
@@ -641,12 +642,12 @@ impl Store {
         }
     }
 
-    /// The torrent issued under an info-hash (hex).
-    pub async fn torrent(&self, info_hash: &str) -> Result<Option<pieces::IssuedTorrent>> {
+    /// Every object recorded as a source of an info-hash (hex).
+    pub async fn torrent_sources(&self, info_hash: &str) -> Result<pieces::TorrentSources> {
         let h = info_hash.to_ascii_lowercase();
         match &self.backend {
-            Backend::Embedded(e) => e.torrent(&h).await,
-            Backend::Gateway(g) => g.torrent(&h).await,
+            Backend::Embedded(e) => e.torrent_sources(&h).await,
+            Backend::Gateway(g) => g.torrent_sources(&h).await,
         }
     }
 

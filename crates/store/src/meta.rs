@@ -17,7 +17,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::{Result, StoreError};
-use crate::pieces::{IssuedTorrent, StoredPieces};
+use crate::pieces::{IssuedTorrent, StoredPieces, TorrentSources};
 use crate::records::{BucketRecord, ObjectRecord, PartRecord, UploadRecord};
 
 const BUCKETS: TableDefinition<&str, &[u8]> = TableDefinition::new("buckets");
@@ -29,8 +29,12 @@ const GARBAGE: TableDefinition<&str, ()> = TableDefinition::new("garbage");
 const INLINE: TableDefinition<&str, &[u8]> = TableDefinition::new("inline");
 /// object version → encoded [`crate::pieces::StoredPieces`]
 const PIECES: TableDefinition<&str, &[u8]> = TableDefinition::new("pieces");
-/// info-hash (hex: v1, and the truncated v2 for v2/hybrid) → [`IssuedTorrent`] (JSON)
+/// The format of before: info-hash (hex: v1, and the truncated v2 for v2/hybrid) → the first
+/// [`IssuedTorrent`] (JSON). Read, never written: [`TORRENT_SOURCES`] replaced it.
 const TORRENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("torrents");
+/// `{info-hash}/{object id}` → the [`IssuedTorrent`] (JSON) of that object under that info-hash
+/// (see [`crate::pieces::TorrentSources`]).
+const TORRENT_SOURCES: TableDefinition<&str, &[u8]> = TableDefinition::new("torrent_sources");
 
 /// Conditions a write must meet, checked inside the transaction (`If-Match`, `If-None-Match`).
 #[derive(Debug, Clone, Default)]
@@ -140,6 +144,7 @@ impl Meta {
             tx.open_table(INLINE)?;
             tx.open_table(PIECES)?;
             tx.open_table(TORRENTS)?;
+            tx.open_table(TORRENT_SOURCES)?;
         }
         tx.commit()?;
         let db = Arc::new(db);
@@ -719,38 +724,49 @@ impl Meta {
         })
     }
 
-    /// Records an issued torrent under each of its info-hashes (hex), keeping an earlier record.
+    /// Records an issued torrent under each of its info-hashes (hex), as the source of those
+    /// info-hashes for its object (replacing that object's earlier record, if any).
     pub fn issue_torrent(&self, hashes: &[String], rec: &IssuedTorrent) -> Result<()> {
-        let (hashes, value) = (hashes.to_vec(), serde_json::to_vec(rec)?);
+        let id = rec.object_id();
+        let keys: Vec<String> = hashes.iter().map(|h| format!("{h}/{id}")).collect();
+        let value = serde_json::to_vec(rec)?;
         let read = self.db.begin_read()?;
-        let t = read.open_table(TORRENTS)?;
-        let mut all_known = true;
-        for h in &hashes {
-            all_known &= t.get(h.as_str())?.is_some();
+        let t = read.open_table(TORRENT_SOURCES)?;
+        let mut unchanged = true;
+        for k in &keys {
+            unchanged &= t
+                .get(k.as_str())?
+                .is_some_and(|v| v.value() == value.as_slice());
         }
-        if all_known {
+        if unchanged {
             return Ok(());
         }
         self.write(move |tx| {
-            let mut t = tx.open_table(TORRENTS)?;
-            for h in &hashes {
-                if t.get(h.as_str())?.is_none() {
-                    t.insert(h.as_str(), value.as_slice())?;
-                }
+            let mut t = tx.open_table(TORRENT_SOURCES)?;
+            for k in &keys {
+                t.insert(k.as_str(), value.as_slice())?;
             }
             Ok(())
         })
     }
 
-    /// The torrent issued under this info-hash (hex, lower case).
-    pub fn torrent(&self, info_hash: &str) -> Result<Option<IssuedTorrent>> {
+    /// Every object recorded under this info-hash (hex, lower case), with a record of the
+    /// format of before if there is one.
+    pub fn torrent_sources(&self, info_hash: &str) -> Result<TorrentSources> {
         let tx = self.db.begin_read()?;
+        let mut records = Vec::new();
+        let t = tx.open_table(TORRENT_SOURCES)?;
+        // `0` follows `/`: the range holds exactly the keys `{info_hash}/…`.
+        let (from, to) = (format!("{info_hash}/"), format!("{info_hash}0"));
+        for entry in t.range(from.as_str()..to.as_str())? {
+            records.push(decode(entry?.1.value())?);
+        }
         let t = tx.open_table(TORRENTS)?;
-        let out = match t.get(info_hash)? {
+        let legacy = match t.get(info_hash)? {
             Some(v) => Some(decode(v.value())?),
             None => None,
         };
-        Ok(out)
+        Ok(TorrentSources::new(records, legacy))
     }
 
     // ---- blob bookkeeping ----
@@ -894,5 +910,47 @@ mod tests {
         assert_eq!(prefix_successor(b"a/"), Some(b"a0".to_vec()));
         assert_eq!(prefix_successor(&[b'a', 0xff]), Some(b"b".to_vec()));
         assert_eq!(prefix_successor(&[0xff]), None);
+    }
+
+    fn issued(bucket: &str, version: &str) -> IssuedTorrent {
+        IssuedTorrent {
+            bucket: bucket.into(),
+            key: "m/weights.bin".into(),
+            version: version.into(),
+            name: "weights.bin".into(),
+            format: "v1".into(),
+            private: false,
+            info_hash: "ab".repeat(20),
+            created_ns: 1,
+        }
+    }
+
+    #[test]
+    fn every_object_of_an_info_hash_is_kept_and_old_records_still_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = Meta::open(&dir.path().join("meta.redb")).unwrap();
+        let ih = "ab".repeat(20);
+        // A record of the format of before: the first object that issued the info-hash.
+        let tx = meta.db.begin_write().unwrap();
+        tx.open_table(TORRENTS)
+            .unwrap()
+            .insert(
+                ih.as_str(),
+                encode(&issued("first", "v1")).unwrap().as_slice(),
+            )
+            .unwrap();
+        tx.commit().unwrap();
+        let got = meta.torrent_sources(&ih).unwrap();
+        assert_eq!(got.records, vec![issued("first", "v1")]);
+        meta.issue_torrent(std::slice::from_ref(&ih), &issued("second", "x"))
+            .unwrap();
+        meta.issue_torrent(std::slice::from_ref(&ih), &issued("first", "v2"))
+            .unwrap();
+        let got = meta.torrent_sources(&ih).unwrap();
+        assert_eq!(got.records.len(), 2);
+        assert_eq!(got.of_object(None), Some(&issued("first", "v2")));
+        let second = crate::pieces::object_id("second", "m/weights.bin");
+        assert_eq!(got.of_object(Some(&second)), Some(&issued("second", "x")));
+        assert!(meta.torrent_sources(&"cd".repeat(20)).unwrap().is_empty());
     }
 }

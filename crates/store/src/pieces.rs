@@ -1,5 +1,9 @@
 //! Stored torrent piece hashes of an object version, and the registry of issued torrents.
 //!
+//! An info-hash is a function of the bytes and the file name, so several objects can issue the
+//! same one: the registry keeps one [`IssuedTorrent`] per object (bucket and key) under each
+//! info-hash, and [`TorrentSources`] is what one info-hash maps to.
+//!
 //! The hashes are made while a PUT is written (or once, lazily, for objects that have none) and
 //! kept in a compact binary record: piece length, length, creation time, then the v1 SHA-1
 //! pieces, the v2 pieces root and the v2 piece layer, each with a presence flag and length.
@@ -119,6 +123,66 @@ pub struct IssuedTorrent {
     pub created_ns: i64,
 }
 
+/// The id of an object (bucket and key) among the sources of an info-hash: hex of the first 16
+/// bytes of SHA-256 over `bucket`, a NUL and `key`. Private torrents' tokens name it, and the
+/// registry files records under it.
+pub fn object_id(bucket: &str, key: &str) -> String {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    h.update(bucket.as_bytes());
+    h.update([0u8]);
+    h.update(key.as_bytes());
+    hex::encode(&h.finalize()[..16])
+}
+
+impl IssuedTorrent {
+    /// [`object_id`] of this record's object.
+    pub fn object_id(&self) -> String {
+        object_id(&self.bucket, &self.key)
+    }
+}
+
+/// Every object recorded as serving one info-hash. Their bytes and file name are identical
+/// (that is what the info-hash says), so any of them that is still unchanged can serve it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TorrentSources {
+    /// One record per object: the version its latest `?torrent` was made from.
+    pub records: Vec<IssuedTorrent>,
+    /// The object of a record kept in the format of before, one record per info-hash: tokens
+    /// made then name no object and were issued for that one.
+    pub legacy: Option<String>,
+}
+
+impl TorrentSources {
+    /// Sources from per-object records and an optional record of the old format (which counts
+    /// only when no per-object record names its object).
+    pub fn new(mut records: Vec<IssuedTorrent>, legacy: Option<IssuedTorrent>) -> Self {
+        let legacy = legacy.map(|old| {
+            let id = old.object_id();
+            if !records.iter().any(|r| r.object_id() == id) {
+                records.push(old);
+            }
+            id
+        });
+        Self { records, legacy }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    /// Whether the torrent is private (the flag is in the info dict, so all records agree).
+    pub fn private(&self) -> bool {
+        self.records.first().is_some_and(|r| r.private)
+    }
+
+    /// The record of the object with this id (`None`: the legacy record).
+    pub fn of_object(&self, id: Option<&str>) -> Option<&IssuedTorrent> {
+        let id = id.or(self.legacy.as_deref())?;
+        self.records.iter().find(|r| r.object_id() == id)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -137,5 +201,44 @@ mod tests {
         };
         assert_eq!(StoredPieces::decode(&p.encode()).unwrap(), p);
         assert!(StoredPieces::decode(&p.encode()[..10]).is_err());
+    }
+
+    fn issued(bucket: &str, version: &str) -> IssuedTorrent {
+        IssuedTorrent {
+            bucket: bucket.into(),
+            key: "k/weights.bin".into(),
+            version: version.into(),
+            name: "weights.bin".into(),
+            format: "hybrid".into(),
+            private: true,
+            info_hash: "ab".repeat(20),
+            created_ns: 0,
+        }
+    }
+
+    #[test]
+    fn sources_keep_every_object_and_the_legacy_one() {
+        let s = TorrentSources::new(vec![issued("b1", "v2")], Some(issued("b1", "v1")));
+        assert_eq!(
+            s.records.len(),
+            1,
+            "a newer record of the legacy object replaces it"
+        );
+        assert_eq!(s.of_object(None).map(|r| r.version.as_str()), Some("v2"));
+        let s = TorrentSources::new(vec![issued("b2", "x")], Some(issued("b1", "v1")));
+        assert_eq!(s.records.len(), 2);
+        assert_eq!(s.of_object(None).map(|r| r.bucket.as_str()), Some("b1"));
+        let b2 = object_id("b2", "k/weights.bin");
+        assert_eq!(
+            s.of_object(Some(&b2)).map(|r| r.bucket.as_str()),
+            Some("b2")
+        );
+        assert!(s.of_object(Some(&object_id("b3", "k"))).is_none());
+        assert!(
+            TorrentSources::new(vec![issued("b2", "x")], None)
+                .of_object(None)
+                .is_none()
+        );
+        assert_ne!(object_id("a", "b/c"), object_id("a/b", "c"));
     }
 }

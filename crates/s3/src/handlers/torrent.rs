@@ -18,12 +18,16 @@ use crate::Seedbucket;
 use crate::access::{Action, Principal};
 use crate::error::to_s3;
 
-/// The file name inside the torrent: the key's last non-empty path segment.
+/// The file name inside the torrent: the key's last path segment that names a file, with `\\`
+/// counted as a separator too (Windows clients split on it); segments that are empty, `.` or
+/// `..` are skipped, and NUL and other control characters become `_`.
 pub(crate) fn torrent_name(key: &str) -> String {
-    key.rsplit('/')
+    key.rsplit(['/', '\\'])
         .find(|s| !s.is_empty() && *s != "." && *s != "..")
         .unwrap_or("object")
-        .to_owned()
+        .chars()
+        .map(|c| if c.is_control() { '_' } else { c })
+        .collect()
 }
 
 /// Query parameters of `?torrent`.
@@ -149,6 +153,8 @@ impl Seedbucket {
             .map_err(|e| s3_error!(InternalError, "{e}"))?;
         let ih = InfoHashes::of_info(&info, format);
         let id = hex::encode(ih.primary());
+        // Tokens name the object: another object with the same bytes has the same info-hash.
+        let object_id = seedbucket_store::pieces::object_id(&input.bucket, &input.key);
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
         let expires =
             now.saturating_add(i64::try_from(opts.webseed_expiry_secs).unwrap_or(i64::MAX));
@@ -160,12 +166,12 @@ impl Seedbucket {
                     "{}/announce?{}={}",
                     opts.public_url,
                     crate::tracker_http::TOKEN_PARAM,
-                    opts.token_key.tracker_token(&id, ak)
+                    opts.token_key.tracker_token(&id, ak, &object_id)
                 ),
                 format!(
                     "{}/_seedbucket/webseed/{id}/{}/",
                     opts.public_url,
-                    opts.token_key.webseed_token(&id, ak, expires)
+                    opts.token_key.webseed_token(&id, ak, &object_id, expires)
                 ),
             ),
             None => (
@@ -182,13 +188,9 @@ impl Seedbucket {
             Format::V2 => webseed_base.clone(),
             _ => format!("{webseed_base}{}", path_segment(&name)),
         };
-        let mut hashes = vec![id.clone()];
-        if let (Some(v2), true) = (ih.v2_truncated(), format == Format::Hybrid) {
-            hashes.push(hex::encode(v2));
-        }
         self.store
             .issue_torrent(
-                hashes,
+                crate::torrent_sources::recorded_hashes(&ih, format),
                 IssuedTorrent {
                     bucket: input.bucket.clone(),
                     key: input.key.clone(),
@@ -302,5 +304,9 @@ mod tests {
         assert_eq!(torrent_name("dir/"), "dir");
         assert_eq!(torrent_name("x/.."), "x");
         assert_eq!(torrent_name("/"), "object");
+        assert_eq!(torrent_name("a/..\\..\\evil.exe"), "evil.exe");
+        assert_eq!(torrent_name("x/a\\.."), "a");
+        assert_eq!(torrent_name("x/we\0ights.bin"), "we_ights.bin");
+        assert_eq!(torrent_name("\\"), "object");
     }
 }

@@ -8,7 +8,9 @@
 //! - `objects/{bucket}/{key}.json`: owner, ACL, tags and checksums of an object, valid for the
 //!   backend ETag it names
 //! - `pieces/{sha256(bucket/key)}/{etag}`: torrent piece hashes of one object version
-//! - `torrents/{info-hash}.json`: issued torrents
+//! - `torrents/{info-hash}/{object id}.json`: the torrent an object issued under an info-hash,
+//!   one per object serving it (`pieces::TorrentSources`); `torrents/{info-hash}.json`, the
+//!   format of before (one record per info-hash), is still read
 //! - `uploads/{id}.json`, `uploads/{id}/{part:05}.json`: multipart uploads in progress
 //!
 //! Reads are cached for a few seconds ([`MetaBucket::get`]); writes through this node update
@@ -31,6 +33,15 @@ use crate::error::{Result, StoreError};
 
 /// Cached entries at most; past it the cache starts over.
 const MAX_CACHED: usize = 50_000;
+
+/// What a folder's cached listing is kept under: no stored key ends in a `/` then a NUL.
+const LISTING: &str = "\0";
+
+/// The cache entry of the listing of `key`'s folder.
+fn listing_entry(key: &str) -> String {
+    let folder = key.rsplit_once('/').map_or("", |(f, _)| f);
+    format!("{folder}/{LISTING}")
+}
 
 pub(crate) struct MetaBucket {
     client: Client,
@@ -80,10 +91,12 @@ impl MetaBucket {
         }
     }
 
-    /// Forgets a cached entry (another node changed it, or a caller needs it fresh).
+    /// Forgets a cached entry (another node changed it, or a caller needs it fresh), and the
+    /// cached listing of its folder.
     pub(crate) fn forget(&self, key: &str) {
         if let Ok(mut c) = self.cache.lock() {
             c.remove(key);
+            c.remove(&listing_entry(key));
         }
     }
 
@@ -134,6 +147,9 @@ impl MetaBucket {
             .await
             .map_err(backend_error)?;
         self.remember(key, Some(value));
+        if let Ok(mut c) = self.cache.lock() {
+            c.remove(&listing_entry(key));
+        }
         self.announce(key);
         Ok(())
     }
@@ -175,6 +191,25 @@ impl MetaBucket {
                 _ => return Ok(keys),
             }
         }
+    }
+
+    /// Every key under `prefix` (which ends in `/`), as listed within the last few seconds; a
+    /// write through this node, or a change notice, under that folder lists it again.
+    pub(crate) async fn list_cached(&self, prefix: &str) -> Result<Vec<String>> {
+        let entry = format!("{prefix}{LISTING}");
+        if let Ok(c) = self.cache.lock()
+            && let Some((at, Some(v))) = c.get(&entry)
+            && at.elapsed() < self.ttl
+        {
+            return Ok(String::from_utf8_lossy(v)
+                .split('\n')
+                .filter(|k| !k.is_empty())
+                .map(str::to_owned)
+                .collect());
+        }
+        let keys = self.list(prefix).await?;
+        self.remember(&entry, Some(Bytes::from(keys.join("\n"))));
+        Ok(keys)
     }
 
     pub(crate) async fn get_json<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {

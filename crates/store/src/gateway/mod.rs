@@ -36,7 +36,7 @@ use crate::digest::ChecksumSelection;
 use crate::error::{Result, StoreError};
 use crate::ingest::{self, Destination, Staged, StagedBody};
 use crate::meta::{ListPage, ListQuery, WriteCondition};
-use crate::pieces::{IssuedTorrent, StoredPieces};
+use crate::pieces::{IssuedTorrent, StoredPieces, TorrentSources};
 use crate::records::*;
 use crate::{INLINE_MAX, MAX_PUT_SIZE, ObjectReader, now_ns};
 
@@ -233,8 +233,14 @@ fn part_key(id: &str, n: u32) -> String {
     format!("uploads/{id}/{n:05}.json")
 }
 
-fn torrent_key(info_hash: &str) -> String {
+/// The record of the format of before: one per info-hash, the first object that issued it.
+fn legacy_torrent_key(info_hash: &str) -> String {
     format!("torrents/{info_hash}.json")
+}
+
+/// The folder of the sources of an info-hash: `{object id}.json` per object.
+fn torrent_sources_folder(info_hash: &str) -> String {
+    format!("torrents/{info_hash}/")
 }
 
 /// What a CopyObject source key keeps unescaped (`x-amz-copy-source` is URL-encoded).
@@ -1396,26 +1402,39 @@ impl Gateway {
         .await
     }
 
-    /// Records an issued torrent under each of its info-hashes; the first record of an
-    /// info-hash stays (as in embedded mode).
+    /// Records an issued torrent under each of its info-hashes, as their source for its object
+    /// (replacing that object's earlier record).
     pub(crate) async fn issue_torrent(
         &self,
         hashes: Vec<String>,
         rec: IssuedTorrent,
     ) -> Result<()> {
+        let id = rec.object_id();
         for h in hashes {
-            let key = torrent_key(&h);
-            if timed(self.meta.get(&key)).await?.is_none() {
+            let key = format!("{}{id}.json", torrent_sources_folder(&h));
+            if timed(self.meta.get_json::<IssuedTorrent>(&key))
+                .await?
+                .as_ref()
+                != Some(&rec)
+            {
                 timed(self.meta.put_json(&key, &rec)).await?;
             }
         }
         Ok(())
     }
 
-    pub(crate) async fn torrent(&self, info_hash: &str) -> Result<Option<IssuedTorrent>> {
+    pub(crate) async fn torrent_sources(&self, info_hash: &str) -> Result<TorrentSources> {
         if info_hash.len() > 64 || !info_hash.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Ok(None);
+            return Ok(TorrentSources::default());
         }
-        timed(self.meta.get_json(&torrent_key(info_hash))).await
+        let folder = torrent_sources_folder(info_hash);
+        let mut records = Vec::new();
+        for key in timed(self.meta.list_cached(&folder)).await? {
+            if let Some(rec) = timed(self.meta.get_json(&key)).await? {
+                records.push(rec);
+            }
+        }
+        let legacy = timed(self.meta.get_json(&legacy_torrent_key(info_hash))).await?;
+        Ok(TorrentSources::new(records, legacy))
     }
 }
