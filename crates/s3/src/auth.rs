@@ -27,13 +27,26 @@ pub fn caller(keys: &KeyRing, credentials: Option<&s3s::auth::Credentials>) -> S
         .ok_or_else(|| s3_error!(InvalidAccessKeyId))
 }
 
-/// Lets every request, signed or anonymous, reach its handler: the handlers authorize with
-/// ACLs and policies (`crate::access`), which s3s's default check (anonymous = denied) cannot.
-pub struct HandlersDecide;
+/// The codec's access hook, run after the signature is verified and before a body is read:
+/// an operation whose body is buffered whole (configuration XML, DeleteObjects,
+/// CompleteMultipartUpload) must first pass the authorization its handler would make
+/// ([`crate::Seedbucket::authorize_before_body`]), so an unauthorized caller cannot make
+/// the server read and hold its body. Everything else reaches its handler, which authorizes
+/// with ACLs and policies (`crate::access`); s3s's default check (anonymous = denied) would
+/// refuse what those allow.
+pub struct BeforeBody(pub crate::Seedbucket);
 
 #[async_trait::async_trait]
-impl s3s::access::S3Access for HandlersDecide {
-    async fn check(&self, _cx: &mut s3s::access::S3AccessContext<'_>) -> S3Result<()> {
-        Ok(())
+impl s3s::access::S3Access for BeforeBody {
+    async fn check(&self, cx: &mut s3s::access::S3AccessContext<'_>) -> S3Result<()> {
+        let path = cx.s3_path();
+        self.0
+            .authorize_before_body(
+                cx.s3_op().name(),
+                cx.credentials(),
+                path.get_bucket_name(),
+                path.get_object_key(),
+            )
+            .await
     }
 }

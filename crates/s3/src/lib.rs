@@ -7,12 +7,16 @@
 
 mod access;
 mod auth;
+pub mod body_limits;
 mod conditional;
+pub mod connections;
 pub mod cors;
 mod error;
+pub mod guarded_body;
 pub(crate) mod handlers;
 pub mod seed_library;
 pub mod service;
+mod sigv4_checks;
 pub mod stats;
 pub mod tokens;
 mod torrent_sources;

@@ -13,6 +13,9 @@ use s3s::service::{S3Service, S3ServiceBuilder};
 use s3s::{Body, HttpError};
 use seedbucket_store::credentials::KeyRing;
 
+use crate::body_limits::OverCap;
+use crate::connections::ConnActivity;
+use crate::guarded_body::{BodyFailure, BodyLimits, BodyReport, GuardedBody};
 use crate::{KeyRingAuth, Seedbucket};
 
 /// Path prefix of everything on the S3 port that is not S3.
@@ -25,9 +28,17 @@ pub fn s3_service(
     keys: Arc<KeyRing>,
     domains: &[String],
 ) -> Result<S3Service, String> {
-    let mut b = S3ServiceBuilder::new(s3);
+    let mut b = S3ServiceBuilder::new(s3.clone());
     b.set_auth(KeyRingAuth(keys));
-    b.set_access(crate::auth::HandlersDecide);
+    b.set_access(crate::auth::BeforeBody(s3));
+    // The front caps each buffered body at its operation's limit (`body_limits`); the
+    // codec's own cap is the largest of them, as a backstop.
+    let mut config = s3s::config::S3Config::default();
+    config.xml_max_body_size =
+        usize::try_from(crate::body_limits::LARGEST_CAP).unwrap_or(usize::MAX);
+    b.set_config(Arc::new(s3s::config::StaticConfigProvider::new(Arc::new(
+        config,
+    ))));
     if !domains.is_empty() {
         b.set_host(DomainHost::new(domains)?);
     }
@@ -101,6 +112,10 @@ pub struct Frontend {
     node: u32,
     /// Virtual-host domains, to find the bucket of a CORS request.
     domains: Option<Arc<DomainHost>>,
+    /// Caps, timeouts and the memory budget of request bodies.
+    body_limits: Arc<BodyLimits>,
+    /// What this connection is doing, for its idle and header timeouts.
+    activity: Option<Arc<ConnActivity>>,
 }
 
 /// True when the query string has the `torrent` subresource.
@@ -179,7 +194,15 @@ impl Frontend {
             counter: Arc::new(AtomicU64::new(0)),
             node: rand_node(),
             domains,
+            body_limits: Arc::default(),
+            activity: None,
         })
+    }
+
+    /// With these limits on request bodies instead of the defaults.
+    pub fn with_body_limits(mut self, limits: Arc<BodyLimits>) -> Self {
+        self.body_limits = limits;
+        self
     }
 
     /// The bucket a request addresses (virtual host or first path segment), for CORS.
@@ -234,6 +257,123 @@ impl Frontend {
         }
     }
 
+    /// A clone for one connection from `remote` whose requests are noted in `activity`.
+    pub fn for_tracked_connection(
+        &self,
+        remote: std::net::SocketAddr,
+        activity: Arc<ConnActivity>,
+    ) -> Self {
+        Self {
+            remote: Some(remote),
+            activity: Some(activity),
+            ..self.clone()
+        }
+    }
+
+    /// Whether the request names an object (not only a bucket).
+    fn names_key(&self, req: &Request<Incoming>) -> bool {
+        let virtual_host = match (&self.domains, req.headers().get(http::header::HOST)) {
+            (Some(d), Some(h)) => h
+                .to_str()
+                .ok()
+                .map(strip_port)
+                .is_some_and(|h| d.bucket_of(h).is_some()),
+            _ => false,
+        };
+        crate::body_limits::path_has_key(req.uri().path(), virtual_host)
+    }
+
+    /// Hands a request to s3s once its head passes the checks that need no body: the SigV4
+    /// form, and the body's declared size against its operation's cap. The body goes in
+    /// guarded (cap, stall and rate limits, buffer budget); if it was cut, the answer is the
+    /// S3 error for why.
+    async fn call_s3(&self, req: Request<Incoming>) -> Result<Response<Body>, HttpError> {
+        let query = req.uri().query().unwrap_or("");
+        if let Err(r) =
+            crate::sigv4_checks::check(req.headers(), query, req.uri().authority().is_some())
+        {
+            tracing::debug!(code = r.code, message = %r.message, "refused before the signature check");
+            let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::BAD_REQUEST);
+            return Ok(xml_error(status, r.code, &r.message, &r.extra));
+        }
+        let content_type = req
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok());
+        let kind = crate::body_limits::classify(
+            req.method().as_str(),
+            self.names_key(&req),
+            query,
+            content_type,
+        );
+        let declared = req
+            .headers()
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        let Some((cap, over)) = kind.cap() else {
+            return Ok(xml_error(
+                StatusCode::NOT_IMPLEMENTED,
+                "NotImplemented",
+                "POST Object (browser form uploads) is not supported; use PUT.",
+                "",
+            ));
+        };
+        if let Some(len) = declared
+            && len > cap
+        {
+            return Ok(over_cap_error(over, cap, Some(len)));
+        }
+        let report: Arc<std::sync::Mutex<BodyReport>> = Arc::default();
+        let buffered = kind.is_buffered();
+        let limits = self.body_limits.clone();
+        let req = req.map(|incoming| {
+            Body::http_body_unsync(
+                GuardedBody::new(
+                    incoming,
+                    limits,
+                    Some((cap, over)),
+                    buffered,
+                    report.clone(),
+                )
+                .with_declared_length(declared),
+            )
+        });
+        let resp = self.s3.call(req).await?;
+        let (failure, head, received) = match report.lock() {
+            Ok(r) => (r.failure, r.head.clone(), r.received),
+            Err(_) => (None, Vec::new(), 0),
+        };
+        if buffered && resp.status().is_client_error() && !head.is_empty() {
+            tracing::debug!(
+                status = resp.status().as_u16(),
+                body = %crate::body_limits::excerpt(&head, received),
+                "refused a configuration body"
+            );
+        }
+        Ok(match failure {
+            None => resp,
+            Some(BodyFailure::TooLarge { over, cap }) => over_cap_error(over, cap, None),
+            Some(BodyFailure::Stalled) => xml_error(
+                StatusCode::BAD_REQUEST,
+                "RequestTimeout",
+                "Your socket connection to the server was not read from or written to within the timeout period. Idle connections will be closed.",
+                "",
+            ),
+            Some(BodyFailure::NoBudget) => {
+                let mut r = xml_error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "SlowDown",
+                    "Please reduce your request rate.",
+                    "",
+                );
+                r.headers_mut()
+                    .insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+                r
+            }
+        })
+    }
+
     /// The client of a request: the connection's peer, or, when that peer is a trusted
     /// proxy (`--trusted-proxy`), the address it appended to `X-Forwarded-For`.
     fn client_addr(&self, headers: &http::HeaderMap) -> Option<std::net::SocketAddr> {
@@ -251,6 +391,7 @@ impl Frontend {
     }
 
     async fn handle(self, req: Request<Incoming>) -> Result<Response<Body>, HttpError> {
+        let _in_progress = self.activity.as_ref().map(|a| a.request_started());
         let request_id = self.next_request_id();
         let is_head = req.method() == Method::HEAD;
         let path = req.uri().path().to_owned();
@@ -297,7 +438,7 @@ impl Frontend {
         } else if is_torrent_request(req.uri()) {
             let json = crate::handlers::wants_json(req.headers());
             let resp = if req.method() == Method::GET {
-                self.s3.call(req.map(Body::from)).await?
+                self.call_s3(req).await?
             } else {
                 let extra = format!(
                     "<Method>{}</Method><ResourceType>TORRENT</ResourceType>",
@@ -324,7 +465,7 @@ impl Frontend {
             if origin.is_some() {
                 cors_bucket = self.bucket_of(&req);
             }
-            self.s3.call(req.map(Body::from)).await?
+            self.call_s3(req).await?
         };
         if let (Some(o), Some(b)) = (&origin, &cors_bucket) {
             let rules = self.app.cors_rules(b).await;
@@ -356,6 +497,19 @@ impl Frontend {
         }
         Ok(resp)
     }
+}
+
+/// The answer to a body over its operation's cap. `declared`: its Content-Length, when the
+/// refusal comes before reading.
+fn over_cap_error(over: OverCap, cap: u64, declared: Option<u64>) -> Response<Body> {
+    let mut extra = String::new();
+    if over == OverCap::EntityTooLarge {
+        if let Some(len) = declared {
+            extra.push_str(&format!("<ProposedSize>{len}</ProposedSize>"));
+        }
+        extra.push_str(&format!("<MaxSizeAllowed>{cap}</MaxSizeAllowed>"));
+    }
+    xml_error(StatusCode::BAD_REQUEST, over.code(), over.message(), &extra)
 }
 
 fn rand_node() -> u32 {

@@ -6,6 +6,10 @@ use std::time::Duration;
 use anyhow::Context;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder as ConnBuilder;
+use seedbucket_s3::connections::{
+    ActivityIo, ConnActivity, ConnCounter, ConnLimits, refusal_response, watchdog,
+};
+use seedbucket_s3::guarded_body::BodyLimits;
 use seedbucket_s3::service::{Frontend, s3_service};
 use seedbucket_s3::tokens::TokenKey;
 use seedbucket_s3::{S3Options, Seedbucket};
@@ -56,6 +60,9 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
         }
     }
 }
+
+/// How long a buffered request body waits for memory budget before 503 SlowDown.
+const BODY_BUDGET_WAIT: Duration = Duration::from_secs(2);
 
 /// How often a gateway node re-reads the keys in the metadata bucket.
 const KEY_REFRESH: Duration = Duration::from_secs(2);
@@ -224,7 +231,23 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         tracing::info!(listen = %addr, "admin listener (/metrics, /health)");
         tokio::spawn(crate::admin::serve(listener, s3.clone()));
     }
-    let frontend = Frontend::new(service, s3, &config.domains).map_err(anyhow::Error::msg)?;
+    let body_limits = Arc::new(BodyLimits::new(
+        config.http.body_timeout,
+        config.http.min_body_rate,
+        config.http.body_buffer_bytes,
+        BODY_BUDGET_WAIT,
+    ));
+    let frontend = Frontend::new(service, s3, &config.domains)
+        .map_err(anyhow::Error::msg)?
+        .with_body_limits(body_limits);
+    let conn_limits = ConnLimits {
+        header_timeout: config.http.header_timeout,
+        idle_timeout: config.http.idle_timeout,
+        max_connections: config.http.max_connections,
+        max_per_address: config.http.max_connections_per_address,
+        exempt: config.trusted_proxies.clone(),
+    };
+    let connections = ConnCounter::new(conn_limits.clone());
 
     let listener = TcpListener::bind(config.listen)
         .await
@@ -255,10 +278,31 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             () = &mut shutdown => break,
         };
         let _ = socket.set_nodelay(true);
-        let conn = http.serve_connection(TokioIo::new(socket), frontend.for_connection(remote));
+        let slot = match connections.admit(remote.ip()) {
+            Ok(slot) => slot,
+            Err(why) => {
+                tracing::debug!(client = %remote, ?why, "connection refused: over the cap");
+                // Best effort, without waiting on the client: the answer fits a socket buffer.
+                let _ = socket.try_write(refusal_response(why));
+                continue;
+            }
+        };
+        let activity = Arc::new(ConnActivity::default());
+        let io = TokioIo::new(ActivityIo::new(socket, activity.clone()));
+        let conn = http.serve_connection(
+            io,
+            frontend.for_tracked_connection(remote, activity.clone()),
+        );
         let conn = graceful.watch(conn.into_owned());
+        let limits = conn_limits.clone();
         tokio::spawn(async move {
-            let _ = conn.await;
+            let _slot = slot;
+            tokio::select! {
+                _ = conn => {}
+                () = watchdog(activity, limits) => {
+                    tracing::debug!(client = %remote, "closed an idle or slow connection");
+                }
+            }
         });
     }
     tracing::info!("shutting down");

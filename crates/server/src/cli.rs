@@ -174,6 +174,34 @@ pub struct ServeArgs {
     /// client of tracker requests (repeatable, IP addresses).
     #[arg(long, env = "SEEDBUCKET_TRUSTED_PROXY", value_delimiter = ',')]
     pub trusted_proxy: Vec<std::net::IpAddr>,
+    /// S3 port: seconds a client has to send a complete request head once it starts one
+    /// (or after the previous response); slower connections are closed [default: 20].
+    #[arg(long, env = "SEEDBUCKET_HTTP_HEADER_TIMEOUT")]
+    pub http_header_timeout: Option<u64>,
+    /// S3 port: seconds a connection may stay open with no request in progress and no bytes
+    /// moving (kept-alive and silent connections, stalled downloads) [default: 60].
+    #[arg(long, env = "SEEDBUCKET_HTTP_IDLE_TIMEOUT")]
+    pub http_idle_timeout: Option<u64>,
+    /// S3 port: seconds a request body may send nothing before it is cut (400
+    /// RequestTimeout; an upload's temporary file is removed) [default: 30].
+    #[arg(long, env = "SEEDBUCKET_HTTP_BODY_TIMEOUT")]
+    pub http_body_timeout: Option<u64>,
+    /// S3 port: bytes per second a request body must average over each body-timeout window;
+    /// 0 = only the body timeout [default: 1024].
+    #[arg(long, env = "SEEDBUCKET_HTTP_MIN_BODY_RATE")]
+    pub http_min_body_rate: Option<u64>,
+    /// S3 port: connections open at once, all clients; 0 = no limit [default: 4096].
+    #[arg(long, env = "SEEDBUCKET_HTTP_MAX_CONNECTIONS")]
+    pub http_max_connections: Option<usize>,
+    /// S3 port: connections open at once from one client address (--trusted-proxy addresses
+    /// are exempt); 0 = no limit [default: 256].
+    #[arg(long, env = "SEEDBUCKET_HTTP_MAX_CONNECTIONS_PER_ADDRESS")]
+    pub http_max_connections_per_address: Option<usize>,
+    /// S3 port: MiB of memory for buffered request bodies (configuration XML, DeleteObjects,
+    /// CompleteMultipartUpload) of all requests together; over it, requests wait up to 2 s
+    /// and then get 503 SlowDown [default: 64].
+    #[arg(long, env = "SEEDBUCKET_HTTP_BODY_BUFFER")]
+    pub http_body_buffer: Option<u64>,
     /// Log format.
     #[arg(long, env = "SEEDBUCKET_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,

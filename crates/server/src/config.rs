@@ -87,6 +87,20 @@ pub struct FileConfig {
     /// Load balancers whose X-Forwarded-For names the real client of tracker requests.
     /// Example: ["10.0.0.2"].
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// S3 port: seconds to send a complete request head once started. Example: 20.
+    pub http_header_timeout: u64,
+    /// S3 port: seconds a connection may sit with no request and no bytes moving. Example: 60.
+    pub http_idle_timeout: u64,
+    /// S3 port: seconds a request body may send nothing before it is cut. Example: 30.
+    pub http_body_timeout: u64,
+    /// S3 port: bytes per second a body must average per body-timeout window; 0 = no floor.
+    pub http_min_body_rate: u64,
+    /// S3 port: connections open at once, all clients; 0 = no limit. Example: 4096.
+    pub http_max_connections: usize,
+    /// S3 port: connections open at once from one address; 0 = no limit. Example: 256.
+    pub http_max_connections_per_address: usize,
+    /// S3 port: MiB of memory for buffered request bodies (configuration XML). Example: 64.
+    pub http_body_buffer: u64,
 }
 
 impl Default for FileConfig {
@@ -124,6 +138,13 @@ impl Default for FileConfig {
             piece_cache: 256,
             redis: None,
             trusted_proxies: Vec::new(),
+            http_header_timeout: 20,
+            http_idle_timeout: 60,
+            http_body_timeout: 30,
+            http_min_body_rate: 1024,
+            http_max_connections: 4096,
+            http_max_connections_per_address: 256,
+            http_body_buffer: 64,
         }
     }
 }
@@ -232,6 +253,63 @@ pub struct Config {
     /// Redis for the state several gateway nodes share; `None`: all in this process.
     pub redis: Option<String>,
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Timeouts and caps of the S3 port's connections and request bodies.
+    pub http: HttpLimits,
+}
+
+/// Timeouts and caps of the S3 port (S3, the HTTP tracker and the webseed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpLimits {
+    pub header_timeout: std::time::Duration,
+    pub idle_timeout: std::time::Duration,
+    pub body_timeout: std::time::Duration,
+    pub min_body_rate: u64,
+    pub max_connections: usize,
+    pub max_connections_per_address: usize,
+    pub body_buffer_bytes: usize,
+}
+
+impl HttpLimits {
+    fn resolve(args: &ServeArgs, file: &FileConfig) -> anyhow::Result<Self> {
+        let secs =
+            |flag: Option<u64>, file: u64, name: &str| -> anyhow::Result<std::time::Duration> {
+                let v = flag.unwrap_or(file);
+                if v == 0 {
+                    bail!("--{name} must be at least 1 second");
+                }
+                Ok(std::time::Duration::from_secs(v))
+            };
+        let mib = args.http_body_buffer.unwrap_or(file.http_body_buffer);
+        if mib == 0 {
+            bail!("--http-body-buffer must be at least 1 MiB");
+        }
+        Ok(Self {
+            header_timeout: secs(
+                args.http_header_timeout,
+                file.http_header_timeout,
+                "http-header-timeout",
+            )?,
+            idle_timeout: secs(
+                args.http_idle_timeout,
+                file.http_idle_timeout,
+                "http-idle-timeout",
+            )?,
+            body_timeout: secs(
+                args.http_body_timeout,
+                file.http_body_timeout,
+                "http-body-timeout",
+            )?,
+            min_body_rate: args.http_min_body_rate.unwrap_or(file.http_min_body_rate),
+            max_connections: args
+                .http_max_connections
+                .unwrap_or(file.http_max_connections),
+            max_connections_per_address: args
+                .http_max_connections_per_address
+                .unwrap_or(file.http_max_connections_per_address),
+            body_buffer_bytes: usize::try_from(mib.saturating_mul(1024 * 1024))
+                .unwrap_or(usize::MAX),
+        })
+    }
 }
 
 /// An address, or `off`/empty for none.
@@ -252,6 +330,7 @@ fn optional_addr(
 impl Config {
     pub fn resolve(args: &ServeArgs) -> anyhow::Result<Self> {
         let file = load_file(args.backend.config.as_deref())?;
+        let http = HttpLimits::resolve(args, &file)?;
         let piece_hashing = args.piece_hashing == "on";
         let backend = resolve_backend(&args.backend, &file, args.piece_cache, piece_hashing)?;
         let redis = redis_url(&args.backend, &file);
@@ -301,6 +380,7 @@ impl Config {
             "--admin-listen",
         )?;
         Ok(Self {
+            http,
             peer_listen,
             peer_advertise: args.peer_advertise.or(file.peer_advertise),
             seed_slots: args.seed_slots.unwrap_or(file.seed_slots).max(1),

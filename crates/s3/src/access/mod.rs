@@ -17,6 +17,40 @@ use crate::Seedbucket;
 use crate::error::to_s3;
 use policy::{Effect, Policy, Requester};
 
+/// The operations whose body the codec reads whole into memory before they run.
+const BUFFERED_BODY_OPERATIONS: &[&str] = &[
+    "CompleteMultipartUpload",
+    "CreateBucket",
+    "CreateBucketMetadataTableConfiguration",
+    "DeleteObjects",
+    "PutBucketAccelerateConfiguration",
+    "PutBucketAcl",
+    "PutBucketAnalyticsConfiguration",
+    "PutBucketCors",
+    "PutBucketEncryption",
+    "PutBucketIntelligentTieringConfiguration",
+    "PutBucketInventoryConfiguration",
+    "PutBucketLifecycleConfiguration",
+    "PutBucketLogging",
+    "PutBucketMetricsConfiguration",
+    "PutBucketNotificationConfiguration",
+    "PutBucketOwnershipControls",
+    "PutBucketPolicy",
+    "PutBucketReplication",
+    "PutBucketRequestPayment",
+    "PutBucketTagging",
+    "PutBucketVersioning",
+    "PutBucketWebsite",
+    "PutObjectAcl",
+    "PutObjectLegalHold",
+    "PutObjectLockConfiguration",
+    "PutObjectRetention",
+    "PutObjectTagging",
+    "PutPublicAccessBlock",
+    "RestoreObject",
+    "SelectObjectContent",
+];
+
 /// The sender of a request.
 #[derive(Debug, Clone)]
 pub enum Principal {
@@ -216,6 +250,14 @@ impl Access {
         }
     }
 
+    /// Whether an anonymous caller could be allowed to delete some key of the bucket (an ACL
+    /// granting everyone WRITE, or a policy allowing anyone something): the check a
+    /// DeleteObjects body must pass before it is read, each key being checked after.
+    fn anonymous_might_delete(&self) -> bool {
+        acl::grants_permission(&self.bucket.acl, None, Permission::Write)
+            || self.policy.as_ref().is_some_and(Policy::grants_anonymous)
+    }
+
     /// Whether anonymous callers may read this object: its torrent is then public.
     pub fn anonymous_may_read(&self, key: &str, object: &ObjectRecord) -> bool {
         let anonymous = Access {
@@ -291,6 +333,63 @@ impl Seedbucket {
             .await?;
         let rec = self.object_for(&access, key, action).await?;
         Ok((access, rec))
+    }
+
+    /// Authorizes an operation whose body is read whole into memory, from its head alone and
+    /// before the body is read: the same check its handler makes first, where it needs no
+    /// body (owner-only configuration, ACL and tag changes, completing an upload, creating a
+    /// bucket), and for DeleteObjects (each key is checked after) whether the caller could
+    /// be allowed any delete at all. Operations that stream their body pass.
+    pub(crate) async fn authorize_before_body(
+        &self,
+        op: &str,
+        credentials: Option<&s3s::auth::Credentials>,
+        bucket: Option<&str>,
+        key: Option<&str>,
+    ) -> S3Result<()> {
+        if op == "CreateBucket" {
+            crate::auth::caller(&self.keys, credentials)?;
+            return Ok(());
+        }
+        if !BUFFERED_BODY_OPERATIONS.contains(&op) {
+            return Ok(());
+        }
+        let Some(bucket) = bucket else {
+            return Ok(());
+        };
+        match (op, key) {
+            ("PutBucketAcl", _) => {
+                self.bucket_access(credentials, bucket, None, Some(Action::PutBucketAcl))
+                    .await?;
+            }
+            ("PutObjectAcl" | "PutObjectTagging", Some(key)) => {
+                let action = if op == "PutObjectAcl" {
+                    Action::PutObjectAcl
+                } else {
+                    Action::PutObjectTagging
+                };
+                let access = self.bucket_access(credentials, bucket, None, None).await?;
+                self.object_for(&access, key, action).await?;
+            }
+            ("CompleteMultipartUpload", Some(key)) => {
+                self.key_access(credentials, bucket, key, None, Action::PutObject)
+                    .await?;
+            }
+            ("DeleteObjects", _) => {
+                let access = self.bucket_access(credentials, bucket, None, None).await?;
+                if matches!(access.principal, Principal::Anonymous)
+                    && !access.anonymous_might_delete()
+                {
+                    return Err(s3_error!(AccessDenied, "Access Denied"));
+                }
+            }
+            // Any other configuration of the bucket or an object: the bucket owner's.
+            _ => {
+                self.bucket_access(credentials, bucket, None, Some(Action::OwnerOnly))
+                    .await?;
+            }
+        }
+        Ok(())
     }
 
     /// Reads an object's record for an object action: the record if the action is allowed,

@@ -14,6 +14,9 @@ use crate::Seedbucket;
 use crate::access::Action;
 use crate::error::to_s3;
 
+/// Parts one upload may have, as S3.
+const MAX_PARTS: usize = 10_000;
+
 impl Seedbucket {
     /// The upload, checked to belong to this bucket and key.
     pub(crate) async fn upload_of(
@@ -187,6 +190,12 @@ impl Seedbucket {
             .and_then(|m| m.parts)
             .filter(|p| !p.is_empty())
             .ok_or_else(|| s3_error!(MalformedXML, "The XML you provided was not well-formed or did not validate against our published schema"))?;
+        if parts.len() > MAX_PARTS {
+            return Err(s3_error!(
+                MalformedXML,
+                "The XML you provided was not well-formed or did not validate against our published schema"
+            ));
+        }
         let mut requested = Vec::with_capacity(parts.len());
         for p in parts {
             let n = p
