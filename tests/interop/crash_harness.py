@@ -255,7 +255,7 @@ class CrashRun:
             assert not w.is_alive(), "a client hung after the server died"
             assert w.failure is None, w.failure
         with self.model.lock:
-            self.stats.in_flight_at_kill += sum(1 for a in self.model.allowed.values() if len(a) > 1)
+            self.stats.in_flight_at_kill += len(self.model.in_flight)
         self.stats.rounds += 1
 
     def finish(self):
