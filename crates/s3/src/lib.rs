@@ -24,6 +24,9 @@ pub mod tracker_http;
 mod udp_tracker;
 mod webseed;
 
+#[doc(hidden)]
+pub mod parsers;
+
 use std::sync::Arc;
 
 use s3s::dto::*;

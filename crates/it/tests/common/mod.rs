@@ -129,6 +129,11 @@ impl Server {
         Client::from_conf(conf)
     }
 
+    /// The server's process id (for reading its memory in /proc).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// SIGKILL: no chance to clean up, like a power cut for the process.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {

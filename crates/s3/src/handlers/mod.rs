@@ -78,7 +78,7 @@ mod acl;
 mod attributes;
 mod bucket;
 mod config;
-mod copy;
+pub(crate) mod copy;
 mod list;
 mod multipart;
 pub(crate) mod object;
