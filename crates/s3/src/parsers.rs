@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 
 /// The webseed's `Range` header for a body of `size` bytes (`[start, end)`).
-pub fn webseed_range(value: &str, size: u64) -> Result<Option<(u64, u64)>, ()> {
-    crate::webseed::parse_range(Some(value), size)
+pub fn webseed_range(value: &str, size: u64) -> Result<Option<(u64, u64)>, String> {
+    crate::webseed::parse_range(Some(value), size).map_err(|()| "InvalidRange".to_owned())
 }
 
 /// UploadPartCopy's `x-amz-copy-source-range` for a source of `size` bytes.
