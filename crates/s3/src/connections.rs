@@ -141,15 +141,19 @@ fn canonical(ip: IpAddr) -> IpAddr {
 }
 
 /// The HTTP answer to a connection over a cap, written before closing it.
-pub fn refusal_response(why: Refused) -> &'static [u8] {
-    match why {
-        Refused::TooManyConnections => {
-            b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/xml\r\nretry-after: 1\r\nconnection: close\r\ncontent-length: 133\r\n\r\n<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>SlowDown</Code><Message>Too many connections; retry later.</Message></Error>"
-        }
-        Refused::TooManyFromAddress => {
-            b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/xml\r\nretry-after: 1\r\nconnection: close\r\ncontent-length: 146\r\n\r\n<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>SlowDown</Code><Message>Too many connections from your address; retry later.</Message></Error>"
-        }
-    }
+pub fn refusal_response(why: Refused) -> Vec<u8> {
+    let message = match why {
+        Refused::TooManyConnections => "Too many connections; retry later.",
+        Refused::TooManyFromAddress => "Too many connections from your address; retry later.",
+    };
+    let body = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>SlowDown</Code><Message>{message}</Message></Error>"
+    );
+    format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/xml\r\nretry-after: 1\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
 }
 
 /// What one connection is doing, in milliseconds since it was accepted: shared by its IO
@@ -372,7 +376,7 @@ mod tests {
     #[test]
     fn refusals_are_well_formed_http() {
         for why in [Refused::TooManyConnections, Refused::TooManyFromAddress] {
-            let r = std::str::from_utf8(refusal_response(why)).unwrap();
+            let r = String::from_utf8(refusal_response(why)).unwrap();
             let (head, body) = r.split_once("\r\n\r\n").unwrap();
             let len: usize = head
                 .lines()

@@ -1,6 +1,8 @@
 //! Checks of a request's SigV4 form that S3 makes and the codec does not: the algorithm
-//! name, a presigned URL's lifetime (at most 604800 s), and SignedHeaders naming only
-//! headers the request carries. They run on the head alone, before the signature is
+//! name, a presigned URL's lifetime (at most 604800 s), SignedHeaders naming only
+//! headers the request carries, and dates made of digits (the credential's `yyyyMMdd` and
+//! `X-Amz-Date`'s `yyyyMMdd'T'HHmmss'Z'`; the codec's date parser subtracts before it checks
+//! for a digit, which panics in a debug build). They run on the head alone, before the signature is
 //! verified, so a request S3 would refuse never reaches an operation. Pure: no IO.
 
 use http::HeaderMap;
@@ -63,6 +65,34 @@ fn query_value(query: &str, name: &str) -> Option<String> {
     })
 }
 
+/// `yyyyMMdd`: eight ASCII digits.
+fn is_short_date(s: &str) -> bool {
+    s.len() == 8 && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// `yyyyMMdd'T'HHmmss'Z'`.
+fn is_long_date(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() == 16
+        && b[8] == b'T'
+        && b[15] == b'Z'
+        && b[..8].iter().chain(&b[9..15]).all(u8::is_ascii_digit)
+}
+
+/// The date field of a credential (`AKID/yyyyMMdd/region/s3/aws4_request`), if it has one.
+fn credential_date(credential: &str) -> Option<&str> {
+    credential.split('/').nth(1)
+}
+
+fn malformed_header(message: &str) -> Refusal {
+    Refusal {
+        status: 400,
+        code: "AuthorizationHeaderMalformed",
+        message: message.to_owned(),
+        extra: String::new(),
+    }
+}
+
 /// Whether every name of a `;`-separated SignedHeaders list is a header of the request
 /// (`host` may come from the URI's authority, as in HTTP/2); the first absent one if not.
 fn first_absent<'a>(signed: &'a str, headers: &HeaderMap, has_authority: bool) -> Option<&'a str> {
@@ -99,6 +129,32 @@ pub fn check(headers: &HeaderMap, query: &str, has_authority: bool) -> Result<()
                 if let Some(name) = first_absent(signed, headers, has_authority) {
                     return Err(absent_signed_header(name));
                 }
+                let credential = auth
+                    .split(',')
+                    .map(str::trim)
+                    .find_map(|part| {
+                        part.strip_prefix(ALGORITHM)
+                            .map(str::trim)
+                            .unwrap_or(part)
+                            .strip_prefix("Credential=")
+                    })
+                    .unwrap_or("");
+                if credential_date(credential).is_some_and(|d| !is_short_date(d)) {
+                    return Err(malformed_header(
+                        "The authorization header is malformed; Invalid credential date.",
+                    ));
+                }
+                if let Some(date) = headers.get("x-amz-date")
+                    && !date.to_str().is_ok_and(is_long_date)
+                {
+                    return Err(Refusal {
+                        status: 403,
+                        code: "AccessDenied",
+                        message: "AWS authentication requires a valid Date or x-amz-date header"
+                            .to_owned(),
+                        extra: String::new(),
+                    });
+                }
             }
             // Signature version 2, which the codec verifies.
             "AWS" => {}
@@ -132,6 +188,20 @@ pub fn check(headers: &HeaderMap, query: &str, has_authority: bool) -> Result<()
     if query_value(query, "X-Amz-Algorithm").as_deref() != Some(ALGORITHM) {
         return Err(query_error(
             "X-Amz-Algorithm only supports \"AWS4-HMAC-SHA256\"",
+        ));
+    }
+    if query_value(query, "X-Amz-Credential")
+        .as_deref()
+        .and_then(credential_date)
+        .is_some_and(|d| !is_short_date(d))
+    {
+        return Err(query_error(
+            "Invalid credential date \"X-Amz-Credential\": the date must be yyyyMMdd",
+        ));
+    }
+    if query_value(query, "X-Amz-Date").is_some_and(|d| !is_long_date(&d)) {
+        return Err(query_error(
+            "X-Amz-Date must be in the ISO8601 Long Format \"yyyyMMdd'T'HHmmss'Z'\"",
         ));
     }
     if let Some(expires) = query_value(query, "X-Amz-Expires") {
@@ -184,6 +254,43 @@ mod tests {
         // Signature version 2 goes on to the codec.
         let v2 = headers(&[("authorization", "AWS AK:c2ln")]);
         assert_eq!(check(&v2, "", false), Ok(()));
+    }
+
+    #[test]
+    fn dates_that_are_not_digits_are_refused() {
+        let bad_credential = GOOD_AUTH.replace("20260101", "!0260101");
+        let h = headers(&[
+            ("authorization", bad_credential.as_str()),
+            ("host", "127.0.0.1"),
+            ("x-amz-date", "20260101T000000Z"),
+            ("x-amz-content-sha256", "UNSIGNED-PAYLOAD"),
+        ]);
+        assert_eq!(
+            check(&h, "", false).unwrap_err().code,
+            "AuthorizationHeaderMalformed"
+        );
+        let h = headers(&[
+            ("authorization", GOOD_AUTH),
+            ("host", "127.0.0.1"),
+            ("x-amz-date", "2026010!T000000Z"),
+            ("x-amz-content-sha256", "UNSIGNED-PAYLOAD"),
+        ]);
+        assert_eq!(check(&h, "", false).unwrap_err().code, "AccessDenied");
+        let q = "X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AK%2F%210261201%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Date=20261201T000000Z&X-Amz-Expires=60&X-Amz-SignedHeaders=host&X-Amz-Signature=00";
+        let host = headers(&[("host", "127.0.0.1")]);
+        assert_eq!(
+            check(&host, q, false).unwrap_err().code,
+            "AuthorizationQueryParametersError"
+        );
+        let q = q
+            .replace("%210261201", "20261201")
+            .replace("20261201T000000Z", "20261201T00000!Z");
+        assert_eq!(
+            check(&host, &q, false).unwrap_err().code,
+            "AuthorizationQueryParametersError"
+        );
+        let q = q.replace("20261201T00000!Z", "20261201T000000Z");
+        assert_eq!(check(&host, &q, false), Ok(()));
     }
 
     #[test]

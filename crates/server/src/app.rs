@@ -283,7 +283,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             Err(why) => {
                 tracing::debug!(client = %remote, ?why, "connection refused: over the cap");
                 // Best effort, without waiting on the client: the answer fits a socket buffer.
-                let _ = socket.try_write(refusal_response(why));
+                let _ = socket.try_write(&refusal_response(why));
                 continue;
             }
         };
