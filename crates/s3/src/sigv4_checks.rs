@@ -65,6 +65,20 @@ fn query_value(query: &str, name: &str) -> Option<String> {
     })
 }
 
+/// The value of `name` (with its `=`) in an `AWS4-HMAC-SHA256 Credential=…, SignedHeaders=…,
+/// Signature=…` header; empty if absent.
+fn header_field<'a>(auth: &'a str, name: &str) -> &'a str {
+    auth.split(',')
+        .map(str::trim)
+        .find_map(|part| {
+            part.strip_prefix(ALGORITHM)
+                .map(str::trim)
+                .unwrap_or(part)
+                .strip_prefix(name)
+        })
+        .unwrap_or("")
+}
+
 /// `yyyyMMdd`: eight ASCII digits.
 fn is_short_date(s: &str) -> bool {
     s.len() == 8 && s.bytes().all(|b| b.is_ascii_digit())
@@ -116,29 +130,11 @@ pub fn check(headers: &HeaderMap, query: &str, has_authority: bool) -> Result<()
         let scheme = auth.split([' ', ',']).next().unwrap_or("");
         match scheme {
             ALGORITHM => {
-                let signed = auth
-                    .split(',')
-                    .map(str::trim)
-                    .find_map(|part| {
-                        part.strip_prefix(ALGORITHM)
-                            .map(str::trim)
-                            .unwrap_or(part)
-                            .strip_prefix("SignedHeaders=")
-                    })
-                    .unwrap_or("");
+                let signed = header_field(auth, "SignedHeaders=");
                 if let Some(name) = first_absent(signed, headers, has_authority) {
                     return Err(absent_signed_header(name));
                 }
-                let credential = auth
-                    .split(',')
-                    .map(str::trim)
-                    .find_map(|part| {
-                        part.strip_prefix(ALGORITHM)
-                            .map(str::trim)
-                            .unwrap_or(part)
-                            .strip_prefix("Credential=")
-                    })
-                    .unwrap_or("");
+                let credential = header_field(auth, "Credential=");
                 if credential_date(credential).is_some_and(|d| !is_short_date(d)) {
                     return Err(malformed_header(
                         "The authorization header is malformed; Invalid credential date.",

@@ -12,27 +12,14 @@
 //! Addresses are counted as the tracker counts them: an IPv4 address, or an IPv6 /64.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use tokio::sync::Notify;
 
-/// The address a connection is counted under: IPv4 as it is (IPv4-mapped IPv6 too), IPv6 cut
-/// to its /64 (one host usually owns a whole /64).
-pub(crate) fn address_key(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V4(v4) => IpAddr::V4(v4),
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => {
-                let s = v6.segments();
-                IpAddr::V6(Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
-            }
-        },
-    }
-}
+pub(crate) use seedbucket_wire::host::address_key;
 
 /// What a connection did lately, shared between it and the slot table.
 #[derive(Debug)]

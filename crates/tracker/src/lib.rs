@@ -26,7 +26,7 @@
 //! hash-map overhead; the limits above bound the total.
 
 use std::collections::{BTreeSet, HashMap};
-use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -72,20 +72,7 @@ impl Default for TrackerConfig {
     }
 }
 
-/// The address a peer's entries are counted under: an IPv4 address as it is (IPv4-mapped IPv6
-/// addresses too), an IPv6 address cut to its /64 network (the rest zero).
-pub fn address_key(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V4(v4) => IpAddr::V4(v4),
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => {
-                let s = v6.segments();
-                IpAddr::V6(Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
-            }
-        },
-    }
-}
+pub use seedbucket_wire::host::address_key;
 
 #[derive(Debug, Clone)]
 struct Peer {

@@ -6,6 +6,8 @@
 //!   messages (BEP 52); plus bitfields and block-request validation for the seeder.
 //! - [`tracker`]: the HTTP tracker (BEP 3 announce, BEP 23 compact peers, BEP 7 `peers6`,
 //!   BEP 48 scrape) and the UDP tracker (BEP 15).
+//! - [`host`]: which addresses count as one host for per-address limits.
 
+pub mod host;
 pub mod peer;
 pub mod tracker;
