@@ -59,13 +59,13 @@ local function of_address(m)
   return KEYS[5] .. ':' .. a
 end
 local function drop(ms)
+  if #ms == 0 then return end
   redis.call('ZREM', KEYS[1], unpack(ms))
   redis.call('ZREM', KEYS[2], unpack(ms))
   redis.call('HDEL', KEYS[3], unpack(ms))
   for _, m in ipairs(ms) do redis.call('ZREM', of_address(m), m) end
 end
-local old = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. (now - ttl), 'LIMIT', 0, 1000)
-if #old > 0 then drop(old) end
+drop(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. (now - ttl), 'LIMIT', 0, 1000))
 local mine = of_address(member)
 if event == 'stopped' then
   if redis.call('ZSCORE', KEYS[1], member) then drop({member}) end
