@@ -27,11 +27,11 @@ use seedbucket_wire::peer::{
 };
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, timeout, timeout_at};
 
 use crate::choke::{Choker, PeerKey};
+use crate::encryption::{self, PeerRead, PeerWrite, read_more};
 use crate::listener::Shared;
 use crate::rate::RateLimiter;
 use crate::session::{Block, Output, Session, SessionConfig, Violation, our_reserved};
@@ -55,6 +55,12 @@ pub(crate) enum ConnError {
     Io(#[from] io::Error),
     #[error("bad handshake: {0}")]
     Handshake(PeerError),
+    #[error("encrypted handshake failed: {0}")]
+    Encryption(seedbucket_wire::peer::mse::MseError),
+    #[error("plain handshake refused: encryption is required")]
+    PlainRefused,
+    #[error("the handshake inside the encrypted stream names another torrent")]
+    InfoHashMismatch,
     #[error("timed out: {0}")]
     Timeout(&'static str),
     #[error("unknown or refused info-hash")]
@@ -83,7 +89,7 @@ pub(crate) enum ConnError {
     Encode(String),
 }
 
-/// Serves one accepted connection until it ends; never panics, errors are logged.
+/// Serves one accepted TCP connection until it ends; never panics, errors are logged.
 pub(crate) async fn run(
     stream: TcpStream,
     peer: SocketAddr,
@@ -92,8 +98,21 @@ pub(crate) async fn run(
     slot: Slot,
 ) {
     let _ = stream.set_nodelay(true);
+    let (rd, wr) = stream.into_split();
+    run_halves(Box::new(rd), Box::new(wr), peer, shared, shutdown, slot).await;
+}
+
+/// Serves one connection, given as its two halves (TCP or uTP), until it ends.
+pub(crate) async fn run_halves(
+    rd: PeerRead,
+    wr: PeerWrite,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    shutdown: watch::Receiver<bool>,
+    slot: Slot,
+) {
     let result = tokio::select! {
-        r = serve_peer(stream, peer, &shared, shutdown, &slot) => r,
+        r = serve_peer(rd, wr, peer, &shared, shutdown, &slot) => r,
         () = slot.evicted() => Err(ConnError::Evicted),
     };
     match result {
@@ -139,28 +158,27 @@ enum Event {
     Housekeeping,
 }
 
-async fn read_more(rd: &mut OwnedReadHalf, buf: &mut BytesMut) -> Result<(), ConnError> {
-    buf.reserve(4096);
-    if rd.read_buf(buf).await? == 0 {
-        return Err(ConnError::Closed);
-    }
-    Ok(())
-}
-
 async fn serve_peer(
-    stream: TcpStream,
+    rd: PeerRead,
+    wr: PeerWrite,
     peer: SocketAddr,
     shared: &Shared,
     mut shutdown: watch::Receiver<bool>,
     slot: &Slot,
 ) -> Result<(), ConnError> {
     let opts = &shared.options;
-    let (mut rd, wr) = stream.into_split();
-    let mut rbuf = BytesMut::with_capacity(4096);
+    let deadline = Instant::now() + opts.handshake_timeout;
+    // A plain handshake, or an encrypted exchange first (then the same inside it).
+    let opened = timeout_at(
+        deadline,
+        encryption::open(rd, wr, shared.library.as_ref(), opts.encryption),
+    )
+    .await
+    .map_err(|_| ConnError::Timeout("handshake"))??;
+    let (mut rd, wr, mut rbuf) = (opened.read, opened.write, opened.received);
 
     // Handshake: the 48-byte prefix names the torrent; we answer before the peer id arrives
     // (some clients wait for ours before sending theirs).
-    let deadline = Instant::now() + opts.handshake_timeout;
     let prefix = timeout_at(deadline, async {
         loop {
             match HandshakePrefix::parse(&rbuf) {
@@ -175,6 +193,12 @@ async fn serve_peer(
     })
     .await
     .map_err(|_| ConnError::Timeout("handshake"))??;
+    if opened
+        .encrypted_for
+        .is_some_and(|skey| skey != prefix.info_hash)
+    {
+        return Err(ConnError::InfoHashMismatch);
+    }
     let torrent = timeout_at(deadline, shared.library.lookup(&prefix.info_hash, peer))
         .await
         .map_err(|_| ConnError::Timeout("lookup"))?
@@ -221,6 +245,7 @@ async fn serve_peer(
         key = %torrent.key,
         peer_id = %String::from_utf8_lossy(&peer_id),
         fast = session.fast(),
+        encryption = ?opened.method,
         "peer handshake"
     );
 
@@ -497,7 +522,7 @@ impl Io<'_> {
 /// The writer task: gathers queued buffers into vectored writes, sends keep-alives when idle,
 /// and fails when one write makes no progress for `stall`.
 async fn write_loop(
-    mut wr: OwnedWriteHalf,
+    mut wr: PeerWrite,
     mut rx: mpsc::Receiver<Bytes>,
     keepalive: Duration,
     stall: Duration,
@@ -536,6 +561,11 @@ async fn write_loop(
                 }
             }
             batch.drain(..done);
+        }
+        // A wrapped writer (RC4) may hold what it accepted until flushed.
+        match timeout(stall, wr.flush()).await {
+            Ok(r) => r?,
+            Err(_) => return Err(io::Error::new(io::ErrorKind::TimedOut, "write stalled")),
         }
     }
     let _ = wr.shutdown().await;

@@ -32,10 +32,12 @@
 
 mod choke;
 mod conn;
+mod encryption;
 mod listener;
 mod memory;
 mod merkle;
 mod rate;
+mod rc4_io;
 mod session;
 mod slots;
 
@@ -75,6 +77,16 @@ pub trait Library: Send + Sync + 'static {
     }
 
     /// Bytes uploaded, for statistics (called once per block sent).
+    /// The info-hash whose `SHA1("req2" info-hash)` is `obfuscated` (see
+    /// [`seedbucket_wire::peer::mse::obfuscated_info_hash`]): how an encrypted handshake names
+    /// its torrent. `None` when no torrent we may serve has it; the handshake is then refused.
+    /// [`Library::lookup`] is asked afterwards as for a plain handshake. The default knows
+    /// none, so a library without it serves plain handshakes only.
+    async fn resolve_obfuscated(&self, obfuscated: &[u8; 20]) -> Option<[u8; 20]> {
+        let _ = obfuscated;
+        None
+    }
+
     fn uploaded(&self, torrent: &SeedTorrent, bytes: u64) {
         let _ = (torrent, bytes);
     }
@@ -212,6 +224,25 @@ pub struct SeederOptions {
     /// The first 8 bytes of our peer id (Azureus style); the rest is random. Default
     /// `-SB0100-`.
     pub peer_id_prefix: [u8; 8],
+    /// Which incoming handshakes are accepted: plain, encrypted (Message Stream Encryption)
+    /// or both. Default both.
+    pub encryption: Encryption,
+}
+
+/// Which incoming handshakes the seeder accepts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum Encryption {
+    /// Plain BitTorrent handshakes and encrypted ones (Message Stream Encryption, told apart
+    /// by their first bytes). When a peer offers both plaintext and RC4 for the payload,
+    /// plaintext is chosen: the handshake is obfuscated either way, and the blocks are no
+    /// secret to their seeder.
+    #[default]
+    Allow,
+    /// Encrypted handshakes only, with an RC4-encrypted payload; plain handshakes and peers
+    /// offering only plaintext are refused.
+    Require,
+    /// Plain handshakes only, as before encryption was supported.
+    Off,
 }
 
 impl Default for SeederOptions {
@@ -230,6 +261,7 @@ impl Default for SeederOptions {
             idle_timeout: Duration::from_secs(180),
             keepalive_every: Duration::from_secs(60),
             peer_id_prefix: *b"-SB0100-",
+            encryption: Encryption::Allow,
         }
     }
 }

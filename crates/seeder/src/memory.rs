@@ -81,6 +81,13 @@ impl Library for MemoryLibrary {
         Ok(content.slice(start..end))
     }
 
+    async fn resolve_obfuscated(&self, obfuscated: &[u8; 20]) -> Option<[u8; 20]> {
+        let map = self.torrents.read().ok()?;
+        map.keys()
+            .find(|ih| seedbucket_wire::peer::mse::obfuscated_info_hash(ih) == *obfuscated)
+            .copied()
+    }
+
     fn uploaded(&self, _torrent: &SeedTorrent, bytes: u64) {
         self.uploaded.fetch_add(bytes, Ordering::Relaxed);
     }

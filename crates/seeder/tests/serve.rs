@@ -9,8 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use seedbucket_seeder::{MemoryLibrary, SeedTorrent, Seeder, SeederOptions};
+use seedbucket_seeder::{Encryption, MemoryLibrary, SeedTorrent, Seeder, SeederOptions};
 use seedbucket_torrent::{Format, PieceHasher};
+use seedbucket_wire::peer::mse::{self, CryptoMethod, Initiator, Rc4Stream};
 use seedbucket_wire::peer::{
     ExtensionHandshake, Handshake, HashRequest, Message, MetadataMsg, Reserved, UT_METADATA,
     metadata_piece_count,
@@ -98,6 +99,8 @@ struct Client {
     s: TcpStream,
     buf: BytesMut,
     theirs: Handshake,
+    /// After an encrypted handshake that selected RC4: our stream and the seeder's.
+    rc4: Option<(Rc4Stream, Rc4Stream)>,
 }
 
 fn all_bits() -> Reserved {
@@ -128,11 +131,94 @@ impl Client {
             s,
             buf: BytesMut::new(),
             theirs,
+            rc4: None,
         }
     }
 
+    /// Connects with a Message Stream Encryption exchange offering `provide` (1 plaintext,
+    /// 2 RC4, 3 both), with the BitTorrent handshake as its initial payload. Returns the
+    /// method the seeder selected.
+    async fn connect_encrypted(
+        addr: SocketAddr,
+        info_hash: [u8; 20],
+        provide: u32,
+    ) -> Result<(Self, CryptoMethod), String> {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        let mut a = Initiator::new([0x42; 20], info_hash);
+        s.write_all(&a.hello(&[0x17; 100])).await.unwrap();
+        let mut yb = [0u8; mse::KEY_LEN];
+        tokio::time::timeout(WAIT, s.read_exact(&mut yb))
+            .await
+            .unwrap()
+            .map_err(|e| e.to_string())?;
+        let ours = Handshake {
+            reserved: all_bits(),
+            info_hash,
+            peer_id: *b"-TT0001-testclient02",
+        };
+        let step3 = a
+            .request(&yb, provide, &[0x99; 33], &ours.encode())
+            .map_err(|e| e.to_string())?;
+        s.write_all(&step3).await.unwrap();
+        let mut buf = BytesMut::new();
+        let (method, used) = loop {
+            if let Some(done) = a.confirm(&buf).map_err(|e| e.to_string())? {
+                break done;
+            }
+            let n = tokio::time::timeout(WAIT, s.read_buf(&mut buf))
+                .await
+                .unwrap()
+                .map_err(|e| e.to_string())?;
+            if n == 0 {
+                return Err("closed during the exchange".into());
+            }
+        };
+        let _ = buf.split_to(used);
+        let mut c = Self {
+            s,
+            buf: BytesMut::new(),
+            theirs: ours,
+            rc4: None,
+        };
+        if method == CryptoMethod::Rc4 {
+            c.rc4 = a.into_streams();
+        }
+        c.decrypt_into_buf(&mut buf);
+        let mut hs = [0u8; 68];
+        while c.buf.len() < 68 {
+            c.read_some().await.ok_or("closed before the handshake")?;
+        }
+        hs.copy_from_slice(&c.buf.split_to(68));
+        let (theirs, _) = Handshake::parse(&hs).unwrap().unwrap();
+        assert_eq!(theirs.info_hash, info_hash);
+        c.theirs = theirs;
+        Ok((c, method))
+    }
+
+    fn decrypt_into_buf(&mut self, fresh: &mut [u8]) {
+        if let Some((_, theirs)) = &mut self.rc4 {
+            theirs.apply(fresh);
+        }
+        self.buf.extend_from_slice(fresh);
+    }
+
+    /// Reads what arrived into `buf` (decrypted); `None` at end of stream.
+    async fn read_some(&mut self) -> Option<usize> {
+        let mut fresh = BytesMut::with_capacity(65536);
+        let n = tokio::time::timeout(WAIT, self.s.read_buf(&mut fresh))
+            .await
+            .expect("data within the wait")
+            .unwrap_or(0);
+        self.decrypt_into_buf(&mut fresh);
+        (n > 0).then_some(n)
+    }
+
     async fn send(&mut self, m: &Message) {
-        self.s.write_all(&m.to_vec().unwrap()).await.unwrap();
+        let mut bytes = m.to_vec().unwrap();
+        if let Some((ours, _)) = &mut self.rc4 {
+            ours.apply(&mut bytes);
+        }
+        self.s.write_all(&bytes).await.unwrap();
     }
 
     /// The next message (keep-alives included), or `None` at end of stream.
@@ -143,13 +229,7 @@ impl Client {
                 let _ = self.buf.split_to(used);
                 return Some(m);
             }
-            let n = tokio::time::timeout(WAIT, self.s.read_buf(&mut self.buf))
-                .await
-                .expect("message within the wait")
-                .unwrap_or(0);
-            if n == 0 {
-                return None;
-            }
+            self.read_some().await?;
         }
     }
 
@@ -764,4 +844,143 @@ async fn shutdown_closes_open_connections() {
     server.stop().await;
     c.expect_closed().await;
     assert_eq!(seeder.stats().connections, 0);
+}
+
+/// The whole object over an encrypted handshake, for each payload method, beside a plain
+/// peer; then the policies: `require` refuses plain handshakes and plaintext-only offers,
+/// `off` refuses encrypted ones.
+#[tokio::test]
+async fn encrypted_handshakes_and_policies() {
+    let server = Server::start(SeederOptions::default()).await;
+    let data = content(300_000, 11);
+    let t = server.add(&data, 65536, Format::V1);
+    let ih = t.info_hash_v1.unwrap();
+    for (provide, expected) in [
+        (2, CryptoMethod::Rc4),
+        (1, CryptoMethod::Plaintext),
+        (3, CryptoMethod::Plaintext),
+    ] {
+        let (mut c, method) = Client::connect_encrypted(server.addr, ih, provide)
+            .await
+            .unwrap();
+        assert_eq!(method, expected, "crypto_provide {provide}");
+        assert!(matches!(c.recv().await, Message::Extended { id: 0, .. }));
+        assert_eq!(c.recv().await, Message::HaveAll);
+        get_unchoked(&mut c).await;
+        assert_eq!(download(&mut c, &t, 24).await, data);
+    }
+    // A plain peer at the same time is unaffected.
+    let mut plain = Client::connect(server.addr, ih, Reserved::NONE.with_fast(true)).await;
+    assert_eq!(plain.recv().await, Message::HaveAll);
+    // An info-hash we do not serve: closed during the exchange.
+    assert!(
+        Client::connect_encrypted(server.addr, [0xEE; 20], 2)
+            .await
+            .is_err()
+    );
+    server.stop().await;
+
+    let server = Server::start(SeederOptions {
+        encryption: Encryption::Require,
+        ..SeederOptions::default()
+    })
+    .await;
+    let t = server.add(&data, 65536, Format::V1);
+    let ih = t.info_hash_v1.unwrap();
+    let (mut c, method) = Client::connect_encrypted(server.addr, ih, 3).await.unwrap();
+    assert_eq!(
+        method,
+        CryptoMethod::Rc4,
+        "require selects RC4 when offered"
+    );
+    assert!(matches!(c.recv().await, Message::Extended { id: 0, .. }));
+    assert!(Client::connect_encrypted(server.addr, ih, 1).await.is_err());
+    let mut s = TcpStream::connect(server.addr).await.unwrap();
+    s.write_all(
+        &Handshake {
+            reserved: Reserved::NONE,
+            info_hash: ih,
+            peer_id: [3; 20],
+        }
+        .encode(),
+    )
+    .await
+    .unwrap();
+    expect_eof(&mut s).await;
+    server.stop().await;
+
+    let server = Server::start(SeederOptions {
+        encryption: Encryption::Off,
+        ..SeederOptions::default()
+    })
+    .await;
+    let t = server.add(&data, 65536, Format::V1);
+    let ih = t.info_hash_v1.unwrap();
+    assert!(Client::connect_encrypted(server.addr, ih, 3).await.is_err());
+    let mut plain = Client::connect(server.addr, ih, Reserved::NONE.with_fast(true)).await;
+    assert_eq!(plain.recv().await, Message::HaveAll);
+    server.stop().await;
+}
+
+/// Malformed and truncated exchanges, wrong obfuscated hashes and oversized pads close only
+/// their own connection, within the handshake timeout.
+#[tokio::test]
+async fn hostile_encrypted_handshakes_close_only_themselves() {
+    let server = Server::start(SeederOptions {
+        handshake_timeout: Duration::from_secs(2),
+        ..SeederOptions::default()
+    })
+    .await;
+    let data = content(70_000, 12);
+    let t = server.add(&data, 32768, Format::V1);
+    let ih = t.info_hash_v1.unwrap();
+    let mut good = Client::connect(server.addr, ih, Reserved::NONE.with_fast(true)).await;
+    assert_eq!(good.recv().await, Message::HaveAll);
+
+    // A public key out of range (all 0xFF is above the prime).
+    let mut s = TcpStream::connect(server.addr).await.unwrap();
+    s.write_all(&[0xFF; 200]).await.unwrap();
+    expect_eof(&mut s).await;
+    // Random bytes past the padding limit: no synchronisation point.
+    let mut s = TcpStream::connect(server.addr).await.unwrap();
+    let junk: Vec<u8> = (0..2000u32).map(|i| (i * 7 + 3) as u8).collect();
+    let _ = s.write_all(&junk).await;
+    expect_eof(&mut s).await;
+    // A valid key, then silence: cut at the handshake timeout.
+    let mut s = TcpStream::connect(server.addr).await.unwrap();
+    let a = Initiator::new([1; 20], ih);
+    s.write_all(&a.hello(&[])).await.unwrap();
+    let started = std::time::Instant::now();
+    expect_eof(&mut s).await;
+    assert!(started.elapsed() < Duration::from_secs(5));
+    // An oversized PadC.
+    let mut s = TcpStream::connect(server.addr).await.unwrap();
+    let mut a = Initiator::new([2; 20], ih);
+    s.write_all(&a.hello(&[])).await.unwrap();
+    let mut yb = [0u8; mse::KEY_LEN];
+    s.read_exact(&mut yb).await.unwrap();
+    let _ = s
+        .write_all(&a.request(&yb, 2, &[0; 600], &[]).unwrap())
+        .await;
+    expect_eof(&mut s).await;
+    // The BitTorrent handshake inside names another torrent than the exchange did.
+    let other = server.add(&content(1000, 13), 32768, Format::V1);
+    let mut s = TcpStream::connect(server.addr).await.unwrap();
+    let mut a = Initiator::new([4; 20], ih);
+    s.write_all(&a.hello(&[])).await.unwrap();
+    s.read_exact(&mut yb).await.unwrap();
+    let inner = Handshake {
+        reserved: Reserved::NONE,
+        info_hash: other.info_hash_v1.unwrap(),
+        peer_id: [5; 20],
+    };
+    s.write_all(&a.request(&yb, 1, &[], &inner.encode()).unwrap())
+        .await
+        .unwrap();
+    expect_eof(&mut s).await;
+
+    // The honest peer still downloads.
+    get_unchoked(&mut good).await;
+    assert_eq!(download(&mut good, &t, 8).await, data);
+    server.stop().await;
 }

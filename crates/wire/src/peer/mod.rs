@@ -21,6 +21,7 @@ mod extension;
 mod handshake;
 mod message;
 mod metadata;
+pub mod mse;
 
 pub use bitfield::Bitfield;
 pub use block::{BlockError, MAX_BLOCK_LEN, block_offset};
