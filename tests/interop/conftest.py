@@ -45,7 +45,8 @@ class Server:
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = open(tmp / "server.log", "w+")
         env = dict(os.environ, SEEDBUCKET_ROOT_ACCESS_KEY=ACCESS_KEY,
-                   SEEDBUCKET_ROOT_SECRET_KEY=SECRET_KEY, RUST_LOG="warn", **backend_env)
+                   SEEDBUCKET_ROOT_SECRET_KEY=SECRET_KEY,
+                   RUST_LOG=os.environ.get("SEEDBUCKET_TEST_RUST_LOG", "warn"), **backend_env)
         self.env = env
         self.proc = subprocess.Popen(
             [_binary(), "serve", "--data-dir", str(self.data_dir), "--listen", f"127.0.0.1:{self.port}",

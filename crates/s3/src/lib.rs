@@ -14,6 +14,7 @@ pub mod cors;
 mod error;
 pub mod guarded_body;
 pub(crate) mod handlers;
+mod obfuscated_index;
 pub mod seed_library;
 pub mod service;
 mod sigv4_checks;

@@ -27,6 +27,7 @@ use seedbucket_store::pieces::IssuedTorrent;
 use seedbucket_torrent::Format;
 
 use crate::Seedbucket;
+use crate::obfuscated_index::ObfuscatedIndex;
 use crate::tokens::TokenGrant;
 use crate::torrent_sources::Resolved;
 
@@ -60,6 +61,8 @@ struct Served {
 /// The [`Library`] over a [`Seedbucket`].
 pub struct StoreLibrary {
     app: Seedbucket,
+    /// Which info-hash an encrypted handshake names.
+    obfuscated: ObfuscatedIndex,
     /// By every info-hash a torrent answers to (v1, v2 truncated).
     served: Mutex<HashMap<[u8; 20], Arc<Mutex<Served>>>>,
 }
@@ -68,6 +71,7 @@ impl StoreLibrary {
     pub fn new(app: Seedbucket) -> Self {
         Self {
             app,
+            obfuscated: ObfuscatedIndex::default(),
             served: Mutex::new(HashMap::new()),
         }
     }
@@ -203,6 +207,10 @@ impl Library for StoreLibrary {
         e.admitted = issued;
         e.access_key = grant.map(|g| g.access_key);
         Some(e.torrent.clone())
+    }
+
+    async fn resolve_obfuscated(&self, obfuscated: &[u8; 20]) -> Option<[u8; 20]> {
+        self.obfuscated.resolve(&self.app.store, obfuscated).await
     }
 
     async fn read(&self, torrent: &SeedTorrent, offset: u64, len: u32) -> std::io::Result<Bytes> {

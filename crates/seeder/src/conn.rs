@@ -223,7 +223,7 @@ async fn serve_peer(
     };
     let ours = Handshake {
         reserved: our_reserved(&torrent),
-        info_hash: prefix.info_hash,
+        info_hash: reply_info_hash(&torrent, &prefix),
         peer_id: shared.peer_id,
     };
     let send_timeout = opts.idle_timeout;
@@ -346,6 +346,18 @@ async fn serve_peer(
                 activity.after_frames(&session, slot);
             }
         }
+    }
+}
+
+/// The info-hash our handshake names: the peer's, except that a v2-capable peer naming a
+/// hybrid torrent by its v1 hash (the upgrade bit set, BEP 52) is answered with the truncated
+/// v2 hash, which upgrades the connection to v2. libtorrent relies on this: over an encrypted
+/// handshake it names a hybrid torrent by its v1 hash while expecting the v2 one back, and
+/// drops a reply naming the v1 hash as "invalid info-hash".
+fn reply_info_hash(torrent: &SeedTorrent, theirs: &HandshakePrefix) -> [u8; 20] {
+    match (torrent.info_hash_v1, torrent.info_hash_v2_truncated()) {
+        (Some(v1), Some(v2)) if v1 == theirs.info_hash && theirs.reserved.v2_upgrade() => v2,
+        _ => theirs.info_hash,
     }
 }
 

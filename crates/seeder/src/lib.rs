@@ -40,6 +40,7 @@ mod rate;
 mod rc4_io;
 mod session;
 mod slots;
+mod utp;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -50,6 +51,7 @@ use seedbucket_torrent::{Format, InfoHashes, ParseError, PieceHashes, build_info
 
 pub use listener::{Seeder, SeederStats, serve};
 pub use memory::MemoryLibrary;
+pub use utp::UtpListener;
 
 /// What the seeder serves; implemented by the server over its object store.
 #[async_trait::async_trait]

@@ -16,6 +16,7 @@ use crate::choke::Choker;
 use crate::merkle::TreeCache;
 use crate::rate::RateLimiter;
 use crate::slots::Slots;
+use crate::utp::UtpListener;
 use crate::{Library, SeederOptions, conn};
 
 /// How long connections get to finish after shutdown before they are aborted.
@@ -146,6 +147,26 @@ impl Seeder {
     /// (after a short grace) and returns. Accept errors (such as running out of file
     /// descriptors) are logged and retried, never returned.
     pub async fn serve<F: Future>(&self, listener: TcpListener, shutdown: F) -> io::Result<()> {
+        self.serve_transports(listener, None, shutdown).await
+    }
+
+    /// [`Seeder::serve`], and uTP connections from `utp` as well (usually bound to the same
+    /// address and port number, over UDP).
+    pub async fn serve_with_utp<F: Future>(
+        &self,
+        listener: TcpListener,
+        utp: UtpListener,
+        shutdown: F,
+    ) -> io::Result<()> {
+        self.serve_transports(listener, Some(utp), shutdown).await
+    }
+
+    async fn serve_transports<F: Future>(
+        &self,
+        listener: TcpListener,
+        mut utp: Option<UtpListener>,
+        shutdown: F,
+    ) -> io::Result<()> {
         let shared = &self.shared;
         let (stop_tx, stop_rx) = watch::channel(false);
         let rotation = tokio::spawn({
@@ -161,7 +182,7 @@ impl Seeder {
             }
         });
         if let Ok(addr) = listener.local_addr() {
-            tracing::info!(%addr, "seeder listening");
+            tracing::info!(%addr, utp = ?utp.as_ref().map(UtpListener::local_addr), "seeder listening");
         }
         let mut tasks = JoinSet::new();
         tokio::pin!(shutdown);
@@ -171,26 +192,35 @@ impl Seeder {
                 Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
                 accepted = listener.accept() => match accepted {
                     Ok((stream, peer)) => {
-                        shared.accepted.fetch_add(1, Ordering::Relaxed);
-                        let slot = match shared.slots.admit(peer.ip()) {
-                            Ok(slot) => slot,
-                            Err(why) => {
-                                tracing::debug!(%peer, ?why, "no free connection slot; closing");
-                                shared.refused.fetch_add(1, Ordering::Relaxed);
-                                drop(stream);
-                                continue;
-                            }
-                        };
-                        let guard = Counted::new(Arc::clone(shared));
-                        let stop = stop_rx.clone();
-                        tasks.spawn(async move {
-                            conn::run(stream, peer, Arc::clone(&guard.0), stop, slot).await;
-                            drop(guard);
-                        });
+                        if let Some(slot) = self.admit(peer) {
+                            let guard = Counted::new(Arc::clone(shared));
+                            let stop = stop_rx.clone();
+                            tasks.spawn(async move {
+                                conn::run(stream, peer, Arc::clone(&guard.0), stop, slot).await;
+                                drop(guard);
+                            });
+                        }
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "accept failed");
                         tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                },
+                accepted = accept_utp(utp.as_ref()) => match accepted {
+                    Ok((stream, peer)) => {
+                        if let Some(slot) = self.admit(peer) {
+                            let guard = Counted::new(Arc::clone(shared));
+                            let stop = stop_rx.clone();
+                            let (rd, wr) = stream.split();
+                            tasks.spawn(async move {
+                                conn::run_halves(Box::new(rd), Box::new(wr), peer, Arc::clone(&guard.0), stop, slot).await;
+                                drop(guard);
+                            });
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "uTP stopped; serving TCP only");
+                        utp = None;
                     }
                 },
             }
@@ -204,6 +234,33 @@ impl Seeder {
         rotation.abort();
         tracing::info!("seeder stopped");
         Ok(())
+    }
+}
+
+impl Seeder {
+    /// A slot for a new connection from `peer`, or `None` (counted, logged) when every slot
+    /// it could take is busy.
+    fn admit(&self, peer: std::net::SocketAddr) -> Option<crate::slots::Slot> {
+        let shared = &self.shared;
+        shared.accepted.fetch_add(1, Ordering::Relaxed);
+        match shared.slots.admit(peer.ip()) {
+            Ok(slot) => Some(slot),
+            Err(why) => {
+                tracing::debug!(%peer, ?why, "no free connection slot; closing");
+                shared.refused.fetch_add(1, Ordering::Relaxed);
+                None
+            }
+        }
+    }
+}
+
+/// The next uTP connection, or never when there is no uTP listener.
+async fn accept_utp(
+    utp: Option<&UtpListener>,
+) -> io::Result<(librqbit_utp::UtpStream, std::net::SocketAddr)> {
+    match utp {
+        Some(u) => u.accept().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -213,13 +213,36 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             max_connections: config.seed_max_connections,
             max_connections_per_address: config.seed_max_connections_per_address,
             inactive_timeout: config.seed_inactive_timeout,
+            encryption: config.seed_encryption,
             ..Default::default()
         };
         let library = Arc::new(seedbucket_s3::seed_library::StoreLibrary::new(s3.clone()));
         let seeder = seedbucket_seeder::Seeder::new(library, options);
-        tracing::info!(listen = %listener.local_addr()?, advertised = %advertised, "BitTorrent seeder listening");
+        let tcp_addr = listener.local_addr()?;
+        // uTP on the same port number, over UDP: where clients look for it first.
+        let utp = if config.seed_utp {
+            match seedbucket_seeder::UtpListener::bind(tcp_addr, config.seed_max_connections).await
+            {
+                Ok(u) => Some(u),
+                Err(e) => {
+                    tracing::warn!(error = %e, "no uTP for the seeder (TCP only)");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        tracing::info!(listen = %tcp_addr, utp = utp.is_some(), advertised = %advertised, "BitTorrent seeder listening");
         seeder_task = Some(tokio::spawn(async move {
-            if let Err(e) = seeder.serve(listener, shutdown_signal()).await {
+            let served = match utp {
+                Some(utp) => {
+                    seeder
+                        .serve_with_utp(listener, utp, shutdown_signal())
+                        .await
+                }
+                None => seeder.serve(listener, shutdown_signal()).await,
+            };
+            if let Err(e) = served {
                 tracing::error!(error = %e, "the seeder stopped");
             }
         }));

@@ -152,6 +152,14 @@ pub struct ServeArgs {
     /// upload slot before it is dropped [default: 180].
     #[arg(long, env = "SEEDBUCKET_SEED_INACTIVE_TIMEOUT")]
     pub seed_inactive_timeout: Option<u64>,
+    /// Encrypted peer handshakes (Message Stream Encryption): `allow` accepts plain and
+    /// encrypted ones, `require` only encrypted ones with an RC4 payload, `off` only plain
+    /// ones [default: allow].
+    #[arg(long, env = "SEEDBUCKET_SEED_ENCRYPTION", value_parser = ["allow", "require", "off"])]
+    pub seed_encryption: Option<String>,
+    /// uTP (BEP 29) beside TCP on the seeder's port number, over UDP [default: on].
+    #[arg(long, env = "SEEDBUCKET_SEED_UTP", value_parser = ["on", "off"])]
+    pub seed_utp: Option<String>,
     /// Tracker entries in one swarm; a full swarm evicts its stalest entry [default: 20000].
     #[arg(long, env = "SEEDBUCKET_TRACKER_MAX_PEERS_PER_TORRENT")]
     pub tracker_max_peers_per_torrent: Option<usize>,

@@ -56,6 +56,11 @@ pub struct FileConfig {
     /// Seconds a seeder peer may go without requesting anything while not waiting for an
     /// upload slot. Example: 180.
     pub seed_inactive_timeout: u64,
+    /// Encrypted peer handshakes: "allow" (plain and encrypted), "require" (encrypted, RC4
+    /// payload) or "off" (plain only). Example: "allow".
+    pub seed_encryption: String,
+    /// uTP beside TCP on the seeder's port number. Example: true.
+    pub seed_utp: bool,
     /// Tracker entries in one swarm; a full swarm evicts its stalest entry. Example: 20000.
     pub tracker_max_peers_per_torrent: usize,
     /// Tracker entries one address (IPv4 address, IPv6 /64) holds in one swarm. Example: 16.
@@ -124,6 +129,8 @@ impl Default for FileConfig {
             seed_max_connections: 500,
             seed_max_connections_per_address: 8,
             seed_inactive_timeout: 180,
+            seed_encryption: "allow".to_owned(),
+            seed_utp: true,
             tracker_max_peers_per_torrent: 20_000,
             tracker_max_peers_per_address_per_torrent: 16,
             tracker_max_peers_per_address: 2_000,
@@ -245,6 +252,8 @@ pub struct Config {
     pub seed_max_connections: usize,
     pub seed_max_connections_per_address: usize,
     pub seed_inactive_timeout: std::time::Duration,
+    pub seed_encryption: seedbucket_seeder::Encryption,
+    pub seed_utp: bool,
     /// The tracker's swarm limits (in this process or in Redis).
     pub tracker: seedbucket_tracker::TrackerConfig,
     pub admin_listen: Option<SocketAddr>,
@@ -401,6 +410,20 @@ impl Config {
                     .unwrap_or(file.seed_inactive_timeout)
                     .max(1),
             ),
+            seed_encryption: match args
+                .seed_encryption
+                .as_deref()
+                .unwrap_or(&file.seed_encryption)
+            {
+                "allow" => seedbucket_seeder::Encryption::Allow,
+                "require" => seedbucket_seeder::Encryption::Require,
+                "off" => seedbucket_seeder::Encryption::Off,
+                other => bail!("seed_encryption must be allow, require or off, not {other:?}"),
+            },
+            seed_utp: match args.seed_utp.as_deref() {
+                Some(v) => v == "on",
+                None => file.seed_utp,
+            },
             tracker: seedbucket_tracker::TrackerConfig {
                 max_peers_per_torrent: args
                     .tracker_max_peers_per_torrent

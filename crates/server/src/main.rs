@@ -166,8 +166,15 @@ async fn assign_bucket(gateway: GatewayOptions, bucket: &str, owner: &str) -> an
 
 fn init_tracing(format: &str) {
     use tracing_subscriber::EnvFilter;
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,s3s=off"));
+    // librqbit_utp warns at every start that the kernel caps its UDP receive buffer below
+    // what it asks for (harmless: the seeder only receives requests); quiet unless asked.
+    let directives = match std::env::var("RUST_LOG") {
+        Ok(v) if v.contains("librqbit_utp") => v,
+        Ok(v) => format!("{v},librqbit_utp=error"),
+        Err(_) => "info,s3s=off,librqbit_utp=error".to_owned(),
+    };
+    let filter = EnvFilter::try_new(&directives)
+        .unwrap_or_else(|_| EnvFilter::new("info,s3s=off,librqbit_utp=error"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -348,6 +348,11 @@ impl Embedded {
         self.blocking(move |i| i.meta.torrent_sources(&h)).await
     }
 
+    /// Every info-hash (hex) with a recorded source.
+    pub async fn issued_info_hashes(&self) -> Result<Vec<String>> {
+        self.blocking(|i| i.meta.issued_info_hashes()).await
+    }
+
     // ---- multipart ----
 
     pub async fn create_upload(&self, rec: UploadRecord) -> Result<UploadRecord> {

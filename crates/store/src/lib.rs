@@ -651,6 +651,15 @@ impl Store {
         }
     }
 
+    /// Every info-hash (hex) with a recorded source. A full scan (of the embedded table, or
+    /// one listing of the metadata bucket): for rebuilding an index, not for every request.
+    pub async fn issued_info_hashes(&self) -> Result<Vec<String>> {
+        match &self.backend {
+            Backend::Embedded(e) => e.issued_info_hashes().await,
+            Backend::Gateway(g) => g.issued_info_hashes().await,
+        }
+    }
+
     // ---- multipart ----
 
     pub async fn create_upload(

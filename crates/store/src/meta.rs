@@ -769,6 +769,27 @@ impl Meta {
         Ok(TorrentSources::new(records, legacy))
     }
 
+    /// Every info-hash (hex) with a recorded source, in order, each once.
+    pub fn issued_info_hashes(&self) -> Result<Vec<String>> {
+        let tx = self.db.begin_read()?;
+        let mut out: Vec<String> = Vec::new();
+        let t = tx.open_table(TORRENT_SOURCES)?;
+        for entry in t.iter()? {
+            let key = entry?.0;
+            let hash = key.value().split('/').next().unwrap_or_default();
+            if out.last().map(String::as_str) != Some(hash) {
+                out.push(hash.to_owned());
+            }
+        }
+        let t = tx.open_table(TORRENTS)?;
+        for entry in t.iter()? {
+            out.push(entry?.0.value().to_owned());
+        }
+        out.sort_unstable();
+        out.dedup();
+        Ok(out)
+    }
+
     // ---- blob bookkeeping ----
 
     pub fn garbage(&self) -> Result<Vec<String>> {

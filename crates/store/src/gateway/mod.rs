@@ -1423,6 +1423,23 @@ impl Gateway {
         Ok(())
     }
 
+    /// Every info-hash (hex) with a recorded source: one listing of the metadata bucket's
+    /// `torrents/` folder.
+    pub(crate) async fn issued_info_hashes(&self) -> Result<Vec<String>> {
+        let mut out: Vec<String> = timed(self.meta.list("torrents/"))
+            .await?
+            .iter()
+            .filter_map(|k| {
+                let rest = k.strip_prefix("torrents/")?;
+                let hash = rest.split(['/', '.']).next()?;
+                Some(hash.to_owned())
+            })
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        Ok(out)
+    }
+
     pub(crate) async fn torrent_sources(&self, info_hash: &str) -> Result<TorrentSources> {
         if info_hash.len() > 64 || !info_hash.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Ok(TorrentSources::default());

@@ -1,0 +1,171 @@
+"""The seeder is reached on the first try by what stock clients dial first: uTP (BEP 29) and
+encrypted handshakes (Message Stream Encryption). libtorrent keeps its defaults (uTP and
+encryption on; only DHT, LSD, UPnP, NAT-PMP and PEX off), re-dials the seeder every second
+for the first 10 s, and must get its first block within 1 s of its first connection attempt;
+then encryption forced, uTP alone, aria2c requiring encryption, and transmission inside a
+network namespace (it refuses loopback peers)."""
+import os
+import subprocess
+import time
+import urllib.parse
+import urllib.request
+
+import libtorrent as lt
+import pytest
+
+from test_get_object_torrent import ARIA, torrent_of
+from test_seeder import magnet_of, sha, without_webseed
+
+# Only what the test rules turn off; everything else is libtorrent's default.
+DEFAULTS = {"listen_interfaces": "127.0.0.1:0", "enable_dht": False, "enable_lsd": False,
+            "enable_upnp": False, "enable_natpmp": False}
+ALERTS = (lt.alert.category_t.error_notification | lt.alert.category_t.connect_notification
+          | lt.alert.category_t.peer_notification | lt.alert.category_t.block_progress_notification
+          | lt.alert.category_t.status_notification
+          | lt.alert.category_t.piece_progress_notification)
+FORCED_ENCRYPTION = {"out_enc_policy": int(lt.enc_policy.forced),
+                     "in_enc_policy": int(lt.enc_policy.forced),
+                     "allowed_enc_level": int(lt.enc_level.rc4)}
+UTP_ONLY = {"enable_outgoing_tcp": False, "enable_incoming_tcp": False}
+
+
+@pytest.fixture
+def public_object(s3, bucket):
+    def make(key, size):
+        data = os.urandom(size)
+        s3.put_object(Bucket=bucket, Key=key, Body=data, ACL="public-read")
+        return data
+    return make
+
+
+def session(extra=None):
+    """A libtorrent session at its defaults, but for the discovery features the test rules turn
+    off; PEX goes with the default plugins (ut_metadata is added back for magnets)."""
+    settings = dict(DEFAULTS, alert_mask=ALERTS, **(extra or {}))
+    ses = lt.session(settings, flags=0)
+    ses.add_extension("ut_metadata")
+    ses.add_extension("smart_ban")
+    return ses
+
+
+def download_redialling(tmp_path, port, meta=None, magnet=None, extra=None, timeout=60):
+    """Downloads from the seeder alone (no webseed), calling connect_peer on it every second
+    for the first 10 s. Returns (save dir, seconds from the first connection attempt to the
+    first block received, the connection alerts seen)."""
+    ses = session(extra)
+    atp = lt.parse_magnet_uri(magnet) if magnet else lt.add_torrent_params()
+    if meta is not None:
+        atp.ti = lt.torrent_info(meta)
+    atp.save_path = str(tmp_path / "leech")
+    started = time.monotonic()
+    h = ses.add_torrent(atp)
+    first_attempt = first_block = None
+    seen = []
+    next_dial = started
+    deadline = started + timeout
+    try:
+        while time.monotonic() < deadline:
+            now = time.monotonic()
+            if now >= next_dial and now - started < 10:
+                h.connect_peer(("127.0.0.1", port))
+                next_dial = now + 1
+            for a in ses.pop_alerts():
+                t = time.monotonic()
+                if isinstance(a, lt.peer_connect_alert) and first_attempt is None:
+                    first_attempt = t
+                if isinstance(a, (lt.peer_connect_alert, lt.peer_disconnected_alert,
+                                  lt.peer_error_alert)):
+                    seen.append(f"{t - started:.2f}s {a.message()}")
+                # (v2 torrents report finished pieces without per-block alerts)
+                if (isinstance(a, (lt.block_finished_alert, lt.piece_finished_alert))
+                        and first_block is None):
+                    first_block = t
+            if h.status().is_seeding:
+                break
+            time.sleep(0.01)
+        status = h.status()
+        assert status.is_seeding, (f"not finished in {timeout}s: {status.state} {status.progress}",
+                                   seen[-20:])
+        assert first_attempt is not None and first_block is not None, seen[-20:]
+        return tmp_path / "leech", first_block - first_attempt, seen
+    finally:
+        ses.remove_torrent(h)
+
+
+def seeder_port(meta):
+    """The seeder's port, from the peer list our tracker gives for the torrent's handshake hash
+    (v1, or v2 truncated)."""
+    hashes = lt.torrent_info(meta).info_hashes()
+    ih = bytes.fromhex(str(hashes.v1)) if hashes.has_v1() else bytes.fromhex(str(hashes.v2))[:20]
+    ann = meta[b"announce"].decode()
+    q = urllib.parse.urlencode({"info_hash": ih, "peer_id": b"Q" * 20, "port": 1, "uploaded": 0,
+                                "downloaded": 0, "left": 0, "event": "stopped"})
+    with urllib.request.urlopen(ann + ("&" if "?" in ann else "?") + q) as r:
+        reply = lt.bdecode(r.read())
+    assert b"peers" in reply, reply
+    return int.from_bytes(reply[b"peers"][4:6], "big")
+
+
+def meta_of(s3, bucket, key, fmt):
+    return without_webseed(lt.bdecode(torrent_of(s3, bucket, key, fmt)["Body"].read()))
+
+
+@pytest.mark.parametrize("fmt", ["v1", "hybrid", "v2"])
+def test_libtorrent_defaults_reach_the_seeder_at_once(s3, bucket, public_object, tmp_path, fmt):
+    data = public_object(f"transports/{fmt}.bin", 2_500_000)
+    meta = meta_of(s3, bucket, f"transports/{fmt}.bin", fmt)
+    port = seeder_port(meta)
+    out, ttfb, seen = download_redialling(tmp_path, port, meta=meta)
+    assert sha((out / f"{fmt}.bin").read_bytes()) == sha(data)
+    assert ttfb < 1.0, (ttfb, seen[:10])
+
+
+def test_libtorrent_defaults_resolve_a_magnet_at_once(server, s3, bucket, public_object, tmp_path):
+    data = public_object("transports/magnet.bin", 1_500_000)
+    port = seeder_port(meta_of(s3, bucket, "transports/magnet.bin", "hybrid"))
+    magnet = magnet_of(server, bucket, "transports/magnet.bin", "hybrid")
+    no_ws = "&".join(p for p in magnet.split("&") if not p.startswith("ws="))
+    out, ttfb, seen = download_redialling(tmp_path, port, magnet=no_ws)
+    assert sha((out / "magnet.bin").read_bytes()) == sha(data)
+    assert ttfb < 1.0, (ttfb, seen[:10])
+
+
+@pytest.mark.parametrize("fmt", ["v1", "hybrid"])
+def test_libtorrent_with_encryption_forced(s3, bucket, public_object, tmp_path, fmt):
+    data = public_object(f"transports/enc-{fmt}.bin", 2_000_000)
+    meta = meta_of(s3, bucket, f"transports/enc-{fmt}.bin", fmt)
+    port = seeder_port(meta)
+    out, ttfb, seen = download_redialling(tmp_path, port, meta=meta, extra=FORCED_ENCRYPTION)
+    assert sha((out / f"enc-{fmt}.bin").read_bytes()) == sha(data)
+    assert ttfb < 1.0, (ttfb, seen[:10])
+
+
+@pytest.mark.parametrize("fmt", ["v1", "v2"])
+def test_libtorrent_over_utp_alone(s3, bucket, public_object, tmp_path, fmt):
+    data = public_object(f"transports/utp-{fmt}.bin", 2_000_000)
+    meta = meta_of(s3, bucket, f"transports/utp-{fmt}.bin", fmt)
+    port = seeder_port(meta)
+    out, ttfb, seen = download_redialling(tmp_path, port, meta=meta, extra=UTP_ONLY)
+    assert sha((out / f"utp-{fmt}.bin").read_bytes()) == sha(data)
+    assert ttfb < 1.0, (ttfb, seen[:10])
+
+
+def test_libtorrent_over_utp_with_encryption_forced(s3, bucket, public_object, tmp_path):
+    data = public_object("transports/utp-enc.bin", 1_000_000)
+    meta = meta_of(s3, bucket, "transports/utp-enc.bin", "v1")
+    port = seeder_port(meta)
+    out, _, _ = download_redialling(tmp_path, port, meta=meta,
+                                    extra=dict(UTP_ONLY, **FORCED_ENCRYPTION))
+    assert sha((out / "utp-enc.bin").read_bytes()) == sha(data)
+
+
+def test_aria2c_requiring_encryption(s3, bucket, public_object, tmp_path):
+    data = public_object("transports/aria-enc.bin", 2_000_000)
+    tfile = tmp_path / "aria.torrent"
+    tfile.write_bytes(lt.bencode(meta_of(s3, bucket, "transports/aria-enc.bin", "v1")))
+    p = subprocess.run(["aria2c", "-d", str(tmp_path / "aria"), *ARIA, "--bt-require-crypto=true",
+                        "--bt-min-crypto-level=arc4", str(tfile)],
+                       capture_output=True, text=True, timeout=120)
+    got = tmp_path / "aria" / "aria-enc.bin"
+    assert got.exists(), p.stdout[-2000:]
+    assert sha(got.read_bytes()) == sha(data)
