@@ -4,7 +4,11 @@
 #  1. from seedbucket's seeder (peer wire; the torrent's webseed removed);
 #  2. from aria2c seeding the file (--seed-ratio=0.0), found through a tracker;
 #  3. from qbittorrent-nox seeding the file (skipped, and said so, when it cannot be installed);
-#  4. from seedbucket's webseed alone, and from nginx serving the file as a webseed.
+#  4. from seedbucket's webseed alone, and from nginx serving the file as a webseed;
+#  5. peer transports, with libtorrent as the leecher (bench/peer_transports.py): time to the
+#     first block at libtorrent's defaults against a seedbucket with --seed-utp off
+#     --seed-encryption off (plain TCP only), and throughput over uTP and RC4-encrypted TCP
+#     against plain TCP.
 # Peer seeders 2 and 3 use a second seedbucket as a plain open tracker (its own seeder off) and a
 # torrent of the same bytes made by `seedbucket torrent create`, so only they can serve.
 # Usage: bench/seeder.sh   (env: SIZE_MB=1024 ROUNDS=2)
@@ -143,6 +147,27 @@ echo "== 4. webseeds: seedbucket vs nginx"
 SBW=$(run "$WORK/sb-web.torrent" seedbucket-webseed)
 NGW=$(run "$WORK/ref-web.torrent" nginx-webseed)
 
+echo "== 5. peer transports (libtorrent leecher)"
+OLD_PORT=$(port); OLD_PEER=$(port)
+SEEDBUCKET_ROOT_ACCESS_KEY=$AWS_ACCESS_KEY_ID SEEDBUCKET_ROOT_SECRET_KEY=$AWS_SECRET_ACCESS_KEY RUST_LOG=warn \
+  "$SB" serve --data-dir "$WORK/old" --listen 127.0.0.1:$OLD_PORT --peer-listen 127.0.0.1:$OLD_PEER \
+  --seed-utp off --seed-encryption off >/dev/null 2>&1 & PIDS+=($!)
+wait_port $OLD_PORT
+"$PY" - "$OLD_PORT" "$WORK" <<'EOF'
+import sys, boto3, botocore.config, libtorrent as lt
+port, work = sys.argv[1], sys.argv[2]
+s3 = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1",
+                  config=botocore.config.Config(s3={"addressing_style": "path"}))
+s3.create_bucket(Bucket="bench")
+s3.upload_file(f"{work}/data/object.bin", "bench", "object.bin", ExtraArgs={"ACL": "public-read"})
+meta = lt.bdecode(s3.get_object_torrent(Bucket="bench", Key="object.bin")["Body"].read())
+meta.pop(b"url-list")
+open(f"{work}/old-peer.torrent", "wb").write(lt.bencode(meta))
+EOF
+TRANSPORTS=$("$PY" bench/peer_transports.py "$ROUNDS" "$WORK/sb-peer.torrent" "$WORK/old-peer.torrent")
+echo "$TRANSPORTS" >&2
+tget() { python3 -c "import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])" "$TRANSPORTS" "$1"; }
+
 {
   echo "# Seeder benchmark ($(date -u +%F), ${SIZE_MB} MiB, aria2c leecher, best of $ROUNDS)"
   echo
@@ -153,4 +178,12 @@ NGW=$(run "$WORK/ref-web.torrent" nginx-webseed)
   [ -n "$QBT" ] && echo "| qbittorrent-nox seeder | $QBT | $(ratio "$SBP" "$QBT") |"
   echo "| seedbucket webseed | $SBW | |"
   echo "| nginx webseed | $NGW | $(ratio "$SBW" "$NGW") |"
+  echo
+  echo "Peer transports, libtorrent $("$PY" -c 'import libtorrent; print(libtorrent.__version__)') as the leecher:"
+  echo
+  echo "| figure | seedbucket | reference | ratio |"
+  echo "|---|---|---|---|"
+  echo "| time to first block at libtorrent's defaults, re-dialling (median, s) | $(tget ttfb_now_s) | $(tget ttfb_before_s) with uTP and encryption off | |"
+  echo "| uTP alone, MB/s | $(tget utp_mb_s) | $(tget tcp_mb_s) plain TCP | $(ratio "$(tget utp_mb_s)" "$(tget tcp_mb_s)") |"
+  echo "| RC4-encrypted TCP, MB/s | $(tget rc4_tcp_mb_s) | $(tget tcp_mb_s) plain TCP | $(ratio "$(tget rc4_tcp_mb_s)" "$(tget tcp_mb_s)") |"
 } | tee "$OUT/seeder.md"

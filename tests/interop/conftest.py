@@ -33,8 +33,10 @@ def _free_port() -> int:
 
 
 class Server:
-    def __init__(self, tmp: Path, extra=(), admin=False, backend=None, port=None):
-        """`backend`: an S3 backend (see gateway_args) to run in front of, in gateway mode."""
+    def __init__(self, tmp: Path, extra=(), admin=False, backend=None, port=None, host="127.0.0.1"):
+        """`backend`: an S3 backend (see gateway_args) to run in front of, in gateway mode.
+        `host`: the address the S3 port and the seeder listen on (a test's own namespace
+        address when a client must reach it from there)."""
         self.data_dir = tmp / "data"
         self.backend_args, backend_env = gateway_args(backend) if backend else ([], {})
         self.port = port or _free_port()
@@ -42,15 +44,15 @@ class Server:
         extra = list(extra)
         if admin:
             extra += ["--admin-listen", f"127.0.0.1:{self.admin_port}"]
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"http://{host}:{self.port}"
         self.log = open(tmp / "server.log", "w+")
         env = dict(os.environ, SEEDBUCKET_ROOT_ACCESS_KEY=ACCESS_KEY,
                    SEEDBUCKET_ROOT_SECRET_KEY=SECRET_KEY,
                    RUST_LOG=os.environ.get("SEEDBUCKET_TEST_RUST_LOG", "warn"), **backend_env)
         self.env = env
         self.proc = subprocess.Popen(
-            [_binary(), "serve", "--data-dir", str(self.data_dir), "--listen", f"127.0.0.1:{self.port}",
-             "--torrent-max-size", str(TORRENT_MAX), "--peer-listen", "127.0.0.1:0",
+            [_binary(), "serve", "--data-dir", str(self.data_dir), "--listen", f"{host}:{self.port}",
+             "--torrent-max-size", str(TORRENT_MAX), "--peer-listen", f"{host}:0",
              *self.backend_args, *extra],
             env=env, stdout=subprocess.DEVNULL, stderr=self.log)
         deadline = time.time() + 30

@@ -169,3 +169,91 @@ def test_aria2c_requiring_encryption(s3, bucket, public_object, tmp_path):
     got = tmp_path / "aria" / "aria-enc.bin"
     assert got.exists(), p.stdout[-2000:]
     assert sha(got.read_bytes()) == sha(data)
+
+
+class Namespace:
+    """A network namespace joined to this one by a veth pair: `inside` and `outside` are
+    addresses of a /30 that exist only on the two ends, so nothing else can be reached."""
+
+    def __init__(self):
+        n = os.getpid() % 250 + 1
+        self.name = f"sbtest{os.getpid()}"
+        self.host_if, self.ns_if = f"sbh{os.getpid()}"[:15], f"sbn{os.getpid()}"[:15]
+        self.outside, self.inside = f"10.231.{n}.1", f"10.231.{n}.2"
+        for cmd in (["ip", "netns", "add", self.name],
+                    ["ip", "link", "add", self.host_if, "type", "veth", "peer", "name", self.ns_if],
+                    ["ip", "link", "set", self.ns_if, "netns", self.name],
+                    ["ip", "addr", "add", f"{self.outside}/30", "dev", self.host_if],
+                    ["ip", "link", "set", self.host_if, "up"],
+                    *self.run_inside(["ip", "addr", "add", f"{self.inside}/30", "dev", self.ns_if]),
+                    *self.run_inside(["ip", "link", "set", self.ns_if, "up"]),
+                    *self.run_inside(["ip", "link", "set", "lo", "up"])):
+            subprocess.run(cmd, check=True, capture_output=True)
+
+    def run_inside(self, cmd):
+        return [["ip", "netns", "exec", self.name, *cmd]]
+
+    def close(self):
+        subprocess.run(["ip", "link", "del", self.host_if], capture_output=True)
+        subprocess.run(["ip", "netns", "del", self.name], capture_output=True)
+
+
+@pytest.fixture
+def netns():
+    assert os.geteuid() == 0 and subprocess.run(["ip", "netns", "list"]).returncode == 0, \
+        "transmission refuses loopback peers: this test needs root and `ip netns` to give it another address"
+    ns = Namespace()
+    yield ns
+    ns.close()
+
+
+def test_transmission_downloads_from_the_seeder_in_a_namespace(netns, tmp_path):
+    """transmission refuses peers on 127.0.0.0/8, so it runs in a network namespace of its own
+    and reaches a seedbucket listening on the namespace's other end. Its settings are its
+    defaults (uTP and encryption preferred), but for DHT, LPD, PEX and port forwarding."""
+    import json
+    import signal
+    from conftest import Server, make_client
+    (tmp_path / "srv").mkdir()
+    server = Server(tmp_path / "srv", host=netns.outside)
+    try:
+        s3 = make_client(server)
+        s3.create_bucket(Bucket="netns")
+        data = os.urandom(3_000_000 + 17)
+        s3.put_object(Bucket="netns", Key="tr.bin", Body=data, ACL="public-read")
+        meta = meta_of(s3, "netns", "tr.bin", "v1")
+        assert meta[b"announce"].startswith(f"http://{netns.outside}:".encode())
+        tfile = tmp_path / "t.torrent"
+        tfile.write_bytes(lt.bencode(meta))
+        cfg = tmp_path / "cfg"
+        cfg.mkdir()
+        (cfg / "settings.json").write_text(json.dumps({
+            "dht-enabled": False, "lpd-enabled": False, "pex-enabled": False,
+            "port-forwarding-enabled": False, "peer-port": 51413,
+            "bind-address-ipv4": netns.inside, "rpc-enabled": False,
+            "ratio-limit-enabled": True, "ratio-limit": 0}))
+        out = tmp_path / "out"
+        out.mkdir()
+        done = tmp_path / "done.sh"
+        done.write_text(f"#!/bin/sh\ntouch {tmp_path}/finished\n")
+        done.chmod(0o755)
+        cmd = netns.run_inside(["transmission-cli", "-g", str(cfg), "-w", str(out), "-f", str(done),
+                                str(tfile)])[0]
+        p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             start_new_session=True)
+        try:
+            deadline = time.time() + 120
+            target = out / "tr.bin"
+            while time.time() < deadline:
+                if ((tmp_path / "finished").exists() and target.exists()
+                        and target.stat().st_size == len(data)):
+                    break
+                time.sleep(0.2)
+            else:
+                raise AssertionError("transmission did not finish from the seeder")
+        finally:
+            os.killpg(p.pid, signal.SIGTERM)
+            p.wait(10)
+        assert sha(target.read_bytes()) == sha(data)
+    finally:
+        server.stop()
