@@ -84,7 +84,12 @@ impl Seedbucket {
     /// `rec` brought up to its object's current version, if that version still serves the
     /// info-hash; `None` once the object was deleted or its bytes changed.
     pub(crate) async fn still_serving(&self, rec: &IssuedTorrent) -> Option<IssuedTorrent> {
-        let current = self.store.head_object(&rec.bucket, &rec.key).await.ok()?;
+        // Asked on every announce: in gateway mode a record read within the last second will do.
+        let current = self
+            .store
+            .head_object_recent(&rec.bucket, &rec.key)
+            .await
+            .ok()?;
         if current.version == rec.version {
             return Some(rec.clone());
         }

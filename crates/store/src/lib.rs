@@ -28,6 +28,7 @@ pub mod meta;
 pub mod pieces;
 mod pins;
 mod reader;
+mod recent_heads;
 pub mod records;
 pub mod sse;
 
@@ -121,6 +122,8 @@ pub struct Store {
     leases: Arc<OnceLock<Arc<dyn cluster::Leases>>>,
     /// Metadata records written here, or by other nodes as their notices say.
     changes: tokio::sync::broadcast::Sender<cluster::MetaChange>,
+    /// Gateway mode: object records read within the last second ([`Store::head_object_recent`]).
+    recent_heads: Arc<recent_heads::RecentHeads>,
 }
 
 /// Changes a slow listener may lag behind before it is told it missed some.
@@ -141,6 +144,7 @@ impl Store {
             }),
             leases: Arc::default(),
             changes,
+            recent_heads: Arc::default(),
         }
     }
 
@@ -285,10 +289,12 @@ impl Store {
         version: &str,
         change: impl FnOnce(&mut ObjectRecord) -> Result<()> + Send + 'static,
     ) -> Result<ObjectRecord> {
-        match &self.backend {
+        let updated = match &self.backend {
             Backend::Embedded(e) => e.update_object(bucket, key, version, change).await,
             Backend::Gateway(g) => g.update_object(bucket, key, version, change).await,
-        }
+        };
+        self.recent_heads.wrote();
+        updated
     }
 
     pub async fn list_buckets(&self) -> Result<Vec<BucketRecord>> {
@@ -359,7 +365,7 @@ impl Store {
         checksums: Checksums,
         cond: WriteCondition,
     ) -> Result<ObjectRecord> {
-        match &self.backend {
+        let committed = match &self.backend {
             Backend::Embedded(e) => {
                 e.commit_object(staged, bucket, key, attributes, checksums, cond)
                     .await
@@ -368,7 +374,9 @@ impl Store {
                 g.commit_object(staged, bucket, key, attributes, checksums, cond)
                     .await
             }
-        }
+        };
+        self.recent_heads.wrote();
+        committed
     }
 
     /// Copies `source` to `bucket/key` inside the backend, without the bytes passing through
@@ -382,13 +390,15 @@ impl Store {
         attributes: ObjectAttributes,
         checksums: Checksums,
     ) -> Result<Option<ObjectRecord>> {
-        match &self.backend {
+        let copied = match &self.backend {
             Backend::Embedded(_) => Ok(None),
             Backend::Gateway(g) => {
                 g.copy_object(source, bucket, key, attributes, checksums)
                     .await
             }
-        }
+        };
+        self.recent_heads.wrote();
+        copied
     }
 
     pub async fn head_object(&self, bucket: &str, key: &str) -> Result<ObjectRecord> {
@@ -396,6 +406,22 @@ impl Store {
             Backend::Embedded(e) => e.head_object(bucket, key).await,
             Backend::Gateway(g) => g.head_object(bucket, key).await,
         }
+    }
+
+    /// [`Store::head_object`], or in gateway mode the same answer if it was read less than
+    /// 1 s ago and nothing was written through this node since: for
+    /// checks made on every request that can accept that staleness (the tracker's).
+    pub async fn head_object_recent(&self, bucket: &str, key: &str) -> Result<ObjectRecord> {
+        let Backend::Gateway(g) = &self.backend else {
+            return self.head_object(bucket, key).await;
+        };
+        if let Some(rec) = self.recent_heads.get(bucket, key) {
+            return Ok(rec);
+        }
+        let generation = self.recent_heads.generation();
+        let rec = g.head_object(bucket, key).await?;
+        self.recent_heads.put(generation, bucket, key, &rec);
+        Ok(rec)
     }
 
     /// Opens the current version of `bucket/key` for reading.
@@ -407,10 +433,12 @@ impl Store {
     }
 
     pub async fn delete_object(&self, bucket: &str, key: &str) -> Result<bool> {
-        match &self.backend {
+        let deleted = match &self.backend {
             Backend::Embedded(e) => e.delete_object(bucket, key).await,
             Backend::Gateway(g) => g.delete_object(bucket, key).await,
-        }
+        };
+        self.recent_heads.wrote();
+        deleted
     }
 
     pub async fn list_objects(&self, bucket: &str, q: ListQuery) -> Result<ListPage> {
@@ -741,9 +769,11 @@ impl Store {
         requested: Vec<(u32, String)>,
         cond: WriteCondition,
     ) -> Result<ObjectRecord> {
-        match &self.backend {
+        let completed = match &self.backend {
             Backend::Embedded(e) => e.complete_upload(upload_id, requested, cond).await,
             Backend::Gateway(g) => g.complete_upload(upload_id, requested, cond).await,
-        }
+        };
+        self.recent_heads.wrote();
+        completed
     }
 }
