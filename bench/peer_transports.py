@@ -1,13 +1,15 @@
 """Peer transports for bench/seeder.sh: libtorrent (2.x) against seedbucket's seeder alone.
 
-  python bench/peer_transports.py ROUNDS NOW.torrent BEFORE.torrent
+  python bench/peer_transports.py ROUNDS NOW.torrent BEFORE.torrent DATA_DIR
 
 - Time to first block at libtorrent's defaults (uTP and encryption on), re-dialling the seeder
   every second as applications do: from the first connection attempt to the first block, for
   NOW (uTP and encrypted handshakes served) and BEFORE (a seedbucket with --seed-utp off
   --seed-encryption off: plain TCP only, what the seeder spoke before). Median of ROUNDS.
 - Throughput of the whole object from NOW over plain TCP, over uTP alone, and over TCP with
-  RC4 forced; best of ROUNDS (libtorrent checks every piece's hash). Prints one JSON line.
+  RC4 forced; best of ROUNDS (libtorrent checks every piece's hash). The same three with a
+  libtorrent session seeding the file from DATA_DIR instead, as the reference for what each
+  transport costs on this machine. Prints one JSON line.
 """
 import json
 import statistics
@@ -43,7 +45,22 @@ def seeder_endpoint(meta):
     return "127.0.0.1", int.from_bytes(peers[4:6], "big")
 
 
-def leech(meta, extra, whole, timeout=600):
+def libtorrent_seeder(meta, data_dir, extra):
+    """A libtorrent session seeding `meta` from `data_dir` with the same transport settings;
+    returns (session, its endpoint)."""
+    ses = lt.session(dict(BASE, **extra), flags=0)
+    atp = lt.add_torrent_params()
+    info = dict(meta)
+    info.pop(b"announce", None)
+    info.pop(b"announce-list", None)
+    atp.ti = lt.torrent_info(info)
+    atp.save_path = data_dir
+    atp.flags |= lt.torrent_flags.seed_mode
+    ses.add_torrent(atp)
+    return ses, ("127.0.0.1", ses.listen_port())
+
+
+def leech(meta, extra, whole, timeout=600, endpoint=None):
     """(seconds to the first block from the first attempt, seconds for the whole download).
     Without `whole`, gives up after 30 s and reports infinity: no block at all."""
     if not whole:
@@ -53,7 +70,7 @@ def leech(meta, extra, whole, timeout=600):
     atp.ti = lt.torrent_info(meta)
     save = tempfile.mkdtemp(prefix="sb-transport-")
     atp.save_path = save
-    endpoint = seeder_endpoint(meta)
+    endpoint = endpoint or seeder_endpoint(meta)
     start = time.monotonic()
     h = ses.add_torrent(atp)
     attempt = first = None
@@ -82,7 +99,7 @@ def leech(meta, extra, whole, timeout=600):
 
 
 def main():
-    rounds, now_t, before_t = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+    rounds, now_t, before_t, data_dir = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
     now, before = lt.bdecode(open(now_t, "rb").read()), lt.bdecode(open(before_t, "rb").read())
     size = lt.torrent_info(now).total_size()
     out = {}
@@ -94,6 +111,10 @@ def main():
     for name, extra in (("tcp_mb_s", PLAIN_TCP), ("utp_mb_s", UTP), ("rc4_tcp_mb_s", RC4_TCP)):
         best = min(leech(now, extra, True)[1] for _ in range(rounds))
         out[name] = round(size / 1e6 / best, 1)
+        seeder, endpoint = libtorrent_seeder(now, data_dir, extra)
+        best = min(leech(now, extra, True, endpoint=endpoint)[1] for _ in range(rounds))
+        out["libtorrent_" + name] = round(size / 1e6 / best, 1)
+        del seeder
     print(json.dumps(out))
 
 

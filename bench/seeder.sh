@@ -164,7 +164,7 @@ meta = lt.bdecode(s3.get_object_torrent(Bucket="bench", Key="object.bin")["Body"
 meta.pop(b"url-list")
 open(f"{work}/old-peer.torrent", "wb").write(lt.bencode(meta))
 EOF
-TRANSPORTS=$("$PY" bench/peer_transports.py "$ROUNDS" "$WORK/sb-peer.torrent" "$WORK/old-peer.torrent")
+TRANSPORTS=$("$PY" bench/peer_transports.py "$ROUNDS" "$WORK/sb-peer.torrent" "$WORK/old-peer.torrent" "$WORK/data")
 echo "$TRANSPORTS" >&2
 tget() { python3 -c "import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])" "$TRANSPORTS" "$1"; }
 
@@ -186,4 +186,8 @@ tget() { python3 -c "import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]]
   echo "| time to first block at libtorrent's defaults, re-dialling (median, s) | $(tget ttfb_now_s) | $(tget ttfb_before_s) with uTP and encryption off | |"
   echo "| uTP alone, MB/s | $(tget utp_mb_s) | $(tget tcp_mb_s) plain TCP | $(ratio "$(tget utp_mb_s)" "$(tget tcp_mb_s)") |"
   echo "| RC4-encrypted TCP, MB/s | $(tget rc4_tcp_mb_s) | $(tget tcp_mb_s) plain TCP | $(ratio "$(tget rc4_tcp_mb_s)" "$(tget tcp_mb_s)") |"
+  echo "| libtorrent seeding instead: uTP alone, MB/s | $(tget libtorrent_utp_mb_s) | $(tget libtorrent_tcp_mb_s) plain TCP | $(ratio "$(tget libtorrent_utp_mb_s)" "$(tget libtorrent_tcp_mb_s)") |"
+  echo "| libtorrent seeding instead: RC4-encrypted TCP, MB/s | $(tget libtorrent_rc4_tcp_mb_s) | $(tget libtorrent_tcp_mb_s) plain TCP | $(ratio "$(tget libtorrent_rc4_tcp_mb_s)" "$(tget libtorrent_tcp_mb_s)") |"
+  echo "| seedbucket / libtorrent seeding, uTP | $(tget utp_mb_s) | $(tget libtorrent_utp_mb_s) | $(ratio "$(tget utp_mb_s)" "$(tget libtorrent_utp_mb_s)") |"
+  echo "| seedbucket / libtorrent seeding, RC4 TCP | $(tget rc4_tcp_mb_s) | $(tget libtorrent_rc4_tcp_mb_s) | $(ratio "$(tget rc4_tcp_mb_s)" "$(tget libtorrent_rc4_tcp_mb_s)") |"
 } | tee "$OUT/seeder.md"
