@@ -53,11 +53,12 @@ SEEDBUCKET_ROOT_ACCESS_KEY=$AWS_ACCESS_KEY_ID SEEDBUCKET_ROOT_SECRET_KEY=$AWS_SE
   "$SB" serve --data-dir "$WORK/tr" --listen 127.0.0.1:$TR_PORT --peer-listen off --open-tracker --tracker-rate-limit 0 >/dev/null 2>&1 & PIDS+=($!)
 wait_port $SB_PORT; wait_port $TR_PORT
 
-# Upload (public-read: an open torrent) and fetch the torrent; make the peer-only and
-# webseed-only variants.
-"$PY" - "$SB_PORT" "$WORK" <<'EOF'
+# Upload (public-read: an open torrent) to the seedbucket on port $1 and fetch the torrent;
+# write its peer-only and webseed-only variants as $WORK/$2-peer.torrent and $2-web.torrent.
+upload_and_torrents() {
+  "$PY" - "$1" "$WORK" "$2" <<'EOF'
 import sys, boto3, botocore.config, libtorrent as lt
-port, work = sys.argv[1], sys.argv[2]
+port, work, prefix = sys.argv[1], sys.argv[2], sys.argv[3]
 s3 = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1",
                   config=botocore.config.Config(s3={"addressing_style": "path"}))
 s3.create_bucket(Bucket="bench")
@@ -65,9 +66,11 @@ s3.upload_file(f"{work}/data/object.bin", "bench", "object.bin", ExtraArgs={"ACL
 meta = lt.bdecode(s3.get_object_torrent(Bucket="bench", Key="object.bin")["Body"].read())
 peer = dict(meta); peer.pop(b"url-list")
 web = dict(meta); web.pop(b"announce"); web.pop(b"announce-list", None)
-open(f"{work}/sb-peer.torrent", "wb").write(lt.bencode(peer))
-open(f"{work}/sb-web.torrent", "wb").write(lt.bencode(web))
+open(f"{work}/{prefix}-peer.torrent", "wb").write(lt.bencode(peer))
+open(f"{work}/{prefix}-web.torrent", "wb").write(lt.bencode(web))
 EOF
+}
+upload_and_torrents "$SB_PORT" sb
 "$SB" torrent create "$WORK/data/object.bin" --announce "http://127.0.0.1:$TR_PORT/announce" -o "$WORK/ref-peer.torrent" --quiet
 NG_PORT=$(port)
 mkdir -p "$WORK/nginx/logs"
@@ -153,17 +156,7 @@ SEEDBUCKET_ROOT_ACCESS_KEY=$AWS_ACCESS_KEY_ID SEEDBUCKET_ROOT_SECRET_KEY=$AWS_SE
   "$SB" serve --data-dir "$WORK/old" --listen 127.0.0.1:$OLD_PORT --peer-listen 127.0.0.1:$OLD_PEER \
   --seed-utp off --seed-encryption off >/dev/null 2>&1 & PIDS+=($!)
 wait_port $OLD_PORT
-"$PY" - "$OLD_PORT" "$WORK" <<'EOF'
-import sys, boto3, botocore.config, libtorrent as lt
-port, work = sys.argv[1], sys.argv[2]
-s3 = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1",
-                  config=botocore.config.Config(s3={"addressing_style": "path"}))
-s3.create_bucket(Bucket="bench")
-s3.upload_file(f"{work}/data/object.bin", "bench", "object.bin", ExtraArgs={"ACL": "public-read"})
-meta = lt.bdecode(s3.get_object_torrent(Bucket="bench", Key="object.bin")["Body"].read())
-meta.pop(b"url-list")
-open(f"{work}/old-peer.torrent", "wb").write(lt.bencode(meta))
-EOF
+upload_and_torrents "$OLD_PORT" old
 TRANSPORTS=$("$PY" bench/peer_transports.py "$ROUNDS" "$WORK/sb-peer.torrent" "$WORK/old-peer.torrent" "$WORK/data")
 echo "$TRANSPORTS" >&2
 tget() { python3 -c "import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])" "$TRANSPORTS" "$1"; }

@@ -1,5 +1,6 @@
 """Fixtures: the real seedbucket binary on a free 127.0.0.1 port, and real clients for it."""
 import os
+import signal
 import socket
 import subprocess
 import tempfile
@@ -143,6 +144,31 @@ def server():
             backend.stop()
         if s.proc.returncode not in (0, -15):
             print(s.logs())
+
+
+def run_transmission(prefix, cfg, tfile, tmp_path, name, size, timeout=120):
+    """Runs transmission-cli (after `prefix`, e.g. `ip netns exec NS`) with the settings
+    directory `cfg` on `tfile` until `name` is complete (`size` bytes, and transmission's
+    done script ran); returns the downloaded file's path."""
+    out = tmp_path / "out"
+    out.mkdir()
+    done = tmp_path / "done.sh"
+    done.write_text(f"#!/bin/sh\ntouch {tmp_path}/finished\n")
+    done.chmod(0o755)
+    p = subprocess.Popen([*prefix, "transmission-cli", "-g", str(cfg), "-w", str(out), "-f", str(done),
+                          str(tfile)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                         start_new_session=True)
+    target = out / name
+    try:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if (tmp_path / "finished").exists() and target.exists() and target.stat().st_size == size:
+                return target
+            time.sleep(0.2)
+        raise AssertionError(f"transmission did not finish {name} in {timeout}s")
+    finally:
+        os.killpg(p.pid, signal.SIGTERM)
+        p.wait(10)
 
 
 def make_client(server, access_key=ACCESS_KEY, secret_key=SECRET_KEY, **config):

@@ -14,7 +14,7 @@ import libtorrent as lt
 import pytest
 
 from test_get_object_torrent import ARIA, torrent_of
-from test_seeder import magnet_of, sha, without_webseed
+from test_seeder import magnet_of, public_object, sha, without_webseed  # noqa: F401 (fixture)
 
 # Only what the test rules turn off; everything else is libtorrent's default.
 DEFAULTS = {"listen_interfaces": "127.0.0.1:0", "enable_dht": False, "enable_lsd": False,
@@ -27,15 +27,6 @@ FORCED_ENCRYPTION = {"out_enc_policy": int(lt.enc_policy.forced),
                      "in_enc_policy": int(lt.enc_policy.forced),
                      "allowed_enc_level": int(lt.enc_level.rc4)}
 UTP_ONLY = {"enable_outgoing_tcp": False, "enable_incoming_tcp": False}
-
-
-@pytest.fixture
-def public_object(s3, bucket):
-    def make(key, size):
-        data = os.urandom(size)
-        s3.put_object(Bucket=bucket, Key=key, Body=data, ACL="public-read")
-        return data
-    return make
 
 
 def session(extra=None):
@@ -130,33 +121,21 @@ def test_libtorrent_defaults_resolve_a_magnet_at_once(server, s3, bucket, public
     assert ttfb < 1.0, (ttfb, seen[:10])
 
 
-@pytest.mark.parametrize("fmt", ["v1", "hybrid"])
-def test_libtorrent_with_encryption_forced(s3, bucket, public_object, tmp_path, fmt):
-    data = public_object(f"transports/enc-{fmt}.bin", 2_000_000)
-    meta = meta_of(s3, bucket, f"transports/enc-{fmt}.bin", fmt)
-    port = seeder_port(meta)
-    out, ttfb, seen = download_redialling(tmp_path, port, meta=meta, extra=FORCED_ENCRYPTION)
-    assert sha((out / f"enc-{fmt}.bin").read_bytes()) == sha(data)
+@pytest.mark.parametrize("transport,fmt", [("encryption-forced", "v1"),
+                                           ("encryption-forced", "hybrid"),
+                                           ("utp-only", "v1"), ("utp-only", "v2"),
+                                           ("utp-encryption-forced", "v1")])
+def test_libtorrent_with_one_transport(s3, bucket, public_object, tmp_path, transport, fmt):
+    """Encryption required by the client (TCP or uTP), uTP alone (TCP off in the client), or
+    both."""
+    extra = {"encryption-forced": FORCED_ENCRYPTION, "utp-only": UTP_ONLY,
+             "utp-encryption-forced": dict(UTP_ONLY, **FORCED_ENCRYPTION)}[transport]
+    key = f"transports/{transport}-{fmt}.bin"
+    data = public_object(key, 2_000_000)
+    meta = meta_of(s3, bucket, key, fmt)
+    out, ttfb, seen = download_redialling(tmp_path, seeder_port(meta), meta=meta, extra=extra)
+    assert sha((out / key.split("/")[1]).read_bytes()) == sha(data)
     assert ttfb < 1.0, (ttfb, seen[:10])
-
-
-@pytest.mark.parametrize("fmt", ["v1", "v2"])
-def test_libtorrent_over_utp_alone(s3, bucket, public_object, tmp_path, fmt):
-    data = public_object(f"transports/utp-{fmt}.bin", 2_000_000)
-    meta = meta_of(s3, bucket, f"transports/utp-{fmt}.bin", fmt)
-    port = seeder_port(meta)
-    out, ttfb, seen = download_redialling(tmp_path, port, meta=meta, extra=UTP_ONLY)
-    assert sha((out / f"utp-{fmt}.bin").read_bytes()) == sha(data)
-    assert ttfb < 1.0, (ttfb, seen[:10])
-
-
-def test_libtorrent_over_utp_with_encryption_forced(s3, bucket, public_object, tmp_path):
-    data = public_object("transports/utp-enc.bin", 1_000_000)
-    meta = meta_of(s3, bucket, "transports/utp-enc.bin", "v1")
-    port = seeder_port(meta)
-    out, _, _ = download_redialling(tmp_path, port, meta=meta,
-                                    extra=dict(UTP_ONLY, **FORCED_ENCRYPTION))
-    assert sha((out / "utp-enc.bin").read_bytes()) == sha(data)
 
 
 def test_aria2c_requiring_encryption(s3, bucket, public_object, tmp_path):
@@ -212,8 +191,7 @@ def test_transmission_downloads_from_the_seeder_in_a_namespace(netns, tmp_path):
     and reaches a seedbucket listening on the namespace's other end. Its settings are its
     defaults (uTP and encryption preferred), but for DHT, LPD, PEX and port forwarding."""
     import json
-    import signal
-    from conftest import Server, make_client
+    from conftest import Server, make_client, run_transmission
     (tmp_path / "srv").mkdir()
     server = Server(tmp_path / "srv", host=netns.outside)
     try:
@@ -232,28 +210,7 @@ def test_transmission_downloads_from_the_seeder_in_a_namespace(netns, tmp_path):
             "port-forwarding-enabled": False, "peer-port": 51413,
             "bind-address-ipv4": netns.inside, "rpc-enabled": False,
             "ratio-limit-enabled": True, "ratio-limit": 0}))
-        out = tmp_path / "out"
-        out.mkdir()
-        done = tmp_path / "done.sh"
-        done.write_text(f"#!/bin/sh\ntouch {tmp_path}/finished\n")
-        done.chmod(0o755)
-        cmd = netns.run_inside(["transmission-cli", "-g", str(cfg), "-w", str(out), "-f", str(done),
-                                str(tfile)])[0]
-        p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                             start_new_session=True)
-        try:
-            deadline = time.time() + 120
-            target = out / "tr.bin"
-            while time.time() < deadline:
-                if ((tmp_path / "finished").exists() and target.exists()
-                        and target.stat().st_size == len(data)):
-                    break
-                time.sleep(0.2)
-            else:
-                raise AssertionError("transmission did not finish from the seeder")
-        finally:
-            os.killpg(p.pid, signal.SIGTERM)
-            p.wait(10)
+        target = run_transmission(netns.run_inside([])[0], cfg, tfile, tmp_path, "tr.bin", len(data))
         assert sha(target.read_bytes()) == sha(data)
     finally:
         server.stop()

@@ -4,7 +4,6 @@ aria2c (in test_get_object_torrent). Torrents here have no tracker, so no peer c
 import hashlib
 import json
 import os
-import signal
 import socket
 import subprocess
 import time
@@ -12,6 +11,7 @@ import time
 import libtorrent as lt
 import pytest
 
+from conftest import run_transmission
 from test_get_object_torrent import torrent_of
 from test_seeder import lt_download
 
@@ -55,23 +55,5 @@ def test_transmission_downloads_from_the_webseed_alone(s3, bucket, tmp_path):
         "dht-enabled": False, "lpd-enabled": False, "pex-enabled": False, "utp-enabled": False,
         "port-forwarding-enabled": False, "peer-port": _free_port(), "bind-address-ipv4": "127.0.0.1",
         "rpc-enabled": False, "ratio-limit-enabled": True, "ratio-limit": 0}))
-    out = tmp_path / "out"
-    out.mkdir()
-    done = tmp_path / "done.sh"
-    done.write_text(f"#!/bin/sh\ntouch {tmp_path}/finished\n")
-    done.chmod(0o755)
-    p = subprocess.Popen(["transmission-cli", "-g", str(cfg), "-w", str(out), "-f", str(done), str(tfile)],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
-        deadline = time.time() + 120
-        target = out / "transmission.bin"
-        while time.time() < deadline:
-            if (tmp_path / "finished").exists() and target.exists() and target.stat().st_size == len(data):
-                break
-            time.sleep(0.2)
-        else:
-            raise AssertionError("transmission did not finish from the webseed")
-    finally:
-        os.killpg(p.pid, signal.SIGTERM)
-        p.wait(10)
+    target = run_transmission([], cfg, tfile, tmp_path, "transmission.bin", len(data))
     assert sha(target.read_bytes()) == sha(data)
