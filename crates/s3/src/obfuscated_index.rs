@@ -6,6 +6,8 @@
 //! per [`REBUILD_EVERY`] (a handshake that misses just after a rebuild waits for the next,
 //! well within the handshake timeout), so a torrent issued a moment ago, on this node or
 //! another, is found, and a stream of made-up digests costs one scan per interval at most.
+//! Handshakes that miss while a rebuild is due all wait for that one rebuild, so made-up
+//! digests never queue an honest handshake behind more than one.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -43,10 +45,15 @@ impl ObfuscatedIndex {
         if let Some(h) = self.get(digest) {
             return Some(h);
         }
+        let asked = Instant::now();
         let mut rebuilt = self.rebuilt.lock().await;
-        // Another handshake may have rebuilt it while this one waited.
+        // A rebuild that started after this handshake asked answers it too, found or not:
+        // handshakes waiting together share one rebuild.
         if let Some(h) = self.get(digest) {
             return Some(h);
+        }
+        if rebuilt.is_some_and(|at| at >= asked) {
+            return None;
         }
         if let Some(at) = *rebuilt {
             tokio::time::sleep_until((at + REBUILD_EVERY).into()).await;

@@ -112,6 +112,16 @@ fn all_bits() -> Reserved {
 
 impl Client {
     async fn connect(addr: SocketAddr, info_hash: [u8; 20], reserved: Reserved) -> Self {
+        Self::connect_expecting(addr, info_hash, reserved, info_hash).await
+    }
+
+    /// Connects naming `info_hash`; the seeder's handshake must name `reply`.
+    async fn connect_expecting(
+        addr: SocketAddr,
+        info_hash: [u8; 20],
+        reserved: Reserved,
+        reply: [u8; 20],
+    ) -> Self {
         let mut s = TcpStream::connect(addr).await.unwrap();
         let ours = Handshake {
             reserved,
@@ -125,7 +135,7 @@ impl Client {
             .unwrap()
             .unwrap();
         let (theirs, _) = Handshake::parse(&hs).unwrap().unwrap();
-        assert_eq!(theirs.info_hash, info_hash);
+        assert_eq!(theirs.info_hash, reply);
         assert_eq!(&theirs.peer_id[..8], b"-SB0100-");
         Self {
             s,
@@ -354,7 +364,9 @@ async fn hybrid_torrent_end_to_end() {
     let t = server.add(&data, piece, Format::Hybrid);
     let ih = t.info_hash_v1.unwrap();
 
-    let mut c = Client::connect(server.addr, ih, all_bits()).await;
+    // Named by its v1 hash with the upgrade bit (BEP 52): the seeder answers with the v2 hash.
+    let v2 = t.info_hash_v2_truncated().unwrap();
+    let mut c = Client::connect_expecting(server.addr, ih, all_bits(), v2).await;
     assert!(c.theirs.reserved.fast());
     assert!(c.theirs.reserved.extension_protocol());
     assert!(c.theirs.reserved.v2_upgrade());
@@ -525,7 +537,7 @@ async fn misbehaving_peers_are_dropped_alone() {
     .await;
     let data = content(40 * 16384, 4);
     let t = server.add(&data, 65536, Format::Hybrid);
-    let ih = t.info_hash_v1.unwrap();
+    let ih = t.info_hash_v2_truncated().unwrap();
 
     let good = tokio::spawn({
         let t = Arc::clone(&t);
