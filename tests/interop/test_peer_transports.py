@@ -214,3 +214,34 @@ def test_transmission_downloads_from_the_seeder_in_a_namespace(netns, tmp_path):
         assert sha(target.read_bytes()) == sha(data)
     finally:
         server.stop()
+
+
+def test_metrics_count_transports_and_encryption(tmp_path):
+    """The admin listener's /metrics counts seeder connections by transport and encrypted
+    handshakes by payload method: a uTP download with RC4 forced, then a plain aria2c one."""
+    from conftest import Server, make_client
+    (tmp_path / "srv").mkdir()
+    server = Server(tmp_path / "srv", admin=True)
+    try:
+        s3 = make_client(server)
+        s3.create_bucket(Bucket="metrics")
+        data = os.urandom(1_000_000)
+        s3.put_object(Bucket="metrics", Key="m.bin", Body=data, ACL="public-read")
+        meta = meta_of(s3, "metrics", "m.bin", "v1")
+        before = server.metrics()
+        assert before['seedbucket_seeder_connections_accepted_total{transport="utp"}'] == 0
+        out, _, _ = download_redialling(tmp_path, seeder_port(meta), meta=meta,
+                                        extra=dict(UTP_ONLY, **FORCED_ENCRYPTION))
+        assert sha((out / "m.bin").read_bytes()) == sha(data)
+        tfile = tmp_path / "m.torrent"
+        tfile.write_bytes(lt.bencode(meta))
+        p = subprocess.run(["aria2c", "-d", str(tmp_path / "aria"), *ARIA, str(tfile)],
+                           capture_output=True, text=True, timeout=120)
+        assert (tmp_path / "aria" / "m.bin").exists(), p.stdout[-2000:]
+        after = server.metrics()
+        assert after['seedbucket_seeder_connections_accepted_total{transport="utp"}'] >= 1
+        assert after['seedbucket_seeder_encrypted_handshakes_total{payload="rc4"}'] >= 1
+        assert after['seedbucket_seeder_connections_accepted_total{transport="tcp"}'] >= 1
+        assert after["seedbucket_seeder_blocks_sent_total"] >= 2 * (1_000_000 // 16384)
+    finally:
+        server.stop()

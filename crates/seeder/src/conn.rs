@@ -176,6 +176,15 @@ async fn serve_peer(
     .await
     .map_err(|_| ConnError::Timeout("handshake"))??;
     let (mut rd, wr, mut rbuf) = (opened.read, opened.write, opened.received);
+    match opened.method {
+        Some(seedbucket_wire::peer::mse::CryptoMethod::Plaintext) => {
+            shared.encrypted_plaintext.fetch_add(1, Ordering::Relaxed);
+        }
+        Some(seedbucket_wire::peer::mse::CryptoMethod::Rc4) => {
+            shared.encrypted_rc4.fetch_add(1, Ordering::Relaxed);
+        }
+        None => {}
+    }
 
     // Handshake: the 48-byte prefix names the torrent; we answer before the peer id arrives
     // (some clients wait for ours before sending theirs).

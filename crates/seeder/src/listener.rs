@@ -38,6 +38,9 @@ pub(crate) struct Shared {
     pub(crate) refused: AtomicU64,
     pub(crate) evicted: AtomicU64,
     pub(crate) inactive: AtomicU64,
+    pub(crate) utp_accepted: AtomicU64,
+    pub(crate) encrypted_plaintext: AtomicU64,
+    pub(crate) encrypted_rc4: AtomicU64,
 }
 
 /// A point-in-time view of a seeder's counters.
@@ -61,6 +64,12 @@ pub struct SeederStats {
     pub uploaded_bytes: u64,
     /// Blocks sent since start.
     pub blocks_sent: u64,
+    /// Of the connections accepted, those over uTP (the rest came over TCP).
+    pub utp_connections_accepted: u64,
+    /// Encrypted handshakes completed whose payload then went as plaintext.
+    pub encrypted_handshakes_plaintext: u64,
+    /// Encrypted handshakes completed whose payload is RC4-encrypted.
+    pub encrypted_handshakes_rc4: u64,
 }
 
 /// A seeder: cheap to clone, so the server can keep a handle for statistics while
@@ -117,6 +126,9 @@ impl Seeder {
             refused: AtomicU64::new(0),
             evicted: AtomicU64::new(0),
             inactive: AtomicU64::new(0),
+            utp_accepted: AtomicU64::new(0),
+            encrypted_plaintext: AtomicU64::new(0),
+            encrypted_rc4: AtomicU64::new(0),
         };
         Self {
             shared: Arc::new(shared),
@@ -140,6 +152,9 @@ impl Seeder {
             waiting,
             uploaded_bytes: self.shared.uploaded.load(Ordering::Relaxed),
             blocks_sent: self.shared.blocks.load(Ordering::Relaxed),
+            utp_connections_accepted: self.shared.utp_accepted.load(Ordering::Relaxed),
+            encrypted_handshakes_plaintext: self.shared.encrypted_plaintext.load(Ordering::Relaxed),
+            encrypted_handshakes_rc4: self.shared.encrypted_rc4.load(Ordering::Relaxed),
         }
     }
 
@@ -208,6 +223,7 @@ impl Seeder {
                 },
                 accepted = accept_utp(utp.as_ref()) => match accepted {
                     Ok((stream, peer)) => {
+                        shared.utp_accepted.fetch_add(1, Ordering::Relaxed);
                         if let Some(slot) = self.admit(peer) {
                             let guard = Counted::new(Arc::clone(shared));
                             let stop = stop_rx.clone();

@@ -205,6 +205,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         }
     });
     let mut seeder_task = None;
+    let mut seeder_handle = None;
     if let (Some(listener), Some(advertised)) = (peer_listener, seeder_addr) {
         let options = seedbucket_seeder::SeederOptions {
             max_unchoked: config.seed_slots,
@@ -218,6 +219,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         };
         let library = Arc::new(seedbucket_s3::seed_library::StoreLibrary::new(s3.clone()));
         let seeder = seedbucket_seeder::Seeder::new(library, options);
+        seeder_handle = Some(seeder.clone());
         let tcp_addr = listener.local_addr()?;
         // uTP on the same port number, over UDP: where clients look for it first.
         let utp = if config.seed_utp {
@@ -252,7 +254,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("binding the admin listener to {addr}"))?;
         tracing::info!(listen = %addr, "admin listener (/metrics, /health)");
-        tokio::spawn(crate::admin::serve(listener, s3.clone()));
+        tokio::spawn(crate::admin::serve(listener, s3.clone(), seeder_handle));
     }
     let body_limits = Arc::new(BodyLimits::new(
         config.http.body_timeout,
