@@ -8,7 +8,6 @@ ut_metadata requests are limited per connection."""
 import os
 import socket
 import struct
-import subprocess
 import time
 import urllib.parse
 import urllib.request
@@ -17,8 +16,8 @@ import libtorrent as lt
 import pytest
 
 from conftest import Server, make_client
-from test_get_object_torrent import ARIA, torrent_of
-from test_seeder import SESSION, seeder_port, sha, without_webseed
+from test_get_object_torrent import torrent_of
+from test_seeder import SESSION, aria2c_downloads, seeder_port, sha, without_webseed
 
 # docs/security.md: a revoked reader stops receiving pieces within this many seconds.
 REVOCATION_BOUND = 5.0
@@ -143,13 +142,7 @@ def test_idle_connections_make_room_for_a_real_client(start, tmp_path):
     _, data, meta, port, ih = public_torrent(srv, "full.bin", 2_000_000)
     idle = [connect(port, ih) for _ in range(20)]
     assert all(is_open(c, 0.1) for c in idle)
-    tfile = tmp_path / "full.torrent"
-    tfile.write_bytes(lt.bencode(without_webseed(meta)))
-    p = subprocess.run(["aria2c", "-d", str(tmp_path / "aria"), *ARIA, str(tfile)],
-                       capture_output=True, text=True, timeout=120)
-    got = tmp_path / "aria" / "full.bin"
-    assert got.exists(), p.stdout[-2000:]
-    assert sha(got.read_bytes()) == sha(data)
+    aria2c_downloads(tmp_path, without_webseed(meta), data)
     dropped = sum(not is_open(c, 0.1) for c in idle)
     print(f"seeder full of 20 idle peers: aria2c finished; {dropped} idle peers dropped for it")
     assert dropped >= 1

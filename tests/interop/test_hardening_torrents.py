@@ -8,7 +8,6 @@ set, against a gateway in front of that backend."""
 import hashlib
 import os
 import struct
-import subprocess
 import tempfile
 import urllib.error
 import urllib.parse
@@ -20,8 +19,8 @@ import libtorrent as lt
 import pytest
 
 from conftest import TEST_BACKEND, Server, make_client, start_backend
-from test_get_object_torrent import ARIA, torrent_of
-from test_seeder import handshake, lt_download, without_webseed
+from test_get_object_torrent import torrent_of
+from test_seeder import aria2c_downloads, handshake, lt_download, without_webseed
 from test_tracker import udp_announce, udp_connect
 
 
@@ -130,13 +129,7 @@ def test_another_bucket_with_the_same_bytes_cannot_take_a_torrent(s3, bucket, ot
     assert_torrent_works(mine, data)
     them.delete_object(Bucket=their_bucket, Key="copy/weights.bin")
     assert_torrent_works(mine, data, b"V" * 20)
-    tfile = tmp_path / "mine.torrent"
-    tfile.write_bytes(lt.bencode(mine))
-    p = subprocess.run(["aria2c", "-d", str(tmp_path / "aria"), *ARIA, str(tfile)],
-                       capture_output=True, text=True, timeout=120)
-    got = tmp_path / "aria" / "weights.bin"
-    assert got.exists(), p.stdout[-2000:]
-    assert sha(got.read_bytes()) == sha(data)
+    aria2c_downloads(tmp_path, mine, data)
     if acl == "private":
         # Their token opens only their object: gone now, though ours has the same bytes.
         assert http(webseed(theirs))[0] == 410

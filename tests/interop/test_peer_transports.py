@@ -13,8 +13,8 @@ import urllib.request
 import libtorrent as lt
 import pytest
 
-from test_get_object_torrent import ARIA, torrent_of
-from test_seeder import magnet_of, public_object, sha, without_webseed  # noqa: F401 (fixture)
+from test_get_object_torrent import torrent_of
+from test_seeder import aria2c_downloads, magnet_of, public_object, sha, without_webseed  # noqa: F401 (fixture)
 
 # Only what the test rules turn off; everything else is libtorrent's default.
 DEFAULTS = {"listen_interfaces": "127.0.0.1:0", "enable_dht": False, "enable_lsd": False,
@@ -140,14 +140,8 @@ def test_libtorrent_with_one_transport(s3, bucket, public_object, tmp_path, tran
 
 def test_aria2c_requiring_encryption(s3, bucket, public_object, tmp_path):
     data = public_object("transports/aria-enc.bin", 2_000_000)
-    tfile = tmp_path / "aria.torrent"
-    tfile.write_bytes(lt.bencode(meta_of(s3, bucket, "transports/aria-enc.bin", "v1")))
-    p = subprocess.run(["aria2c", "-d", str(tmp_path / "aria"), *ARIA, "--bt-require-crypto=true",
-                        "--bt-min-crypto-level=arc4", str(tfile)],
-                       capture_output=True, text=True, timeout=120)
-    got = tmp_path / "aria" / "aria-enc.bin"
-    assert got.exists(), p.stdout[-2000:]
-    assert sha(got.read_bytes()) == sha(data)
+    aria2c_downloads(tmp_path, meta_of(s3, bucket, "transports/aria-enc.bin", "v1"), data,
+                     "--bt-require-crypto=true", "--bt-min-crypto-level=arc4")
 
 
 class Namespace:
@@ -233,11 +227,7 @@ def test_metrics_count_transports_and_encryption(tmp_path):
         out, _, _ = download_redialling(tmp_path, seeder_port(meta), meta=meta,
                                         extra=dict(UTP_ONLY, **FORCED_ENCRYPTION))
         assert sha((out / "m.bin").read_bytes()) == sha(data)
-        tfile = tmp_path / "m.torrent"
-        tfile.write_bytes(lt.bencode(meta))
-        p = subprocess.run(["aria2c", "-d", str(tmp_path / "aria"), *ARIA, str(tfile)],
-                           capture_output=True, text=True, timeout=120)
-        assert (tmp_path / "aria" / "m.bin").exists(), p.stdout[-2000:]
+        aria2c_downloads(tmp_path, meta, data)
         after = server.metrics()
         assert after['seedbucket_seeder_connections_accepted_total{transport="utp"}'] >= 1
         assert after['seedbucket_seeder_encrypted_handshakes_total{payload="rc4"}'] >= 1

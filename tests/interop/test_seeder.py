@@ -82,16 +82,22 @@ def test_libtorrent_downloads_a_private_object_with_its_token(s3, bucket, tmp_pa
     assert sha((out / "private.bin").read_bytes()) == sha(data)
 
 
+def aria2c_downloads(tmp_path, meta, data, *flags):
+    """aria2c (DHT, LPD and PEX off) downloads the torrent `meta` as given into tmp_path/aria,
+    with any extra `flags`; the file must arrive with the bytes of `data`."""
+    tfile = tmp_path / "aria2c.torrent"
+    tfile.write_bytes(lt.bencode(meta))
+    p = subprocess.run(["aria2c", "-d", str(tmp_path / "aria"), *ARIA, *flags, str(tfile)],
+                       capture_output=True, text=True, timeout=120)
+    got = tmp_path / "aria" / meta[b"info"][b"name"].decode()
+    assert got.exists(), p.stdout[-2000:]
+    assert sha(got.read_bytes()) == sha(data)
+
+
 def test_aria2c_downloads_from_the_seeder_alone(s3, bucket, public_object, tmp_path):
     data = public_object("seed/aria.bin", 2_000_000)
     meta = lt.bdecode(torrent_of(s3, bucket, "seed/aria.bin")["Body"].read())
-    tfile = tmp_path / "aria.torrent"
-    tfile.write_bytes(lt.bencode(without_webseed(meta)))
-    p = subprocess.run(["aria2c", "-d", str(tmp_path / "aria"), *ARIA, str(tfile)],
-                       capture_output=True, text=True, timeout=120)
-    got = tmp_path / "aria" / "aria.bin"
-    assert got.exists(), p.stdout[-2000:]
-    assert sha(got.read_bytes()) == sha(data)
+    aria2c_downloads(tmp_path, without_webseed(meta), data)
 
 
 def magnet_of(server, bucket, key, fmt):
