@@ -11,6 +11,7 @@
 //! The objects, keys, ACLs, piece hashes and issued torrents stay in the S3 backend: Redis
 //! holds nothing that the next announces do not rebuild, so it needs no persistence.
 
+mod announce_batches;
 pub mod leases;
 pub mod notices;
 pub mod swarms;

@@ -15,7 +15,10 @@
 //!   IPv6 /64; the raw bytes), same scores: at most `max_peers_per_address_per_torrent`, one
 //!   more evicts the address's stalest (the fifth key passed to the script is this prefix)
 //!
-//! Every announce prunes peers older than the peer TTL (at most 1000 per call) and sets the
+//! Announces reach Redis in batches ([`crate::announce_batches`]): one script call per swarm
+//! for all its announces queued together, and one `HRANDFIELD` they share.
+//!
+//! Every script call prunes peers older than the peer TTL (at most 1000 per call) and sets the
 //! keys to expire after that TTL, so an abandoned swarm disappears by itself and the memory is
 //! bounded by the peers that announced within the TTL. A full swarm evicts its stalest entry
 //! for a newcomer. The cap over all swarms per address that the in-process tracker keeps is not
@@ -39,16 +42,19 @@ use redis::aio::ConnectionManager;
 use seedbucket_tracker::{ADMISSION_WINDOW, PeerAnnounce, SwarmStore, TrackerConfig, Unavailable};
 use seedbucket_wire::tracker::http::{AnnounceReply, Event, ScrapeEntry};
 
+use crate::announce_batches::{Announce, AnnounceBatches, SwarmLimits, unavailable};
+
 /// How long a node answers a large swarm's announces from one sample.
 pub const SAMPLE_TTL: Duration = Duration::from_secs(1);
 /// Samples kept per node before stale ones are dropped.
 const MAX_SAMPLES: usize = 4096;
 
+/// The swarm script: every announce of one swarm in a batch
+/// ([`crate::announce_batches`]). `ARGV`: now, peer TTL, swarm cap, per-address cap, then
+/// (address, entry, event) for each announce. Returns the swarm's seeders and leechers after.
 const ANNOUNCE: &str = r"
 local now, ttl = tonumber(ARGV[1]), tonumber(ARGV[2])
-local member, entry, event = ARGV[3], ARGV[4], ARGV[5]
-local max, per_address = tonumber(ARGV[6]), tonumber(ARGV[7])
-local seeding = string.sub(entry, 1, 1) == '1'
+local max, per_address = tonumber(ARGV[3]), tonumber(ARGV[4])
 -- The key of the entries of one address in this swarm: IPv4, or the IPv6 /64.
 local mapped = string.rep('\0', 10) .. '\255\255'
 local function of_address(m)
@@ -66,25 +72,29 @@ local function drop(ms)
   for _, m in ipairs(ms) do redis.call('ZREM', of_address(m), m) end
 end
 drop(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. (now - ttl), 'LIMIT', 0, 1000))
-local mine = of_address(member)
-if event == 'stopped' then
-  if redis.call('ZSCORE', KEYS[1], member) then drop({member}) end
-else
-  if event == 'completed' then redis.call('INCR', KEYS[4]) end
-  if not redis.call('ZSCORE', KEYS[1], member) then
-    -- One more entry than its address may hold here evicts that address's stalest; a full
-    -- swarm evicts its stalest entry.
-    if per_address > 0 and redis.call('ZCARD', mine) >= per_address then
-      drop(redis.call('ZRANGE', mine, 0, 0))
-    elseif redis.call('ZCARD', KEYS[1]) >= max then
-      drop(redis.call('ZRANGE', KEYS[1], 0, 0))
+for i = 5, #ARGV - 2, 3 do
+  local member, entry, event = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  local seeding = string.sub(entry, 1, 1) == '1'
+  local mine = of_address(member)
+  if event == 'stopped' then
+    if redis.call('ZSCORE', KEYS[1], member) then drop({member}) end
+  else
+    if event == 'completed' then redis.call('INCR', KEYS[4]) end
+    if not redis.call('ZSCORE', KEYS[1], member) then
+      -- One more entry than its address may hold here evicts that address's stalest; a full
+      -- swarm evicts its stalest entry.
+      if per_address > 0 and redis.call('ZCARD', mine) >= per_address then
+        drop(redis.call('ZRANGE', mine, 0, 0))
+      elseif redis.call('ZCARD', KEYS[1]) >= max then
+        drop(redis.call('ZRANGE', KEYS[1], 0, 0))
+      end
     end
+    redis.call('ZADD', KEYS[1], now, member)
+    redis.call('ZADD', mine, now, member)
+    redis.call('HSET', KEYS[3], member, entry)
+    if seeding then redis.call('ZADD', KEYS[2], now, member) else redis.call('ZREM', KEYS[2], member) end
+    redis.call('EXPIRE', mine, ttl)
   end
-  redis.call('ZADD', KEYS[1], now, member)
-  redis.call('ZADD', mine, now, member)
-  redis.call('HSET', KEYS[3], member, entry)
-  if seeding then redis.call('ZADD', KEYS[2], now, member) else redis.call('ZREM', KEYS[2], member) end
-  redis.call('EXPIRE', mine, ttl)
 end
 local total, seeds = redis.call('ZCARD', KEYS[1]), redis.call('ZCARD', KEYS[2])
 for i = 1, 4 do redis.call('EXPIRE', KEYS[i], ttl) end
@@ -136,7 +146,7 @@ pub fn decode_addr(b: &[u8]) -> Option<SocketAddr> {
     Some(SocketAddr::new(ip, u16::from_be_bytes([port[0], port[1]])))
 }
 
-fn swarm_keys(info_hash: &[u8; 20]) -> [String; 5] {
+pub(crate) fn swarm_keys(info_hash: &[u8; 20]) -> [String; 5] {
     let h = hex::encode(info_hash);
     ["peers", "seeds", "addrs", "done", "addr"].map(|k| format!("sb:{{{h}}}:{k}"))
 }
@@ -171,18 +181,19 @@ pub struct SampledPeer {
     pub seeding: bool,
 }
 
-/// What an announce found: the swarm's counts and the peers picked.
-#[derive(Debug)]
-struct ScriptReply {
-    complete: u32,
-    incomplete: u32,
-    peers: Vec<SampledPeer>,
+/// What an announce found: the swarm's counts and the peers read from it (shared by the
+/// announces of one swarm in a batch).
+#[derive(Debug, Clone)]
+pub(crate) struct ScriptReply {
+    pub(crate) complete: u32,
+    pub(crate) incomplete: u32,
+    pub(crate) peers: Arc<Vec<SampledPeer>>,
 }
 
 /// Parses the announce script's reply (two counts) and the `HRANDFIELD ... WITHVALUES`
 /// reply ((address, entry) pairs); entries that do not parse (another version's layout) are
 /// skipped.
-fn parse_announce_reply(
+pub(crate) fn parse_announce_reply(
     counts: &[Vec<u8>],
     picked: &[Vec<u8>],
 ) -> Result<ScriptReply, Unavailable> {
@@ -191,7 +202,7 @@ fn parse_announce_reply(
             "short reply from the announce script".to_owned(),
         ));
     }
-    let peers = picked
+    let peers: Vec<SampledPeer> = picked
         .chunks_exact(2)
         .filter_map(|pair| {
             let (flag, id) = pair[1].split_first()?;
@@ -205,7 +216,7 @@ fn parse_announce_reply(
     Ok(ScriptReply {
         complete: number(counts.first()),
         incomplete: number(counts.get(1)),
-        peers,
+        peers: Arc::new(peers),
     })
 }
 
@@ -286,16 +297,12 @@ impl PeerSamples {
     }
 }
 
-fn unavailable(e: redis::RedisError) -> Unavailable {
-    Unavailable(format!("redis: {e}"))
-}
-
 /// Swarms, admissions and announce rate limits in Redis, and the live nodes' seeders.
 pub struct RedisSwarms {
     conn: ConnectionManager,
     config: TrackerConfig,
     rate_limit: u32,
-    announce: redis::Script,
+    batches: AnnounceBatches,
     scrape: redis::Script,
     rate: redis::Script,
     samples: PeerSamples,
@@ -317,52 +324,21 @@ impl RedisSwarms {
         rate_limit: u32,
         seeders: Arc<RwLock<Vec<SocketAddr>>>,
     ) -> Self {
+        let limits = SwarmLimits {
+            peer_ttl: config.peer_ttl,
+            max_peers: config.max_peers_per_torrent,
+            max_per_address: config.max_peers_per_address_per_torrent,
+        };
         Self {
+            batches: AnnounceBatches::start(conn.clone(), redis::Script::new(ANNOUNCE), limits),
             conn,
             config,
             rate_limit,
-            announce: redis::Script::new(ANNOUNCE),
             scrape: redis::Script::new(SCRAPE),
             rate: redis::Script::new(RATE),
             samples: PeerSamples::default(),
             admitted: RecentAdmissions::default(),
             seeders,
-        }
-    }
-
-    /// Runs an announce pipeline (the script, then maybe `HRANDFIELD`); loads the script
-    /// first if Redis does not know it (a new or restarted Redis).
-    async fn run_announce(
-        &self,
-        pipe: &redis::Pipeline,
-    ) -> Result<(Vec<Vec<u8>>, Vec<Vec<u8>>), Unavailable> {
-        let mut conn = self.conn.clone();
-        let mut loaded = false;
-        loop {
-            let result: redis::RedisResult<Vec<Vec<Vec<u8>>>> = pipe.query_async(&mut conn).await;
-            match result {
-                Ok(mut replies) => {
-                    let picked = if replies.len() > 1 {
-                        replies.pop().unwrap_or_default()
-                    } else {
-                        Vec::new()
-                    };
-                    let counts = replies.pop().unwrap_or_default();
-                    return Ok((counts, picked));
-                }
-                Err(e)
-                    if !loaded
-                        && e.kind()
-                            == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
-                {
-                    self.announce
-                        .load_async(&mut conn)
-                        .await
-                        .map_err(unavailable)?;
-                    loaded = true;
-                }
-                Err(e) => return Err(unavailable(e)),
-            }
         }
     }
 }
@@ -393,35 +369,25 @@ impl SwarmStore for RedisSwarms {
         } else {
             want * 3 + 1
         };
-        let keys = swarm_keys(&key);
-        let mut script = redis::cmd("EVALSHA");
-        script
-            .arg(self.announce.get_hash())
-            .arg(keys.len())
-            .arg(&keys[..])
-            .arg(now)
-            .arg(self.config.peer_ttl)
-            .arg(encode_addr(a.addr))
-            .arg(encode_entry(seeding, &a.peer_id))
-            .arg(event_name(a.event))
-            .arg(self.config.max_peers_per_torrent)
-            .arg(self.config.max_peers_per_address_per_torrent);
-        let mut pipe = redis::pipe();
-        pipe.add_command(script);
-        if ask > 0 {
-            pipe.cmd("HRANDFIELD")
-                .arg(&keys[2])
-                .arg(ask)
-                .arg("WITHVALUES");
-        }
-        let (counts, picked) = self.run_announce(&pipe).await?;
-        let reply = parse_announce_reply(&counts, &picked)?;
+        let reply = self
+            .batches
+            .announce(Announce {
+                info_hash: key,
+                member: encode_addr(a.addr),
+                entry: encode_entry(seeding, &a.peer_id),
+                event: event_name(a.event),
+                now,
+                ask,
+            })
+            .await?;
         let peers = match sample {
             Some(sample) => pick_peers(&sample, a.addr, seeding, want),
+            // Peers read for another announce of the same swarm are not this one's to give.
+            None if ask == 0 => Vec::new(),
             None => {
                 let peers = pick_peers(&reply.peers, a.addr, seeding, want);
                 if (reply.complete + reply.incomplete) as usize > want + 1 {
-                    self.samples.keep(key, started, Arc::new(reply.peers));
+                    self.samples.keep(key, started, reply.peers);
                 }
                 peers
             }
@@ -546,7 +512,7 @@ mod tests {
         ];
         let r = parse_announce_reply(&counts, &picked).unwrap();
         assert_eq!((r.complete, r.incomplete), (2, 5));
-        assert_eq!(r.peers, vec![peer(7000, 7, false), peer(7001, 9, true)]);
+        assert_eq!(*r.peers, vec![peer(7000, 7, false), peer(7001, 9, true)]);
         assert!(parse_announce_reply(&[], &picked).is_err());
     }
 

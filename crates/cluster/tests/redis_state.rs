@@ -308,3 +308,74 @@ async fn one_address_holds_at_most_sixteen_entries_of_a_swarm() {
         listed.peers.iter().map(|(a, _)| a.port()).collect();
     assert_eq!(ports, (7024..7040).collect());
 }
+
+/// Announces that arrive together go to Redis in shared batches (one script call per swarm):
+/// each must still be applied once, counted, and answered from its own swarm, also when Redis
+/// has forgotten the script in between.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_announces_on_many_swarms_are_each_applied_once() {
+    let r = redis();
+    let a = swarms(&r.url, TrackerConfig::default(), 0, None).await;
+    let swarm_count = 5u8;
+    let per_swarm = 40u8;
+    for round in 0..2u64 {
+        if round == 1 {
+            let client = redis::Client::open(r.url.as_str()).unwrap();
+            let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+            redis::cmd("SCRIPT")
+                .arg("FLUSH")
+                .query_async::<()>(&mut conn)
+                .await
+                .unwrap();
+        }
+        let mut tasks = tokio::task::JoinSet::new();
+        for s in 0..swarm_count {
+            for p in 0..per_swarm {
+                let a = a.clone();
+                tasks.spawn(async move {
+                    let key = [100 + s; 20];
+                    let announce = PeerAnnounce {
+                        peer_id: [p; 20],
+                        // One address per peer, so the per-address cap does not apply.
+                        addr: SocketAddr::new(IpAddr::from([10, s, p, 1]), 7000 + u16::from(p)),
+                        left: if p % 4 == 0 { 0 } else { 10 },
+                        event: if round == 0 {
+                            Event::Started
+                        } else {
+                            Event::Completed
+                        },
+                        numwant: Some(200),
+                    };
+                    let reply = a.announce(key, &announce, 5000 + round).await;
+                    (s, p, reply)
+                });
+            }
+        }
+        while let Some(done) = tasks.join_next().await {
+            let (s, p, reply) = done.unwrap();
+            let reply = reply.unwrap_or_else(|e| panic!("swarm {s} peer {p}: {e}"));
+            let me = SocketAddr::new(IpAddr::from([10, s, p, 1]), 7000 + u16::from(p));
+            assert!(
+                reply.peers.iter().all(|(addr, _)| *addr != me
+                    && addr.ip().to_string().starts_with(&format!("10.{s}."))),
+                "swarm {s} got a peer of another swarm or itself: {:?}",
+                reply.peers
+            );
+        }
+    }
+    for s in 0..swarm_count {
+        let key = [100 + s; 20];
+        let reply = a
+            .announce(key, &peer(200, 10, Event::Started), 5002)
+            .await
+            .unwrap();
+        assert_eq!(
+            (reply.complete, reply.incomplete),
+            (
+                u32::from(per_swarm / 4),
+                u32::from(per_swarm - per_swarm / 4) + 1
+            )
+        );
+        assert_eq!(reply.peers.len(), usize::from(per_swarm), "swarm {s}");
+    }
+}

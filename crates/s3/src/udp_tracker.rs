@@ -32,13 +32,21 @@ fn now() -> u64 {
 impl Seedbucket {
     /// Answers datagrams on `socket` until the task is dropped. A datagram whose answer is
     /// ready at once (tracker state in this process) is answered in the receive loop; one that
-    /// waits (Redis) goes on in a task of its own, at most [`UDP_IN_FLIGHT`] at a time per
-    /// loop (past that, datagrams are dropped, as a busy UDP server does; clients retry).
+    /// waits (Redis) waits in the same task, beside the next datagrams, at most
+    /// [`UDP_IN_FLIGHT`] at a time per loop (past that, datagrams are dropped, as a busy UDP
+    /// server does; clients retry). Keeping them in the loop's task, not a task each, spares a
+    /// task and a cross-thread wake-up per datagram.
     pub async fn serve_udp_tracker(self, socket: Arc<UdpSocket>) {
+        use futures::StreamExt as _;
         let mut buf = vec![0u8; MAX_PACKET + 1];
-        let in_flight = Arc::new(tokio::sync::Semaphore::new(UDP_IN_FLIGHT));
+        let mut waiting = futures::stream::FuturesUnordered::new();
         loop {
-            let (n, from) = match socket.recv_from(&mut buf).await {
+            let received = tokio::select! {
+                biased;
+                Some(()) = waiting.next(), if !waiting.is_empty() => continue,
+                r = socket.recv_from(&mut buf) => r,
+            };
+            let (n, from) = match received {
                 Ok(x) => x,
                 Err(e) => {
                     tracing::debug!(error = %e, "udp tracker receive failed");
@@ -52,14 +60,10 @@ impl Seedbucket {
                 }
             });
             if futures::poll!(answer.as_mut()).is_pending() {
-                match in_flight.clone().try_acquire_owned() {
-                    Ok(permit) => {
-                        tokio::spawn(async move {
-                            answer.await;
-                            drop(permit);
-                        });
-                    }
-                    Err(_) => tracing::debug!("udp tracker busy; datagram dropped"),
+                if waiting.len() < UDP_IN_FLIGHT {
+                    waiting.push(answer);
+                } else {
+                    tracing::debug!("udp tracker busy; datagram dropped");
                 }
             }
         }
