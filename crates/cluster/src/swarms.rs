@@ -15,7 +15,7 @@
 //!   IPv6 /64; the raw bytes), same scores: at most `max_peers_per_address_per_torrent`, one
 //!   more evicts the address's stalest (the fifth key passed to the script is this prefix)
 //!
-//! Announces reach Redis in batches ([`crate::announce_batches`]): one script call per swarm
+//! Announces reach Redis in batches (see the `announce_batches` module): one script call per swarm
 //! for all its announces queued together, and one `HRANDFIELD` they share.
 //!
 //! Every script call prunes peers older than the peer TTL (at most 1000 per call) and sets the

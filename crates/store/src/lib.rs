@@ -122,7 +122,7 @@ pub struct Store {
     leases: Arc<OnceLock<Arc<dyn cluster::Leases>>>,
     /// Metadata records written here, or by other nodes as their notices say.
     changes: tokio::sync::broadcast::Sender<cluster::MetaChange>,
-    /// Gateway mode: object records read within the last second ([`Store::head_object_recent`]).
+    /// Object records read within the last second ([`Store::head_object_recent`]).
     recent_heads: Arc<recent_heads::RecentHeads>,
 }
 
@@ -408,18 +408,16 @@ impl Store {
         }
     }
 
-    /// [`Store::head_object`], or in gateway mode the same answer if it was read less than
-    /// 1 s ago and nothing was written through this node since: for
-    /// checks made on every request that can accept that staleness (the tracker's).
+    /// [`Store::head_object`], or the same answer if it was read less than 1 s ago and no
+    /// object was written through this node since: for checks made on every request that can
+    /// accept that staleness (the tracker's). In embedded mode every write goes through this
+    /// node, so the answer is never stale there; it only spares a database read per announce.
     pub async fn head_object_recent(&self, bucket: &str, key: &str) -> Result<ObjectRecord> {
-        let Backend::Gateway(g) = &self.backend else {
-            return self.head_object(bucket, key).await;
-        };
         if let Some(rec) = self.recent_heads.get(bucket, key) {
             return Ok(rec);
         }
         let generation = self.recent_heads.generation();
-        let rec = g.head_object(bucket, key).await?;
+        let rec = self.head_object(bucket, key).await?;
         self.recent_heads.put(generation, bucket, key, &rec);
         Ok(rec)
     }

@@ -1,7 +1,7 @@
-//! Object records read within the last [`RECENT`], for callers that accept that much staleness
-//! in gateway mode, where every HEAD is a request to the backend: the tracker asks on every
-//! announce whether a torrent's object is unchanged. Any object write through this node
-//! forgets them all at once, so this node never answers from before its own write; a write
+//! Object records read within the last [`RECENT`], for the checks made on every tracker
+//! announce (is a torrent's object unchanged?): in gateway mode each would be a request to the
+//! backend, in embedded mode a database read. Any object write through this node forgets them
+//! all at once, so this node never answers from before its own write; in gateway mode a write
 //! through another node, or straight to the backend, shows within [`RECENT`].
 
 use std::collections::HashMap;
