@@ -219,13 +219,16 @@ load_redis() { # proto targets...: the Redis node's run, with Redis's time per a
   N_BUSY[$proto]=$(python3 -c "print(f'{100 * ($n1 - $n0) / $DUR:.0f}')")
   redis-cli -p "$RD_PORT" info commandstats | tr -d '\r' | grep '^cmdstat_' >"$OUT/tracker-redis-commandstats-$proto.txt"
   R_US[$proto]=$(sed -n 's/^cmdstat_evalsha:.*usec_per_call=\([0-9.]*\).*/\1/p' "$OUT/tracker-redis-commandstats-$proto.txt")
+  # Announces per script call: a call carries every announce of one swarm queued together.
+  local calls; calls=$(sed -n 's/^cmdstat_evalsha:calls=\([0-9]*\),.*/\1/p' "$OUT/tracker-redis-commandstats-$proto.txt")
+  R_PER[$proto]=$(python3 -c "print(f'{$(echo "${L[gr.$proto]:-}" | field ok) / $calls:.1f}')" 2>/dev/null || echo n/a)
   R_BUSY[$proto]=$(python3 -c "print(f'{100 * ($c1 - $c0) / $DUR:.0f}')")
 }
 proc_cpu() { # pid: seconds of CPU it used so far (user + system)
   awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) / hz}' "/proc/$1/stat"
 }
 redis_cpu() { redis-cli -p "$RD_PORT" info cpu | tr -d '\r' | awk -F: '/^used_cpu_(user|sys):/ {t += $2} END {print t}'; }
-declare -A R_US R_BUSY N_BUSY
+declare -A R_US R_BUSY N_BUSY R_PER
 load_redis http "${GR_H[@]}"
 load sb udp "${SB_U[@]}"
 load ot udp "${OT_U[@]}"
@@ -260,8 +263,8 @@ AQ_LABEL="aquatic_http / aquatic_udp $AQ_VERSION (access list)"
   echo "| gateway Redis p99 ms | $(cell gr http p99_ms) | $(cell gr udp p99_ms) | < 10 | $(ge 10 "$(v gr http p99_ms)"), $(ge 10 "$(v gr udp p99_ms)") |"
   echo "| gateway in process / embedded | $(ratio "$(v gi http per_s)" "$(v sb http per_s)") | $(ratio "$(v gi udp per_s)" "$(v sb udp per_s)") | | |"
   echo
-  echo "Redis during the Redis node's runs (INFO commandstats and cpu): the announce script (EVALSHA) took ${R_US[http]:-n/a} µs per"
-  echo "announce over HTTP and ${R_US[udp]:-n/a} µs over UDP; redis-server was busy ${R_BUSY[http]:-n/a}% and ${R_BUSY[udp]:-n/a}% of one core,"
+  echo "Redis during the Redis node's runs (INFO commandstats and cpu): one announce script call (EVALSHA) took ${R_US[http]:-n/a} µs"
+  echo "and carried ${R_PER[http]:-n/a} announces over HTTP, ${R_US[udp]:-n/a} µs and ${R_PER[udp]:-n/a} over UDP; redis-server was busy ${R_BUSY[http]:-n/a}% and ${R_BUSY[udp]:-n/a}% of one core,"
   echo "the Redis node ${N_BUSY[http]:-n/a}% and ${N_BUSY[udp]:-n/a}% (of one core; two cores are shared with the client)."
   for k in "${!NOTE[@]}"; do echo; echo "No $k figure: ${NOTE[$k]}"; done
   echo "Load average at the end: $LOADAVG. Run time: $(( $(date +%s) - BUILT )) s after the build and installs (which took $(( BUILT - START )) s)."
