@@ -88,7 +88,7 @@ run_suite "interop: aws-cli, boto3, curl, aria2c, transmission, qbittorrent-nox,
 # Gateway mode (--backend s3): the same suites again, with the server a gateway in front of a
 # real S3 backend. The S3 suites against each of three backends (another seedbucket, a 3-node
 # Garage cluster, moto's server); the torrent, webseed, seeder and tracker suites against one.
-S3_SUITES="tests/interop/test_boto3.py tests/interop/test_awscli.py tests/interop/test_object_api.py tests/interop/test_access.py"
+S3_SUITES="tests/interop/test_boto3.py tests/interop/test_awscli.py tests/interop/test_object_api.py tests/interop/test_access.py tests/interop/test_s3_exact_behaviour.py"
 TORRENT_SUITES="tests/interop/test_get_object_torrent.py tests/interop/test_webseed.py tests/interop/test_seeder.py tests/interop/test_tracker.py tests/interop/test_peer_transports.py"
 # SSE-C is embedded-only (gateway mode answers NotImplemented: docs/deployment.md); the
 # embedded run above covers it.

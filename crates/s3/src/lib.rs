@@ -12,6 +12,7 @@ mod conditional;
 pub mod connections;
 pub mod cors;
 mod error;
+mod error_body;
 pub mod guarded_body;
 pub(crate) mod handlers;
 mod obfuscated_index;

@@ -140,11 +140,47 @@ fn xml_error(status: StatusCode, code: &str, message: &str, extra: &str) -> Resp
 }
 
 /// Pulls `<Tag>value</Tag>` out of a small XML document.
-fn xml_field(xml: &str, tag: &str) -> Option<String> {
-    let open = format!("<{tag}>");
-    let start = xml.find(&open)? + open.len();
-    let end = xml[start..].find(&format!("</{tag}>"))? + start;
-    Some(xml[start..end].to_owned())
+/// Error bodies larger than this are passed on as they are (S3's are a few hundred bytes).
+const ERROR_BODY_MAX: u64 = 64 * 1024;
+
+/// An S3 XML error with its message, resource and request id filled in where missing
+/// ([`crate::error_body`]); any other response as it is.
+async fn completed_error(resp: Response<Body>, request_id: &str, path: &str) -> Response<Body> {
+    use http_body::Body as _;
+    use http_body_util::BodyExt;
+    let status = resp.status();
+    let xml = resp
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("application/xml") || t.starts_with("text/xml"));
+    let small = resp
+        .body()
+        .size_hint()
+        .upper()
+        .is_some_and(|n| n <= ERROR_BODY_MAX);
+    if status.is_success() || status == StatusCode::NOT_MODIFIED || !xml || !small {
+        return resp;
+    }
+    let (mut parts, body) = resp.into_parts();
+    let Ok(collected) = body.collect().await else {
+        return Response::from_parts(parts, Body::empty());
+    };
+    let bytes = collected.to_bytes();
+    let resource = percent_encoding::percent_decode_str(path).decode_utf8_lossy();
+    let fallback = status.canonical_reason().unwrap_or("Error");
+    match crate::error_body::complete(
+        &String::from_utf8_lossy(&bytes),
+        request_id,
+        &resource,
+        fallback,
+    ) {
+        Some(body) => {
+            parts.headers.remove(http::header::CONTENT_LENGTH);
+            Response::from_parts(parts, Body::from(body))
+        }
+        None => Response::from_parts(parts, Body::from(bytes)),
+    }
 }
 
 /// The seed's JSON envelope for an error: S3's code, or `VALIDATION_ERROR` for malformed
@@ -158,7 +194,7 @@ async fn json_error(resp: Response<Body>) -> Response<Body> {
         .map(|c| c.to_bytes())
         .unwrap_or_default();
     let xml = String::from_utf8_lossy(&bytes);
-    let code = xml_field(&xml, "Code").unwrap_or_else(|| {
+    let code = crate::error_body::field(&xml, "Code").unwrap_or_else(|| {
         parts
             .status
             .canonical_reason()
@@ -170,7 +206,7 @@ async fn json_error(resp: Response<Body>) -> Response<Body> {
     } else {
         code
     };
-    let message = xml_field(&xml, "Message").unwrap_or_else(|| code.clone());
+    let message = crate::error_body::field(&xml, "Message").unwrap_or_else(|| code.clone());
     let json = serde_json::json!({"success": false, "error": {"code": code, "message": message}});
     parts.headers.insert(
         http::header::CONTENT_TYPE,
@@ -454,6 +490,7 @@ impl Frontend {
                     .insert(http::header::ALLOW, HeaderValue::from_static("GET"));
                 r
             };
+            let resp = completed_error(resp, &request_id, &path).await;
             if json && !resp.status().is_success() {
                 json_error(resp).await
             } else {
@@ -467,6 +504,9 @@ impl Frontend {
             }
             self.call_s3(req).await?
         };
+        if !is_head {
+            resp = completed_error(resp, &request_id, &path).await;
+        }
         if let (Some(o), Some(b)) = (&origin, &cors_bucket) {
             let rules = self.app.cors_rules(b).await;
             if let Some(rule) = crate::cors::matching_rule(&rules, o, method.as_str(), &[]) {

@@ -79,6 +79,9 @@ pub struct CorsRule {
     pub max_age_seconds: Option<i32>,
 }
 
+/// The Content-Type S3 gives an object stored without one.
+pub const DEFAULT_CONTENT_TYPE: &str = "binary/octet-stream";
+
 /// The standard HTTP headers S3 stores with an object and returns on GET/HEAD.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct StoredHeaders {

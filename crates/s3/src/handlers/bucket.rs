@@ -41,14 +41,35 @@ impl Seedbucket {
         req: S3Request<ListBucketsInput>,
     ) -> S3Result<S3Response<ListBucketsOutput>> {
         let caller = crate::auth::caller(&self.keys, req.credentials.as_ref())?;
-        let prefix = req.input.prefix.unwrap_or_default();
-        let buckets = self
+        let input = req.input;
+        let prefix = input.prefix.clone().unwrap_or_default();
+        // `max-buckets` (1 to 10,000) pages the list; the continuation token is the last name
+        // of the previous page.
+        let max = match input.max_buckets {
+            None => usize::MAX,
+            Some(n @ 1..=10_000) => usize::try_from(n).unwrap_or(usize::MAX),
+            Some(_) => {
+                return Err(s3_error!(
+                    InvalidArgument,
+                    "Argument max-buckets must be an integer between 1 and 10000"
+                ));
+            }
+        };
+        let after = input.continuation_token.clone().unwrap_or_default();
+        let mut owned: Vec<_> = self
             .store
             .list_buckets()
             .await
             .map_err(to_s3)?
             .into_iter()
-            .filter(|b| b.owner == caller.user_id && b.name.starts_with(&prefix))
+            .filter(|b| b.owner == caller.user_id && b.name.starts_with(&prefix) && b.name > after)
+            .collect();
+        owned.sort_by(|a, b| a.name.cmp(&b.name));
+        let more = owned.len() > max;
+        owned.truncate(max);
+        let next = more.then(|| owned.last().map(|b| b.name.clone())).flatten();
+        let buckets = owned
+            .into_iter()
             .map(|b| Bucket {
                 name: Some(b.name),
                 creation_date: Some(timestamp(b.created_ns)),
@@ -58,7 +79,8 @@ impl Seedbucket {
         Ok(S3Response::new(ListBucketsOutput {
             buckets: Some(buckets),
             owner: Some(self.owner_of(&caller.user_id)),
-            ..Default::default()
+            continuation_token: next,
+            prefix: input.prefix,
         }))
     }
 

@@ -851,7 +851,12 @@ impl Gateway {
             .put_object()
             .bucket(bucket)
             .key(key)
-            .set_content_type(h.content_type.clone())
+            // Sent always: S3 clients would otherwise pick their own default.
+            .content_type(
+                h.content_type
+                    .clone()
+                    .unwrap_or_else(|| DEFAULT_CONTENT_TYPE.to_owned()),
+            )
             .set_content_encoding(h.content_encoding.clone())
             .set_content_disposition(h.content_disposition.clone())
             .set_content_language(h.content_language.clone())
@@ -1110,7 +1115,12 @@ impl Gateway {
                 .copy_source(copy_source)
                 .copy_source_if_match(quote(&src.etag))
                 .metadata_directive(MetadataDirective::Replace)
-                .set_content_type(h.content_type.clone())
+                // Sent always: S3 clients would otherwise pick their own default.
+                .content_type(
+                    h.content_type
+                        .clone()
+                        .unwrap_or_else(|| DEFAULT_CONTENT_TYPE.to_owned()),
+                )
                 .set_content_encoding(h.content_encoding.clone())
                 .set_content_disposition(h.content_disposition.clone())
                 .set_content_language(h.content_language.clone())
@@ -1168,7 +1178,12 @@ impl Gateway {
                 .create_multipart_upload()
                 .bucket(&rec.bucket)
                 .key(&rec.key)
-                .set_content_type(h.content_type.clone())
+                // Sent always: S3 clients would otherwise pick their own default.
+                .content_type(
+                    h.content_type
+                        .clone()
+                        .unwrap_or_else(|| DEFAULT_CONTENT_TYPE.to_owned()),
+                )
                 .set_content_encoding(h.content_encoding.clone())
                 .set_content_disposition(h.content_disposition.clone())
                 .set_content_language(h.content_language.clone())

@@ -1,0 +1,131 @@
+"""S3's exact behaviour where clients notice it. Error bodies as clients read them: every XML
+error carries S3's message (aws-cli prints it; without one it prints "Unknown"), the request id
+of the x-amz-request-id header, and the resource; the seed's JSON envelope carries the same
+message (test_get_object_torrent.py). An object stored without a Content-Type answers binary/octet-stream."""
+
+import http.client
+import json
+import urllib.request
+import urllib.error
+import xml.etree.ElementTree as ET
+
+import botocore.exceptions
+import pytest
+
+from conftest import make_client
+
+
+def error_of(call):
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        call()
+    return e.value.response
+
+
+@pytest.mark.parametrize("case", ["bucket-exists", "no-such-key", "no-such-bucket", "no-such-upload",
+                                  "invalid-part", "access-denied"])
+def test_errors_carry_message_request_id_and_resource(server, s3, bucket, case):
+    s3.put_object(Bucket=bucket, Key="k", Body=b"x")
+    calls = {
+        "bucket-exists": (lambda: s3.create_bucket(Bucket=bucket), "BucketAlreadyOwnedByYou", 409,
+                          "Your previous request to create the named bucket succeeded and you already own it."),
+        "no-such-key": (lambda: s3.get_object(Bucket=bucket, Key="missing"), "NoSuchKey", 404,
+                        "The specified key does not exist."),
+        "no-such-bucket": (lambda: s3.list_objects_v2(Bucket=bucket + "-none"), "NoSuchBucket", 404,
+                           "The specified bucket does not exist"),
+        "no-such-upload": (lambda: s3.list_parts(Bucket=bucket, Key="k", UploadId="nope"), "NoSuchUpload", 404,
+                           None),
+        "invalid-part": (lambda: s3.complete_multipart_upload(
+            Bucket=bucket, Key="m", UploadId=s3.create_multipart_upload(Bucket=bucket, Key="m")["UploadId"],
+            MultipartUpload={"Parts": [{"ETag": '"0123456789abcdef0123456789abcdef"', "PartNumber": 1}]}),
+            "InvalidPart", 400, None),
+        "access-denied": (lambda: make_client(server, access_key="AKIDNOTAKEY000000000",
+                                              secret_key="s" * 40).list_objects_v2(Bucket=bucket),
+                          "InvalidAccessKeyId", 403,
+                          "The AWS Access Key Id you provided does not exist in our records."),
+    }
+    call, code, status, message = calls[case]
+    r = error_of(call)
+    assert r["Error"]["Code"] == code
+    assert r["ResponseMetadata"]["HTTPStatusCode"] == status
+    got = r["Error"].get("Message", "")
+    assert got and got != code, f"{code}: no message: {r['Error']}"
+    if message:
+        assert got == message
+    header_id = r["ResponseMetadata"]["HTTPHeaders"]["x-amz-request-id"]
+    assert r["ResponseMetadata"]["RequestId"] == header_id
+
+
+def test_raw_error_body_has_every_field(server, bucket):
+    """Read without an SDK: the XML itself, anonymous, as curl would see it."""
+    url = f"{server.url}/{bucket}/no/such%20key"
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(url, timeout=10)
+    body = e.value.read().decode()
+    root = ET.fromstring(body)
+    fields = {child.tag: child.text for child in root}
+    assert fields["Code"] == "AccessDenied"
+    assert fields["Message"] == "Access Denied"
+    assert fields["RequestId"] == e.value.headers["x-amz-request-id"]
+    assert fields["Resource"] == f"/{bucket}/no/such key"
+    assert int(e.value.headers["Content-Length"]) == len(body.encode())
+
+
+def test_aws_cli_prints_the_message_not_unknown(aws, bucket):
+    p = aws("s3api", "create-bucket", "--bucket", bucket, check=False)
+    assert p.returncode != 0
+    assert "BucketAlreadyOwnedByYou" in p.stderr
+    assert "Unknown" not in p.stderr, p.stderr
+    assert "already own it" in p.stderr
+
+
+def test_an_object_without_content_type_answers_binary_octet_stream(server, s3, bucket):
+    url = s3.generate_presigned_url("put_object", Params={"Bucket": bucket, "Key": "raw"}, ExpiresIn=300)
+    # http.client sends no Content-Type unless told to (urllib would add a form type).
+    host, path = url.removeprefix("http://").split("/", 1)
+    conn = http.client.HTTPConnection(host, timeout=10)
+    conn.putrequest("PUT", "/" + path, skip_accept_encoding=True)
+    conn.putheader("Content-Length", "3")
+    conn.endheaders(b"abc")
+    resp = conn.getresponse()
+    assert resp.status == 200, resp.read()
+    h = s3.head_object(Bucket=bucket, Key="raw")
+    assert h["ContentType"] == "binary/octet-stream"
+    assert s3.get_object(Bucket=bucket, Key="raw")["ContentType"] == "binary/octet-stream"
+    # A stored type and a response-content-type override still win.
+    s3.put_object(Bucket=bucket, Key="typed", Body=b"x", ContentType="text/plain")
+    assert s3.head_object(Bucket=bucket, Key="typed")["ContentType"] == "text/plain"
+    got = s3.get_object(Bucket=bucket, Key="raw", ResponseContentType="image/png")
+    assert got["ContentType"] == "image/png"
+
+
+def test_list_buckets_pages_with_max_buckets_continuation_token_and_prefix(s3):
+    import uuid
+    tag = "lb-" + uuid.uuid4().hex[:8]
+    names = sorted(f"{tag}-{i}" for i in range(5))
+    for n in names:
+        s3.create_bucket(Bucket=n)
+    seen, token = [], None
+    while True:
+        kw = {"MaxBuckets": 2, "Prefix": tag}
+        if token:
+            kw["ContinuationToken"] = token
+        page = s3.list_buckets(**kw)
+        assert page.get("Prefix") == tag
+        seen += [b["Name"] for b in page["Buckets"]]
+        assert len(page["Buckets"]) <= 2
+        token = page.get("ContinuationToken")
+        if not token:
+            break
+    assert seen == names
+    assert [b["Name"] for b in s3.list_buckets(Prefix=tag)["Buckets"]] == names
+    r = error_of(lambda: s3.list_buckets(MaxBuckets=10001))
+    assert r["Error"]["Code"] == "InvalidArgument"
+
+
+def test_list_objects_with_an_empty_delimiter_lists_as_without_one(s3, bucket):
+    for k in ("a/1", "a/2", "b"):
+        s3.put_object(Bucket=bucket, Key=k, Body=b"x")
+    for call in (s3.list_objects, s3.list_objects_v2):
+        r = call(Bucket=bucket, Delimiter="")
+        assert [o["Key"] for o in r["Contents"]] == ["a/1", "a/2", "b"]
+        assert not r.get("CommonPrefixes")
