@@ -129,3 +129,19 @@ def test_list_objects_with_an_empty_delimiter_lists_as_without_one(s3, bucket):
         r = call(Bucket=bucket, Delimiter="")
         assert [o["Key"] for o in r["Contents"]] == ["a/1", "a/2", "b"]
         assert not r.get("CommonPrefixes")
+
+
+def test_kms_encryption_is_refused_not_stored_in_plaintext(s3, bucket):
+    s3.put_object(Bucket=bucket, Key="src", Body=b"source")
+    for call in (
+        lambda: s3.put_object(Bucket=bucket, Key="kms", Body=b"secret", ServerSideEncryption="aws:kms"),
+        lambda: s3.create_multipart_upload(Bucket=bucket, Key="kms", ServerSideEncryption="aws:kms"),
+        lambda: s3.copy_object(Bucket=bucket, Key="kms", CopySource={"Bucket": bucket, "Key": "src"},
+                               ServerSideEncryption="aws:kms:dsse"),
+    ):
+        r = error_of(call)
+        assert r["ResponseMetadata"]["HTTPStatusCode"] == 400
+        assert r["Error"]["Code"] == "InvalidArgument"
+        assert "KMS" in r["Error"]["Message"]
+    assert "kms" not in [o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])]
+    assert not s3.list_multipart_uploads(Bucket=bucket).get("Uploads")

@@ -92,6 +92,7 @@ impl Seedbucket {
         req: S3Request<CopyObjectInput>,
     ) -> S3Result<S3Response<CopyObjectOutput>> {
         let input = req.input;
+        super::refuse_kms(input.server_side_encryption.as_ref())?;
         let access = self
             .key_access(
                 req.credentials.as_ref(),

@@ -311,6 +311,19 @@ impl ClaimedChecksums {
     }
 }
 
+/// Refuses server-side encryption with KMS keys: there is no KMS here, and storing the object
+/// in plaintext while the client believes it encrypted would be worse than an error.
+pub(crate) fn refuse_kms(sse: Option<&s3s::dto::ServerSideEncryption>) -> S3Result<()> {
+    match sse.map(|s| s.as_str()) {
+        Some(kms) if kms.starts_with("aws:kms") => Err(s3_error!(
+            InvalidArgument,
+            "Server-side encryption with KMS keys ({kms}) is not available on this server; \
+             use SSE-C (customer-provided keys) to encrypt objects at rest."
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// Checks `Content-MD5` (base64 of the 16-byte digest) against the computed MD5.
 pub(crate) fn verify_content_md5(claimed: Option<&str>, md5: &[u8; 16]) -> S3Result<()> {
     use base64::Engine as _;

@@ -37,6 +37,7 @@ impl Seedbucket {
         req: S3Request<CreateMultipartUploadInput>,
     ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
         let input = req.input;
+        super::refuse_kms(input.server_side_encryption.as_ref())?;
         let access = self
             .key_access(
                 req.credentials.as_ref(),
