@@ -3,6 +3,8 @@
 //! `<Resource>` the request named. Errors made deep in a handler often carry only their code;
 //! [`complete`] fills in what is missing, once, for every channel that answers in S3's XML.
 
+use crate::sigv4_checks::xml_escape_unbounded;
+
 /// S3's message for `code`, for the codes seedbucket (and the S3 layer under it) answers with.
 pub(crate) fn default_message(code: &str) -> Option<&'static str> {
     Some(match code {
@@ -109,14 +111,6 @@ fn unescape(s: &str) -> String {
         .replace("&amp;", "&")
 }
 
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-        .replace('\'', "&apos;")
-}
-
 /// `xml` (an S3 `<Error>` document) with a `<Message>` (S3's for its code, or `fallback`), the
 /// `<Resource>` and the `<RequestId>` added where missing; `None` if it is not an error
 /// document or already has all three.
@@ -142,14 +136,23 @@ pub(crate) fn complete(
             .replacen("<Message/>", "", 1);
         let at = body.find("</Code>")? + "</Code>".len();
         let message = default_message(&code).unwrap_or(fallback);
-        body.insert_str(at, &format!("<Message>{}</Message>", escape(message)));
+        body.insert_str(
+            at,
+            &format!("<Message>{}</Message>", xml_escape_unbounded(message)),
+        );
     }
     let mut tail = String::new();
     if !has_resource && !resource.is_empty() {
-        tail.push_str(&format!("<Resource>{}</Resource>", escape(resource)));
+        tail.push_str(&format!(
+            "<Resource>{}</Resource>",
+            xml_escape_unbounded(resource)
+        ));
     }
     if !has_request_id {
-        tail.push_str(&format!("<RequestId>{}</RequestId>", escape(request_id)));
+        tail.push_str(&format!(
+            "<RequestId>{}</RequestId>",
+            xml_escape_unbounded(request_id)
+        ));
     }
     let end = body.rfind("</Error>")?;
     body.insert_str(end, &tail);

@@ -139,7 +139,6 @@ fn xml_error(status: StatusCode, code: &str, message: &str, extra: &str) -> Resp
     r
 }
 
-/// Pulls `<Tag>value</Tag>` out of a small XML document.
 /// Error bodies larger than this are passed on as they are (S3's are a few hundred bytes).
 const ERROR_BODY_MAX: u64 = 64 * 1024;
 
@@ -490,9 +489,10 @@ impl Frontend {
                     .insert(http::header::ALLOW, HeaderValue::from_static("GET"));
                 r
             };
-            let resp = completed_error(resp, &request_id, &path).await;
             if json && !resp.status().is_success() {
-                json_error(resp).await
+                // Completed first, so the envelope carries S3's message; an XML error is
+                // completed once, below, with every other answer.
+                json_error(completed_error(resp, &request_id, &path).await).await
             } else {
                 resp
             }

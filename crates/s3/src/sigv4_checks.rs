@@ -42,8 +42,17 @@ fn absent_signed_header(name: &str) -> Refusal {
 
 /// Escapes text for an XML element, and bounds it (a header value can be long).
 pub fn xml_escape(s: &str) -> String {
+    escape_xml_chars(s.chars().take(256))
+}
+
+/// Escapes text for an XML element, whole (text the server chose, or a request path).
+pub(crate) fn xml_escape_unbounded(s: &str) -> String {
+    escape_xml_chars(s.chars())
+}
+
+fn escape_xml_chars(chars: impl Iterator<Item = char>) -> String {
     let mut out = String::new();
-    for c in s.chars().take(256) {
+    for c in chars {
         match c {
             '<' => out.push_str("&lt;"),
             '>' => out.push_str("&gt;"),

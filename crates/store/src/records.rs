@@ -100,6 +100,15 @@ pub struct StoredHeaders {
     pub expires: Option<String>,
 }
 
+impl StoredHeaders {
+    /// The Content-Type to answer with: the stored one, or S3's default.
+    pub fn content_type_or_default(&self) -> String {
+        self.content_type
+            .clone()
+            .unwrap_or_else(|| DEFAULT_CONTENT_TYPE.to_owned())
+    }
+}
+
 /// S3 additional checksums of an object or part, base64 as S3 prints them.
 /// For a multipart object they are composite (`<base64>-<parts>`).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]

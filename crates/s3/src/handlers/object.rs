@@ -361,10 +361,10 @@ fn head_output(rec: &ObjectRecord, req: ReadRequest<'_>) -> S3Result<(HeadObject
         metadata: Some(rec.attributes.user_metadata.clone().into_iter().collect()),
         parts_count: rec.parts_count.and_then(|n| i32::try_from(n).ok()),
         // S3's answer for an object stored without a Content-Type.
-        content_type: o
-            .content_type
-            .or_else(|| h.content_type.clone())
-            .or_else(|| Some(seedbucket_store::records::DEFAULT_CONTENT_TYPE.to_owned())),
+        content_type: Some(
+            o.content_type
+                .unwrap_or_else(|| h.content_type_or_default()),
+        ),
         content_encoding: o.content_encoding.or_else(|| h.content_encoding.clone()),
         content_disposition: o
             .content_disposition

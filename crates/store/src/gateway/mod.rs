@@ -852,11 +852,7 @@ impl Gateway {
             .bucket(bucket)
             .key(key)
             // Sent always: S3 clients would otherwise pick their own default.
-            .content_type(
-                h.content_type
-                    .clone()
-                    .unwrap_or_else(|| DEFAULT_CONTENT_TYPE.to_owned()),
-            )
+            .content_type(h.content_type_or_default())
             .set_content_encoding(h.content_encoding.clone())
             .set_content_disposition(h.content_disposition.clone())
             .set_content_language(h.content_language.clone())
@@ -1116,11 +1112,7 @@ impl Gateway {
                 .copy_source_if_match(quote(&src.etag))
                 .metadata_directive(MetadataDirective::Replace)
                 // Sent always: S3 clients would otherwise pick their own default.
-                .content_type(
-                    h.content_type
-                        .clone()
-                        .unwrap_or_else(|| DEFAULT_CONTENT_TYPE.to_owned()),
-                )
+                .content_type(h.content_type_or_default())
                 .set_content_encoding(h.content_encoding.clone())
                 .set_content_disposition(h.content_disposition.clone())
                 .set_content_language(h.content_language.clone())
@@ -1179,11 +1171,7 @@ impl Gateway {
                 .bucket(&rec.bucket)
                 .key(&rec.key)
                 // Sent always: S3 clients would otherwise pick their own default.
-                .content_type(
-                    h.content_type
-                        .clone()
-                        .unwrap_or_else(|| DEFAULT_CONTENT_TYPE.to_owned()),
-                )
+                .content_type(h.content_type_or_default())
                 .set_content_encoding(h.content_encoding.clone())
                 .set_content_disposition(h.content_disposition.clone())
                 .set_content_language(h.content_language.clone())
