@@ -12,14 +12,20 @@
 #    through that node) and is loaded with their announce URLs (tokens included). Targets: the
 #    Redis node at least 0.5x the in-process node, p99 under 10 ms. INFO from the Redis during its
 #    runs is printed under the table (time per announce script, how busy redis-server was).
-# Every client uses a new peer id per announce, so a swarm grows with every announce (up to 20,000
-# peers per torrent in seedbucket): a faster server answers from larger swarms. Prints two tables (figures, ratios) and writes bench/out/tracker.md.
-# Usage: bench/tracker.sh   (env: SECONDS_PER_RUN=10 CONCURRENCY=64 TORRENTS=8 KEEP_WORK=1 AQUATIC=0 skips aquatic)
+# Who announces (WORKLOAD, s3bench --workload): `swarm` (default) is a fixed population, as in
+# aquatic's own load tester: every client sends from its own loopback address (127.0.0.2 and up)
+# for 32 peers of its own (own peer id, port and torrent, three in four seeds) that re-announce in
+# turn. `churn` is the worst case: every announce is a peer never seen before, all from 127.0.0.1
+# on a new port, so each one joins a swarm and, past the per-address cap, evicts another.
+# Prints two tables (figures, ratios) and writes bench/out/tracker.md.
+# Usage: bench/tracker.sh   (env: WORKLOAD=swarm|churn SECONDS_PER_RUN=10 CONCURRENCY=64 TORRENTS=8 KEEP_WORK=1
+#                            AQUATIC=0 skips aquatic)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 DUR=${SECONDS_PER_RUN:-10}
 CONC=${CONCURRENCY:-64}
+WORKLOAD=${WORKLOAD:-swarm}
 TORRENTS=${TORRENTS:-8}
 KEEP_WORK=${KEEP_WORK:-0}
 AQUATIC=${AQUATIC:-1}
@@ -198,7 +204,7 @@ load() { # name proto targets...: one run; a failed run leaves a note instead of
   local name=$1 proto=$2 cmd=tracker-load err; shift 2
   [ "$proto" = udp ] && cmd=udp-load
   echo "== $name $proto"
-  if L[$name.$proto]=$("$BENCH" $cmd "$@" --concurrency "$CONC" --seconds "$DUR" 2>"$WORK/err-$name-$proto.txt"); then
+  if L[$name.$proto]=$("$BENCH" $cmd "$@" --concurrency "$CONC" --seconds "$DUR" --workload "$WORKLOAD" 2>"$WORK/err-$name-$proto.txt"); then
     echo "${L[$name.$proto]}"
   else
     err=$(grep -v '^\s*$' "$WORK/err-$name-$proto.txt" | grep -v '^ *[0-9]*:\|^ *at \|Stack backtrace' | head -n 3 | tr '\n' ' ')
@@ -245,7 +251,7 @@ row() { # label name
 }
 AQ_LABEL="aquatic_http / aquatic_udp $AQ_VERSION (access list)"
 {
-  echo "# Tracker benchmark ($(date -u +%F), $CONC clients, ${DUR}s per run, $TORRENTS info-hashes per server)"
+  echo "# Tracker benchmark ($(date -u +%F), $CONC clients, ${DUR}s per run, workload $WORKLOAD, $TORRENTS info-hashes per server)"
   echo
   echo "| server | HTTP announces/s | HTTP p50 ms | HTTP p99 ms | UDP announces/s | UDP p50 ms | UDP p99 ms |"
   echo "|---|---|---|---|---|---|---|"

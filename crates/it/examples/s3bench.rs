@@ -91,6 +91,8 @@ enum Cmd {
         concurrency: usize,
         #[arg(long, default_value_t = 10)]
         seconds: u64,
+        #[command(flatten)]
+        peers: PeerModel,
     },
     /// UDP tracker announces (BEP 15): `concurrency` clients, each with its own socket and
     /// connection id; `--target HOST:PORT@HASH[@URLDATA]` (URL data is the BEP 41 path+query).
@@ -101,6 +103,8 @@ enum Cmd {
         concurrency: usize,
         #[arg(long, default_value_t = 10)]
         seconds: u64,
+        #[command(flatten)]
+        peers: PeerModel,
     },
     /// Many concurrent small PUTs, then GETs of those objects.
     Small {
@@ -150,6 +154,68 @@ async fn presign_get(c: &Client, b: &str, k: &str) -> anyhow::Result<String> {
         .await?
         .uri()
         .to_owned())
+}
+
+/// Who announces in `tracker-load` and `udp-load`.
+#[derive(clap::Args, Clone, Copy)]
+struct PeerModel {
+    /// `swarm`: every client has its own loopback address (127.0.0.2 and up) and a fixed set of
+    /// `--peers-per-client` peers, each with its own peer id, port and torrent, that re-announce
+    /// in turn; three in four are seeds (the shape of aquatic's load tester: a fixed population
+    /// of peers on many loopback addresses). `churn`: every announce is a peer never seen before,
+    /// all from 127.0.0.1 on a new port (the worst case: each one joins a swarm and, past the
+    /// tracker's per-address cap, evicts another).
+    #[arg(long, value_enum, default_value_t = Workload::Swarm)]
+    workload: Workload,
+    #[arg(long, default_value_t = 32)]
+    peers_per_client: u64,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, PartialEq, Eq)]
+enum Workload {
+    Swarm,
+    Churn,
+}
+
+/// One announce of client `client`, its `i`-th.
+struct AnnounceShape {
+    target: usize,
+    peer_id: String,
+    port: u16,
+    left: u64,
+}
+
+impl PeerModel {
+    /// The address client `client` sends from.
+    fn source_ip(&self, client: usize) -> std::net::IpAddr {
+        match self.workload {
+            Workload::Churn => std::net::Ipv4Addr::LOCALHOST.into(),
+            Workload::Swarm => {
+                let n = u32::try_from(client % 65_000).unwrap_or(0) + 2;
+                std::net::Ipv4Addr::new(127, 0, (n >> 8) as u8, (n & 0xff) as u8).into()
+            }
+        }
+    }
+
+    fn announce(&self, client: usize, i: u64, targets: usize) -> AnnounceShape {
+        match self.workload {
+            Workload::Churn => AnnounceShape {
+                target: (i as usize + client) % targets,
+                peer_id: format!("-SB0001-{client:04}{:08}", i % 100_000_000),
+                port: 1024 + (i % 60000) as u16,
+                left: 1000,
+            },
+            Workload::Swarm => {
+                let k = i % self.peers_per_client.max(1);
+                AnnounceShape {
+                    target: (client + k as usize) % targets,
+                    peer_id: format!("-SB0001-{client:04}{k:08}"),
+                    port: 1024 + (k % 60000) as u16,
+                    left: if k % 4 == 0 { 1000 } else { 0 },
+                }
+            }
+        }
+    }
 }
 
 fn mbps(bytes: u64, d: Duration) -> f64 {
@@ -276,6 +342,7 @@ async fn main() -> anyhow::Result<()> {
             target,
             concurrency,
             seconds,
+            peers,
         } => {
             // (announce URL with its separator, percent-encoded info-hash)
             let mut targets: Vec<(String, String)> = Vec::new();
@@ -290,16 +357,20 @@ async fn main() -> anyhow::Result<()> {
             let start = Instant::now();
             let mut workers = Vec::new();
             for w in 0..concurrency {
-                let (http, targets) = (http.clone(), targets.clone());
+                let targets = targets.clone();
+                let http = reqwest::Client::builder()
+                    .pool_max_idle_per_host(4)
+                    .local_address(peers.source_ip(w))
+                    .build()?;
                 workers.push(tokio::spawn(async move {
                     let mut lat = Vec::new();
                     let mut errors = 0u64;
                     let mut i = 0u64;
                     while Instant::now() < deadline {
-                        let (url, ih) = &targets[(i as usize + w) % targets.len()];
-                        let peer = format!("-SB0001-{w:04}{:08}", i % 100_000_000);
-                        let port = 1024 + (i % 60000);
-                        let q = format!("{url}info_hash={ih}&peer_id={peer}&port={port}&uploaded=0&downloaded=0&left=1000&compact=1&numwant=50");
+                        let a = peers.announce(w, i, targets.len());
+                        let (url, ih) = &targets[a.target];
+                        let (peer, port, left) = (a.peer_id, a.port, a.left);
+                        let q = format!("{url}info_hash={ih}&peer_id={peer}&port={port}&uploaded=0&downloaded=0&left={left}&compact=1&numwant=50");
                         let t = Instant::now();
                         let ok = match http.get(&q).send().await {
                             Ok(r) if r.status().is_success() => match r.bytes().await {
@@ -353,6 +424,7 @@ async fn main() -> anyhow::Result<()> {
             target,
             concurrency,
             seconds,
+            peers,
         } => {
             let mut targets = Vec::new();
             for t in &target {
@@ -376,7 +448,7 @@ async fn main() -> anyhow::Result<()> {
             for w in 0..concurrency {
                 let targets = targets.clone();
                 workers.push(tokio::spawn(async move {
-                    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await?;
+                    let sock = tokio::net::UdpSocket::bind((peers.source_ip(w), 0)).await?;
                     let mut lat = Vec::new();
                     let mut errors = 0u64;
                     let mut buf = [0u8; 2048];
@@ -384,7 +456,8 @@ async fn main() -> anyhow::Result<()> {
                         Default::default();
                     let mut i = 0u64;
                     while Instant::now() < deadline {
-                        let (addr, hash, opts) = &targets[(i as usize + w) % targets.len()];
+                        let a = peers.announce(w, i, targets.len());
+                        let (addr, hash, opts) = &targets[a.target];
                         i += 1;
                         let t = Instant::now();
                         let tid = (i as u32) ^ (w as u32) << 20;
@@ -410,16 +483,15 @@ async fn main() -> anyhow::Result<()> {
                         p.extend_from_slice(&1u32.to_be_bytes());
                         p.extend_from_slice(&tid.to_be_bytes());
                         p.extend_from_slice(hash);
-                        let peer = format!("-SB0001-{w:04}{:08}", i % 100_000_000);
-                        p.extend_from_slice(peer.as_bytes());
+                        p.extend_from_slice(a.peer_id.as_bytes());
                         p.extend_from_slice(&0u64.to_be_bytes());
-                        p.extend_from_slice(&1000u64.to_be_bytes());
+                        p.extend_from_slice(&a.left.to_be_bytes());
                         p.extend_from_slice(&0u64.to_be_bytes());
                         p.extend_from_slice(&0u32.to_be_bytes());
                         p.extend_from_slice(&0u32.to_be_bytes());
                         p.extend_from_slice(&0u32.to_be_bytes());
                         p.extend_from_slice(&50i32.to_be_bytes());
-                        p.extend_from_slice(&(1024 + (i % 60000) as u16).to_be_bytes());
+                        p.extend_from_slice(&a.port.to_be_bytes());
                         p.extend_from_slice(opts);
                         sock.send_to(&p, addr).await?;
                         match tokio::time::timeout(Duration::from_secs(1), sock.recv(&mut buf))
