@@ -211,7 +211,7 @@ impl PeerModel {
                     target: (client + k as usize) % targets,
                     peer_id: format!("-SB0001-{client:04}{k:08}"),
                     port: 1024 + (k % 60000) as u16,
-                    left: if k % 4 == 0 { 1000 } else { 0 },
+                    left: if k.is_multiple_of(4) { 1000 } else { 0 },
                 }
             }
         }
