@@ -111,21 +111,52 @@ fn unescape(s: &str) -> String {
         .replace("&amp;", "&")
 }
 
+/// What a request addressed, for the fields of its error.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Addressed<'a> {
+    /// The path as the client sent it, decoded: `<Resource>`.
+    pub resource: &'a str,
+    /// `<BucketName>`, on the errors about a bucket that S3 names it in.
+    pub bucket: Option<&'a str>,
+    /// `<Key>`, on NoSuchKey.
+    pub key: Option<&'a str>,
+}
+
+/// Errors whose body names the bucket (`<BucketName>`) in S3.
+fn names_bucket(code: &str) -> bool {
+    matches!(
+        code,
+        "NoSuchBucket"
+            | "BucketAlreadyExists"
+            | "BucketAlreadyOwnedByYou"
+            | "BucketNotEmpty"
+            | "NoSuchBucketPolicy"
+            | "NoSuchCORSConfiguration"
+            | "NoSuchTagSet"
+    )
+}
+
 /// `xml` (an S3 `<Error>` document) with a `<Message>` (S3's for its code, or `fallback`), the
-/// `<Resource>` and the `<RequestId>` added where missing; `None` if it is not an error
-/// document or already has all three.
+/// `<Resource>`, the `<RequestId>`, and the `<BucketName>` or `<Key>` where S3 has one, added
+/// where missing; `None` if it is not an error document or already has all of them.
 pub(crate) fn complete(
     xml: &str,
     request_id: &str,
-    resource: &str,
+    addressed: Addressed<'_>,
     fallback: &str,
 ) -> Option<String> {
     let code = field(xml, "Code")?;
     xml.rfind("</Error>")?;
     let has_message = field(xml, "Message").is_some_and(|m| !m.trim().is_empty());
-    let has_resource = xml.contains("<Resource>");
+    let has_resource = xml.contains("<Resource>") || addressed.resource.is_empty();
     let has_request_id = xml.contains("<RequestId>");
-    if has_message && has_resource && has_request_id {
+    let bucket = addressed
+        .bucket
+        .filter(|b| names_bucket(&code) && !b.is_empty() && !xml.contains("<BucketName>"));
+    let key = addressed
+        .key
+        .filter(|k| code == "NoSuchKey" && !k.is_empty() && !xml.contains("<Key>"));
+    if has_message && has_resource && has_request_id && bucket.is_none() && key.is_none() {
         return None;
     }
     let mut body = xml.to_owned();
@@ -142,17 +173,20 @@ pub(crate) fn complete(
         );
     }
     let mut tail = String::new();
-    if !has_resource && !resource.is_empty() {
-        tail.push_str(&format!(
-            "<Resource>{}</Resource>",
-            xml_escape_unbounded(resource)
-        ));
+    let mut add = |name: &str, value: &str| {
+        tail.push_str(&format!("<{name}>{}</{name}>", xml_escape_unbounded(value)));
+    };
+    if let Some(b) = bucket {
+        add("BucketName", b);
+    }
+    if let Some(k) = key {
+        add("Key", k);
+    }
+    if !has_resource {
+        add("Resource", addressed.resource);
     }
     if !has_request_id {
-        tail.push_str(&format!(
-            "<RequestId>{}</RequestId>",
-            xml_escape_unbounded(request_id)
-        ));
+        add("RequestId", request_id);
     }
     let end = body.rfind("</Error>")?;
     body.insert_str(end, &tail);
@@ -165,10 +199,54 @@ mod tests {
 
     const HEAD: &str = r#"<?xml version="1.0" encoding="UTF-8"?>"#;
 
+    fn at(resource: &str) -> Addressed<'_> {
+        Addressed {
+            resource,
+            ..Addressed::default()
+        }
+    }
+
+    #[test]
+    fn bucket_and_key_where_s3_names_them() {
+        let addressed = Addressed {
+            resource: "/b/k",
+            bucket: Some("b"),
+            key: Some("k"),
+        };
+        let out = complete("<Error><Code>NoSuchKey</Code></Error>", "R", addressed, "x").unwrap();
+        assert!(
+            out.contains("<Key>k</Key>") && !out.contains("<BucketName>"),
+            "{out}"
+        );
+        let out = complete(
+            "<Error><Code>NoSuchBucket</Code></Error>",
+            "R",
+            addressed,
+            "x",
+        )
+        .unwrap();
+        assert!(
+            out.contains("<BucketName>b</BucketName>") && !out.contains("<Key>"),
+            "{out}"
+        );
+        let out = complete(
+            "<Error><Code>AccessDenied</Code></Error>",
+            "R",
+            addressed,
+            "x",
+        )
+        .unwrap();
+        assert!(
+            !out.contains("<BucketName>") && !out.contains("<Key>"),
+            "{out}"
+        );
+        assert_eq!(complete(&out, "R", addressed, "x"), None);
+    }
+
     #[test]
     fn a_bare_code_gets_s3s_message_resource_and_request_id() {
         let xml = format!("{HEAD}<Error><Code>BucketAlreadyOwnedByYou</Code></Error>");
-        let out = complete(&xml, "ABC123", "/my-bucket", "Conflict").unwrap();
+        let out = complete(&xml, "ABC123", at("/my-bucket"), "Conflict").unwrap();
         assert_eq!(
             out,
             format!(
@@ -183,26 +261,30 @@ mod tests {
     #[test]
     fn what_is_there_stays() {
         let xml = "<Error><Code>NoSuchKey</Code><Message>gone &amp; away</Message><Key>a&lt;b</Key></Error>";
-        let out = complete(xml, "R1", "/b/a<b", "Not Found").unwrap();
+        let out = complete(xml, "R1", at("/b/a<b"), "Not Found").unwrap();
         assert_eq!(
             out,
             "<Error><Code>NoSuchKey</Code><Message>gone &amp; away</Message><Key>a&lt;b</Key>\
              <Resource>/b/a&lt;b</Resource><RequestId>R1</RequestId></Error>"
         );
-        assert_eq!(complete(&out, "R2", "/x", "x"), None, "complete already");
+        assert_eq!(
+            complete(&out, "R2", at("/x"), "x"),
+            None,
+            "complete already"
+        );
     }
 
     #[test]
     fn empty_messages_and_unknown_codes() {
         let xml = "<Error><Code>Mystery</Code><Message></Message></Error>";
-        let out = complete(xml, "R", "", "Bad Request").unwrap();
+        let out = complete(xml, "R", at(""), "Bad Request").unwrap();
         assert_eq!(
             out,
             "<Error><Code>Mystery</Code><Message>Bad Request</Message><RequestId>R</RequestId></Error>"
         );
-        assert_eq!(complete("not xml", "R", "/", "x"), None);
+        assert_eq!(complete("not xml", "R", at("/"), "x"), None);
         assert_eq!(
-            complete("<Error><Message>m</Message></Error>", "R", "/", "x"),
+            complete("<Error><Message>m</Message></Error>", "R", at("/"), "x"),
             None
         );
     }

@@ -144,7 +144,12 @@ const ERROR_BODY_MAX: u64 = 64 * 1024;
 
 /// An S3 XML error with its message, resource and request id filled in where missing
 /// ([`crate::error_body`]); any other response as it is.
-async fn completed_error(resp: Response<Body>, request_id: &str, path: &str) -> Response<Body> {
+async fn completed_error(
+    resp: Response<Body>,
+    request_id: &str,
+    path: &str,
+    vhost_bucket: Option<&str>,
+) -> Response<Body> {
     use http_body::Body as _;
     use http_body_util::BodyExt;
     let status = resp.status();
@@ -167,11 +172,24 @@ async fn completed_error(resp: Response<Body>, request_id: &str, path: &str) -> 
     };
     let bytes = collected.to_bytes();
     let resource = percent_encoding::percent_decode_str(path).decode_utf8_lossy();
+    let within = resource.trim_start_matches('/');
+    let (bucket, key) = match vhost_bucket {
+        Some(b) => (Some(b), Some(within)),
+        None => match within.split_once('/') {
+            Some((b, k)) => (Some(b), Some(k)),
+            None => (Some(within), None),
+        },
+    };
+    let addressed = crate::error_body::Addressed {
+        resource: &resource,
+        bucket,
+        key,
+    };
     let fallback = status.canonical_reason().unwrap_or("Error");
     match crate::error_body::complete(
         &String::from_utf8_lossy(&bytes),
         request_id,
-        &resource,
+        addressed,
         fallback,
     ) {
         Some(body) => {
@@ -242,18 +260,22 @@ impl Frontend {
 
     /// The bucket a request addresses (virtual host or first path segment), for CORS.
     fn bucket_of(&self, req: &Request<Incoming>) -> Option<String> {
+        if let Some(b) = self.vhost_bucket(req) {
+            return Some(b);
+        }
+        let first = req.uri().path().trim_start_matches('/').split('/').next()?;
+        (!first.is_empty()).then(|| first.to_owned())
+    }
+
+    /// The bucket named by the Host header (virtual-hosted style), if any.
+    fn vhost_bucket(&self, req: &Request<Incoming>) -> Option<String> {
+        let domains = self.domains.as_ref()?;
         let host = req
             .headers()
             .get(http::header::HOST)
             .and_then(|h| h.to_str().ok())
-            .map(strip_port);
-        if let (Some(d), Some(host)) = (&self.domains, host)
-            && let Some(b) = d.bucket_of(host)
-        {
-            return Some(b.to_owned());
-        }
-        let first = req.uri().path().trim_start_matches('/').split('/').next()?;
-        (!first.is_empty()).then(|| first.to_owned())
+            .map(strip_port)?;
+        domains.bucket_of(host).map(str::to_owned)
     }
 
     /// A CORS preflight (`OPTIONS` with `Origin` and `Access-Control-Request-Method`): 200
@@ -322,7 +344,25 @@ impl Frontend {
     /// form, and the body's declared size against its operation's cap. The body goes in
     /// guarded (cap, stall and rate limits, buffer budget); if it was cut, the answer is the
     /// S3 error for why.
-    async fn call_s3(&self, req: Request<Incoming>) -> Result<Response<Body>, HttpError> {
+    async fn call_s3(&self, mut req: Request<Incoming>) -> Result<Response<Body>, HttpError> {
+        let blank = |v: &HeaderValue| v.as_bytes().trim_ascii().is_empty();
+        // An empty Authorization header authenticates nobody: the request is anonymous, and
+        // refused with AccessDenied where it needs a signature (S3 does not call it malformed).
+        if req
+            .headers()
+            .get(http::header::AUTHORIZATION)
+            .is_some_and(blank)
+        {
+            req.headers_mut().remove(http::header::AUTHORIZATION);
+        }
+        if req.headers().get("content-md5").is_some_and(blank) {
+            return Ok(xml_error(
+                StatusCode::BAD_REQUEST,
+                "InvalidDigest",
+                "The Content-MD5 you specified is not valid.",
+                "",
+            ));
+        }
         let query = req.uri().query().unwrap_or("");
         if let Err(r) =
             crate::sigv4_checks::check(req.headers(), query, req.uri().authority().is_some())
@@ -430,6 +470,7 @@ impl Frontend {
         let request_id = self.next_request_id();
         let is_head = req.method() == Method::HEAD;
         let path = req.uri().path().to_owned();
+        let vhost_bucket = self.vhost_bucket(&req);
         let origin = req
             .headers()
             .get(http::header::ORIGIN)
@@ -492,7 +533,8 @@ impl Frontend {
             if json && !resp.status().is_success() {
                 // Completed first, so the envelope carries S3's message; an XML error is
                 // completed once, below, with every other answer.
-                json_error(completed_error(resp, &request_id, &path).await).await
+                json_error(completed_error(resp, &request_id, &path, vhost_bucket.as_deref()).await)
+                    .await
             } else {
                 resp
             }
@@ -505,7 +547,7 @@ impl Frontend {
             self.call_s3(req).await?
         };
         if !is_head {
-            resp = completed_error(resp, &request_id, &path).await;
+            resp = completed_error(resp, &request_id, &path, vhost_bucket.as_deref()).await;
         }
         if let (Some(o), Some(b)) = (&origin, &cors_bucket) {
             let rules = self.app.cors_rules(b).await;

@@ -209,6 +209,7 @@ impl Embedded {
                 sse: staged.sse.clone(),
             }],
             parts_count: None,
+            completed_upload: None,
         };
         let (bucket, key) = (bucket.to_owned(), key.to_owned());
         let out = self
@@ -566,5 +567,6 @@ pub(crate) fn assemble(
             })
             .collect(),
         parts_count: u32::try_from(chosen.len()).ok(),
+        completed_upload: Some(upload.upload_id.clone()),
     })
 }

@@ -182,6 +182,10 @@ pub struct ObjectRecord {
     /// Number of parts for an object made by multipart upload.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parts_count: Option<u32>,
+    /// The multipart upload that made this version: a CompleteMultipartUpload retried after it
+    /// succeeded (a client that timed out) gets the same answer again while this version stands.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completed_upload: Option<String>,
 }
 
 impl ObjectRecord {

@@ -4,7 +4,7 @@
 use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 use seedbucket_store::sse::{CustomerKey, SseParams};
-use seedbucket_store::{ObjectAttributes, StageTarget, UploadRecord};
+use seedbucket_store::{ObjectAttributes, ObjectRecord, StageTarget, UploadRecord};
 
 use super::list::{Encoder, max_keys};
 use super::object::write_condition;
@@ -184,8 +184,20 @@ impl Seedbucket {
             Action::PutObject,
         )
         .await?;
-        self.upload_of(&input.bucket, &input.key, &input.upload_id)
-            .await?;
+        if let Err(e) = self
+            .upload_of(&input.bucket, &input.key, &input.upload_id)
+            .await
+        {
+            // A retry of a completion that succeeded (the client timed out waiting for the
+            // answer) gets that answer again, as long as the object it made is still there.
+            return match self
+                .completed_by(&input.bucket, &input.key, &input.upload_id)
+                .await
+            {
+                Some(rec) => Ok(S3Response::new(completion(&input.bucket, &input.key, &rec))),
+                None => Err(e),
+            };
+        }
         let parts = input
             .multipart_upload
             .and_then(|m| m.parts)
@@ -222,19 +234,16 @@ impl Seedbucket {
             self.store
                 .hash_in_background(rec.clone(), input.bucket.clone(), input.key.clone());
         }
-        Ok(S3Response::new(CompleteMultipartUploadOutput {
-            bucket: Some(input.bucket.clone()),
-            key: Some(input.key.clone()),
-            location: Some(format!("/{}/{}", input.bucket, input.key)),
-            e_tag: Some(etag(&rec.etag)),
-            checksum_crc32: rec.checksums.crc32.clone(),
-            checksum_crc32c: rec.checksums.crc32c.clone(),
-            checksum_sha1: rec.checksums.sha1.clone(),
-            checksum_sha256: rec.checksums.sha256.clone(),
-            checksum_type: (!rec.checksums.is_empty())
-                .then(|| ChecksumType::from_static(ChecksumType::COMPOSITE)),
-            ..Default::default()
-        }))
+        Ok(S3Response::new(completion(&input.bucket, &input.key, &rec)))
+    }
+
+    /// The object at `bucket`/`key`, if multipart upload `upload_id` made it.
+    async fn completed_by(&self, bucket: &str, key: &str, upload_id: &str) -> Option<ObjectRecord> {
+        self.store
+            .head_object(bucket, key)
+            .await
+            .ok()
+            .filter(|rec| rec.completed_upload.as_deref() == Some(upload_id))
     }
 
     pub(crate) async fn h_abort_multipart_upload(
@@ -459,5 +468,22 @@ pub(crate) fn check_part_key(upload: &UploadRecord, key: Option<&CustomerKey>) -
             InvalidRequest,
             "The multipart upload initiate did not request encryption. Subsequent part requests must not include encryption parameters."
         )),
+    }
+}
+
+/// CompleteMultipartUpload's answer for the object it made.
+fn completion(bucket: &str, key: &str, rec: &ObjectRecord) -> CompleteMultipartUploadOutput {
+    CompleteMultipartUploadOutput {
+        bucket: Some(bucket.to_owned()),
+        key: Some(key.to_owned()),
+        location: Some(format!("/{bucket}/{key}")),
+        e_tag: Some(etag(&rec.etag)),
+        checksum_crc32: rec.checksums.crc32.clone(),
+        checksum_crc32c: rec.checksums.crc32c.clone(),
+        checksum_sha1: rec.checksums.sha1.clone(),
+        checksum_sha256: rec.checksums.sha256.clone(),
+        checksum_type: (!rec.checksums.is_empty())
+            .then(|| ChecksumType::from_static(ChecksumType::COMPOSITE)),
+        ..Default::default()
     }
 }

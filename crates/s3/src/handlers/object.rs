@@ -77,12 +77,23 @@ pub(crate) fn stored_headers(
 ) -> StoredHeaders {
     StoredHeaders {
         content_type,
-        content_encoding,
+        content_encoding: content_encoding.and_then(|e| without_aws_chunked(&e)),
         content_disposition,
         content_language,
         cache_control,
         expires: expires.and_then(format_http_date),
     }
+}
+
+/// A Content-Encoding as stored: `aws-chunked` names how the request body was framed (SigV4
+/// streaming), not the object's encoding, so S3 drops it; nothing left means no header.
+fn without_aws_chunked(encoding: &str) -> Option<String> {
+    let kept: Vec<&str> = encoding
+        .split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty() && !e.eq_ignore_ascii_case("aws-chunked"))
+        .collect();
+    (!kept.is_empty()).then(|| kept.join(","))
 }
 
 fn checksum_type(rec: &ObjectRecord) -> Option<ChecksumType> {
@@ -541,10 +552,13 @@ impl ByteView {
             }
             (None, Some(n)) => {
                 let n = super::part_number(n)?;
+                // A part the object does not have (any but 1 of a single-part object).
                 let (start, end) = rec.part_range(n).ok_or_else(|| {
-                    let mut e =
-                        s3_error!(InvalidRange, "The requested partnumber is not satisfiable");
-                    e.set_status_code(http::StatusCode::RANGE_NOT_SATISFIABLE);
+                    let mut e = s3s::S3Error::with_message(
+                        s3s::S3ErrorCode::Custom("InvalidPartNumber".into()),
+                        "The requested partnumber is not satisfiable",
+                    );
+                    e.set_status_code(http::StatusCode::BAD_REQUEST);
                     e
                 })?;
                 // S3 answers 206 with a Content-Range for multipart objects' parts.
@@ -562,5 +576,25 @@ impl ByteView {
                 content_range: None,
             }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_aws_chunked;
+
+    #[test]
+    fn aws_chunked_is_not_stored() {
+        assert_eq!(without_aws_chunked("aws-chunked"), None);
+        assert_eq!(
+            without_aws_chunked("aws-chunked, gzip").as_deref(),
+            Some("gzip")
+        );
+        assert_eq!(
+            without_aws_chunked("gzip,AWS-Chunked,br").as_deref(),
+            Some("gzip,br")
+        );
+        assert_eq!(without_aws_chunked("identity").as_deref(), Some("identity"));
+        assert_eq!(without_aws_chunked(" , "), None);
     }
 }

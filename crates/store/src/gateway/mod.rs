@@ -108,6 +108,9 @@ struct Sidecar {
     /// Sizes of the parts of a multipart object, in order (GetObject `partNumber`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     part_sizes: Vec<u64>,
+    /// The upload that made a multipart object ([`ObjectRecord::completed_upload`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    completed_upload: Option<String>,
 }
 
 /// A multipart upload: our record and the backend's upload id.
@@ -574,7 +577,7 @@ impl Gateway {
 
     async fn record_of(&self, bucket: &str, key: &str, head: RemoteHead) -> Result<ObjectRecord> {
         let side = self.sidecar(bucket, key, &head.etag).await?;
-        let (owner, acl, tags, checksums, parts_count, part_sizes) = match side {
+        let (owner, acl, tags, checksums, parts_count, part_sizes, completed_upload) = match side {
             Some(s) => (
                 s.owner,
                 s.acl,
@@ -582,6 +585,7 @@ impl Gateway {
                 s.checksums,
                 s.parts_count,
                 s.part_sizes,
+                s.completed_upload,
             ),
             None => (
                 self.bucket(bucket).await?.owner,
@@ -591,6 +595,7 @@ impl Gateway {
                 // A multipart ETag says how many parts the object has.
                 head.etag.rsplit_once('-').and_then(|(_, n)| n.parse().ok()),
                 Vec::new(),
+                None,
             ),
         };
         Ok(ObjectRecord {
@@ -617,6 +622,7 @@ impl Gateway {
                 })
                 .collect(),
             parts_count,
+            completed_upload,
         })
     }
 
@@ -777,6 +783,7 @@ impl Gateway {
                 Some(_) => rec.segments.iter().map(|s| s.len).collect(),
                 None => Vec::new(),
             },
+            completed_upload: rec.completed_upload.clone(),
         };
         timed(self.meta.put_json(&sidecar_key(bucket, key, etag), &side)).await
     }
@@ -811,6 +818,7 @@ impl Gateway {
                     version: etag.clone(),
                     size: o.size().and_then(|n| u64::try_from(n).ok()).unwrap_or(0),
                     parts_count: etag.rsplit_once('-').and_then(|(_, n)| n.parse().ok()),
+                    completed_upload: None,
                     etag,
                     last_modified_ns: ns_of(o.last_modified()),
                     attributes: ObjectAttributes {
@@ -1005,6 +1013,7 @@ impl Gateway {
             checksums,
             segments: Vec::new(),
             parts_count: None,
+            completed_upload: None,
         };
         let pieces = staged.pieces.clone().map(|hashes| StoredPieces {
             hashes,
@@ -1140,6 +1149,7 @@ impl Gateway {
             checksums,
             segments: Vec::new(),
             parts_count: None,
+            completed_upload: None,
         };
         // The same bytes have the same piece hashes, whatever the copy's ETag.
         let pieces = self.stored_pieces(&src.bucket, &src.key, &src.etag).await?;
