@@ -41,6 +41,7 @@ pub fn to_s3(e: StoreError) -> S3Error {
         }
         StoreError::SlowDown => s3_error!(SlowDown, "Please reduce your request rate."),
         StoreError::NotSupported(m) => S3Error::with_message(S3ErrorCode::NotImplemented, m),
+        StoreError::InvalidKey(m) => S3Error::with_message(S3ErrorCode::InvalidArgument, m),
         StoreError::MissingContentLength => s3_error!(MissingContentLength),
         e @ (StoreError::Io(_) | StoreError::Db(_) | StoreError::Corrupt(_)) => {
             tracing::error!(error = %e, "internal store error");

@@ -24,14 +24,10 @@ pub enum Command {
     Key {
         #[command(subcommand)]
         action: KeyAction,
-        /// Data directory.
-        #[arg(
-            long,
-            env = "SEEDBUCKET_DATA_DIR",
-            default_value = "./seedbucket-data",
-            global = true
-        )]
-        data_dir: PathBuf,
+        /// Data directory of the server whose keys these are [default: the config file's
+        /// `data_dir`, else ./seedbucket-data]. It must hold a server's data already.
+        #[arg(long, env = "SEEDBUCKET_DATA_DIR", global = true)]
+        data_dir: Option<PathBuf>,
         #[command(flatten)]
         backend: BackendArgs,
     },
@@ -221,11 +217,25 @@ pub enum KeyAction {
     Create {
         /// A name for the key.
         name: String,
+        /// Import this access key id instead of generating one (3 to 128 letters, digits, '.',
+        /// '_' or '-'; with --secret-key).
+        #[arg(long, requires = "secret_key")]
+        access_key: Option<String>,
+        /// The imported key's secret (at least 16 characters; with --access-key).
+        #[arg(long, requires = "access_key")]
+        secret_key: Option<String>,
     },
     /// List keys (secrets are not shown).
     List,
-    /// Delete a key by access key id or name.
-    Delete { id_or_name: String },
+    /// Delete a key by access key id or name. The root key cannot be deleted, and a key that
+    /// owns buckets only with --transfer-to.
+    Delete {
+        id_or_name: String,
+        /// Hand the key's buckets to this key (name or access key id). Embedded mode: only
+        /// while the server is stopped (it holds the database while it runs).
+        #[arg(long)]
+        transfer_to: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -8,7 +8,7 @@ mod torrent_cli;
 
 use anyhow::Context as _;
 use clap::Parser;
-use seedbucket_store::credentials::{AccessKey, KeyFile, create_in, delete_in};
+use seedbucket_store::credentials::{AccessKey, KeyFile, create_in, delete_in, find};
 use seedbucket_store::{GatewayOptions, Store};
 
 use crate::cli::{BucketAction, Cli, Command, ConfigAction, KeyAction};
@@ -32,11 +32,10 @@ fn main() -> anyhow::Result<()> {
             let file = config::load_file(backend.config.as_deref())?;
             let redis = config::redis_url(&backend, &file);
             match config::resolve_backend(&backend, &file, Some(0), false)? {
-                None => keys_in_data_dir(action, &data_dir),
+                None => keys_in_data_dir(action, &data_dir.unwrap_or(file.data_dir)),
                 Some(gateway) => block_on(async {
-                    let changed = keys_in_backend(action, gateway).await?;
-                    if changed {
-                        tell_nodes(redis.as_deref(), "keys.json").await;
+                    for record in keys_in_backend(action, gateway).await? {
+                        tell_nodes(redis.as_deref(), &record).await;
                     }
                     Ok(())
                 }),
@@ -88,19 +87,131 @@ fn print_key_list(keys: &[AccessKey]) {
     }
 }
 
+/// An imported pair, if both halves were given (clap requires them together).
+fn imported(access_key: Option<String>, secret_key: Option<String>) -> Option<(String, String)> {
+    access_key.zip(secret_key)
+}
+
+/// Refuses a directory that holds no server's data: a mistyped path or a missing
+/// `--config` must not make an empty data dir whose keys no server uses.
+fn ensure_data_dir(data_dir: &std::path::Path) -> anyhow::Result<()> {
+    let holds = |name: &str| data_dir.join(name).exists();
+    if !holds("keys.json") && !holds("meta.redb") {
+        anyhow::bail!(
+            "no seedbucket data in {}: give the server's data dir (--data-dir, \
+             SEEDBUCKET_DATA_DIR or data_dir in --config), or start `seedbucket serve` with it once",
+            data_dir.display()
+        );
+    }
+    Ok(())
+}
+
+/// The message for a key that still owns buckets.
+fn still_owns(key: &AccessKey, owned: &[String]) -> anyhow::Error {
+    anyhow::anyhow!(
+        "key {} still owns {} bucket(s): {}; hand them to another key with --transfer-to KEY, \
+         or delete them first",
+        key.name,
+        owned.len(),
+        owned.join(", ")
+    )
+}
+
+/// The key `transfer_to` names among `keys` (the deleted key is no longer among them).
+fn transfer_target<'a>(
+    keys: &'a [AccessKey],
+    transfer_to: Option<&str>,
+) -> anyhow::Result<Option<&'a AccessKey>> {
+    transfer_to
+        .map(|t| {
+            find(keys, t).with_context(|| {
+                format!("--transfer-to: no other key with access key id or name {t:?}")
+            })
+        })
+        .transpose()
+}
+
 fn keys_in_data_dir(action: KeyAction, data_dir: &std::path::Path) -> anyhow::Result<()> {
+    ensure_data_dir(data_dir)?;
     let file = KeyFile::new(data_dir);
     match action {
-        KeyAction::Create { name } => print_key(&file.create(&name)?),
+        KeyAction::Create {
+            name,
+            access_key,
+            secret_key,
+        } => print_key(&file.create(&name, imported(access_key, secret_key))?),
         KeyAction::List => print_key_list(&file.load()?),
-        KeyAction::Delete { id_or_name } => {
-            if !file.delete(&id_or_name)? {
-                anyhow::bail!("no key with access key id or name {id_or_name:?}");
-            }
+        KeyAction::Delete {
+            id_or_name,
+            transfer_to,
+        } => {
+            let mut keys = file.load()?;
+            let key = delete_in(&mut keys, &id_or_name)?;
+            let target = transfer_target(&keys, transfer_to.as_deref())?;
+            hand_over_in_data_dir(data_dir, &key, target)?;
+            file.replace(&keys)?;
             println!("deleted {id_or_name}");
         }
     }
     Ok(())
+}
+
+/// Embedded mode: refuses if `key` owns buckets and no `target` is given; hands them to
+/// `target` otherwise. The database answers while the server is stopped; while it runs (and
+/// holds the database) the server's owner index does, and buckets cannot be handed over.
+fn hand_over_in_data_dir(
+    data_dir: &std::path::Path,
+    key: &AccessKey,
+    target: Option<&AccessKey>,
+) -> anyhow::Result<()> {
+    use seedbucket_store::bucket_owners;
+    let db_path = data_dir.join("meta.redb");
+    if !db_path.exists() {
+        return Ok(());
+    }
+    match seedbucket_store::meta::Meta::open(&db_path) {
+        Ok(meta) => {
+            let owned: Vec<String> = meta
+                .list_buckets()?
+                .into_iter()
+                .filter(|b| b.owner == key.user_id)
+                .map(|b| b.name)
+                .collect();
+            if owned.is_empty() {
+                return Ok(());
+            }
+            let target = target.ok_or_else(|| still_owns(key, &owned))?;
+            for name in &owned {
+                let owner = target.user_id.clone();
+                meta.update_bucket(name, move |b| {
+                    b.owner = owner;
+                    Ok(())
+                })?;
+            }
+            bucket_owners::write(data_dir, &meta.list_buckets()?)?;
+            println!("buckets now owned by {}: {}", target.name, owned.join(", "));
+            Ok(())
+        }
+        Err(_) => {
+            let index = bucket_owners::read(data_dir)?.context(
+                "the server holds the database and has written no bucket owner index yet; \
+                 stop it to delete this key",
+            )?;
+            let owned: Vec<String> = index
+                .into_iter()
+                .filter(|(_, owner)| *owner == key.user_id)
+                .map(|(name, _)| name)
+                .collect();
+            match (owned.is_empty(), target) {
+                (true, _) => Ok(()),
+                (false, None) => Err(still_owns(key, &owned)),
+                (false, Some(_)) => anyhow::bail!(
+                    "the server is running and holds the database: stop it to hand buckets \
+                     over with --transfer-to, or delete them first"
+                ),
+            }
+        }
+    }
 }
 
 /// Gateway mode: the keys live in the backend's metadata bucket; running nodes pick changes up
@@ -118,28 +229,60 @@ async fn tell_nodes(redis: Option<&str>, key: &str) {
 }
 
 /// Runs a key command against the metadata bucket; true if it changed the keys.
-async fn keys_in_backend(action: KeyAction, gateway: GatewayOptions) -> anyhow::Result<bool> {
+/// Returns the metadata records it changed (for the nodes' change notices).
+async fn keys_in_backend(
+    action: KeyAction,
+    gateway: GatewayOptions,
+) -> anyhow::Result<Vec<String>> {
     let store = Store::open_gateway(gateway).await?;
     let mut keys = store.shared_keys().await?.unwrap_or_default();
+    let mut changed = vec!["keys.json".to_owned()];
     match action {
-        KeyAction::Create { name } => {
-            let k = create_in(&mut keys, &name)?;
+        KeyAction::Create {
+            name,
+            access_key,
+            secret_key,
+        } => {
+            let k = create_in(&mut keys, &name, imported(access_key, secret_key))?;
             store.save_shared_keys(&keys).await?;
             print_key(&k);
         }
         KeyAction::List => {
             print_key_list(&keys);
-            return Ok(false);
+            return Ok(Vec::new());
         }
-        KeyAction::Delete { id_or_name } => {
-            if !delete_in(&mut keys, &id_or_name) {
-                anyhow::bail!("no key with access key id or name {id_or_name:?}");
+        KeyAction::Delete {
+            id_or_name,
+            transfer_to,
+        } => {
+            let key = delete_in(&mut keys, &id_or_name)?;
+            let target = transfer_target(&keys, transfer_to.as_deref())?;
+            let owned: Vec<String> = store
+                .list_buckets()
+                .await?
+                .into_iter()
+                .filter(|b| b.owner == key.user_id)
+                .map(|b| b.name)
+                .collect();
+            if !owned.is_empty() {
+                let target = target.ok_or_else(|| still_owns(&key, &owned))?;
+                for name in &owned {
+                    let owner = target.user_id.clone();
+                    store
+                        .update_bucket(name, move |b| {
+                            b.owner = owner;
+                            Ok(())
+                        })
+                        .await?;
+                }
+                println!("buckets now owned by {}: {}", target.name, owned.join(", "));
+                changed.extend(owned.iter().map(|b| format!("buckets/{b}.json")));
             }
             store.save_shared_keys(&keys).await?;
             println!("deleted {id_or_name}");
         }
     }
-    Ok(true)
+    Ok(changed)
 }
 
 async fn assign_bucket(gateway: GatewayOptions, bucket: &str, owner: &str) -> anyhow::Result<()> {

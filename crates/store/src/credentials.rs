@@ -75,19 +75,7 @@ impl KeyFile {
         if let Some(dir) = self.path.parent() {
             fs::create_dir_all(dir)?;
         }
-        let tmp = self.path.with_extension("json.tmp");
-        let body = encode_keys(keys)?;
-        {
-            let mut opts = fs::OpenOptions::new();
-            opts.write(true).create(true).truncate(true);
-            #[cfg(unix)]
-            std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-            let mut f = opts.open(&tmp)?;
-            f.write_all(&body)?;
-            f.sync_all()?;
-        }
-        fs::rename(&tmp, &self.path)?;
-        Ok(())
+        write_atomically(&self.path, &encode_keys(keys)?, 0o600)
     }
 
     /// Makes sure the root key exists (see [`ensure_root_in`]). Returns the key and whether
@@ -101,23 +89,39 @@ impl KeyFile {
         Ok((key, generated))
     }
 
-    /// Creates a new key with its own user id.
-    pub fn create(&self, name: &str) -> Result<AccessKey> {
+    /// Creates a new key with its own user id: a generated pair, or `pair` (imported).
+    pub fn create(&self, name: &str, pair: Option<(String, String)>) -> Result<AccessKey> {
         let mut keys = self.load()?;
-        let key = create_in(&mut keys, name)?;
+        let key = create_in(&mut keys, name, pair)?;
         self.save(&keys)?;
         Ok(key)
     }
 
-    /// Deletes a key by access key id or name. Returns whether one was removed.
-    pub fn delete(&self, id_or_name: &str) -> Result<bool> {
-        let mut keys = self.load()?;
-        if !delete_in(&mut keys, id_or_name) {
-            return Ok(false);
-        }
-        self.save(&keys)?;
-        Ok(true)
+    /// Replaces the keys (after [`delete_in`] or another change made on a loaded copy).
+    pub fn replace(&self, keys: &[AccessKey]) -> Result<()> {
+        self.save(keys)
     }
+}
+
+/// Writes `body` to `path` through a synced temporary file and a rename, so readers see the old
+/// contents or the new, never a mix; the file gets permission bits `mode`.
+pub(crate) fn write_atomically(path: &Path, body: &[u8], mode: u32) -> Result<()> {
+    let mut tmp_name = path.as_os_str().to_owned();
+    tmp_name.push(".tmp");
+    let tmp = PathBuf::from(tmp_name);
+    {
+        let mut opts = fs::OpenOptions::new();
+        opts.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut opts, mode);
+        #[cfg(not(unix))]
+        let _ = mode;
+        let mut f = opts.open(&tmp)?;
+        f.write_all(body)?;
+        f.sync_all()?;
+    }
+    fs::rename(&tmp, path)?;
+    Ok(())
 }
 
 /// The key document (`keys.json`, in the data dir or in gateway mode's metadata bucket).
@@ -171,14 +175,65 @@ pub fn ensure_root_in(
     }
 }
 
-/// Adds a new key named `name`, with its own user id.
-pub fn create_in(keys: &mut Vec<AccessKey>, name: &str) -> Result<AccessKey> {
+/// Shortest secret key accepted for an imported pair.
+pub const MIN_SECRET_LEN: usize = 16;
+/// Longest access key id or secret key accepted.
+pub const MAX_KEY_LEN: usize = 128;
+
+/// Why an imported pair cannot be used, if it cannot: the access key id appears in every
+/// signature's credential scope (`AKID/date/region/s3/aws4_request`) and in presigned URLs, so
+/// it keeps to letters, digits, `.`, `_` and `-`; the secret must be hard to guess.
+fn check_pair(access_key: &str, secret_key: &str) -> Result<()> {
+    let invalid = |m: String| Err(StoreError::InvalidKey(m));
+    if !(3..=MAX_KEY_LEN).contains(&access_key.len())
+        || !access_key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    {
+        return invalid(format!(
+            "an access key id is 3 to {MAX_KEY_LEN} letters, digits, '.', '_' or '-'"
+        ));
+    }
+    if secret_key.chars().count() < MIN_SECRET_LEN {
+        return invalid(format!(
+            "a secret key must be at least {MIN_SECRET_LEN} characters long"
+        ));
+    }
+    if secret_key.len() > MAX_KEY_LEN || !secret_key.bytes().all(|b| b.is_ascii_graphic()) {
+        return invalid(format!(
+            "a secret key is at most {MAX_KEY_LEN} printable ASCII characters, without spaces"
+        ));
+    }
+    Ok(())
+}
+
+/// Adds a new key named `name`, with its own user id: a generated pair, or `pair` (an imported
+/// access key id and secret, checked).
+pub fn create_in(
+    keys: &mut Vec<AccessKey>,
+    name: &str,
+    pair: Option<(String, String)>,
+) -> Result<AccessKey> {
+    if name.trim().is_empty() {
+        return Err(StoreError::InvalidKey("a key needs a name".into()));
+    }
     if keys.iter().any(|k| k.name == name) {
-        return Err(StoreError::Corrupt(format!(
+        return Err(StoreError::InvalidKey(format!(
             "a key named {name:?} already exists"
         )));
     }
-    let (access_key, secret_key) = generate_pair();
+    let (access_key, secret_key) = match pair {
+        Some((ak, sk)) => {
+            check_pair(&ak, &sk)?;
+            if keys.iter().any(|k| k.access_key == ak) {
+                return Err(StoreError::InvalidKey(format!(
+                    "access key id {ak:?} is already in use"
+                )));
+            }
+            (ak, sk)
+        }
+        None => generate_pair(),
+    };
     let key = AccessKey {
         access_key,
         secret_key,
@@ -190,11 +245,27 @@ pub fn create_in(keys: &mut Vec<AccessKey>, name: &str) -> Result<AccessKey> {
     Ok(key)
 }
 
-/// Removes the key with this access key id or name; whether one was removed.
-pub fn delete_in(keys: &mut Vec<AccessKey>, id_or_name: &str) -> bool {
-    let before = keys.len();
-    keys.retain(|k| k.access_key != id_or_name && k.name != id_or_name);
-    keys.len() != before
+/// The key with this access key id or name.
+pub fn find<'a>(keys: &'a [AccessKey], id_or_name: &str) -> Option<&'a AccessKey> {
+    keys.iter()
+        .find(|k| k.access_key == id_or_name || k.name == id_or_name)
+}
+
+/// Removes the key with this access key id or name and returns it. The root key cannot be
+/// removed (it is the server's own administrator and the owner of unassigned buckets).
+pub fn delete_in(keys: &mut Vec<AccessKey>, id_or_name: &str) -> Result<AccessKey> {
+    let key = find(keys, id_or_name).cloned().ok_or_else(|| {
+        StoreError::InvalidKey(format!("no key with access key id or name {id_or_name:?}"))
+    })?;
+    if key.name == ROOT_KEY_NAME {
+        return Err(StoreError::InvalidKey(
+            "the root key cannot be deleted (change it with SEEDBUCKET_ROOT_ACCESS_KEY and \
+             SEEDBUCKET_ROOT_SECRET_KEY instead)"
+                .into(),
+        ));
+    }
+    keys.retain(|k| k.access_key != key.access_key);
+    Ok(key)
 }
 
 /// A fresh access key id (20 characters) and secret (40 characters).
@@ -293,5 +364,45 @@ impl KeyRing {
         let mut st = self.state.lock().ok()?;
         self.refresh(&mut st, false);
         st.keys.iter().find(|k| k.user_id == user_id).cloned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn imported_pairs_are_checked_and_the_root_key_stays() {
+        let mut keys = Vec::new();
+        ensure_root_in(&mut keys, None);
+        let pair = |a: &str, s: &str| Some((a.to_owned(), s.to_owned()));
+        let k = create_in(
+            &mut keys,
+            "imp",
+            pair("IMPORTED.KEY_01", "sixteen-chars-ok"),
+        )
+        .unwrap();
+        assert_eq!(k.access_key, "IMPORTED.KEY_01");
+        for (name, a, s) in [
+            ("short", "SHORTSECRET01", "fifteen-chars-x"),
+            ("spaces", "SPACES000001", "a secret with spaces"),
+            ("slash", "A/B", "sixteen-chars-ok"),
+            ("tiny", "AB", "sixteen-chars-ok"),
+            ("dup", "IMPORTED.KEY_01", "sixteen-chars-ok"),
+        ] {
+            let e = create_in(&mut keys, name, pair(a, s)).unwrap_err();
+            assert!(matches!(e, StoreError::InvalidKey(_)), "{name}: {e}");
+        }
+        assert!(matches!(
+            create_in(&mut keys, "imp", None),
+            Err(StoreError::InvalidKey(_))
+        ));
+        assert!(matches!(
+            delete_in(&mut keys, ROOT_KEY_NAME),
+            Err(StoreError::InvalidKey(_))
+        ));
+        assert_eq!(delete_in(&mut keys, "imp").unwrap().name, "imp");
+        assert!(delete_in(&mut keys, "imp").is_err());
+        assert_eq!(keys.len(), 1);
     }
 }

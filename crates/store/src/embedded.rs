@@ -29,6 +29,21 @@ pub(crate) struct Inner {
     gc: Notify,
     min_part_size: u64,
     hash_pieces: bool,
+    data_dir: std::path::PathBuf,
+}
+
+impl Inner {
+    /// Rewrites `bucket-owners.json` (see [`crate::bucket_owners`]); a failure only loses the
+    /// CLI's view of ownership until the next bucket change, so it is logged, not returned.
+    fn refresh_owner_index(&self) {
+        let written = self
+            .meta
+            .list_buckets()
+            .and_then(|buckets| crate::bucket_owners::write(&self.data_dir, &buckets));
+        if let Err(e) = written {
+            tracing::warn!(error = %e, "could not write the bucket owner index");
+        }
+    }
 }
 
 /// The embedded store. Cheap to clone.
@@ -42,6 +57,7 @@ impl Embedded {
     /// writes, and starts the garbage collector and the orphan sweep in the background.
     pub async fn open(opts: StoreOptions) -> Result<Self> {
         let dir = opts.data_dir.clone();
+        let data_dir = opts.data_dir.clone();
         let started = SystemTime::now();
         let (meta, blobs) = tokio::task::spawn_blocking(move || -> Result<(Meta, BlobDir)> {
             std::fs::create_dir_all(&dir)?;
@@ -58,8 +74,15 @@ impl Embedded {
                 gc: Notify::new(),
                 min_part_size: opts.min_part_size,
                 hash_pieces: opts.hash_pieces,
+                data_dir,
             }),
         };
+        store
+            .blocking(|i| {
+                i.refresh_owner_index();
+                Ok(())
+            })
+            .await?;
         store.spawn_gc();
         let sweeper = store.clone();
         tokio::spawn(async move {
@@ -90,12 +113,22 @@ impl Embedded {
             policy: None,
             cors: Vec::new(),
         };
-        self.blocking(move |i| i.meta.create_bucket(&rec)).await
+        self.blocking(move |i| {
+            i.meta.create_bucket(&rec)?;
+            i.refresh_owner_index();
+            Ok(())
+        })
+        .await
     }
 
     pub async fn delete_bucket(&self, name: &str) -> Result<()> {
         let name = name.to_owned();
-        self.blocking(move |i| i.meta.delete_bucket(&name)).await?;
+        self.blocking(move |i| {
+            i.meta.delete_bucket(&name)?;
+            i.refresh_owner_index();
+            Ok(())
+        })
+        .await?;
         self.inner.gc.notify_one();
         Ok(())
     }

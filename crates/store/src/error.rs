@@ -49,6 +49,9 @@ pub enum StoreError {
     /// The call is not available with this backend.
     #[error("{0}")]
     NotSupported(String),
+    /// An access key that cannot be created or deleted as asked (the message says why).
+    #[error("{0}")]
+    InvalidKey(String),
     /// A body of unknown length where the backend needs it up front.
     #[error("you must provide the Content-Length HTTP header")]
     MissingContentLength,

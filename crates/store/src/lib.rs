@@ -16,6 +16,7 @@
 mod background;
 pub mod blob;
 mod body_file;
+pub mod bucket_owners;
 pub mod cluster;
 pub mod credentials;
 pub mod digest;
