@@ -38,6 +38,18 @@ pub enum Command {
         #[command(flatten)]
         backend: BackendArgs,
     },
+    /// SSE-S3 master keys (embedded mode; in the data dir's sse-s3-keys.json).
+    SseKey {
+        #[command(subcommand)]
+        action: SseKeyAction,
+        /// Data directory of the server [default: the config file's `data_dir`, else
+        /// ./seedbucket-data].
+        #[arg(long, env = "SEEDBUCKET_DATA_DIR", global = true)]
+        data_dir: Option<PathBuf>,
+        /// TOML configuration file (its `data_dir`).
+        #[arg(long, env = "SEEDBUCKET_CONFIG", global = true)]
+        config: Option<PathBuf>,
+    },
     /// Torrent helpers for local files.
     Torrent {
         #[command(subcommand)]
@@ -236,6 +248,13 @@ pub enum KeyAction {
         #[arg(long)]
         transfer_to: Option<String>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SseKeyAction {
+    /// Add a new master key and make it the one new SSE-S3 writes use (restart the server to
+    /// start using it); objects written with older keys keep reading with them.
+    Rotate,
 }
 
 #[derive(Debug, Subcommand)]

@@ -11,7 +11,7 @@ use clap::Parser;
 use seedbucket_store::credentials::{AccessKey, KeyFile, create_in, delete_in, find};
 use seedbucket_store::{GatewayOptions, Store};
 
-use crate::cli::{BucketAction, Cli, Command, ConfigAction, KeyAction};
+use crate::cli::{BucketAction, Cli, Command, ConfigAction, KeyAction, SseKeyAction};
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
@@ -55,6 +55,21 @@ fn main() -> anyhow::Result<()> {
                 tell_nodes(redis.as_deref(), &format!("buckets/{bucket}.json")).await;
                 Ok(())
             })
+        }
+        Command::SseKey {
+            action: SseKeyAction::Rotate,
+            data_dir,
+            config,
+        } => {
+            let file = config::load_file(config.as_deref())?;
+            let data_dir = data_dir.unwrap_or(file.data_dir);
+            ensure_data_dir(&data_dir)?;
+            let id = seedbucket_store::server_keys::rotate(&data_dir)?;
+            println!(
+                "SSE-S3 master key {id} made current in {}; restart the server to write with it",
+                data_dir.display()
+            );
+            Ok(())
         }
         Command::Torrent { action } => torrent_cli::run(action),
         Command::Config {

@@ -30,6 +30,8 @@ pub(crate) struct Inner {
     min_part_size: u64,
     hash_pieces: bool,
     data_dir: std::path::PathBuf,
+    /// SSE-S3 master keys ([`crate::server_keys`]).
+    pub(crate) server_keys: Arc<crate::server_keys::ServerKeys>,
 }
 
 impl Inner {
@@ -59,12 +61,15 @@ impl Embedded {
         let dir = opts.data_dir.clone();
         let data_dir = opts.data_dir.clone();
         let started = SystemTime::now();
-        let (meta, blobs) = tokio::task::spawn_blocking(move || -> Result<(Meta, BlobDir)> {
-            std::fs::create_dir_all(&dir)?;
-            let blobs = BlobDir::open(&dir)?;
-            let meta = Meta::open(&dir.join("meta.redb"))?;
-            Ok((meta, blobs))
-        })
+        let (meta, blobs, server_keys) = tokio::task::spawn_blocking(
+            move || -> Result<(Meta, BlobDir, crate::server_keys::ServerKeys)> {
+                std::fs::create_dir_all(&dir)?;
+                let blobs = BlobDir::open(&dir)?;
+                let meta = Meta::open(&dir.join("meta.redb"))?;
+                let keys = crate::server_keys::ServerKeys::load_or_create(&dir)?;
+                Ok((meta, blobs, keys))
+            },
+        )
         .await??;
         let store = Embedded {
             inner: Arc::new(Inner {
@@ -75,6 +80,7 @@ impl Embedded {
                 min_part_size: opts.min_part_size,
                 hash_pieces: opts.hash_pieces,
                 data_dir,
+                server_keys: Arc::new(server_keys),
             }),
         };
         store
@@ -301,6 +307,7 @@ impl Embedded {
                     self.inner.blobs.clone(),
                     Some(data),
                     pins,
+                    self.inner.server_keys.clone(),
                 ));
             }
             let guard = self.inner.pins.pin(
@@ -316,6 +323,7 @@ impl Embedded {
                     self.inner.blobs.clone(),
                     None,
                     guard,
+                    self.inner.server_keys.clone(),
                 ));
             }
         }

@@ -16,6 +16,7 @@ use crate::digest::{BodyHasher, ChecksumSelection, Digests};
 use crate::error::{Result, StoreError};
 use crate::ingest::{self, Staged};
 use crate::records::ObjectRecord;
+use crate::server_keys::ServerKeys;
 use crate::sse::{self, CustomerKey, Encryptor, RangeDecryptor, SseError, SseParams};
 
 /// What the adapter learned once the body ended.
@@ -149,31 +150,100 @@ struct SegmentRead {
     stored_len: u64,
 }
 
+/// How to read plaintext `[start, end)`: each touched segment's decryptor, and the contiguous
+/// stored range they need (a partial first segment, whole middle ones, a partial last one).
+struct DecryptPlan {
+    segments: Vec<SegmentRead>,
+    stored: Option<(u64, u64)>,
+}
+
 impl ObjectReader {
     /// Streams plaintext bytes `[start, end)` of an SSE-C object, decrypting with `key`
-    /// (checked first). The stored range read is contiguous: a partial first segment, whole
-    /// middle ones, a partial last one.
+    /// (checked first).
     pub fn decrypted_stream(
         self,
         key: &CustomerKey,
         start: u64,
         end: u64,
     ) -> std::result::Result<mpsc::Receiver<std::io::Result<Bytes>>, SseError> {
-        verify_key(&self.record, key)?;
-        let mut plan: Vec<SegmentRead> = Vec::new();
+        let plan = self.plan(|_| Some(key.clone()), start, end)?;
+        Ok(self.run(plan))
+    }
+
+    /// Streams plaintext bytes `[start, end)` of an SSE-S3 object: each segment decrypted with
+    /// the master key it names. A failure arrives as the stream's error.
+    pub(crate) fn decrypted_with_server_keys(
+        self,
+        keys: &ServerKeys,
+        start: u64,
+        end: u64,
+    ) -> mpsc::Receiver<std::io::Result<Bytes>> {
+        match self.plan(server_key_of(keys), start, end) {
+            Ok(plan) => self.run(plan),
+            Err(e) => {
+                let (tx, rx) = mpsc::channel(1);
+                let _ = tx.try_send(Err(e.into()));
+                rx
+            }
+        }
+    }
+
+    /// `len` plaintext bytes at `offset` of an SSE-S3 object, for the seeder's random reads:
+    /// the whole sealed chunks around them are read and authenticated.
+    pub(crate) async fn read_decrypted(
+        self: Arc<Self>,
+        keys: &ServerKeys,
+        offset: u64,
+        len: usize,
+    ) -> std::io::Result<Bytes> {
+        let end = offset
+            .checked_add(len as u64)
+            .filter(|&e| e <= self.record.size)
+            .ok_or_else(|| {
+                std::io::Error::new(std::io::ErrorKind::InvalidInput, "read past the end")
+            })?;
+        let plan = self.plan(server_key_of(keys), offset, end)?;
+        let Some((lo, hi)) = plan.stored else {
+            return Ok(Bytes::new());
+        };
+        let stored_len = usize::try_from(hi - lo).map_err(std::io::Error::other)?;
+        let stored = self.clone().read_stored(lo, stored_len).await?;
+        let mut out = Vec::with_capacity(len);
+        let mut at = 0usize;
+        for mut seg in plan.segments {
+            let n = usize::try_from(seg.stored_len).map_err(std::io::Error::other)?;
+            let piece = stored
+                .get(at..at + n)
+                .ok_or_else(|| std::io::Error::from(SseError::Truncated))?;
+            seg.decryptor.update(piece, &mut out)?;
+            seg.decryptor.finish()?;
+            at += n;
+        }
+        Ok(Bytes::from(out))
+    }
+
+    fn plan(
+        &self,
+        key_of: impl Fn(&SseParams) -> Option<CustomerKey>,
+        start: u64,
+        end: u64,
+    ) -> std::result::Result<DecryptPlan, SseError> {
+        let mut segments: Vec<SegmentRead> = Vec::new();
         let (mut plain_at, mut stored_at) = (0u64, 0u64);
         let (mut stored_lo, mut stored_hi) = (None, 0u64);
         for seg in &self.record.segments {
             let plain_len = ObjectRecord::segment_plain_len(seg);
             let (lo, hi) = (start.max(plain_at), end.min(plain_at + plain_len));
-            if lo < hi || (plain_len == 0 && start == end && plan.is_empty()) {
+            if lo < hi || (plain_len == 0 && start == end && segments.is_empty()) {
                 let params = seg.sse.as_ref().ok_or(SseError::Cipher)?;
+                let key = key_of(params).ok_or(SseError::KeyMismatch)?;
+                params.verify(&key)?;
                 let decryptor =
-                    RangeDecryptor::new(key, params, lo - plain_at, hi - plain_at, plain_len)?;
+                    RangeDecryptor::new(&key, params, lo - plain_at, hi - plain_at, plain_len)?;
                 let (clo, chi) = decryptor.ciphertext_range();
                 stored_lo.get_or_insert(stored_at + clo);
                 stored_hi = stored_at + chi;
-                plan.push(SegmentRead {
+                segments.push(SegmentRead {
                     decryptor,
                     stored_len: chi - clo,
                 });
@@ -181,11 +251,20 @@ impl ObjectReader {
             plain_at += plain_len;
             stored_at += seg.len;
         }
+        Ok(DecryptPlan {
+            segments,
+            stored: stored_lo.map(|lo| (lo, stored_hi)),
+        })
+    }
+
+    /// Reads the plan's stored bytes and streams their plaintext.
+    fn run(self, plan: DecryptPlan) -> mpsc::Receiver<std::io::Result<Bytes>> {
         let (tx, rx) = mpsc::channel(4);
-        let Some(lo) = stored_lo else {
-            return Ok(rx);
+        let Some((lo, hi)) = plan.stored else {
+            return rx;
         };
-        let mut stored = self.stream(lo, stored_hi);
+        let plan = plan.segments;
+        let mut stored = self.stored_stream(lo, hi);
         tokio::spawn(async move {
             let mut plan = plan.into_iter();
             let mut current = plan.next();
@@ -230,6 +309,11 @@ impl ObjectReader {
                 let _ = tx.send(Err(SseError::Truncated.into())).await;
             }
         });
-        Ok(rx)
+        rx
     }
+}
+
+/// The master key an SSE-S3 segment names.
+fn server_key_of(keys: &ServerKeys) -> impl Fn(&SseParams) -> Option<CustomerKey> + '_ {
+    |p| p.server_key.as_deref().and_then(|id| keys.get(id)).cloned()
 }

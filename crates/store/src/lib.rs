@@ -31,6 +31,7 @@ mod pins;
 mod reader;
 mod recent_heads;
 pub mod records;
+pub mod server_keys;
 pub mod sse;
 
 use std::collections::HashMap;
@@ -353,6 +354,43 @@ impl Store {
             Backend::Gateway(_) => Err(StoreError::NotSupported(
                 "SSE-C is not available in gateway mode".into(),
             )),
+        }
+    }
+
+    /// SSE-S3: like [`Store::stage`], encrypting with the server's current master key (embedded
+    /// mode). Gateway mode stages as is: the backend encrypts, asked by the object's (or the
+    /// upload's) `sse_s3` attribute. Returns the digests of the plaintext.
+    pub async fn stage_sse_s3<S, E>(
+        &self,
+        target: StageTarget<'_>,
+        body: S,
+        expected_plain_size: Option<u64>,
+        checksums: ChecksumSelection,
+    ) -> Result<(Staged, Digests)>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        match &self.backend {
+            Backend::Embedded(e) => {
+                let part = matches!(target, StageTarget::Part { .. });
+                let (id, key) = e.inner.server_keys.current();
+                let (id, key) = (id.to_owned(), key.clone());
+                let (mut staged, digests) = e
+                    .stage_encrypted(body, expected_plain_size, checksums, &key, part)
+                    .await?;
+                if let Some(params) = staged.sse.as_mut() {
+                    params.server_key = Some(id);
+                }
+                Ok((staged, digests))
+            }
+            Backend::Gateway(_) => {
+                let staged = self
+                    .stage(target, body, expected_plain_size, checksums)
+                    .await?;
+                let digests = staged.digests.clone();
+                Ok((staged, digests))
+            }
         }
     }
 

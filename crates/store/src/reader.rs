@@ -13,11 +13,14 @@ use crate::blob::{self, BlobDir, ReadSpan};
 use crate::gateway::RemoteSource;
 use crate::pins::PinGuard;
 use crate::records::ObjectRecord;
+use crate::server_keys::ServerKeys;
 
 /// An open object version: its record, and a way to read its bytes.
 pub struct ObjectReader {
     pub record: ObjectRecord,
     source: Source,
+    /// SSE-S3 master keys (embedded mode): objects encrypted with them read as plaintext.
+    server_keys: Option<Arc<ServerKeys>>,
 }
 
 enum Source {
@@ -43,6 +46,7 @@ impl ObjectReader {
         blobs: BlobDir,
         inline: Option<Bytes>,
         pins: PinGuard,
+        server_keys: Arc<ServerKeys>,
     ) -> Self {
         Self {
             record,
@@ -52,6 +56,7 @@ impl ObjectReader {
                 pins,
                 files: OnceLock::new(),
             }),
+            server_keys: Some(server_keys),
         }
     }
 
@@ -59,7 +64,15 @@ impl ObjectReader {
         Self {
             record,
             source: Source::Remote(source),
+            server_keys: None,
         }
+    }
+
+    /// The master keys, if this object is encrypted with them (SSE-S3 at rest).
+    fn sse_s3_keys(&self) -> Option<Arc<ServerKeys>> {
+        self.server_keys
+            .clone()
+            .filter(|_| self.record.is_sse_s3_at_rest())
     }
 
     /// Gateway mode: where the bytes are in the backend.
@@ -74,6 +87,18 @@ impl ObjectReader {
     /// served version. Embedded: a positioned read on a blocking thread. Gateway: through the
     /// node's piece cache, so many peers asking for one piece make one backend read.
     pub async fn read(self: Arc<Self>, offset: u64, len: usize) -> std::io::Result<Bytes> {
+        if let Some(keys) = self.sse_s3_keys() {
+            return self.read_decrypted(&keys, offset, len).await;
+        }
+        self.read_stored(offset, len).await
+    }
+
+    /// Reads `len` stored bytes at `offset` (ciphertext, if encrypted).
+    pub(crate) async fn read_stored(
+        self: Arc<Self>,
+        offset: u64,
+        len: usize,
+    ) -> std::io::Result<Bytes> {
         match &self.source {
             Source::Remote(r) => r.read(offset, len).await,
             Source::Local(_) => {
@@ -127,9 +152,22 @@ impl ObjectReader {
         Ok(Bytes::from(out))
     }
 
-    /// Streams bytes `[start, end)` of the object. The caller validates the range.
-    /// Embedded: the pins travel with the stream, so the blobs stay until the last byte is read.
+    /// Streams bytes `[start, end)` of the object's plaintext (an SSE-S3 object decrypted with
+    /// the server's key). The caller validates the range. Embedded: the pins travel with the
+    /// stream, so the blobs stay until the last byte is read.
     pub fn stream(self, start: u64, end: u64) -> mpsc::Receiver<std::io::Result<Bytes>> {
+        match self.sse_s3_keys() {
+            Some(keys) => self.decrypted_with_server_keys(&keys, start, end),
+            None => self.stored_stream(start, end),
+        }
+    }
+
+    /// Streams stored bytes `[start, end)` as they are on disk (ciphertext, if encrypted).
+    pub(crate) fn stored_stream(
+        self,
+        start: u64,
+        end: u64,
+    ) -> mpsc::Receiver<std::io::Result<Bytes>> {
         let local = match self.source {
             Source::Remote(r) => return r.stream(start, end),
             Source::Local(l) => l,

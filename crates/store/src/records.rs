@@ -162,6 +162,10 @@ pub struct ObjectAttributes {
     /// Object tags (PutObjectTagging or `x-amz-tagging`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub tags: BTreeMap<String, String>,
+    /// SSE-S3 (`x-amz-server-side-encryption: AES256`): encrypted at rest with the server's key
+    /// (embedded mode) or the backend's (gateway mode); answered on HEAD and GET.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub sse_s3: bool,
 }
 
 /// One stored object version.
@@ -191,7 +195,16 @@ pub struct ObjectRecord {
 impl ObjectRecord {
     /// Stored with a customer-provided key (SSE-C): reads need the key.
     pub fn is_sse_c(&self) -> bool {
-        self.segments.iter().any(|s| s.sse.is_some())
+        self.segments
+            .iter()
+            .any(|s| s.sse.as_ref().is_some_and(|p| p.server_key.is_none()))
+    }
+
+    /// Stored encrypted with the server's master key (SSE-S3): reads decrypt by themselves.
+    pub fn is_sse_s3_at_rest(&self) -> bool {
+        self.segments
+            .iter()
+            .any(|s| s.sse.as_ref().is_some_and(|p| p.server_key.is_some()))
     }
 
     /// Plaintext length of a segment.

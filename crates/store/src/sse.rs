@@ -278,6 +278,10 @@ pub struct SseParams {
     /// HKDF-SHA256(salt, customer key, "…key check"): recognises the key, reveals nothing of it.
     #[serde(with = "b64_array")]
     pub key_check: [u8; KEY_CHECK_SIZE],
+    /// SSE-S3: the id of the server's master key this was written with
+    /// ([`crate::server_keys`]); `None` for SSE-C (the customer holds the key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_key: Option<String>,
 }
 
 impl SseParams {
@@ -290,6 +294,7 @@ impl SseParams {
             version: FORMAT_VERSION,
             salt,
             key_check: derived.key_check,
+            server_key: None,
         })
     }
 
@@ -1032,6 +1037,7 @@ mod tests {
             version: FORMAT_VERSION,
             salt,
             key_check: check,
+            server_key: None,
         };
         let seal = |data: &[u8]| {
             let mut enc = Encryptor::with_params(&key, params.clone()).unwrap();

@@ -92,7 +92,6 @@ impl Seedbucket {
         req: S3Request<CopyObjectInput>,
     ) -> S3Result<S3Response<CopyObjectOutput>> {
         let input = req.input;
-        super::refuse_kms(input.server_side_encryption.as_ref())?;
         let access = self
             .key_access(
                 req.credentials.as_ref(),
@@ -103,6 +102,7 @@ impl Seedbucket {
             )
             .await?;
         let key = sse_key!(input)?;
+        let sse_s3 = super::wants_sse_s3(input.server_side_encryption.as_ref(), key.as_ref())?;
         let source_key = sse_key!(copy_source input)?;
         let replace_metadata = directive(input.metadata_directive.as_ref().map(|d| d.as_str()))?;
         let replace_tags = directive(input.tagging_directive.as_ref().map(|d| d.as_str()))?;
@@ -116,7 +116,10 @@ impl Seedbucket {
             .await?;
         let source = reader.record.clone();
         check_read_key(&source, source_key.as_ref())?;
-        let changes_encryption = key.is_some() || source.is_sse_c();
+        // Any encryption header, or an encrypted source, makes a copy in place legal: it is how
+        // objects are encrypted, decrypted or re-encrypted with the current master key.
+        let changes_encryption =
+            key.is_some() || source.is_sse_c() || sse_s3 || source.attributes.sse_s3;
         if src_bucket == input.bucket
             && src_key == input.key
             && !replace_metadata
@@ -174,6 +177,7 @@ impl Seedbucket {
             owner,
             acl,
             tags,
+            sse_s3,
         };
         // Gateway mode: a plain copy stays inside the backend. Copies that change encryption or
         // need checksums computed stream through here.
@@ -215,7 +219,13 @@ impl Seedbucket {
             attributes: &attributes,
         };
         let (staged, digests) = self
-            .stage_body(target, body, Some(size), selection, key.as_ref())
+            .stage_body(
+                target,
+                body,
+                Some(size),
+                selection,
+                super::Encryption::of(key.as_ref(), sse_s3),
+            )
             .await?;
         let checksums = digests.checksums();
         let rec = self
@@ -294,7 +304,7 @@ impl Seedbucket {
                 body,
                 Some(end - start),
                 selection,
-                key.as_ref(),
+                super::Encryption::of(key.as_ref(), upload.attributes.sse_s3),
             )
             .await?;
         let computed = digests.checksums();
@@ -314,6 +324,7 @@ impl Seedbucket {
                 checksum_crc64nvme: part.checksums.crc64nvme,
             }),
             request_charged: request_charged(input.request_payer.as_ref()),
+            server_side_encryption: super::sse_s3_header(&upload.attributes),
             sse_customer_algorithm: echo(key.as_ref()).0,
             sse_customer_key_md5: echo(key.as_ref()).1,
             ..Default::default()
@@ -373,6 +384,7 @@ fn copy_output(
             ..Default::default()
         }),
         request_charged: request_charged(request_payer),
+        server_side_encryption: super::sse_s3_header(&rec.attributes),
         sse_customer_algorithm: echo(key).0,
         sse_customer_key_md5: echo(key).1,
         ..Default::default()

@@ -134,7 +134,13 @@ impl Seedbucket {
         let body = incoming.body.ok_or_else(|| s3_error!(IncompleteBody))?;
         let expected = incoming.content_length.and_then(|n| u64::try_from(n).ok());
         let (staged, digests) = self
-            .stage_body(incoming.target, body, expected, selection, incoming.key)
+            .stage_body(
+                incoming.target,
+                body,
+                expected,
+                selection,
+                incoming.encryption,
+            )
             .await?;
         verify_content_md5(incoming.content_md5, &digests.md5)?;
         claimed.add_trailers(trailers);
@@ -152,19 +158,24 @@ impl Seedbucket {
         body: S,
         expected: Option<u64>,
         selection: ChecksumSelection,
-        key: Option<&seedbucket_store::sse::CustomerKey>,
+        encryption: Encryption<'_>,
     ) -> S3Result<(seedbucket_store::Staged, seedbucket_store::Digests)>
     where
         S: futures::Stream<Item = Result<bytes::Bytes, E>> + Unpin,
         E: std::fmt::Display,
     {
-        match key {
-            Some(key) => self
+        match encryption {
+            Encryption::Customer(key) => self
                 .store
                 .stage_encrypted(target, body, expected, selection, key)
                 .await
                 .map_err(to_s3),
-            None => {
+            Encryption::Server => self
+                .store
+                .stage_sse_s3(target, body, expected, selection)
+                .await
+                .map_err(to_s3),
+            Encryption::Plain => {
                 let staged = self
                     .store
                     .stage(target, body, expected, selection)
@@ -214,8 +225,29 @@ pub(crate) struct Incoming<'a> {
     pub claimed: ClaimedChecksums,
     /// What the body becomes: an object, or a part of an upload.
     pub target: StageTarget<'a>,
-    /// SSE-C: encrypt with this key.
-    pub key: Option<&'a seedbucket_store::sse::CustomerKey>,
+    /// How the body is encrypted at rest.
+    pub encryption: Encryption<'a>,
+}
+
+/// How a body is encrypted at rest.
+#[derive(Clone, Copy)]
+pub(crate) enum Encryption<'a> {
+    Plain,
+    /// SSE-C: with the customer's key.
+    Customer(&'a seedbucket_store::sse::CustomerKey),
+    /// SSE-S3: with the server's master key (embedded), by the backend (gateway).
+    Server,
+}
+
+impl<'a> Encryption<'a> {
+    /// SSE-C's key if there is one, else SSE-S3 if `sse_s3`.
+    pub(crate) fn of(key: Option<&'a seedbucket_store::sse::CustomerKey>, sse_s3: bool) -> Self {
+        match (key, sse_s3) {
+            (Some(k), _) => Self::Customer(k),
+            (None, true) => Self::Server,
+            (None, false) => Self::Plain,
+        }
+    }
 }
 
 /// S3 checksum values a request supplied, by header or (after the body) by trailer.
@@ -313,15 +345,46 @@ impl ClaimedChecksums {
 
 /// Refuses server-side encryption with KMS keys: there is no KMS here, and storing the object
 /// in plaintext while the client believes it encrypted would be worse than an error.
-pub(crate) fn refuse_kms(sse: Option<&s3s::dto::ServerSideEncryption>) -> S3Result<()> {
-    match sse.map(|s| s.as_str()) {
-        Some(kms) if kms.starts_with("aws:kms") => Err(s3_error!(
+/// `x-amz-server-side-encryption` of a write: true for SSE-S3 (`AES256`). SSE-KMS is refused:
+/// there is no KMS, and storing such an object in plaintext would be a lie. SSE-S3 together
+/// with SSE-C headers is refused as S3 refuses it.
+pub(crate) fn wants_sse_s3(
+    sse: Option<&s3s::dto::ServerSideEncryption>,
+    customer_key: Option<&seedbucket_store::sse::CustomerKey>,
+) -> S3Result<bool> {
+    let wanted = match sse.map(|s| s.as_str()) {
+        None => false,
+        Some("AES256") => true,
+        Some(kms) if kms.starts_with("aws:kms") => {
+            return Err(s3_error!(
+                InvalidArgument,
+                "Server-side encryption with KMS keys ({kms}) is not available on this server; \
+                 use SSE-S3 (AES256) or SSE-C (customer-provided keys) to encrypt objects at rest."
+            ));
+        }
+        Some(other) => {
+            return Err(s3_error!(
+                InvalidArgument,
+                "The encryption method specified is not supported: {other}"
+            ));
+        }
+    };
+    if wanted && customer_key.is_some() {
+        return Err(s3_error!(
             InvalidArgument,
-            "Server-side encryption with KMS keys ({kms}) is not available on this server; \
-             use SSE-C (customer-provided keys) to encrypt objects at rest."
-        )),
-        _ => Ok(()),
+            "Server Side Encryption with Customer provided key is incompatible with the encryption method specified"
+        ));
     }
+    Ok(wanted)
+}
+
+/// `x-amz-server-side-encryption` of an answer about `attributes`' object.
+pub(crate) fn sse_s3_header(
+    attributes: &seedbucket_store::ObjectAttributes,
+) -> Option<s3s::dto::ServerSideEncryption> {
+    attributes.sse_s3.then(|| {
+        s3s::dto::ServerSideEncryption::from_static(s3s::dto::ServerSideEncryption::AES256)
+    })
 }
 
 /// Checks `Content-MD5` (base64 of the 16-byte digest) against the computed MD5.

@@ -37,7 +37,6 @@ impl Seedbucket {
         req: S3Request<CreateMultipartUploadInput>,
     ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
         let input = req.input;
-        super::refuse_kms(input.server_side_encryption.as_ref())?;
         let access = self
             .key_access(
                 req.credentials.as_ref(),
@@ -49,7 +48,10 @@ impl Seedbucket {
             .await?;
         let (owner, acl) = new_object_acl!(self, input, access)?;
         let tags = parse_tagging_header(input.tagging.as_deref())?;
-        let sse_key_check = sse_key!(input)?
+        let customer_key = sse_key!(input)?;
+        let sse_s3 =
+            super::wants_sse_s3(input.server_side_encryption.as_ref(), customer_key.as_ref())?;
+        let sse_key_check = customer_key
             .map(|k| {
                 SseParams::generate(&k)
                     .map_err(sse_error)
@@ -78,6 +80,7 @@ impl Seedbucket {
             owner,
             acl,
             tags,
+            sse_s3,
         };
         let up = self
             .store
@@ -99,6 +102,7 @@ impl Seedbucket {
                 .checksum_algorithm
                 .as_ref()
                 .map(|_| ChecksumType::from_static(ChecksumType::COMPOSITE)),
+            server_side_encryption: super::sse_s3_header(&up.attributes),
             sse_customer_algorithm: sse_echo.0,
             sse_customer_key_md5: sse_echo.1,
             ..Default::default()
@@ -147,7 +151,7 @@ impl Seedbucket {
                         upload: &upload,
                         part_number,
                     },
-                    key: key.as_ref(),
+                    encryption: super::Encryption::of(key.as_ref(), upload.attributes.sse_s3),
                 },
                 &req.headers,
                 req.trailing_headers.as_ref(),
@@ -165,6 +169,7 @@ impl Seedbucket {
             checksum_sha1: part.checksums.sha1,
             checksum_sha256: part.checksums.sha256,
             checksum_crc64nvme: part.checksums.crc64nvme,
+            server_side_encryption: super::sse_s3_header(&upload.attributes),
             sse_customer_algorithm: echo(key.as_ref()).0,
             sse_customer_key_md5: echo(key.as_ref()).1,
             ..Default::default()
@@ -484,6 +489,7 @@ fn completion(bucket: &str, key: &str, rec: &ObjectRecord) -> CompleteMultipartU
         checksum_sha256: rec.checksums.sha256.clone(),
         checksum_type: (!rec.checksums.is_empty())
             .then(|| ChecksumType::from_static(ChecksumType::COMPOSITE)),
+        server_side_encryption: super::sse_s3_header(&rec.attributes),
         ..Default::default()
     }
 }

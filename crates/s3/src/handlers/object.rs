@@ -113,7 +113,6 @@ impl Seedbucket {
         req: S3Request<PutObjectInput>,
     ) -> S3Result<S3Response<PutObjectOutput>> {
         let input = req.input;
-        super::refuse_kms(input.server_side_encryption.as_ref())?;
         let access = self
             .key_access(
                 req.credentials.as_ref(),
@@ -126,6 +125,7 @@ impl Seedbucket {
         let (owner, acl) = new_object_acl!(self, input, access)?;
         let tags = parse_tagging_header(input.tagging.as_deref())?;
         let key = sse_key!(input)?;
+        let sse_s3 = super::wants_sse_s3(input.server_side_encryption.as_ref(), key.as_ref())?;
         let cond = write_condition(input.if_match.as_ref(), input.if_none_match.as_ref())?;
         let attributes = ObjectAttributes {
             headers: input_headers!(input),
@@ -133,6 +133,7 @@ impl Seedbucket {
             owner,
             acl,
             tags,
+            sse_s3,
         };
         let (staged, computed) = self
             .receive_body(
@@ -153,7 +154,7 @@ impl Seedbucket {
                         key: &input.key,
                         attributes: &attributes,
                     },
-                    key: key.as_ref(),
+                    encryption: super::Encryption::of(key.as_ref(), sse_s3),
                 },
                 &req.headers,
                 req.trailing_headers.as_ref(),
@@ -179,6 +180,7 @@ impl Seedbucket {
             checksum_sha256: rec.checksums.sha256.clone(),
             checksum_crc64nvme: rec.checksums.crc64nvme.clone(),
             checksum_type: checksum_type(&rec),
+            server_side_encryption: super::sse_s3_header(&rec.attributes),
             sse_customer_algorithm: echo(key.as_ref()).0,
             sse_customer_key_md5: echo(key.as_ref()).1,
             request_charged: super::request_charged(input.request_payer.as_ref()),
@@ -386,6 +388,7 @@ fn head_output(rec: &ObjectRecord, req: ReadRequest<'_>) -> S3Result<(HeadObject
             .expires
             .or_else(|| h.expires.as_deref().and_then(parse_http_date)),
         checksum_type: checksums.as_ref().and_then(|_| checksum_type(rec)),
+        server_side_encryption: super::sse_s3_header(&rec.attributes),
         ..Default::default()
     };
     if let Some(c) = checksums {
@@ -415,6 +418,7 @@ fn get_output(h: HeadObjectOutput) -> GetObjectOutput {
         cache_control: h.cache_control,
         expires: h.expires,
         checksum_type: h.checksum_type,
+        server_side_encryption: h.server_side_encryption,
         checksum_crc32: h.checksum_crc32,
         checksum_crc32c: h.checksum_crc32c,
         checksum_sha1: h.checksum_sha1,

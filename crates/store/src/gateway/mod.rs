@@ -128,6 +128,8 @@ struct RemoteHead {
     last_modified_ns: i64,
     headers: StoredHeaders,
     user_metadata: BTreeMap<String, String>,
+    /// The backend encrypts it with its own key (SSE-S3).
+    sse_s3: bool,
 }
 
 /// A function that starts the backend request `$request` (PutObject or UploadPart) with a
@@ -189,6 +191,12 @@ where
         (Some("SlowDown"), _) | (_, Some(429)) => StoreError::SlowDown,
         _ => StoreError::Unavailable(format!("code {code:?}, status {status:?}: {e:?}")),
     }
+}
+
+/// SSE-S3 asked of the backend: it encrypts with its own key.
+fn sse_s3(a: &ObjectAttributes) -> Option<aws_sdk_s3::types::ServerSideEncryption> {
+    a.sse_s3
+        .then_some(aws_sdk_s3::types::ServerSideEncryption::Aes256)
 }
 
 fn unquote(etag: Option<&str>) -> String {
@@ -609,6 +617,7 @@ impl Gateway {
                 owner,
                 acl,
                 tags,
+                sse_s3: head.sse_s3,
             },
             checksums,
             // Byte runs without blobs: only their lengths matter, for `partNumber`.
@@ -660,6 +669,8 @@ impl Gateway {
                         .collect()
                 })
                 .unwrap_or_default(),
+            sse_s3: o.server_side_encryption()
+                == Some(&aws_sdk_s3::types::ServerSideEncryption::Aes256),
         })
     }
 
@@ -874,6 +885,7 @@ impl Gateway {
                 (!a.user_metadata.is_empty())
                     .then(|| a.user_metadata.clone().into_iter().collect()),
             )
+            .set_server_side_encryption(sse_s3(a))
     }
 
     /// UploadPart of part `part_number` of upload `upload_id`, without its body.
@@ -1130,6 +1142,7 @@ impl Gateway {
                     (!attributes.user_metadata.is_empty())
                         .then(|| attributes.user_metadata.clone().into_iter().collect()),
                 )
+                .set_server_side_encryption(sse_s3(&attributes))
                 .send()
                 .await
                 .map_err(backend_error)
@@ -1190,6 +1203,7 @@ impl Gateway {
                     (!rec.attributes.user_metadata.is_empty())
                         .then(|| rec.attributes.user_metadata.clone().into_iter().collect()),
                 )
+                .set_server_side_encryption(sse_s3(&rec.attributes))
                 .send()
                 .await
                 .map_err(backend_error)
