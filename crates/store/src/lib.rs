@@ -52,6 +52,15 @@ pub use crate::meta::{ListPage, ListQuery, WriteCondition};
 pub use crate::reader::ObjectReader;
 pub use crate::records::*;
 
+/// How [`Store::stage_encrypted`] encrypts.
+#[derive(Debug, Clone, Copy)]
+pub enum AtRest<'a> {
+    /// SSE-C: with the customer's key.
+    Customer(&'a sse::CustomerKey),
+    /// SSE-S3: with the server's master key.
+    Server,
+}
+
 use crate::credentials::AccessKey;
 use crate::embedded::Embedded;
 use crate::gateway::Gateway;
@@ -331,49 +340,29 @@ impl Store {
         }
     }
 
-    /// Like [`Store::stage`], encrypting with the customer's key (SSE-C, embedded mode only).
-    /// Returns the staged ciphertext and the digests of the plaintext.
+    /// Like [`Store::stage`], encrypting at rest: with the customer's key (SSE-C, embedded mode
+    /// only) or with the server's current master key (SSE-S3; gateway mode stages as is and the
+    /// backend encrypts, asked by the object's or the upload's `sse_s3` attribute). Returns the
+    /// staged body and the digests of the plaintext.
     pub async fn stage_encrypted<S, E>(
         &self,
         target: StageTarget<'_>,
         body: S,
         expected_plain_size: Option<u64>,
         checksums: ChecksumSelection,
-        key: &sse::CustomerKey,
+        with: AtRest<'_>,
     ) -> Result<(Staged, Digests)>
     where
         S: Stream<Item = Result<Bytes, E>> + Unpin,
         E: std::fmt::Display,
     {
-        match &self.backend {
-            Backend::Embedded(e) => {
-                let part = matches!(target, StageTarget::Part { .. });
+        let part = matches!(target, StageTarget::Part { .. });
+        match (&self.backend, with) {
+            (Backend::Embedded(e), AtRest::Customer(key)) => {
                 e.stage_encrypted(body, expected_plain_size, checksums, key, part)
                     .await
             }
-            Backend::Gateway(_) => Err(StoreError::NotSupported(
-                "SSE-C is not available in gateway mode".into(),
-            )),
-        }
-    }
-
-    /// SSE-S3: like [`Store::stage`], encrypting with the server's current master key (embedded
-    /// mode). Gateway mode stages as is: the backend encrypts, asked by the object's (or the
-    /// upload's) `sse_s3` attribute. Returns the digests of the plaintext.
-    pub async fn stage_sse_s3<S, E>(
-        &self,
-        target: StageTarget<'_>,
-        body: S,
-        expected_plain_size: Option<u64>,
-        checksums: ChecksumSelection,
-    ) -> Result<(Staged, Digests)>
-    where
-        S: Stream<Item = Result<Bytes, E>> + Unpin,
-        E: std::fmt::Display,
-    {
-        match &self.backend {
-            Backend::Embedded(e) => {
-                let part = matches!(target, StageTarget::Part { .. });
+            (Backend::Embedded(e), AtRest::Server) => {
                 let (id, key) = e.inner.server_keys.current();
                 let (id, key) = (id.to_owned(), key.clone());
                 let (mut staged, digests) = e
@@ -384,7 +373,10 @@ impl Store {
                 }
                 Ok((staged, digests))
             }
-            Backend::Gateway(_) => {
+            (Backend::Gateway(_), AtRest::Customer(_)) => Err(StoreError::NotSupported(
+                "SSE-C is not available in gateway mode".into(),
+            )),
+            (Backend::Gateway(_), AtRest::Server) => {
                 let staged = self
                     .stage(target, body, expected_plain_size, checksums)
                     .await?;

@@ -224,7 +224,7 @@ impl Seedbucket {
                 body,
                 Some(size),
                 selection,
-                super::Encryption::of(key.as_ref(), sse_s3),
+                super::at_rest(key.as_ref(), sse_s3),
             )
             .await?;
         let checksums = digests.checksums();
@@ -304,7 +304,7 @@ impl Seedbucket {
                 body,
                 Some(end - start),
                 selection,
-                super::Encryption::of(key.as_ref(), upload.attributes.sse_s3),
+                super::at_rest(key.as_ref(), upload.attributes.sse_s3),
             )
             .await?;
         let computed = digests.checksums();

@@ -158,24 +158,19 @@ impl Seedbucket {
         body: S,
         expected: Option<u64>,
         selection: ChecksumSelection,
-        encryption: Encryption<'_>,
+        encryption: Option<seedbucket_store::AtRest<'_>>,
     ) -> S3Result<(seedbucket_store::Staged, seedbucket_store::Digests)>
     where
         S: futures::Stream<Item = Result<bytes::Bytes, E>> + Unpin,
         E: std::fmt::Display,
     {
         match encryption {
-            Encryption::Customer(key) => self
+            Some(with) => self
                 .store
-                .stage_encrypted(target, body, expected, selection, key)
+                .stage_encrypted(target, body, expected, selection, with)
                 .await
                 .map_err(to_s3),
-            Encryption::Server => self
-                .store
-                .stage_sse_s3(target, body, expected, selection)
-                .await
-                .map_err(to_s3),
-            Encryption::Plain => {
+            None => {
                 let staged = self
                     .store
                     .stage(target, body, expected, selection)
@@ -225,28 +220,19 @@ pub(crate) struct Incoming<'a> {
     pub claimed: ClaimedChecksums,
     /// What the body becomes: an object, or a part of an upload.
     pub target: StageTarget<'a>,
-    /// How the body is encrypted at rest.
-    pub encryption: Encryption<'a>,
+    /// How the body is encrypted at rest (`None`: stored as sent).
+    pub encryption: Option<seedbucket_store::AtRest<'a>>,
 }
 
-/// How a body is encrypted at rest.
-#[derive(Clone, Copy)]
-pub(crate) enum Encryption<'a> {
-    Plain,
-    /// SSE-C: with the customer's key.
-    Customer(&'a seedbucket_store::sse::CustomerKey),
-    /// SSE-S3: with the server's master key (embedded), by the backend (gateway).
-    Server,
-}
-
-impl<'a> Encryption<'a> {
-    /// SSE-C's key if there is one, else SSE-S3 if `sse_s3`.
-    pub(crate) fn of(key: Option<&'a seedbucket_store::sse::CustomerKey>, sse_s3: bool) -> Self {
-        match (key, sse_s3) {
-            (Some(k), _) => Self::Customer(k),
-            (None, true) => Self::Server,
-            (None, false) => Self::Plain,
-        }
+/// How a write is encrypted at rest: SSE-C's key if the request gave one, else SSE-S3 if asked.
+pub(crate) fn at_rest(
+    key: Option<&seedbucket_store::sse::CustomerKey>,
+    sse_s3: bool,
+) -> Option<seedbucket_store::AtRest<'_>> {
+    match (key, sse_s3) {
+        (Some(k), _) => Some(seedbucket_store::AtRest::Customer(k)),
+        (None, true) => Some(seedbucket_store::AtRest::Server),
+        (None, false) => None,
     }
 }
 

@@ -151,7 +151,7 @@ impl Seedbucket {
                         upload: &upload,
                         part_number,
                     },
-                    encryption: super::Encryption::of(key.as_ref(), upload.attributes.sse_s3),
+                    encryption: super::at_rest(key.as_ref(), upload.attributes.sse_s3),
                 },
                 &req.headers,
                 req.trailing_headers.as_ref(),

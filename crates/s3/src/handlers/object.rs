@@ -154,7 +154,7 @@ impl Seedbucket {
                         key: &input.key,
                         attributes: &attributes,
                     },
-                    encryption: super::Encryption::of(key.as_ref(), sse_s3),
+                    encryption: super::at_rest(key.as_ref(), sse_s3),
                 },
                 &req.headers,
                 req.trailing_headers.as_ref(),
