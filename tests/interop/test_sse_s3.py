@@ -152,3 +152,36 @@ def test_gateway_asks_the_backend_to_encrypt(tmp_path):
     finally:
         gw.stop()
         backend.stop()
+
+
+def test_bucket_default_encryption(server, s3, bucket):
+    with pytest.raises(ClientError) as e:
+        s3.get_bucket_encryption(Bucket=bucket)
+    assert e.value.response["Error"]["Code"] == "ServerSideEncryptionConfigurationNotFoundError"
+    assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
+    rule = {"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}
+    s3.put_bucket_encryption(Bucket=bucket, ServerSideEncryptionConfiguration={"Rules": [rule]})
+    got = s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"]
+    assert got[0]["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
+    mark = marker()
+    put = s3.put_object(Bucket=bucket, Key="by-default", Body=mark * 20000)
+    assert put["ServerSideEncryption"] == "AES256"
+    assert s3.head_object(Bucket=bucket, Key="by-default")["ServerSideEncryption"] == "AES256"
+    up = s3.create_multipart_upload(Bucket=bucket, Key="mp")
+    assert up["ServerSideEncryption"] == "AES256"
+    s3.abort_multipart_upload(Bucket=bucket, Key="mp", UploadId=up["UploadId"])
+    # An SSE-C write keeps the customer's key; the default does not apply to it.
+    ck = {"SSECustomerAlgorithm": "AES256", "SSECustomerKey": os.urandom(32)}
+    s3.put_object(Bucket=bucket, Key="customer", Body=b"c", **ck)
+    assert "ServerSideEncryption" not in s3.head_object(Bucket=bucket, Key="customer", **ck)
+    assert plaintext_at_rest(server.data_dir, mark) == []
+    with pytest.raises(ClientError) as e:
+        s3.put_bucket_encryption(Bucket=bucket, ServerSideEncryptionConfiguration={"Rules": [
+            {"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "aws:kms"}}]})
+    assert e.value.response["Error"]["Code"] == "InvalidArgument"
+    s3.delete_bucket_encryption(Bucket=bucket)
+    with pytest.raises(ClientError):
+        s3.get_bucket_encryption(Bucket=bucket)
+    s3.put_object(Bucket=bucket, Key="after", Body=b"plain")
+    assert "ServerSideEncryption" not in s3.head_object(Bucket=bucket, Key="after")
+    assert s3.get_object(Bucket=bucket, Key="by-default")["Body"].read() == mark * 20000

@@ -79,6 +79,9 @@ pub(crate) fn default_message(code: &str) -> Option<&'static str> {
             "Your socket connection to the server was not read from or written to within the \
              timeout period. Idle connections will be closed."
         }
+        "ServerSideEncryptionConfigurationNotFoundError" => {
+            "The server side encryption configuration was not found"
+        }
         "ServiceUnavailable" => "Service is unable to handle request.",
         "SignatureDoesNotMatch" => {
             "The request signature we calculated does not match the signature you provided. \

@@ -317,6 +317,24 @@ impl S3 for Seedbucket {
     ) -> S3Result<S3Response<GetBucketPolicyStatusOutput>> {
         self.h_get_bucket_policy_status(req).await
     }
+    async fn get_bucket_encryption(
+        &self,
+        req: S3Request<GetBucketEncryptionInput>,
+    ) -> S3Result<S3Response<GetBucketEncryptionOutput>> {
+        self.h_get_bucket_encryption(req).await
+    }
+    async fn put_bucket_encryption(
+        &self,
+        req: S3Request<PutBucketEncryptionInput>,
+    ) -> S3Result<S3Response<PutBucketEncryptionOutput>> {
+        self.h_put_bucket_encryption(req).await
+    }
+    async fn delete_bucket_encryption(
+        &self,
+        req: S3Request<DeleteBucketEncryptionInput>,
+    ) -> S3Result<S3Response<DeleteBucketEncryptionOutput>> {
+        self.h_delete_bucket_encryption(req).await
+    }
     async fn get_bucket_cors(
         &self,
         req: S3Request<GetBucketCorsInput>,

@@ -58,6 +58,7 @@ mod tests {
             acl: Vec::new(),
             policy: None,
             cors: Vec::new(),
+            default_sse_s3: false,
         };
         write(dir.path(), &[rec("a", "u1"), rec("b", "u2")]).unwrap();
         let got = read(dir.path()).unwrap().unwrap();

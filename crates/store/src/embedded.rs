@@ -118,6 +118,7 @@ impl Embedded {
             acl,
             policy: None,
             cors: Vec::new(),
+            default_sse_s3: false,
         };
         self.blocking(move |i| {
             i.meta.create_bucket(&rec)?;

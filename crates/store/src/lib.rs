@@ -259,6 +259,7 @@ impl Store {
                     acl,
                     policy: None,
                     cors: Vec::new(),
+                    default_sse_s3: false,
                 })
                 .await
             }

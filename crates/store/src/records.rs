@@ -24,6 +24,10 @@ pub struct BucketRecord {
     /// CORS rules (PutBucketCors), in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub cors: Vec<CorsRule>,
+    /// Default encryption (PutBucketEncryption with AES256): writes that name no encryption
+    /// are stored with SSE-S3.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub default_sse_s3: bool,
 }
 
 /// Who a grant is for: one user, or one of S3's predefined groups.

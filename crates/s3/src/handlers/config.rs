@@ -70,20 +70,13 @@ impl Seedbucket {
         req: S3Request<DeleteBucketPolicyInput>,
     ) -> S3Result<S3Response<DeleteBucketPolicyOutput>> {
         let input = req.input;
-        self.bucket_access(
+        self.change_config(
             req.credentials.as_ref(),
             &input.bucket,
             input.expected_bucket_owner.as_deref(),
-            Some(Action::OwnerOnly),
+            |b| b.policy = None,
         )
         .await?;
-        self.store
-            .update_bucket(&input.bucket, |b| {
-                b.policy = None;
-                Ok(())
-            })
-            .await
-            .map_err(to_s3)?;
         Ok(S3Response::new(DeleteBucketPolicyOutput {}))
     }
 
@@ -220,6 +213,66 @@ impl Seedbucket {
         req: S3Request<DeleteBucketCorsInput>,
     ) -> S3Result<S3Response<DeleteBucketCorsOutput>> {
         let input = req.input;
+        self.change_config(
+            req.credentials.as_ref(),
+            &input.bucket,
+            input.expected_bucket_owner.as_deref(),
+            |b| b.cors.clear(),
+        )
+        .await?;
+        Ok(no_content(DeleteBucketCorsOutput {}))
+    }
+}
+
+/// The one default encryption rule this server can apply: SSE-S3.
+fn sse_s3_rule() -> ServerSideEncryptionRule {
+    ServerSideEncryptionRule {
+        apply_server_side_encryption_by_default: Some(ServerSideEncryptionByDefault {
+            kms_master_key_id: None,
+            sse_algorithm: ServerSideEncryption::from_static(ServerSideEncryption::AES256),
+        }),
+        bucket_key_enabled: Some(false),
+    }
+}
+
+impl Seedbucket {
+    /// GetBucketEncryption: the SSE-S3 default if it is on; otherwise S3's 404 from before every
+    /// bucket was encrypted by default (seedbucket does not encrypt unless asked).
+    pub(crate) async fn h_get_bucket_encryption(
+        &self,
+        req: S3Request<GetBucketEncryptionInput>,
+    ) -> S3Result<S3Response<GetBucketEncryptionOutput>> {
+        let input = req.input;
+        let access = self
+            .bucket_access(
+                req.credentials.as_ref(),
+                &input.bucket,
+                input.expected_bucket_owner.as_deref(),
+                Some(Action::OwnerOnly),
+            )
+            .await?;
+        if !access.bucket.default_sse_s3 {
+            let mut e = s3s::S3Error::with_message(
+                s3s::S3ErrorCode::Custom("ServerSideEncryptionConfigurationNotFoundError".into()),
+                "The server side encryption configuration was not found",
+            );
+            e.set_status_code(http::StatusCode::NOT_FOUND);
+            return Err(e);
+        }
+        Ok(S3Response::new(GetBucketEncryptionOutput {
+            server_side_encryption_configuration: Some(ServerSideEncryptionConfiguration {
+                rules: vec![sse_s3_rule()],
+            }),
+        }))
+    }
+
+    /// PutBucketEncryption: one rule applying AES256 (SSE-S3) by default. `aws:kms` is refused
+    /// (there is no KMS); the bucket key setting is accepted and means nothing here.
+    pub(crate) async fn h_put_bucket_encryption(
+        &self,
+        req: S3Request<PutBucketEncryptionInput>,
+    ) -> S3Result<S3Response<PutBucketEncryptionOutput>> {
+        let input = req.input;
         self.bucket_access(
             req.credentials.as_ref(),
             &input.bucket,
@@ -227,15 +280,72 @@ impl Seedbucket {
             Some(Action::OwnerOnly),
         )
         .await?;
+        let rules = &input.server_side_encryption_configuration.rules;
+        let [rule] = rules.as_slice() else {
+            return Err(s3_error!(
+                MalformedXML,
+                "An encryption configuration has exactly one rule"
+            ));
+        };
+        let Some(default) = &rule.apply_server_side_encryption_by_default else {
+            return Err(s3_error!(
+                MalformedXML,
+                "The rule needs ApplyServerSideEncryptionByDefault"
+            ));
+        };
+        super::wants_sse_s3(Some(&default.sse_algorithm), None, false)?;
         self.store
             .update_bucket(&input.bucket, |b| {
-                b.cors.clear();
+                b.default_sse_s3 = true;
                 Ok(())
             })
             .await
             .map_err(to_s3)?;
-        let mut resp = S3Response::new(DeleteBucketCorsOutput {});
-        resp.status = Some(http::StatusCode::NO_CONTENT);
-        Ok(resp)
+        Ok(S3Response::new(PutBucketEncryptionOutput {}))
     }
+
+    /// DeleteBucketEncryption: new writes are stored as sent unless they ask for encryption.
+    pub(crate) async fn h_delete_bucket_encryption(
+        &self,
+        req: S3Request<DeleteBucketEncryptionInput>,
+    ) -> S3Result<S3Response<DeleteBucketEncryptionOutput>> {
+        let input = req.input;
+        self.change_config(
+            req.credentials.as_ref(),
+            &input.bucket,
+            input.expected_bucket_owner.as_deref(),
+            |b| b.default_sse_s3 = false,
+        )
+        .await?;
+        Ok(no_content(DeleteBucketEncryptionOutput {}))
+    }
+}
+
+impl Seedbucket {
+    /// A bucket configuration change that needs no checking (the deletions): the owner only.
+    async fn change_config(
+        &self,
+        credentials: Option<&s3s::auth::Credentials>,
+        bucket: &str,
+        expected_owner: Option<&str>,
+        change: impl FnOnce(&mut seedbucket_store::BucketRecord) + Send + 'static,
+    ) -> S3Result<()> {
+        self.bucket_access(credentials, bucket, expected_owner, Some(Action::OwnerOnly))
+            .await?;
+        self.store
+            .update_bucket(bucket, move |b| {
+                change(b);
+                Ok(())
+            })
+            .await
+            .map_err(to_s3)?;
+        Ok(())
+    }
+}
+
+/// A 204 answer, as S3 gives to these deletions.
+fn no_content<T>(out: T) -> S3Response<T> {
+    let mut resp = S3Response::new(out);
+    resp.status = Some(http::StatusCode::NO_CONTENT);
+    resp
 }

@@ -102,7 +102,11 @@ impl Seedbucket {
             )
             .await?;
         let key = sse_key!(input)?;
-        let sse_s3 = super::wants_sse_s3(input.server_side_encryption.as_ref(), key.as_ref())?;
+        let sse_s3 = super::wants_sse_s3(
+            input.server_side_encryption.as_ref(),
+            key.as_ref(),
+            access.bucket.default_sse_s3,
+        )?;
         let source_key = sse_key!(copy_source input)?;
         let replace_metadata = directive(input.metadata_directive.as_ref().map(|d| d.as_str()))?;
         let replace_tags = directive(input.tagging_directive.as_ref().map(|d| d.as_str()))?;
@@ -118,8 +122,10 @@ impl Seedbucket {
         check_read_key(&source, source_key.as_ref())?;
         // Any encryption header, or an encrypted source, makes a copy in place legal: it is how
         // objects are encrypted, decrypted or re-encrypted with the current master key.
-        let changes_encryption =
-            key.is_some() || source.is_sse_c() || sse_s3 || source.attributes.sse_s3;
+        let changes_encryption = key.is_some()
+            || source.is_sse_c()
+            || input.server_side_encryption.is_some()
+            || sse_s3 != source.attributes.sse_s3;
         if src_bucket == input.bucket
             && src_key == input.key
             && !replace_metadata

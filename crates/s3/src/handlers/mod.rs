@@ -331,15 +331,17 @@ impl ClaimedChecksums {
 
 /// Refuses server-side encryption with KMS keys: there is no KMS here, and storing the object
 /// in plaintext while the client believes it encrypted would be worse than an error.
-/// `x-amz-server-side-encryption` of a write: true for SSE-S3 (`AES256`). SSE-KMS is refused:
-/// there is no KMS, and storing such an object in plaintext would be a lie. SSE-S3 together
-/// with SSE-C headers is refused as S3 refuses it.
+/// Whether a write is stored with SSE-S3: `x-amz-server-side-encryption: AES256`, or no
+/// encryption named and the bucket's default encryption on (`bucket_default`). SSE-KMS is
+/// refused: there is no KMS, and storing such an object in plaintext would be a lie. SSE-S3
+/// together with SSE-C headers is refused as S3 refuses it.
 pub(crate) fn wants_sse_s3(
     sse: Option<&s3s::dto::ServerSideEncryption>,
     customer_key: Option<&seedbucket_store::sse::CustomerKey>,
+    bucket_default: bool,
 ) -> S3Result<bool> {
     let wanted = match sse.map(|s| s.as_str()) {
-        None => false,
+        None => return Ok(bucket_default && customer_key.is_none()),
         Some("AES256") => true,
         Some(kms) if kms.starts_with("aws:kms") => {
             return Err(s3_error!(

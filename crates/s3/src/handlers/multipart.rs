@@ -46,11 +46,15 @@ impl Seedbucket {
                 Action::PutObject,
             )
             .await?;
+        let bucket_default = access.bucket.default_sse_s3;
         let (owner, acl) = new_object_acl!(self, input, access)?;
         let tags = parse_tagging_header(input.tagging.as_deref())?;
         let customer_key = sse_key!(input)?;
-        let sse_s3 =
-            super::wants_sse_s3(input.server_side_encryption.as_ref(), customer_key.as_ref())?;
+        let sse_s3 = super::wants_sse_s3(
+            input.server_side_encryption.as_ref(),
+            customer_key.as_ref(),
+            bucket_default,
+        )?;
         let sse_key_check = customer_key
             .map(|k| {
                 SseParams::generate(&k)

@@ -122,10 +122,15 @@ impl Seedbucket {
                 Action::PutObject,
             )
             .await?;
+        let bucket_default = access.bucket.default_sse_s3;
         let (owner, acl) = new_object_acl!(self, input, access)?;
         let tags = parse_tagging_header(input.tagging.as_deref())?;
         let key = sse_key!(input)?;
-        let sse_s3 = super::wants_sse_s3(input.server_side_encryption.as_ref(), key.as_ref())?;
+        let sse_s3 = super::wants_sse_s3(
+            input.server_side_encryption.as_ref(),
+            key.as_ref(),
+            bucket_default,
+        )?;
         let cond = write_condition(input.if_match.as_ref(), input.if_none_match.as_ref())?;
         let attributes = ObjectAttributes {
             headers: input_headers!(input),

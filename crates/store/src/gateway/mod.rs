@@ -467,6 +467,7 @@ impl Gateway {
             acl: Vec::new(),
             policy: None,
             cors: Vec::new(),
+            default_sse_s3: false,
         }
     }
 
