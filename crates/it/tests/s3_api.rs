@@ -356,7 +356,9 @@ async fn ranges_parts_and_conditionals() {
         .send()
         .await
         .unwrap_err();
-    assert_eq!(error_status(&e), Some(416));
+    // A part the object does not have (issue 15: 400 InvalidPartNumber).
+    assert_eq!(error_status(&e), Some(400));
+    assert_eq!(error_code(&e).as_deref(), Some("InvalidPartNumber"));
     // Conditionals.
     c.get_object()
         .bucket("rng")
