@@ -14,6 +14,8 @@
 # Usage: bench/gateway.sh   (env: SIZE_MB=1024 ROUNDS=3 PIECE_CACHE=256 [gateway --piece-cache, MiB]
 #                            KEEP_WORK=1 keeps the work dir with the logs; needs .venv from ./scripts/test.sh)
 set -euo pipefail
+# Like the peer tools it is compared with (nginx runs with access_log off), no access log.
+export SEEDBUCKET_ACCESS_LOG=off
 shopt -s inherit_errexit
 cd "$(dirname "$0")/.."
 ROOT=$PWD

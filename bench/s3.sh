@@ -3,6 +3,8 @@
 # nginx (plain file GET), in one run, on 127.0.0.1. Prints a table with ratios and writes it to
 # bench/out/s3.md. Usage: bench/s3.sh   (env: LARGE_MB=1024 SMALL_SECONDS=10 CONCURRENCY=32 HUGE_MB=5120)
 set -euo pipefail
+# Like the peer tools it is compared with (nginx runs with access_log off), no access log.
+export SEEDBUCKET_ACCESS_LOG=off
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 LARGE_MB=${LARGE_MB:-1024}

@@ -13,6 +13,8 @@
 # torrent of the same bytes made by `seedbucket torrent create`, so only they can serve.
 # Usage: bench/seeder.sh   (env: SIZE_MB=1024 ROUNDS=2)
 set -euo pipefail
+# Like the peer tools it is compared with (nginx runs with access_log off), no access log.
+export SEEDBUCKET_ACCESS_LOG=off
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 SIZE_MB=${SIZE_MB:-1024}

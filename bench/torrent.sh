@@ -6,6 +6,8 @@
 #     `mktorrent -t 2` (v1), wall time.
 # Usage: bench/torrent.sh   (env: LARGE_MB=1024 HUGE_MB=5120 ROUNDS=3)
 set -euo pipefail
+# Like the peer tools it is compared with (nginx runs with access_log off), no access log.
+export SEEDBUCKET_ACCESS_LOG=off
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 LARGE_MB=${LARGE_MB:-1024}

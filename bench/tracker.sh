@@ -21,6 +21,8 @@
 # Usage: bench/tracker.sh   (env: WORKLOAD=swarm|churn SECONDS_PER_RUN=10 CONCURRENCY=64 TORRENTS=8 KEEP_WORK=1
 #                            AQUATIC=0 skips aquatic)
 set -euo pipefail
+# Like the peer tools it is compared with (nginx runs with access_log off), no access log.
+export SEEDBUCKET_ACCESS_LOG=off
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 DUR=${SECONDS_PER_RUN:-10}

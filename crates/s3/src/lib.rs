@@ -16,6 +16,7 @@ mod error_body;
 pub mod guarded_body;
 pub(crate) mod handlers;
 mod obfuscated_index;
+mod request_log;
 pub mod seed_library;
 pub mod service;
 mod sigv4_checks;
@@ -62,6 +63,8 @@ pub struct S3Options {
     pub seeder_addr: Option<std::net::SocketAddr>,
     /// Load balancers whose `X-Forwarded-For` names the real client of a tracker request.
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// One line per request (`--access-log`); off by default in the library.
+    pub access_log: seedbucket_access_log::AccessLog,
 }
 
 impl Default for S3Options {
@@ -77,6 +80,7 @@ impl Default for S3Options {
             open_tracker: false,
             seeder_addr: None,
             trusted_proxies: Vec::new(),
+            access_log: seedbucket_access_log::AccessLog::off(),
         }
     }
 }

@@ -471,6 +471,24 @@ impl Frontend {
         let is_head = req.method() == Method::HEAD;
         let path = req.uri().path().to_owned();
         let vhost_bucket = self.vhost_bucket(&req);
+        let logged = self.app.options.access_log.is_on().then(|| {
+            let started = std::time::Instant::now();
+            let query = req.uri().query().unwrap_or("");
+            let mut e =
+                crate::request_log::describe(req.method(), &path, query, vhost_bucket.as_deref());
+            e.remote = self.client_addr(req.headers()).map(|a| a.to_string());
+            e.key = crate::request_log::access_key_id(req.headers(), query);
+            let declared = |name: &str| {
+                req.headers()
+                    .get(name)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+            };
+            e.bytes_in = declared("x-amz-decoded-content-length")
+                .or_else(|| declared("content-length"))
+                .unwrap_or(0);
+            (e, started)
+        });
         let origin = req
             .headers()
             .get(http::header::ORIGIN)
@@ -576,6 +594,26 @@ impl Frontend {
         h.insert(http::header::SERVER, HeaderValue::from_static("seedbucket"));
         if sends_body && refused {
             h.insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        if let Some((mut entry, started)) = logged {
+            entry.status = resp.status().as_u16().to_string();
+            entry.request_id = Some(request_id);
+            let declared = if is_head || resp.status() == StatusCode::NOT_MODIFIED {
+                Some(0)
+            } else {
+                resp.headers()
+                    .get(http::header::CONTENT_LENGTH)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse::<u64>().ok())
+            };
+            let body = std::mem::replace(resp.body_mut(), Body::empty());
+            *resp.body_mut() = Body::http_body(crate::request_log::LoggedBody::new(
+                body,
+                self.app.options.access_log.clone(),
+                entry,
+                started,
+                declared,
+            ));
         }
         Ok(resp)
     }

@@ -55,8 +55,17 @@ impl Seedbucket {
             };
             let (app, socket, packet) = (self.clone(), socket.clone(), buf[..n].to_vec());
             let mut answer = Box::pin(async move {
-                if let Some(reply) = app.udp_datagram(&packet, from).await {
-                    let _ = socket.send_to(&reply, from).await;
+                let started = std::time::Instant::now();
+                let reply = app.udp_datagram(&packet, from).await;
+                if let Some(reply) = &reply {
+                    let _ = socket.send_to(reply, from).await;
+                }
+                let log = &app.options.access_log;
+                if log.is_on() {
+                    let mut entry =
+                        crate::request_log::udp_entry(&packet, reply.as_deref(), started);
+                    entry.remote = Some(from.to_string());
+                    log.record(&entry);
                 }
             });
             if futures::poll!(answer.as_mut()).is_pending() {

@@ -154,6 +154,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         open_tracker: config.open_tracker,
         seeder_addr,
         trusted_proxies: config.trusted_proxies.clone(),
+        access_log: seedbucket_access_log::AccessLog::open(&config.access_log, config.log_json)
+            .with_context(|| format!("opening the access log ({:?})", config.access_log))?,
     };
     let cluster = match &config.redis {
         Some(url) => Some(

@@ -106,6 +106,9 @@ pub struct FileConfig {
     pub http_max_connections_per_address: usize,
     /// S3 port: MiB of memory for buffered request bodies (configuration XML). Example: 64.
     pub http_body_buffer: u64,
+    /// One line per request (S3, webseed, tracker over HTTP and UDP): "off", "stderr", or a
+    /// file path (appended to). Example: "/var/log/seedbucket/access.log".
+    pub access_log: String,
 }
 
 impl Default for FileConfig {
@@ -152,6 +155,7 @@ impl Default for FileConfig {
             http_max_connections: 4096,
             http_max_connections_per_address: 256,
             http_body_buffer: 64,
+            access_log: "stderr".to_owned(),
         }
     }
 }
@@ -240,6 +244,9 @@ pub struct Config {
     pub torrent_max_size: u64,
     pub torrent_format: seedbucket_torrent::Format,
     pub webseed_expiry: u64,
+    /// Where the access log goes, and whether its lines are JSON (`--log-format json`).
+    pub access_log: seedbucket_access_log::Destination,
+    pub log_json: bool,
     pub piece_hashing: bool,
     pub tracker_rate_limit: u32,
     pub open_tracker: bool,
@@ -454,6 +461,10 @@ impl Config {
             public_url,
             domains,
             region: args.region.clone().unwrap_or(file.region),
+            access_log: seedbucket_access_log::Destination::parse(
+                args.access_log.as_deref().unwrap_or(&file.access_log),
+            ),
+            log_json: args.log_format == "json",
         })
     }
 }
