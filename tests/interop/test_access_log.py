@@ -110,6 +110,34 @@ def test_one_line_per_request_and_no_secrets(tmp_path, fmt):
     assert (udp[1]["info_hash"] if fmt == "json" else udp[1]["target"]) == ih
 
 
+def test_peer_connections_are_logged_when_they_end(tmp_path):
+    from test_seeder import aria2c_downloads, without_webseed
+    log = tmp_path / "access.log"
+    server = Server(tmp_path, extra=["--access-log", str(log), "--log-format", "json"])
+    try:
+        s3 = make_client(server)
+        s3.create_bucket(Bucket="peers")
+        data = os.urandom(300_000)
+        s3.put_object(Bucket="peers", Key="p.bin", Body=data, ACL="public-read")
+        meta = lt.bdecode(torrent_of(s3, "peers", "p.bin")["Body"].read())
+        (tmp_path / "dl").mkdir()
+        aria2c_downloads(tmp_path / "dl", without_webseed(meta), data)
+        ih = str(lt.torrent_info(meta).info_hashes().v1)
+        deadline = time.time() + 15
+        peers = []
+        while not peers and time.time() < deadline:
+            peers = [e for e in map(json.loads, lines_of(log, 1)) if e["channel"] == "peer"]
+            time.sleep(0.2)
+    finally:
+        server.stop()
+    assert peers, "no peer connection logged"
+    served = [e for e in peers if e.get("info_hash") == ih and e["bytes_out"] > 0]
+    assert served, peers
+    assert sum(e["bytes_out"] for e in served) == len(data)
+    assert served[0]["operation"] in ("tcp", "utp") and served[0]["status"] == "closed"
+    assert served[0]["remote"].startswith("127.0.0.1:")
+
+
 def test_off_writes_nothing(tmp_path):
     server = Server(tmp_path, extra=["--access-log", "off"])
     try:

@@ -1,4 +1,5 @@
-//! The access log: one line per request on every channel, as nginx and MinIO keep one.
+//! The access log: one line per request on every channel (and per peer connection), as nginx
+//! and MinIO keep one.
 //!
 //! An [`Entry`] says who asked what and how it ended; [`format_text`] and [`format_json`] turn
 //! it into a line (pure functions, tested alone); an [`AccessLog`] hands lines to a writer thread

@@ -99,7 +99,50 @@ pub(crate) async fn run(
 ) {
     let _ = stream.set_nodelay(true);
     let (rd, wr) = stream.into_split();
-    run_halves(Box::new(rd), Box::new(wr), peer, shared, shutdown, slot).await;
+    run_halves(
+        Box::new(rd),
+        Box::new(wr),
+        peer,
+        shared,
+        shutdown,
+        slot,
+        "tcp",
+    )
+    .await;
+}
+
+/// What one connection did, for its access-log line.
+#[derive(Default)]
+struct Tally {
+    info_hash: std::sync::OnceLock<[u8; 20]>,
+    uploaded: std::sync::atomic::AtomicU64,
+}
+
+/// The access-log word for how a connection ended.
+fn ending(result: &Result<(), ConnError>) -> &'static str {
+    match result {
+        Ok(()) | Err(ConnError::Closed) => "closed",
+        Err(ConnError::Shutdown) => "shutdown",
+        Err(ConnError::Evicted) => "evicted",
+        Err(ConnError::Inactive(_)) => "inactive",
+        Err(ConnError::Revoked) => "revoked",
+        Err(ConnError::Refused | ConnError::InfoHashMismatch) => "refused",
+        Err(ConnError::Timeout(_)) => "timeout",
+        Err(
+            ConnError::Handshake(_)
+            | ConnError::Encryption(_)
+            | ConnError::PlainRefused
+            | ConnError::SelfConnection,
+        ) => "bad-handshake",
+        Err(ConnError::Violation(_)) => "violation",
+        Err(ConnError::Io(_)) => "io-error",
+        Err(
+            ConnError::Read(_)
+            | ConnError::ShortRead { .. }
+            | ConnError::BadTorrent
+            | ConnError::Encode(_),
+        ) => "server-error",
+    }
 }
 
 /// Serves one connection, given as its two halves (TCP or uTP), until it ends.
@@ -110,11 +153,25 @@ pub(crate) async fn run_halves(
     shared: Arc<Shared>,
     shutdown: watch::Receiver<bool>,
     slot: Slot,
+    transport: &'static str,
 ) {
+    let started = std::time::Instant::now();
+    let tally = Tally::default();
     let result = tokio::select! {
-        r = serve_peer(rd, wr, peer, &shared, shutdown, &slot) => r,
+        r = serve_peer(rd, wr, peer, &shared, shutdown, &slot, &tally) => r,
         () = slot.evicted() => Err(ConnError::Evicted),
     };
+    if shared.access_log.is_on() {
+        use seedbucket_access_log::{Channel, Entry};
+        let mut e = Entry::new(Channel::Peer, transport);
+        e.time = std::time::SystemTime::now() - started.elapsed();
+        e.remote = Some(peer.to_string());
+        e.info_hash = tally.info_hash.get().map(hex::encode);
+        e.status = ending(&result).to_owned();
+        e.bytes_out = tally.uploaded.load(Ordering::Relaxed);
+        e.duration = started.elapsed();
+        shared.access_log.record(&e);
+    }
     match result {
         Ok(()) | Err(ConnError::Closed | ConnError::Shutdown) => {
             tracing::debug!(%peer, "peer connection closed");
@@ -165,6 +222,7 @@ async fn serve_peer(
     shared: &Shared,
     mut shutdown: watch::Receiver<bool>,
     slot: &Slot,
+    tally: &Tally,
 ) -> Result<(), ConnError> {
     let opts = &shared.options;
     let deadline = Instant::now() + opts.handshake_timeout;
@@ -202,6 +260,7 @@ async fn serve_peer(
     })
     .await
     .map_err(|_| ConnError::Timeout("handshake"))??;
+    let _ = tally.info_hash.set(prefix.info_hash);
     if opened
         .encrypted_for
         .is_some_and(|skey| skey != prefix.info_hash)
@@ -264,6 +323,7 @@ async fn serve_peer(
         key,
         torrent: &torrent,
         send_timeout,
+        tally,
     };
     let mut out = Vec::new();
     session.start(&mut out);
@@ -480,6 +540,7 @@ struct Io<'a> {
     key: PeerKey,
     torrent: &'a SeedTorrent,
     send_timeout: Duration,
+    tally: &'a Tally,
 }
 
 async fn send(tx: &mpsc::Sender<Bytes>, b: Bytes, wait: Duration) -> Result<(), ConnError> {
@@ -535,6 +596,7 @@ impl Io<'_> {
         let n = u64::from(block.length);
         self.shared.library.uploaded(self.torrent, n);
         self.shared.uploaded.fetch_add(n, Ordering::Relaxed);
+        self.tally.uploaded.fetch_add(n, Ordering::Relaxed);
         self.shared.blocks.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }

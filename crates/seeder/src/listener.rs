@@ -41,6 +41,8 @@ pub(crate) struct Shared {
     pub(crate) utp_accepted: AtomicU64,
     pub(crate) encrypted_plaintext: AtomicU64,
     pub(crate) encrypted_rc4: AtomicU64,
+    /// One line per peer connection when it ends.
+    pub(crate) access_log: seedbucket_access_log::AccessLog,
 }
 
 /// A point-in-time view of a seeder's counters.
@@ -111,6 +113,15 @@ fn make_peer_id(prefix: [u8; 8]) -> [u8; 20] {
 
 impl Seeder {
     pub fn new(library: Arc<dyn Library>, options: SeederOptions) -> Self {
+        Self::with_access_log(library, options, seedbucket_access_log::AccessLog::off())
+    }
+
+    /// Like [`Seeder::new`], writing one access-log line per peer connection when it ends.
+    pub fn with_access_log(
+        library: Arc<dyn Library>,
+        options: SeederOptions,
+        access_log: seedbucket_access_log::AccessLog,
+    ) -> Self {
         let shared = Shared {
             library,
             choker: Choker::new(options.max_unchoked),
@@ -129,6 +140,7 @@ impl Seeder {
             utp_accepted: AtomicU64::new(0),
             encrypted_plaintext: AtomicU64::new(0),
             encrypted_rc4: AtomicU64::new(0),
+            access_log,
         };
         Self {
             shared: Arc::new(shared),
@@ -229,7 +241,7 @@ impl Seeder {
                             let stop = stop_rx.clone();
                             let (rd, wr) = stream.split();
                             tasks.spawn(async move {
-                                conn::run_halves(Box::new(rd), Box::new(wr), peer, Arc::clone(&guard.0), stop, slot).await;
+                                conn::run_halves(Box::new(rd), Box::new(wr), peer, Arc::clone(&guard.0), stop, slot, "utp").await;
                                 drop(guard);
                             });
                         }

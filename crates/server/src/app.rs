@@ -143,6 +143,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         )),
         None => None,
     };
+    let access_log = seedbucket_access_log::AccessLog::open(&config.access_log, config.log_json)
+        .with_context(|| format!("opening the access log ({:?})", config.access_log))?;
     let options = S3Options {
         region: config.region.clone(),
         public_url: config.public_url.clone(),
@@ -154,8 +156,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         open_tracker: config.open_tracker,
         seeder_addr,
         trusted_proxies: config.trusted_proxies.clone(),
-        access_log: seedbucket_access_log::AccessLog::open(&config.access_log, config.log_json)
-            .with_context(|| format!("opening the access log ({:?})", config.access_log))?,
+        access_log: access_log.clone(),
     };
     let cluster = match &config.redis {
         Some(url) => Some(
@@ -220,7 +221,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             ..Default::default()
         };
         let library = Arc::new(seedbucket_s3::seed_library::StoreLibrary::new(s3.clone()));
-        let seeder = seedbucket_seeder::Seeder::new(library, options);
+        let seeder =
+            seedbucket_seeder::Seeder::with_access_log(library, options, access_log.clone());
         seeder_handle = Some(seeder.clone());
         let tcp_addr = listener.local_addr()?;
         // uTP on the same port number, over UDP: where clients look for it first.

@@ -218,8 +218,9 @@ pub struct ServeArgs {
     /// and then get 503 SlowDown [default: 64].
     #[arg(long, env = "SEEDBUCKET_HTTP_BODY_BUFFER")]
     pub http_body_buffer: Option<u64>,
-    /// Access log, one line per request (S3, webseed, tracker over HTTP and UDP): off, stderr,
-    /// or a file path, appended to [default: stderr]. JSON lines with --log-format json.
+    /// Access log, one line per request (S3, webseed, tracker over HTTP and UDP) and per peer
+    /// connection of the seeder: off, stderr, or a file path, appended to [default: stderr].
+    /// JSON lines with --log-format json.
     #[arg(long, env = "SEEDBUCKET_ACCESS_LOG")]
     pub access_log: Option<String>,
     /// Log format.

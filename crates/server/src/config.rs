@@ -106,8 +106,8 @@ pub struct FileConfig {
     pub http_max_connections_per_address: usize,
     /// S3 port: MiB of memory for buffered request bodies (configuration XML). Example: 64.
     pub http_body_buffer: u64,
-    /// One line per request (S3, webseed, tracker over HTTP and UDP): "off", "stderr", or a
-    /// file path (appended to). Example: "/var/log/seedbucket/access.log".
+    /// One line per request (S3, webseed, tracker over HTTP and UDP) and per peer connection:
+    /// "off", "stderr", or a file path (appended to). Example: "/var/log/seedbucket/access.log".
     pub access_log: String,
 }
 
