@@ -3,6 +3,7 @@ SEEDBUCKET_DATA_DIR, the config file's data_dir) and refusing a directory that h
 the root key kept, and a key that still owns buckets deleted only with --transfer-to. Each test
 runs its own server, embedded and in gateway mode (in front of an embedded seedbucket)."""
 
+import os
 import subprocess
 import time
 import uuid
@@ -118,3 +119,39 @@ def test_key_commands_find_the_data_dir_as_serve_does(tmp_path):
         assert not empty.exists()
     finally:
         s.stop()
+
+
+def test_generated_root_credentials_are_shown_once_after_the_listeners_bind(tmp_path):
+    """A first start makes the root key and prints it on stdout (never into the log stream,
+    JSON here) once it is listening; a first start that fails (its port is taken) shows nothing
+    and keeps nothing, so the next start makes one and shows it."""
+    import socket
+    from conftest import _free_port
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SEEDBUCKET_ROOT_")}
+    data = tmp_path / "data"
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    taken = busy.getsockname()[1]
+    p = subprocess.run([_binary(), "serve", "--data-dir", str(data), "--listen", f"127.0.0.1:{taken}",
+                        "--peer-listen", "off", "--log-format", "json"],
+                       env=env, capture_output=True, text=True, timeout=60)
+    busy.close()
+    assert p.returncode != 0
+    assert "secret key" not in p.stdout + p.stderr
+    port = _free_port()
+    proc = subprocess.Popen([_binary(), "serve", "--data-dir", str(data), "--listen", f"127.0.0.1:{port}",
+                             "--peer-listen", "off", "--log-format", "json"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        shown = [proc.stdout.readline() for _ in range(3)]
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=20)
+    assert shown[0].startswith("Generated root credentials"), shown
+    secret = shown[2].split(":", 1)[1].strip()
+    assert len(secret) == 40
+    assert secret not in err, "the secret went into the log stream"
+    restarted = subprocess.run([_binary(), "key", "list", "--data-dir", str(data)], env=env,
+                               capture_output=True, text=True)
+    assert restarted.stdout.count("root") == 1

@@ -39,10 +39,48 @@ fn fixed_root_key() -> anyhow::Result<Option<(String, String)>> {
     )
 }
 
-fn print_generated(root: &AccessKey, kept_in: &str) {
-    println!("Generated root credentials (shown once; kept in {kept_in}):");
-    println!("  access key: {}", root.access_key);
-    println!("  secret key: {}", root.secret_key);
+/// A root key made by this start, to be shown once the server is listening.
+struct GeneratedRoot {
+    key: AccessKey,
+    kept_in: String,
+}
+
+/// Prints generated root credentials on stdout (never into the log stream, which may be JSON
+/// shipped elsewhere).
+fn print_generated(root: &GeneratedRoot) {
+    println!(
+        "Generated root credentials (shown once; kept in {}):",
+        root.kept_in
+    );
+    println!("  access key: {}", root.key.access_key);
+    println!("  secret key: {}", root.key.secret_key);
+}
+
+/// Takes back a root key this start generated but never showed (the start failed), so that the
+/// next start makes one again and shows it.
+async fn forget_generated_root(store: &Store, config: &Config, root: &GeneratedRoot) {
+    let forgotten = match store.shared_keys().await {
+        Ok(Some(mut keys)) => {
+            keys.retain(|k| k.access_key != root.key.access_key);
+            store
+                .save_shared_keys(&keys)
+                .await
+                .map_err(anyhow::Error::from)
+        }
+        Ok(None) => {
+            let file = KeyFile::new(&config.data_dir);
+            file.load()
+                .and_then(|mut keys| {
+                    keys.retain(|k| k.access_key != root.key.access_key);
+                    file.replace(&keys)
+                })
+                .map_err(anyhow::Error::from)
+        }
+        Err(e) => Err(e.into()),
+    };
+    if let Err(e) = forgotten {
+        eprintln!("note: the generated root key could not be taken back ({e})");
+    }
 }
 
 /// Opens the store the configuration names: the data dir, or the S3 backend.
@@ -70,23 +108,28 @@ const KEY_REFRESH: Duration = Duration::from_secs(2);
 /// The access keys: the data dir's `keys.json`, or in gateway mode the metadata bucket's,
 /// re-read every [`KEY_REFRESH`], and at once when another node's change notice says they
 /// changed. Makes sure the root key exists either way.
-async fn key_ring(store: &Store, config: &Config) -> anyhow::Result<Arc<KeyRing>> {
+async fn key_ring(
+    store: &Store,
+    config: &Config,
+) -> anyhow::Result<(Arc<KeyRing>, Option<GeneratedRoot>)> {
     let fixed = fixed_root_key()?;
     let Some(mut keys) = store.shared_keys().await? else {
         let key_file = KeyFile::new(&config.data_dir);
         let (root, generated) = key_file.ensure_root(fixed)?;
-        if generated {
-            print_generated(&root, &key_file.path().display().to_string());
-        }
-        return Ok(Arc::new(KeyRing::new(key_file)?));
+        let generated = generated.then(|| GeneratedRoot {
+            key: root,
+            kept_in: key_file.path().display().to_string(),
+        });
+        return Ok((Arc::new(KeyRing::new(key_file)?), generated));
     };
     let (root, generated, changed) = ensure_root_in(&mut keys, fixed);
     if changed {
         store.save_shared_keys(&keys).await?;
     }
-    if generated {
-        print_generated(&root, "the backend's metadata bucket, keys.json");
-    }
+    let generated = generated.then(|| GeneratedRoot {
+        key: root.clone(),
+        kept_in: "the backend's metadata bucket, keys.json".to_owned(),
+    });
     store.set_default_owner(&root.user_id);
     let ring = Arc::new(KeyRing::pushed(keys));
     let (refreshing, store) = (ring.clone(), store.clone());
@@ -117,12 +160,32 @@ async fn key_ring(store: &Store, config: &Config) -> anyhow::Result<Arc<KeyRing>
             }
         }
     });
-    Ok(ring)
+    Ok((ring, generated))
 }
 
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     let store = open_store(&config).await?;
-    let keys = key_ring(&store, &config).await?;
+    let (keys, generated) = key_ring(&store, &config).await?;
+    let shown = std::sync::atomic::AtomicBool::new(false);
+    let served = serve_with_keys(&config, store.clone(), keys, generated.as_ref(), &shown).await;
+    if served.is_err()
+        && !shown.load(std::sync::atomic::Ordering::Relaxed)
+        && let Some(root) = &generated
+    {
+        forget_generated_root(&store, &config, root).await;
+    }
+    served
+}
+
+/// Everything after the keys: listeners, tracker, seeder, the S3 loop. Generated root
+/// credentials are shown once every listener is bound (`shown` says whether they were).
+async fn serve_with_keys(
+    config: &Config,
+    store: Store,
+    keys: Arc<KeyRing>,
+    generated: Option<&GeneratedRoot>,
+    shown: &std::sync::atomic::AtomicBool,
+) -> anyhow::Result<()> {
     let secret = match store.shared_secret().await? {
         Some(s) => s,
         None => server_secret(&config.data_dir)?,
@@ -290,6 +353,10 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         },
         "seedbucket is serving S3"
     );
+    if let Some(root) = generated {
+        print_generated(root);
+        shown.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
 
     let http = ConnBuilder::new(TokioExecutor::new());
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
