@@ -121,8 +121,8 @@ pub struct ServeArgs {
     pub webseed_expiry: Option<u64>,
     /// Hash torrent pieces while objects are written [default: on]. Off makes every first
     /// ?torrent read the object once; it exists to measure what hashing costs.
-    #[arg(long, env = "SEEDBUCKET_PIECE_HASHING", value_parser = ["on", "off"], default_value = "on")]
-    pub piece_hashing: String,
+    #[arg(long, env = "SEEDBUCKET_PIECE_HASHING", value_parser = ["on", "off"])]
+    pub piece_hashing: Option<String>,
     /// Tracker announces allowed per second from one address, bursts of twice that; 0 = no
     /// limit [default: 50].
     #[arg(long, env = "SEEDBUCKET_TRACKER_RATE_LIMIT")]
@@ -223,9 +223,9 @@ pub struct ServeArgs {
     /// JSON lines with --log-format json.
     #[arg(long, env = "SEEDBUCKET_ACCESS_LOG")]
     pub access_log: Option<String>,
-    /// Log format.
-    #[arg(long, env = "SEEDBUCKET_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
-    pub log_format: String,
+    /// Log format of stderr's log and the access log: text or json [default: text].
+    #[arg(long, env = "SEEDBUCKET_LOG_FORMAT", value_parser = ["text", "json"])]
+    pub log_format: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -109,6 +109,11 @@ pub struct FileConfig {
     /// One line per request (S3, webseed, tracker over HTTP and UDP) and per peer connection:
     /// "off", "stderr", or a file path (appended to). Example: "/var/log/seedbucket/access.log".
     pub access_log: String,
+    /// Log format of stderr's log and the access log: "text" or "json".
+    pub log_format: String,
+    /// Hash torrent pieces while objects are written: "on" or "off" (off only to measure what
+    /// hashing costs).
+    pub piece_hashing: String,
 }
 
 impl Default for FileConfig {
@@ -156,6 +161,8 @@ impl Default for FileConfig {
             http_max_connections_per_address: 256,
             http_body_buffer: 64,
             access_log: "stderr".to_owned(),
+            log_format: "text".to_owned(),
+            piece_hashing: "on".to_owned(),
         }
     }
 }
@@ -347,7 +354,30 @@ impl Config {
     pub fn resolve(args: &ServeArgs) -> anyhow::Result<Self> {
         let file = load_file(args.backend.config.as_deref())?;
         let http = HttpLimits::resolve(args, &file)?;
-        let piece_hashing = args.piece_hashing == "on";
+        let one_of = |flag: Option<&String>, file: &str, name: &str, allowed: [&str; 2]| {
+            let v = flag.map_or(file, String::as_str);
+            if allowed.contains(&v) {
+                Ok(v == allowed[0])
+            } else {
+                Err(anyhow::anyhow!(
+                    "{name} is {} or {}, got {v:?}",
+                    allowed[0],
+                    allowed[1]
+                ))
+            }
+        };
+        let piece_hashing = one_of(
+            args.piece_hashing.as_ref(),
+            &file.piece_hashing,
+            "piece_hashing",
+            ["on", "off"],
+        )?;
+        let log_json = one_of(
+            args.log_format.as_ref(),
+            &file.log_format,
+            "log_format",
+            ["json", "text"],
+        )?;
         let backend = resolve_backend(&args.backend, &file, args.piece_cache, piece_hashing)?;
         let redis = redis_url(&args.backend, &file);
         let listen = args.listen.unwrap_or(file.listen);
@@ -464,7 +494,7 @@ impl Config {
             access_log: seedbucket_access_log::Destination::parse(
                 args.access_log.as_deref().unwrap_or(&file.access_log),
             ),
-            log_json: args.log_format == "json",
+            log_json,
         })
     }
 }

@@ -17,8 +17,8 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => {
-            init_tracing(&args.log_format);
             let config = config::Config::resolve(&args)?;
+            init_tracing(if config.log_json { "json" } else { "text" });
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?;
