@@ -49,3 +49,17 @@ pub fn to_s3(e: StoreError) -> S3Error {
         }
     }
 }
+
+/// An S3 error whose code the codec does not know, or knows with another status than S3 gives
+/// (s3s answers `ServerSideEncryptionConfigurationNotFoundError` with 400; S3 with 404).
+pub(crate) fn with_status(
+    code: &str,
+    message: impl Into<String>,
+    status: http::StatusCode,
+) -> S3Error {
+    let code = S3ErrorCode::from_bytes(code.as_bytes())
+        .unwrap_or_else(|| S3ErrorCode::Custom(code.to_owned().into()));
+    let mut e = S3Error::with_message(code, message.into());
+    e.set_status_code(status);
+    e
+}

@@ -125,6 +125,27 @@ pub(crate) struct Addressed<'a> {
     pub key: Option<&'a str>,
 }
 
+impl<'a> Addressed<'a> {
+    /// The bucket and key of a decoded request path: the first segment and the rest
+    /// (path-style), or all of it as the key when the Host header named the bucket
+    /// (`vhost_bucket`). Empty parts are none.
+    pub(crate) fn of(resource: &'a str, vhost_bucket: Option<&'a str>) -> Self {
+        let within = resource.trim_start_matches('/');
+        let (bucket, key) = match vhost_bucket {
+            Some(b) => (Some(b), Some(within)),
+            None => match within.split_once('/') {
+                Some((b, k)) => (Some(b), Some(k)),
+                None => (Some(within), None),
+            },
+        };
+        Self {
+            resource,
+            bucket: bucket.filter(|b| !b.is_empty()),
+            key: key.filter(|k| !k.is_empty()),
+        }
+    }
+}
+
 /// Errors whose body names the bucket (`<BucketName>`) in S3.
 fn names_bucket(code: &str) -> bool {
     matches!(

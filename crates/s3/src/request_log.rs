@@ -12,13 +12,6 @@ use http::{HeaderMap, Method};
 use http_body::{Body as _, Frame, SizeHint};
 use seedbucket_access_log::{AccessLog, Channel, Entry};
 
-/// The query parameter names of `query` (before any `=`).
-fn params(query: &str) -> impl Iterator<Item = &str> {
-    query
-        .split('&')
-        .map(|p| p.split_once('=').map_or(p, |(k, _)| k))
-}
-
 /// S3's operation name for a request, from its method, whether it names a key, and its query.
 pub(crate) fn s3_operation(
     method: &Method,
@@ -26,7 +19,7 @@ pub(crate) fn s3_operation(
     has_bucket: bool,
     query: &str,
 ) -> String {
-    let has = |name: &str| params(query).any(|p| p == name);
+    let has = |name: &str| crate::body_limits::query_names(query).any(|p| p == name);
     let sub = [
         ("torrent", "ObjectTorrent"),
         ("acl", "Acl"),
@@ -151,21 +144,13 @@ pub(crate) fn describe(
         e.info_hash = info_hash_hex(query);
         return e;
     }
-    let within = decoded.trim_start_matches('/');
-    let (bucket, key) = match vhost_bucket {
-        Some(b) => (Some(b.to_owned()), Some(within.to_owned())),
-        None => match within.split_once('/') {
-            Some((b, k)) => (Some(b.to_owned()), Some(k.to_owned())),
-            None => ((!within.is_empty()).then(|| within.to_owned()), None),
-        },
-    };
-    let key = key.filter(|k| !k.is_empty());
+    let target = crate::error_body::Addressed::of(&decoded, vhost_bucket);
     let mut e = Entry::new(
         Channel::S3,
-        s3_operation(method, key.is_some(), bucket.is_some(), query),
+        s3_operation(method, target.key.is_some(), target.bucket.is_some(), query),
     );
-    e.bucket = bucket;
-    e.object = key;
+    e.bucket = target.bucket.map(str::to_owned);
+    e.object = target.key.map(str::to_owned);
     e
 }
 

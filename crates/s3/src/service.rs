@@ -139,6 +139,14 @@ fn xml_error(status: StatusCode, code: &str, message: &str, extra: &str) -> Resp
     r
 }
 
+/// A header holding a number (Content-Length and its kin), if it does.
+fn header_u64(headers: &http::HeaderMap, name: &str) -> Option<u64> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+}
+
 /// Error bodies larger than this are passed on as they are (S3's are a few hundred bytes).
 const ERROR_BODY_MAX: u64 = 64 * 1024;
 
@@ -172,19 +180,7 @@ async fn completed_error(
     };
     let bytes = collected.to_bytes();
     let resource = percent_encoding::percent_decode_str(path).decode_utf8_lossy();
-    let within = resource.trim_start_matches('/');
-    let (bucket, key) = match vhost_bucket {
-        Some(b) => (Some(b), Some(within)),
-        None => match within.split_once('/') {
-            Some((b, k)) => (Some(b), Some(k)),
-            None => (Some(within), None),
-        },
-    };
-    let addressed = crate::error_body::Addressed {
-        resource: &resource,
-        bucket,
-        key,
-    };
+    let addressed = crate::error_body::Addressed::of(&resource, vhost_bucket);
     let fallback = status.canonical_reason().unwrap_or("Error");
     match crate::error_body::complete(
         &String::from_utf8_lossy(&bytes),
@@ -381,11 +377,7 @@ impl Frontend {
             query,
             content_type,
         );
-        let declared = req
-            .headers()
-            .get(http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok());
+        let declared = header_u64(req.headers(), http::header::CONTENT_LENGTH.as_str());
         let Some((cap, over)) = kind.cap() else {
             return Ok(xml_error(
                 StatusCode::NOT_IMPLEMENTED,
@@ -478,14 +470,8 @@ impl Frontend {
                 crate::request_log::describe(req.method(), &path, query, vhost_bucket.as_deref());
             e.remote = self.client_addr(req.headers()).map(|a| a.to_string());
             e.key = crate::request_log::access_key_id(req.headers(), query);
-            let declared = |name: &str| {
-                req.headers()
-                    .get(name)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.trim().parse::<u64>().ok())
-            };
-            e.bytes_in = declared("x-amz-decoded-content-length")
-                .or_else(|| declared("content-length"))
+            e.bytes_in = header_u64(req.headers(), "x-amz-decoded-content-length")
+                .or_else(|| header_u64(req.headers(), "content-length"))
                 .unwrap_or(0);
             (e, started)
         });
@@ -500,11 +486,7 @@ impl Frontend {
         // those bytes are never read as the next request.
         let sends_body = req.headers().contains_key(http::header::EXPECT)
             || req.headers().contains_key(http::header::TRANSFER_ENCODING)
-            || req
-                .headers()
-                .get(http::header::CONTENT_LENGTH)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse::<u64>().ok())
+            || header_u64(req.headers(), http::header::CONTENT_LENGTH.as_str())
                 .is_some_and(|n| n > 0);
         let mut cors_bucket = None;
         let mut resp = if let Some(rest) = path.strip_prefix(INTERNAL_PREFIX) {
@@ -601,10 +583,7 @@ impl Frontend {
             let declared = if is_head || resp.status() == StatusCode::NOT_MODIFIED {
                 Some(0)
             } else {
-                resp.headers()
-                    .get(http::header::CONTENT_LENGTH)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.parse::<u64>().ok())
+                header_u64(resp.headers(), http::header::CONTENT_LENGTH.as_str())
             };
             let body = std::mem::replace(resp.body_mut(), Body::empty());
             *resp.body_mut() = Body::http_body(crate::request_log::LoggedBody::new(

@@ -121,6 +121,28 @@ fn ensure_data_dir(data_dir: &std::path::Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The buckets `key` owns, from (bucket, owner user id) pairs.
+fn owned_by(key: &AccessKey, buckets: impl IntoIterator<Item = (String, String)>) -> Vec<String> {
+    buckets
+        .into_iter()
+        .filter(|(_, owner)| *owner == key.user_id)
+        .map(|(name, _)| name)
+        .collect()
+}
+
+/// Gateway mode: makes `user_id` the owner of `bucket` in the metadata bucket.
+async fn set_bucket_owner(store: &Store, bucket: &str, user_id: &str) -> anyhow::Result<()> {
+    let owner = user_id.to_owned();
+    store
+        .update_bucket(bucket, move |rec| {
+            rec.owner = owner;
+            Ok(())
+        })
+        .await
+        .map(|_| ())
+        .with_context(|| format!("assigning bucket {bucket}"))
+}
+
 /// The message for a key that still owns buckets.
 fn still_owns(key: &AccessKey, owned: &[String]) -> anyhow::Error {
     anyhow::anyhow!(
@@ -186,12 +208,10 @@ fn hand_over_in_data_dir(
     }
     match seedbucket_store::meta::Meta::open(&db_path) {
         Ok(meta) => {
-            let owned: Vec<String> = meta
-                .list_buckets()?
-                .into_iter()
-                .filter(|b| b.owner == key.user_id)
-                .map(|b| b.name)
-                .collect();
+            let owned = owned_by(
+                key,
+                meta.list_buckets()?.into_iter().map(|b| (b.name, b.owner)),
+            );
             if owned.is_empty() {
                 return Ok(());
             }
@@ -212,11 +232,7 @@ fn hand_over_in_data_dir(
                 "the server holds the database and has written no bucket owner index yet; \
                  stop it to delete this key",
             )?;
-            let owned: Vec<String> = index
-                .into_iter()
-                .filter(|(_, owner)| *owner == key.user_id)
-                .map(|(name, _)| name)
-                .collect();
+            let owned = owned_by(key, index);
             match (owned.is_empty(), target) {
                 (true, _) => Ok(()),
                 (false, None) => Err(still_owns(key, &owned)),
@@ -272,23 +288,18 @@ async fn keys_in_backend(
         } => {
             let key = delete_in(&mut keys, &id_or_name)?;
             let target = transfer_target(&keys, transfer_to.as_deref())?;
-            let owned: Vec<String> = store
-                .list_buckets()
-                .await?
-                .into_iter()
-                .filter(|b| b.owner == key.user_id)
-                .map(|b| b.name)
-                .collect();
+            let owned = owned_by(
+                &key,
+                store
+                    .list_buckets()
+                    .await?
+                    .into_iter()
+                    .map(|b| (b.name, b.owner)),
+            );
             if !owned.is_empty() {
                 let target = target.ok_or_else(|| still_owns(&key, &owned))?;
                 for name in &owned {
-                    let owner = target.user_id.clone();
-                    store
-                        .update_bucket(name, move |b| {
-                            b.owner = owner;
-                            Ok(())
-                        })
-                        .await?;
+                    set_bucket_owner(&store, name, &target.user_id).await?;
                 }
                 println!("buckets now owned by {}: {}", target.name, owned.join(", "));
                 changed.extend(owned.iter().map(|b| format!("buckets/{b}.json")));
@@ -303,18 +314,9 @@ async fn keys_in_backend(
 async fn assign_bucket(gateway: GatewayOptions, bucket: &str, owner: &str) -> anyhow::Result<()> {
     let store = Store::open_gateway(gateway).await?;
     let keys = store.shared_keys().await?.unwrap_or_default();
-    let key = keys
-        .iter()
-        .find(|k| k.name == owner || k.access_key == owner)
+    let key = find(&keys, owner)
         .with_context(|| format!("no key with name or access key id {owner:?}"))?;
-    let user_id = key.user_id.clone();
-    store
-        .update_bucket(bucket, move |rec| {
-            rec.owner = user_id;
-            Ok(())
-        })
-        .await
-        .with_context(|| format!("assigning bucket {bucket}"))?;
+    set_bucket_owner(&store, bucket, &key.user_id).await?;
     println!(
         "bucket {bucket} now belongs to {} ({})",
         key.name, key.user_id

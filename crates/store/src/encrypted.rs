@@ -166,7 +166,7 @@ impl ObjectReader {
         start: u64,
         end: u64,
     ) -> std::result::Result<mpsc::Receiver<std::io::Result<Bytes>>, SseError> {
-        let plan = self.plan(|_| Some(key.clone()), start, end)?;
+        let plan = self.plan(|_| Some(key), start, end)?;
         Ok(self.run(plan))
     }
 
@@ -222,9 +222,9 @@ impl ObjectReader {
         Ok(Bytes::from(out))
     }
 
-    fn plan(
+    fn plan<'k>(
         &self,
-        key_of: impl Fn(&SseParams) -> Option<CustomerKey>,
+        key_of: impl Fn(&SseParams) -> Option<&'k CustomerKey>,
         start: u64,
         end: u64,
     ) -> std::result::Result<DecryptPlan, SseError> {
@@ -237,9 +237,9 @@ impl ObjectReader {
             if lo < hi || (plain_len == 0 && start == end && segments.is_empty()) {
                 let params = seg.sse.as_ref().ok_or(SseError::Cipher)?;
                 let key = key_of(params).ok_or(SseError::KeyMismatch)?;
-                params.verify(&key)?;
+                params.verify(key)?;
                 let decryptor =
-                    RangeDecryptor::new(&key, params, lo - plain_at, hi - plain_at, plain_len)?;
+                    RangeDecryptor::new(key, params, lo - plain_at, hi - plain_at, plain_len)?;
                 let (clo, chi) = decryptor.ciphertext_range();
                 stored_lo.get_or_insert(stored_at + clo);
                 stored_hi = stored_at + chi;
@@ -314,6 +314,6 @@ impl ObjectReader {
 }
 
 /// The master key an SSE-S3 segment names.
-fn server_key_of(keys: &ServerKeys) -> impl Fn(&SseParams) -> Option<CustomerKey> + '_ {
-    |p| p.server_key.as_deref().and_then(|id| keys.get(id)).cloned()
+fn server_key_of<'k>(keys: &'k ServerKeys) -> impl Fn(&SseParams) -> Option<&'k CustomerKey> + 'k {
+    move |p| p.server_key.as_deref().and_then(|id| keys.get(id))
 }

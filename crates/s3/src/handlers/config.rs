@@ -252,12 +252,11 @@ impl Seedbucket {
             )
             .await?;
         if !access.bucket.default_sse_s3 {
-            let mut e = s3s::S3Error::with_message(
-                s3s::S3ErrorCode::Custom("ServerSideEncryptionConfigurationNotFoundError".into()),
+            return Err(crate::error::with_status(
+                "ServerSideEncryptionConfigurationNotFoundError",
                 "The server side encryption configuration was not found",
-            );
-            e.set_status_code(http::StatusCode::NOT_FOUND);
-            return Err(e);
+                http::StatusCode::NOT_FOUND,
+            ));
         }
         Ok(S3Response::new(GetBucketEncryptionOutput {
             server_side_encryption_configuration: Some(ServerSideEncryptionConfiguration {

@@ -474,12 +474,11 @@ pub(crate) fn validate_tags(
         }
     }
     if out.len() > MAX_TAGS {
-        let mut e = s3s::S3Error::with_message(
-            s3s::S3ErrorCode::Custom("BadRequest".into()),
+        return Err(crate::error::with_status(
+            "BadRequest",
             "Object tags cannot be greater than 10",
-        );
-        e.set_status_code(http::StatusCode::BAD_REQUEST);
-        return Err(e);
+            http::StatusCode::BAD_REQUEST,
+        ));
     }
     Ok(out)
 }

@@ -563,12 +563,11 @@ impl ByteView {
                 let n = super::part_number(n)?;
                 // A part the object does not have (any but 1 of a single-part object).
                 let (start, end) = rec.part_range(n).ok_or_else(|| {
-                    let mut e = s3s::S3Error::with_message(
-                        s3s::S3ErrorCode::Custom("InvalidPartNumber".into()),
+                    crate::error::with_status(
+                        "InvalidPartNumber",
                         "The requested partnumber is not satisfiable",
-                    );
-                    e.set_status_code(http::StatusCode::BAD_REQUEST);
-                    e
+                        http::StatusCode::BAD_REQUEST,
+                    )
                 })?;
                 // S3 answers 206 with a Content-Range for multipart objects' parts.
                 let content_range = (rec.parts_count.is_some() && end > start)

@@ -1,6 +1,6 @@
 //! SSE-C request headers and S3's answers about them: the one place key errors become S3 errors.
 
-use s3s::{S3Error, S3ErrorCode, S3Result, s3_error};
+use s3s::{S3Error, S3Result, s3_error};
 use seedbucket_store::ObjectRecord;
 use seedbucket_store::sse::{CustomerKey, KeyError, SseError};
 
@@ -14,12 +14,7 @@ pub(crate) fn customer_key(
 }
 
 fn key_error(e: KeyError) -> S3Error {
-    let mut err = S3Error::with_message(
-        S3ErrorCode::from_bytes(e.s3_code().as_bytes()).unwrap_or(S3ErrorCode::InvalidArgument),
-        e.to_string(),
-    );
-    err.set_status_code(http::StatusCode::BAD_REQUEST);
-    err
+    crate::error::with_status(e.s3_code(), e.to_string(), http::StatusCode::BAD_REQUEST)
 }
 
 /// A read of `rec` with `key`: an SSE-C object needs its key (400 without, 403 with a wrong
