@@ -387,6 +387,13 @@ impl S3 for Seedbucket {
     ) -> S3Result<S3Response<GetBucketVersioningOutput>> {
         self.h_get_bucket_versioning(req).await
     }
+
+    async fn put_bucket_versioning(
+        &self,
+        req: S3Request<PutBucketVersioningInput>,
+    ) -> S3Result<S3Response<PutBucketVersioningOutput>> {
+        self.h_put_bucket_versioning(req).await
+    }
     async fn copy_object(
         &self,
         req: S3Request<CopyObjectInput>,

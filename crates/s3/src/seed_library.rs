@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use seedbucket_seeder::{Library, SeedTorrent};
-use seedbucket_store::ObjectReader;
+use seedbucket_store::{ObjectReader, Which};
 use seedbucket_store::pieces::IssuedTorrent;
 use seedbucket_torrent::Format;
 
@@ -80,12 +80,13 @@ impl StoreLibrary {
         self.served.lock().ok()?.get(info_hash).cloned()
     }
 
-    /// Whether the reader's object still has the version it reads.
+    /// Whether the reader's object still has the version it reads (current or not).
     async fn still_current(&self, issued: &IssuedTorrent) -> bool {
-        matches!(
-            self.app.store.head_object(&issued.bucket, &issued.key).await,
-            Ok(rec) if rec.version == issued.version
-        )
+        self.app
+            .store
+            .head_object_at(&issued.bucket, &issued.key, Which::Exact(&issued.version))
+            .await
+            .is_ok()
     }
 
     async fn open(
@@ -96,10 +97,10 @@ impl StoreLibrary {
         let reader = self
             .app
             .store
-            .open_object(&issued.bucket, &issued.key)
+            .open_object_at(&issued.bucket, &issued.key, Which::Exact(&issued.version))
             .await
             .ok()?;
-        if reader.record.version != issued.version || reader.record.is_sse_c() {
+        if reader.record.is_sse_c() {
             return None;
         }
         let pieces = self

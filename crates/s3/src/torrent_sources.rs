@@ -9,6 +9,7 @@
 //! served only through a token, and only from the object that token was issued for, while the
 //! token's key may read it: other objects with the same bytes neither help nor hurt it.
 
+use seedbucket_store::Which;
 use seedbucket_store::pieces::{IssuedTorrent, TorrentSources};
 use seedbucket_torrent::{Format, InfoHashes, build_info};
 
@@ -91,6 +92,15 @@ impl Seedbucket {
             .await
             .ok()?;
         if current.version == rec.version {
+            return Some(rec.clone());
+        }
+        // A noncurrent version of a versioned bucket serves its torrent while it exists.
+        if self
+            .store
+            .head_object_at(&rec.bucket, &rec.key, Which::Exact(&rec.version))
+            .await
+            .is_ok()
+        {
             return Some(rec.clone());
         }
         if current.is_sse_c() {

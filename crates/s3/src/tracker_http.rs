@@ -207,19 +207,34 @@ impl Seedbucket {
         };
         match principal {
             None => false,
-            Some(p) => match (
-                self.store.bucket(bucket).await,
-                self.store.head_object(bucket, key).await,
-            ) {
-                (Ok(b), Ok(rec)) if rec.version == torrent.version => {
-                    crate::access::Access::new(p, b).allows(
-                        crate::access::Action::GetObjectTorrent,
-                        Some(key),
-                        Some(&rec),
-                    )
-                }
-                _ => false,
-            },
+            Some(p) => {
+                let Ok(b) = self.store.bucket(bucket).await else {
+                    return false;
+                };
+                // The current version is read as GetObject reads it; an older version of a
+                // versioned bucket as a read naming that version (`s3:GetObjectVersion`).
+                let (rec, current) = match self.store.head_object(bucket, key).await {
+                    Ok(rec) if rec.version == torrent.version => (rec, true),
+                    _ => {
+                        let exact = seedbucket_store::Which::Exact(&torrent.version);
+                        match self.store.head_object_at(bucket, key, exact).await {
+                            Ok(rec) => (rec, false),
+                            Err(_) => return false,
+                        }
+                    }
+                };
+                let which = if current {
+                    seedbucket_store::Which::Current
+                } else {
+                    seedbucket_store::Which::VersionId(rec.version_id())
+                };
+                crate::access::Access::new(p, b).allows_at(
+                    crate::access::Action::GetObjectTorrent,
+                    Some(key),
+                    Some(&rec),
+                    which,
+                )
+            }
         }
     }
 }

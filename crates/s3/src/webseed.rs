@@ -11,6 +11,7 @@
 use http::{HeaderValue, Method, Response, StatusCode, header};
 use s3s::Body;
 use s3s::dto::StreamingBlob;
+use seedbucket_store::Which;
 
 use crate::Seedbucket;
 use crate::handlers::object::BodyStream;
@@ -123,8 +124,16 @@ impl Seedbucket {
             Resolved::Serve(t) => t,
         };
         // The source's version, read once more: it may change between the check and the read.
-        let reader = match self.store.open_object(&torrent.bucket, &torrent.key).await {
-            Ok(r) if r.record.version == torrent.version => r,
+        let reader = match self
+            .store
+            .open_object_at(
+                &torrent.bucket,
+                &torrent.key,
+                Which::Exact(&torrent.version),
+            )
+            .await
+        {
+            Ok(r) => r,
             _ => {
                 return plain(
                     StatusCode::GONE,

@@ -90,6 +90,9 @@ pub fn run(action: TorrentAction) -> anyhow::Result<()> {
             for w in &t.url_list {
                 println!("webseed:       {w}");
             }
+            if let Some(c) = &t.comment {
+                println!("comment:       {c}");
+            }
             Ok(())
         }
     }

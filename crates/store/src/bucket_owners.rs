@@ -59,6 +59,7 @@ mod tests {
             policy: None,
             cors: Vec::new(),
             default_sse_s3: false,
+            versioning: None,
         };
         write(dir.path(), &[rec("a", "u1"), rec("b", "u2")]).unwrap();
         let got = read(dir.path()).unwrap().unwrap();

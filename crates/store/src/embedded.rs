@@ -17,7 +17,10 @@ use crate::blob::BlobDir;
 use crate::digest::{self, ChecksumSelection};
 use crate::error::{Result, StoreError};
 use crate::ingest::{self, Staged};
-use crate::meta::{ListPage, ListQuery, Meta, WriteCondition};
+use crate::meta::{
+    Deleted, ListPage, ListQuery, Meta, OwnedWhich, VersionListQuery, VersionPage, Which,
+    WriteCondition,
+};
 use crate::pins::Pins;
 use crate::records::*;
 use crate::{INLINE_MAX, MAX_PUT_SIZE, ObjectReader, StoreOptions, now_ns, pieces, sse};
@@ -119,6 +122,7 @@ impl Embedded {
             policy: None,
             cors: Vec::new(),
             default_sse_s3: false,
+            versioning: None,
         };
         self.blocking(move |i| {
             i.meta.create_bucket(&rec)?;
@@ -156,18 +160,21 @@ impl Embedded {
             .await
     }
 
-    /// Changes the current object's record in place (ACL, tags), if its version is still
-    /// `version`; the bytes and the version id stay the same. Returns the new record.
+    /// Changes one version's record in place (ACL, tags); see [`Meta::update_object`].
     pub async fn update_object(
         &self,
         bucket: &str,
         key: &str,
         version: &str,
+        current_only: bool,
         change: impl FnOnce(&mut ObjectRecord) -> Result<()> + Send + 'static,
     ) -> Result<ObjectRecord> {
         let (bucket, key, version) = (bucket.to_owned(), key.to_owned(), version.to_owned());
-        self.blocking(move |i| i.meta.update_object(&bucket, &key, &version, change))
-            .await
+        self.blocking(move |i| {
+            i.meta
+                .update_object(&bucket, &key, &version, current_only, change)
+        })
+        .await
     }
 
     pub async fn list_buckets(&self) -> Result<Vec<BucketRecord>> {
@@ -250,6 +257,8 @@ impl Embedded {
             }],
             parts_count: None,
             completed_upload: None,
+            versioned: false,
+            delete_marker: false,
         };
         let (bucket, key) = (bucket.to_owned(), key.to_owned());
         let out = self
@@ -267,13 +276,12 @@ impl Embedded {
                     let data = data.clone();
                     return i
                         .meta
-                        .put_object(&bucket, &key, &rec, &cond, Some(data), pieces)
-                        .map(|()| rec);
+                        .put_object(&bucket, &key, &rec, &cond, Some(data), pieces);
                 }
                 i.blobs.publish(&staged.id)?;
                 staged.disarm();
                 match i.meta.put_object(&bucket, &key, &rec, &cond, None, pieces) {
-                    Ok(()) => Ok(rec),
+                    Ok(stored) => Ok(stored),
                     Err(e) => {
                         let _ = i.blobs.remove(&staged.id);
                         Err(e)
@@ -285,17 +293,39 @@ impl Embedded {
         Ok(out)
     }
 
-    pub async fn head_object(&self, bucket: &str, key: &str) -> Result<ObjectRecord> {
-        let (bucket, key) = (bucket.to_owned(), key.to_owned());
-        self.blocking(move |i| i.meta.object(&bucket, &key)).await
+    pub async fn head_object_at(
+        &self,
+        bucket: &str,
+        key: &str,
+        which: Which<'_>,
+    ) -> Result<ObjectRecord> {
+        let (bucket, key, which) = (bucket.to_owned(), key.to_owned(), OwnedWhich::of(which));
+        self.blocking(move |i| i.meta.object_at(&bucket, &key, which.get()))
+            .await
     }
 
-    /// Looks up the object and pins its blobs so they outlive a concurrent overwrite.
-    pub async fn open_object(&self, bucket: &str, key: &str) -> Result<ObjectReader> {
+    /// The newest version of `bucket/key` when it is a delete marker.
+    pub async fn latest_delete_marker(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> Result<Option<ObjectRecord>> {
+        let (bucket, key) = (bucket.to_owned(), key.to_owned());
+        self.blocking(move |i| i.meta.latest_delete_marker(&bucket, &key))
+            .await
+    }
+
+    /// Looks up one version and pins its blobs so they outlive a concurrent delete.
+    pub async fn open_object_at(
+        &self,
+        bucket: &str,
+        key: &str,
+        which: Which<'_>,
+    ) -> Result<ObjectReader> {
         loop {
-            let (b, k) = (bucket.to_owned(), key.to_owned());
+            let (b, k, w) = (bucket.to_owned(), key.to_owned(), OwnedWhich::of(which));
             let (rec, inline) = self
-                .blocking(move |i| i.meta.object_with_inline(&b, &k))
+                .blocking(move |i| i.meta.object_with_inline(&b, &k, w.get()))
                 .await?;
             if let Some(data) = inline {
                 // Inline bytes are already in hand: nothing to pin.
@@ -315,10 +345,16 @@ impl Embedded {
                 rec.segments.iter().map(|s| s.blob.clone()).collect(),
                 self.inner.clone_notify_target(),
             );
-            // Re-check after pinning: if the version is still current, the collector has not
-            // yet seen its blobs as garbage and will respect the pin.
-            let again = self.head_object(bucket, key).await?;
-            if again.version == rec.version {
+            // Re-check after pinning: if the version still exists, the collector has not yet
+            // seen its blobs as garbage and will respect the pin.
+            let again = if rec.delete_marker {
+                true
+            } else {
+                self.head_object_at(bucket, key, Which::Exact(&rec.version))
+                    .await
+                    .is_ok()
+            };
+            if again {
                 return Ok(ObjectReader::local(
                     rec,
                     self.inner.blobs.clone(),
@@ -330,13 +366,28 @@ impl Embedded {
         }
     }
 
-    pub async fn delete_object(&self, bucket: &str, key: &str) -> Result<bool> {
-        let (bucket, key) = (bucket.to_owned(), key.to_owned());
-        let existed = self
-            .blocking(move |i| i.meta.delete_object(&bucket, &key))
+    pub async fn delete_object(&self, bucket: &str, key: &str, requester: &str) -> Result<Deleted> {
+        let (bucket, key, requester) = (bucket.to_owned(), key.to_owned(), requester.to_owned());
+        let deleted = self
+            .blocking(move |i| i.meta.delete_object(&bucket, &key, &requester))
             .await?;
         self.inner.gc.notify_one();
-        Ok(existed)
+        Ok(deleted)
+    }
+
+    pub async fn delete_version(&self, bucket: &str, key: &str, version_id: &str) -> Result<Deleted> {
+        let (bucket, key, id) = (bucket.to_owned(), key.to_owned(), version_id.to_owned());
+        let deleted = self
+            .blocking(move |i| i.meta.delete_version(&bucket, &key, &id))
+            .await?;
+        self.inner.gc.notify_one();
+        Ok(deleted)
+    }
+
+    pub async fn list_versions(&self, bucket: &str, q: VersionListQuery) -> Result<VersionPage> {
+        let bucket = bucket.to_owned();
+        self.blocking(move |i| i.meta.list_versions(&bucket, &q))
+            .await
     }
 
     pub async fn list_objects(&self, bucket: &str, q: ListQuery) -> Result<ListPage> {
@@ -610,5 +661,7 @@ pub(crate) fn assemble(
             .collect(),
         parts_count: u32::try_from(chosen.len()).ok(),
         completed_upload: Some(upload.upload_id.clone()),
+        versioned: false,
+        delete_marker: false,
     })
 }

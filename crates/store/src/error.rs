@@ -9,6 +9,11 @@ pub enum StoreError {
     NoSuchBucket,
     #[error("the specified key does not exist")]
     NoSuchKey,
+    #[error("the specified version does not exist")]
+    NoSuchVersion,
+    /// A request the store refuses as it stands (the message says why).
+    #[error("{0}")]
+    InvalidArgument(String),
     #[error("the requested bucket name is not available")]
     BucketAlreadyExists,
     #[error("the bucket is already owned by you")]

@@ -48,7 +48,10 @@ pub use crate::encrypted::verify_key;
 pub use crate::error::{Result, StoreError};
 pub use crate::gateway::{GatewayOptions, StageTarget};
 pub use crate::ingest::Staged;
-pub use crate::meta::{ListPage, ListQuery, WriteCondition};
+pub use crate::meta::{
+    Deleted, ListPage, ListQuery, ListedVersion, VersionListQuery, VersionPage, Which,
+    WriteCondition,
+};
 pub use crate::reader::ObjectReader;
 pub use crate::records::*;
 
@@ -101,6 +104,23 @@ pub fn now_ns() -> i64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
         .unwrap_or(0)
+}
+
+/// A gateway object (every one is its key's `null` version) if it is the version `which` names.
+fn gateway_version(rec: Result<ObjectRecord>, which: Which<'_>) -> Result<ObjectRecord> {
+    match which {
+        Which::Current => rec,
+        Which::VersionId(id) if id == NULL_VERSION_ID => rec.map_err(|e| match e {
+            StoreError::NoSuchKey => StoreError::NoSuchVersion,
+            e => e,
+        }),
+        Which::VersionId(_) => rec.and(Err(StoreError::NoSuchVersion)),
+        Which::Exact(v) => match rec {
+            Ok(r) if r.version == v => Ok(r),
+            Ok(_) => Err(StoreError::NoSuchKey),
+            Err(e) => Err(e),
+        },
+    }
 }
 
 /// Completed multipart objects hashed at once, at most.
@@ -260,6 +280,7 @@ impl Store {
                     policy: None,
                     cors: Vec::new(),
                     default_sse_s3: false,
+                    versioning: None,
                 })
                 .await
             }
@@ -292,17 +313,23 @@ impl Store {
         }
     }
 
-    /// Changes the current object's record in place (ACL, tags), if its version is still
-    /// `version`; the bytes and the version id stay the same. Returns the new record.
+    /// Changes one version's record in place (ACL, tags); the bytes and the version id stay the
+    /// same. With `current_only`, only if the current object is still `version` (else
+    /// [`StoreError::Conflict`]); otherwise the version `version` wherever it is. Returns the
+    /// new record.
     pub async fn update_object(
         &self,
         bucket: &str,
         key: &str,
         version: &str,
+        current_only: bool,
         change: impl FnOnce(&mut ObjectRecord) -> Result<()> + Send + 'static,
     ) -> Result<ObjectRecord> {
         let updated = match &self.backend {
-            Backend::Embedded(e) => e.update_object(bucket, key, version, change).await,
+            Backend::Embedded(e) => {
+                e.update_object(bucket, key, version, current_only, change)
+                    .await
+            }
             Backend::Gateway(g) => g.update_object(bucket, key, version, change).await,
         };
         self.recent_heads.wrote();
@@ -435,8 +462,43 @@ impl Store {
 
     pub async fn head_object(&self, bucket: &str, key: &str) -> Result<ObjectRecord> {
         match &self.backend {
-            Backend::Embedded(e) => e.head_object(bucket, key).await,
+            Backend::Embedded(e) => e.head_object_at(bucket, key, Which::Current).await,
             Backend::Gateway(g) => g.head_object(bucket, key).await,
+        }
+    }
+
+    /// One version of an object (see [`Which`]); a version id may name a delete marker. In
+    /// gateway mode every object is its key's `null` version.
+    pub async fn head_object_at(
+        &self,
+        bucket: &str,
+        key: &str,
+        which: Which<'_>,
+    ) -> Result<ObjectRecord> {
+        match &self.backend {
+            Backend::Embedded(e) => e.head_object_at(bucket, key, which).await,
+            // An issued torrent's version is looked up on every announce: a record read within
+            // the last second will do, as for the current version.
+            Backend::Gateway(_) if matches!(which, Which::Exact(_)) => {
+                let rec = Box::pin(self.head_object_recent(bucket, key)).await;
+                gateway_version(rec, which)
+            }
+            Backend::Gateway(_) => {
+                let rec = self.head_object(bucket, key).await;
+                gateway_version(rec, which)
+            }
+        }
+    }
+
+    /// The newest version of `bucket/key` when it is a delete marker (never in gateway mode).
+    pub async fn latest_delete_marker(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> Result<Option<ObjectRecord>> {
+        match &self.backend {
+            Backend::Embedded(e) => e.latest_delete_marker(bucket, key).await,
+            Backend::Gateway(_) => Ok(None),
         }
     }
 
@@ -456,19 +518,103 @@ impl Store {
 
     /// Opens the current version of `bucket/key` for reading.
     pub async fn open_object(&self, bucket: &str, key: &str) -> Result<ObjectReader> {
+        self.open_object_at(bucket, key, Which::Current).await
+    }
+
+    /// Opens one version of `bucket/key` for reading (a delete marker opens with no bytes).
+    pub async fn open_object_at(
+        &self,
+        bucket: &str,
+        key: &str,
+        which: Which<'_>,
+    ) -> Result<ObjectReader> {
         match &self.backend {
-            Backend::Embedded(e) => e.open_object(bucket, key).await,
-            Backend::Gateway(g) => g.open_object(bucket, key).await,
+            Backend::Embedded(e) => e.open_object_at(bucket, key, which).await,
+            Backend::Gateway(g) => {
+                let reader = g.open_object(bucket, key).await?;
+                gateway_version(Ok(reader.record.clone()), which)?;
+                Ok(reader)
+            }
         }
     }
 
-    pub async fn delete_object(&self, bucket: &str, key: &str) -> Result<bool> {
+    /// Deletes `bucket/key` without naming a version: the object goes, or, in a versioned
+    /// bucket, a delete marker made by `requester` becomes its newest version.
+    pub async fn delete_object(&self, bucket: &str, key: &str, requester: &str) -> Result<Deleted> {
         let deleted = match &self.backend {
-            Backend::Embedded(e) => e.delete_object(bucket, key).await,
-            Backend::Gateway(g) => g.delete_object(bucket, key).await,
+            Backend::Embedded(e) => e.delete_object(bucket, key, requester).await,
+            Backend::Gateway(g) => g.delete_object(bucket, key).await.map(|existed| Deleted {
+                existed,
+                ..Deleted::default()
+            }),
         };
         self.recent_heads.wrote();
         deleted
+    }
+
+    /// Removes one version for good; a version that does not exist is no error (as in S3).
+    pub async fn delete_version(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: &str,
+    ) -> Result<Deleted> {
+        let deleted = match &self.backend {
+            Backend::Embedded(e) => e.delete_version(bucket, key, version_id).await,
+            Backend::Gateway(g) if version_id == NULL_VERSION_ID => {
+                g.delete_object(bucket, key).await.map(|existed| Deleted {
+                    existed,
+                    delete_marker: false,
+                    version_id: Some(version_id.to_owned()),
+                })
+            }
+            Backend::Gateway(_) => Ok(Deleted {
+                version_id: Some(version_id.to_owned()),
+                ..Deleted::default()
+            }),
+        };
+        self.recent_heads.wrote();
+        deleted
+    }
+
+    /// ListObjectVersions. In gateway mode each object is listed as its key's `null` version.
+    pub async fn list_versions(&self, bucket: &str, q: VersionListQuery) -> Result<VersionPage> {
+        match &self.backend {
+            Backend::Embedded(e) => e.list_versions(bucket, q).await,
+            Backend::Gateway(g) => {
+                let page = g
+                    .list_objects(
+                        bucket,
+                        ListQuery {
+                            prefix: q.prefix,
+                            delimiter: q.delimiter,
+                            after: q.key_marker,
+                            max_keys: q.max_keys,
+                        },
+                    )
+                    .await?;
+                let last_is_version = page
+                    .objects
+                    .last()
+                    .is_some_and(|(k, _)| page.last.as_deref() == Some(k.as_str()));
+                Ok(VersionPage {
+                    next_key_marker: page.last.filter(|_| page.is_truncated),
+                    next_version_id_marker: (page.is_truncated && last_is_version)
+                        .then(|| NULL_VERSION_ID.to_owned()),
+                    is_truncated: page.is_truncated,
+                    common_prefixes: page.common_prefixes,
+                    versions: page
+                        .objects
+                        .into_iter()
+                        .map(|(key, record)| ListedVersion {
+                            key,
+                            record,
+                            is_latest: true,
+                        })
+                        .collect(),
+                })
+            }
+        }
     }
 
     pub async fn list_objects(&self, bucket: &str, q: ListQuery) -> Result<ListPage> {
@@ -639,10 +785,9 @@ impl Store {
         version: &str,
         piece_length: u64,
     ) -> Result<pieces::StoredPieces> {
-        let reader = self.open_object(bucket, key).await?;
-        if reader.record.version != version {
-            return Err(StoreError::NoSuchKey);
-        }
+        let reader = self
+            .open_object_at(bucket, key, Which::Exact(version))
+            .await?;
         let size = reader.record.size;
         tracing::info!(%bucket, %key, size, "hashing object for its torrent");
         let mut rx = reader.stream(0, size);

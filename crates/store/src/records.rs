@@ -28,6 +28,18 @@ pub struct BucketRecord {
     /// are stored with SSE-S3.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub default_sse_s3: bool,
+    /// Versioning state (PutBucketVersioning); `None` for a bucket that never had it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub versioning: Option<Versioning>,
+}
+
+/// A bucket's versioning state once it was ever set (S3 has no way back to "never versioned").
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub enum Versioning {
+    /// Every write makes a new version with its own id; deletes leave a delete marker.
+    Enabled,
+    /// Writes replace the `null` version; versions made while enabled stay.
+    Suspended,
 }
 
 /// Who a grant is for: one user, or one of S3's predefined groups.
@@ -194,9 +206,50 @@ pub struct ObjectRecord {
     /// succeeded (a client that timed out) gets the same answer again while this version stands.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completed_upload: Option<String>,
+    /// Written while the bucket's versioning was enabled: its S3 version id is `version`.
+    /// Otherwise it is the bucket's `null` version.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub versioned: bool,
+    /// A delete marker (versioned buckets): no bytes, `size` 0, no segments.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub delete_marker: bool,
 }
 
+/// The S3 version id of the version written while versioning was off or suspended.
+pub const NULL_VERSION_ID: &str = "null";
+
 impl ObjectRecord {
+    /// The version id S3 clients see: `version` for versions written while versioning was
+    /// enabled, `null` otherwise.
+    pub fn version_id(&self) -> &str {
+        if self.versioned {
+            &self.version
+        } else {
+            NULL_VERSION_ID
+        }
+    }
+
+    /// A delete marker made now by `owner` (its version id is its own `version`, or `null`
+    /// when the bucket's versioning is suspended: the caller sets `versioned`).
+    pub fn delete_marker(owner: &str, now_ns: i64) -> Self {
+        Self {
+            version: uuid::Uuid::new_v4().simple().to_string(),
+            size: 0,
+            etag: String::new(),
+            last_modified_ns: now_ns,
+            attributes: ObjectAttributes {
+                owner: owner.to_owned(),
+                ..Default::default()
+            },
+            checksums: Checksums::default(),
+            segments: Vec::new(),
+            parts_count: None,
+            completed_upload: None,
+            versioned: false,
+            delete_marker: true,
+        }
+    }
+
     /// Stored with a customer-provided key (SSE-C): reads need the key.
     pub fn is_sse_c(&self) -> bool {
         self.segments

@@ -248,6 +248,8 @@ pub struct ParsedTorrent {
     pub announce: Option<String>,
     pub url_list: Vec<String>,
     pub format: Format,
+    /// The free-text `comment` (seedbucket names the object version there).
+    pub comment: Option<String>,
 }
 
 fn dict_get<'a>(d: &'a BTreeMap<Vec<u8>, Value>, k: &str) -> Option<&'a Value> {
@@ -291,6 +293,10 @@ pub fn parse_torrent(bytes: &[u8]) -> Result<ParsedTorrent, ParseError> {
         Some(Value::Bytes(b)) => Some(String::from_utf8_lossy(b).into_owned()),
         _ => None,
     };
+    let comment = match dict_get(&top, "comment") {
+        Some(Value::Bytes(b)) => Some(String::from_utf8_lossy(b).into_owned()),
+        _ => None,
+    };
     let url_list = match dict_get(&top, "url-list") {
         Some(Value::Bytes(b)) => vec![String::from_utf8_lossy(b).into_owned()],
         Some(Value::List(l)) => l
@@ -312,6 +318,7 @@ pub fn parse_torrent(bytes: &[u8]) -> Result<ParsedTorrent, ParseError> {
         announce,
         url_list,
         format,
+        comment,
     })
 }
 

@@ -11,7 +11,7 @@ pub mod policy;
 
 use s3s::{S3Result, s3_error};
 use seedbucket_store::credentials::{AccessKey, KeyRing};
-use seedbucket_store::{BucketRecord, ObjectRecord, Permission};
+use seedbucket_store::{BucketRecord, ObjectRecord, Permission, Which};
 
 use crate::Seedbucket;
 use crate::error::to_s3;
@@ -93,6 +93,8 @@ impl Principal {
 pub enum Action {
     /// ListObjects, HeadBucket, ListMultipartUploads.
     ListBucket,
+    /// ListObjectVersions: READ on the bucket, `s3:ListBucketVersions` in a policy.
+    ListBucketVersions,
     /// GetObject, HeadObject, GetObjectAttributes.
     GetObject,
     /// GetObjectTorrent: READ, as GetObject.
@@ -115,6 +117,7 @@ impl Action {
     fn policy_names(self) -> &'static [&'static str] {
         match self {
             Action::ListBucket => &["s3:ListBucket"],
+            Action::ListBucketVersions => &["s3:ListBucketVersions"],
             Action::GetObject => &["s3:GetObject"],
             Action::GetObjectTorrent => &["s3:GetObject", "s3:GetObjectTorrent"],
             Action::PutObject => &["s3:PutObject"],
@@ -129,10 +132,27 @@ impl Action {
         }
     }
 
+    /// The policy action names that allow it on a version named by id.
+    fn version_policy_names(self) -> &'static [&'static str] {
+        match self {
+            Action::GetObject => &["s3:GetObjectVersion"],
+            Action::GetObjectTorrent => &["s3:GetObjectVersion", "s3:GetObjectVersionTorrent"],
+            Action::DeleteObject => &["s3:DeleteObjectVersion"],
+            Action::GetObjectAcl => &["s3:GetObjectVersionAcl"],
+            Action::PutObjectAcl => &["s3:PutObjectVersionAcl"],
+            Action::GetObjectTagging => &["s3:GetObjectVersionTagging"],
+            Action::PutObjectTagging => &[
+                "s3:PutObjectVersionTagging",
+                "s3:DeleteObjectVersionTagging",
+            ],
+            other => other.policy_names(),
+        }
+    }
+
     /// The ACL permission that allows it, and whether on the object (else on the bucket).
     fn acl_permission(self) -> Option<(Permission, bool)> {
         match self {
-            Action::ListBucket => Some((Permission::Read, false)),
+            Action::ListBucket | Action::ListBucketVersions => Some((Permission::Read, false)),
             Action::PutObject | Action::DeleteObject => Some((Permission::Write, false)),
             Action::GetBucketAcl => Some((Permission::ReadAcp, false)),
             Action::PutBucketAcl => Some((Permission::WriteAcp, false)),
@@ -187,6 +207,22 @@ impl Access {
     /// Whether `action` is allowed; `key` names the object for object actions and `object`
     /// is its current record if it exists (its ACL counts).
     pub fn allows(&self, action: Action, key: Option<&str>, object: Option<&ObjectRecord>) -> bool {
+        self.allows_at(action, key, object, Which::Current)
+    }
+
+    /// [`Access::allows`] for a request that may name a version: a policy then matches the
+    /// version actions (`s3:GetObjectVersion`, `s3:DeleteObjectVersion`, ...), as in S3.
+    pub fn allows_at(
+        &self,
+        action: Action,
+        key: Option<&str>,
+        object: Option<&ObjectRecord>,
+        which: Which<'_>,
+    ) -> bool {
+        let names = match which {
+            Which::VersionId(_) => action.version_policy_names(),
+            Which::Current | Which::Exact(_) => action.policy_names(),
+        };
         let resource = match (action.on_object(), key) {
             (true, Some(k)) => format!("arn:aws:s3:::{}/{k}", self.bucket.name),
             _ => format!("arn:aws:s3:::{}", self.bucket.name),
@@ -194,7 +230,7 @@ impl Access {
         let verdict = self
             .policy
             .as_ref()
-            .and_then(|p| p.evaluate(self.principal.requester(), action.policy_names(), &resource));
+            .and_then(|p| p.evaluate(self.principal.requester(), names, &resource));
         if verdict == Some(Effect::Deny) {
             return false;
         }
@@ -233,7 +269,18 @@ impl Access {
         key: Option<&str>,
         object: Option<&ObjectRecord>,
     ) -> S3Result<()> {
-        if self.allows(action, key, object) {
+        self.require_at(action, key, object, Which::Current)
+    }
+
+    /// AccessDenied unless `action` is allowed on the version `which` names.
+    pub fn require_at(
+        &self,
+        action: Action,
+        key: Option<&str>,
+        object: Option<&ObjectRecord>,
+        which: Which<'_>,
+    ) -> S3Result<()> {
+        if self.allows_at(action, key, object, which) {
             Ok(())
         } else {
             Err(s3_error!(AccessDenied, "Access Denied"))
@@ -258,14 +305,15 @@ impl Access {
             || self.policy.as_ref().is_some_and(Policy::grants_anonymous)
     }
 
-    /// Whether anonymous callers may read this object: its torrent is then public.
-    pub fn anonymous_may_read(&self, key: &str, object: &ObjectRecord) -> bool {
+    /// Whether anonymous callers may read this version of the object (named as `which` names
+    /// it): its torrent is then public.
+    pub fn anonymous_may_read_at(&self, key: &str, object: &ObjectRecord, which: Which<'_>) -> bool {
         let anonymous = Access {
             principal: Principal::Anonymous,
             bucket: self.bucket.clone(),
             policy: self.policy.clone(),
         };
-        anonymous.allows(Action::GetObject, Some(key), Some(object))
+        anonymous.allows_at(Action::GetObject, Some(key), Some(object), which)
     }
 }
 
@@ -327,11 +375,14 @@ impl Seedbucket {
         action: Action,
     ) -> S3Result<(Access, ObjectRecord)> {
         crate::handlers::object::check_key(key)?;
-        crate::handlers::reject_version(version_id)?;
+        let which = crate::handlers::which_version(version_id)?;
         let access = self
             .bucket_access(credentials, bucket, expected_owner, None)
             .await?;
-        let rec = self.object_for(&access, key, action).await?;
+        let rec = self.object_at_for(&access, key, action, which).await?;
+        if rec.delete_marker {
+            return Err(crate::handlers::delete_marker_named(&rec));
+        }
         Ok((access, rec))
     }
 
@@ -400,13 +451,29 @@ impl Seedbucket {
         key: &str,
         action: Action,
     ) -> S3Result<ObjectRecord> {
-        match self.store.head_object(&access.bucket.name, key).await {
+        self.object_at_for(access, key, action, Which::Current)
+            .await
+    }
+
+    /// [`Seedbucket::object_for`] for the version `which` names (which may be a delete marker:
+    /// the caller decides what that means for its operation).
+    pub(crate) async fn object_at_for(
+        &self,
+        access: &Access,
+        key: &str,
+        action: Action,
+        which: Which<'_>,
+    ) -> S3Result<ObjectRecord> {
+        match self
+            .store
+            .head_object_at(&access.bucket.name, key, which)
+            .await
+        {
             Ok(rec) => {
-                access.require(action, Some(key), Some(&rec))?;
+                access.require_at(action, Some(key), Some(&rec), which)?;
                 Ok(rec)
             }
-            Err(seedbucket_store::StoreError::NoSuchKey) => Err(access.missing_object(key)),
-            Err(e) => Err(to_s3(e)),
+            Err(e) => Err(self.missing_version(access, key, e).await),
         }
     }
 }

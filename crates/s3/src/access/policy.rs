@@ -23,6 +23,15 @@ pub const ACTIONS: &[&str] = &[
     "s3:GetObjectTagging",
     "s3:PutObjectTagging",
     "s3:DeleteObjectTagging",
+    "s3:ListBucketVersions",
+    "s3:GetObjectVersion",
+    "s3:GetObjectVersionTorrent",
+    "s3:DeleteObjectVersion",
+    "s3:GetObjectVersionAcl",
+    "s3:PutObjectVersionAcl",
+    "s3:GetObjectVersionTagging",
+    "s3:PutObjectVersionTagging",
+    "s3:DeleteObjectVersionTagging",
 ];
 
 /// Largest policy document S3 accepts, in bytes.

@@ -155,10 +155,16 @@ impl Seedbucket {
             &access.bucket.owner,
         )?;
         self.store
-            .update_object(&input.bucket, &input.key, &rec.version, move |r| {
-                r.attributes.acl = grants;
-                Ok(())
-            })
+            .update_object(
+                &input.bucket,
+                &input.key,
+                &rec.version,
+                input.version_id.is_none(),
+                move |r| {
+                    r.attributes.acl = grants;
+                    Ok(())
+                },
+            )
             .await
             .map_err(to_s3)?;
         Ok(S3Response::new(PutObjectAclOutput {

@@ -15,7 +15,7 @@ impl Seedbucket {
         req: S3Request<GetObjectAttributesInput>,
     ) -> S3Result<S3Response<GetObjectAttributesOutput>> {
         let input = req.input;
-        let (_, rec) = self
+        let (access, rec) = self
             .object_access(
                 req.credentials.as_ref(),
                 &input.bucket,
@@ -117,6 +117,11 @@ impl Seedbucket {
             storage_class: wanted(ObjectAttributes::STORAGE_CLASS)
                 .then(|| StorageClass::from_static(StorageClass::STANDARD)),
             request_charged: request_charged(input.request_payer.as_ref()),
+            version_id: super::version_header(
+                &access.bucket,
+                &rec,
+                super::which_version(input.version_id.as_deref())?,
+            ),
             ..Default::default()
         }))
     }

@@ -4,6 +4,7 @@ use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 
 use super::timestamp;
+use seedbucket_store::Versioning;
 use crate::Seedbucket;
 use crate::access::Action;
 use crate::error::to_s3;
@@ -171,11 +172,39 @@ impl Seedbucket {
         }))
     }
 
-    /// Buckets here never version: the status is absent, as for a bucket never configured.
+    /// The bucket's versioning status: absent for a bucket never configured.
     pub(crate) async fn h_get_bucket_versioning(
         &self,
         req: S3Request<GetBucketVersioningInput>,
     ) -> S3Result<S3Response<GetBucketVersioningOutput>> {
+        let input = req.input;
+        let access = self
+            .bucket_access(
+                req.credentials.as_ref(),
+                &input.bucket,
+                input.expected_bucket_owner.as_deref(),
+                Some(Action::OwnerOnly),
+            )
+            .await?;
+        let status = access.bucket.versioning.map(|v| {
+            BucketVersioningStatus::from_static(match v {
+                Versioning::Enabled => BucketVersioningStatus::ENABLED,
+                Versioning::Suspended => BucketVersioningStatus::SUSPENDED,
+            })
+        });
+        Ok(S3Response::new(GetBucketVersioningOutput {
+            status,
+            mfa_delete: None,
+        }))
+    }
+
+    /// Enables or suspends versioning (a bucket never goes back to "never versioned", as in
+    /// S3). MFA delete is not available. Gateway mode keeps every object as its key's `null`
+    /// version and refuses it.
+    pub(crate) async fn h_put_bucket_versioning(
+        &self,
+        req: S3Request<PutBucketVersioningInput>,
+    ) -> S3Result<S3Response<PutBucketVersioningOutput>> {
         let input = req.input;
         self.bucket_access(
             req.credentials.as_ref(),
@@ -184,7 +213,41 @@ impl Seedbucket {
             Some(Action::OwnerOnly),
         )
         .await?;
-        Ok(S3Response::new(GetBucketVersioningOutput::default()))
+        let config = input.versioning_configuration;
+        if config
+            .mfa_delete
+            .as_ref()
+            .is_some_and(|m| m.as_str() == MFADelete::ENABLED)
+        {
+            return Err(s3_error!(
+                NotImplemented,
+                "MFA delete is not available on this server"
+            ));
+        }
+        let state = match config.status.as_ref().map(|s| s.as_str()) {
+            Some(BucketVersioningStatus::ENABLED) => Versioning::Enabled,
+            Some(BucketVersioningStatus::SUSPENDED) => Versioning::Suspended,
+            _ => {
+                return Err(s3_error!(
+                    MalformedXML,
+                    "The XML you provided was not well-formed or did not validate against our published schema"
+                ));
+            }
+        };
+        if self.store.is_gateway() {
+            return Err(s3_error!(
+                NotImplemented,
+                "Bucket versioning is not available in gateway mode"
+            ));
+        }
+        self.store
+            .update_bucket(&input.bucket, move |b| {
+                b.versioning = Some(state);
+                Ok(())
+            })
+            .await
+            .map_err(to_s3)?;
+        Ok(S3Response::new(PutBucketVersioningOutput {}))
     }
 }
 

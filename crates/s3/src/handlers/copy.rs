@@ -5,12 +5,12 @@
 use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 use seedbucket_store::{
-    ChecksumSelection, ObjectAttributes, ObjectReader, StageTarget, StoreError,
+    ChecksumSelection, ObjectAttributes, ObjectReader, StageTarget, Which,
 };
 
 use super::multipart::check_part_key;
 use super::object::{BodyStream, check_key, write_condition};
-use super::reject_version;
+use super::{version_header, which_version};
 use super::sse::{check_read_key, echo, sse_error};
 use super::{etag, parse_tagging_header, request_charged, timestamp, user_metadata};
 use crate::Seedbucket;
@@ -42,6 +42,17 @@ struct SourceConditions<'a> {
     if_unmodified_since: Option<&'a Timestamp>,
 }
 
+/// The source of a copy, open and authorized.
+struct OpenedSource {
+    reader: ObjectReader,
+    bucket: String,
+    key: String,
+    /// The source named a version (a copy onto its own key then restores that version).
+    named_version: bool,
+    /// `x-amz-copy-source-version-id` to answer with.
+    version_header: Option<String>,
+}
+
 impl Seedbucket {
     /// Opens the copy source after checking READ on it and its conditions (any failed
     /// condition is 412 for a copy, as in S3).
@@ -51,7 +62,7 @@ impl Seedbucket {
         source: &CopySource,
         expected_source_owner: Option<&str>,
         conditions: SourceConditions<'_>,
-    ) -> S3Result<(ObjectReader, String, String)> {
+    ) -> S3Result<OpenedSource> {
         let CopySource::Bucket {
             bucket,
             key,
@@ -64,16 +75,22 @@ impl Seedbucket {
             ));
         };
         check_key(key)?;
-        reject_version(version_id.as_deref())?;
+        let which = which_version(version_id.as_deref())?;
         let access = self
             .bucket_access(credentials, bucket, expected_source_owner, None)
             .await?;
-        let reader = match self.store.open_object(bucket, key).await {
+        let reader = match self.store.open_object_at(bucket, key, which).await {
             Ok(r) => r,
-            Err(StoreError::NoSuchKey) => return Err(access.missing_object(key)),
-            Err(e) => return Err(to_s3(e)),
+            Err(e) => return Err(self.missing_version(&access, key, e).await),
         };
-        access.require(Action::GetObject, Some(key), Some(&reader.record))?;
+        access.require_at(Action::GetObject, Some(key), Some(&reader.record), which)?;
+        if reader.record.delete_marker {
+            // S3 answers a copy from a delete marker with 400 InvalidRequest.
+            return Err(s3_error!(
+                InvalidRequest,
+                "The source of a copy request may not specifically refer to a delete marker by version id."
+            ));
+        }
         let outcome = Conditions {
             if_match: conditions.if_match,
             if_none_match: conditions.if_none_match,
@@ -84,7 +101,13 @@ impl Seedbucket {
         if outcome != Outcome::Proceed {
             return Err(s3_error!(PreconditionFailed));
         }
-        Ok((reader, bucket.to_string(), key.to_string()))
+        Ok(OpenedSource {
+            version_header: version_header(&access.bucket, &reader.record, which),
+            named_version: which != Which::Current,
+            reader,
+            bucket: bucket.to_string(),
+            key: key.to_string(),
+        })
     }
 
     pub(crate) async fn h_copy_object(
@@ -110,7 +133,13 @@ impl Seedbucket {
         let source_key = sse_key!(copy_source input)?;
         let replace_metadata = directive(input.metadata_directive.as_ref().map(|d| d.as_str()))?;
         let replace_tags = directive(input.tagging_directive.as_ref().map(|d| d.as_str()))?;
-        let (reader, src_bucket, src_key) = self
+        let OpenedSource {
+            reader,
+            bucket: src_bucket,
+            key: src_key,
+            named_version,
+            version_header: source_version,
+        } = self
             .open_copy_source(
                 req.credentials.as_ref(),
                 &input.copy_source,
@@ -128,6 +157,7 @@ impl Seedbucket {
             || sse_s3 != source.attributes.sse_s3;
         if src_bucket == input.bucket
             && src_key == input.key
+            && !named_version
             && !replace_metadata
             && !changes_encryption
         {
@@ -208,11 +238,10 @@ impl Seedbucket {
         {
             self.store
                 .hash_in_background(rec.clone(), input.bucket.clone(), input.key.clone());
-            return Ok(S3Response::new(copy_output(
-                &rec,
-                None,
-                input.request_payer.as_ref(),
-            )));
+            let mut out = copy_output(&rec, None, input.request_payer.as_ref());
+            out.copy_source_version_id = source_version;
+            out.version_id = version_header(&access.bucket, &rec, Which::Current);
+            return Ok(S3Response::new(out));
         }
         let size = source.size;
         let body = BodyStream(match &source_key {
@@ -246,11 +275,10 @@ impl Seedbucket {
             )
             .await
             .map_err(to_s3)?;
-        Ok(S3Response::new(copy_output(
-            &rec,
-            key.as_ref(),
-            input.request_payer.as_ref(),
-        )))
+        let mut out = copy_output(&rec, key.as_ref(), input.request_payer.as_ref());
+        out.copy_source_version_id = source_version;
+        out.version_id = version_header(&access.bucket, &rec, Which::Current);
+        Ok(S3Response::new(out))
     }
 
     pub(crate) async fn h_upload_part_copy(
@@ -273,7 +301,11 @@ impl Seedbucket {
             .upload_of(&input.bucket, &input.key, &input.upload_id)
             .await?;
         check_part_key(&upload, key.as_ref())?;
-        let (reader, _, _) = self
+        let OpenedSource {
+            reader,
+            version_header: source_version,
+            ..
+        } = self
             .open_copy_source(
                 req.credentials.as_ref(),
                 &input.copy_source,
@@ -333,6 +365,7 @@ impl Seedbucket {
             server_side_encryption: super::sse_s3_header(&upload.attributes),
             sse_customer_algorithm: echo(key.as_ref()).0,
             sse_customer_key_md5: echo(key.as_ref()).1,
+            copy_source_version_id: source_version,
             ..Default::default()
         }))
     }

@@ -5,7 +5,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD as TOKEN;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
-use seedbucket_store::{ListPage, ListQuery};
+use seedbucket_store::{ListPage, ListQuery, VersionListQuery};
 
 use super::{etag, timestamp};
 use crate::Seedbucket;
@@ -208,9 +208,9 @@ impl Seedbucket {
         }))
     }
 
-    /// ListObjectVersions on a bucket that never versions: every current object is its one
-    /// version, `null`, and the latest. A `version-id-marker` other than `null` is ignored as
-    /// S3 does when the key marker already decides.
+    /// ListObjectVersions: every version and delete marker, keys in order and each key's
+    /// versions newest first; in a bucket that never versioned, each object is its key's one
+    /// version, `null`.
     pub(crate) async fn h_list_object_versions(
         &self,
         req: S3Request<ListObjectVersionsInput>,
@@ -220,31 +220,53 @@ impl Seedbucket {
             req.credentials.as_ref(),
             &input.bucket,
             input.expected_bucket_owner.as_deref(),
-            Some(Action::ListBucket),
+            Some(Action::ListBucketVersions),
         )
         .await?;
         let enc = Encoder::new(input.encoding_type.as_ref())?;
         let max = max_keys(input.max_keys)?;
+        let key_marker = input.key_marker.clone().filter(|s| !s.is_empty());
+        let version_id_marker = input.version_id_marker.clone().filter(|s| !s.is_empty());
+        if version_id_marker.is_some() && key_marker.is_none() {
+            return Err(s3_error!(
+                InvalidArgument,
+                "A version-id marker cannot be specified without a key marker."
+            ));
+        }
+        if let Some(v) = &version_id_marker {
+            super::which_version(Some(v))?;
+        }
         let page = self
             .store
-            .list_objects(
+            .list_versions(
                 &input.bucket,
-                ListQuery {
+                VersionListQuery {
                     prefix: input.prefix.clone().unwrap_or_default(),
                     delimiter: input.delimiter.clone(),
-                    after: input.key_marker.clone().filter(|s| !s.is_empty()),
+                    key_marker,
+                    version_id_marker,
                     max_keys: max,
                 },
             )
             .await
             .map_err(to_s3)?;
-        let versions = page
-            .objects
-            .iter()
-            .map(|(key, rec)| ObjectVersion {
-                key: Some(enc.apply(key)),
-                version_id: Some("null".to_owned()),
-                is_latest: Some(true),
+        let (mut versions, mut markers) = (Vec::new(), Vec::new());
+        for v in &page.versions {
+            let rec = &v.record;
+            if rec.delete_marker {
+                markers.push(DeleteMarkerEntry {
+                    key: Some(enc.apply(&v.key)),
+                    version_id: Some(rec.version_id().to_owned()),
+                    is_latest: Some(v.is_latest),
+                    last_modified: Some(timestamp(rec.last_modified_ns)),
+                    owner: Some(self.owner_of(&rec.attributes.owner)),
+                });
+                continue;
+            }
+            versions.push(ObjectVersion {
+                key: Some(enc.apply(&v.key)),
+                version_id: Some(rec.version_id().to_owned()),
+                is_latest: Some(v.is_latest),
                 size: i64::try_from(rec.size).ok(),
                 e_tag: Some(etag(&rec.etag)),
                 last_modified: Some(timestamp(rec.last_modified_ns)),
@@ -253,8 +275,8 @@ impl Seedbucket {
                     ObjectVersionStorageClass::STANDARD,
                 )),
                 ..Default::default()
-            })
-            .collect();
+            });
+        }
         let prefixes = page
             .common_prefixes
             .iter()
@@ -262,25 +284,21 @@ impl Seedbucket {
                 prefix: Some(enc.apply(p)),
             })
             .collect();
-        let next = page
-            .is_truncated
-            .then(|| page.last.as_deref().map(|l| enc.apply(l)))
-            .flatten();
         Ok(S3Response::new(ListObjectVersionsOutput {
             name: Some(input.bucket),
             prefix: Some(enc.apply(input.prefix.as_deref().unwrap_or(""))),
             delimiter: enc.opt(input.delimiter),
             key_marker: Some(enc.apply(input.key_marker.as_deref().unwrap_or(""))),
             version_id_marker: Some(input.version_id_marker.unwrap_or_default()),
-            next_version_id_marker: next.as_ref().map(|_| "null".to_owned()),
-            next_key_marker: next,
+            next_version_id_marker: page.next_version_id_marker,
+            next_key_marker: page.next_key_marker.map(|k| enc.apply(&k)),
             max_keys: Some(i32::try_from(max).unwrap_or(DEFAULT_MAX_KEYS)),
             is_truncated: Some(page.is_truncated),
             versions: Some(versions),
+            delete_markers: (!markers.is_empty()).then_some(markers),
             common_prefixes: Some(prefixes),
             encoding_type: input.encoding_type,
             request_charged: super::request_charged(input.request_payer.as_ref()),
-            ..Default::default()
         }))
     }
 }

@@ -90,7 +90,10 @@ pub(crate) use torrent::wants_json;
 
 use s3s::dto::{ETag, Owner, Timestamp, TimestampFormat};
 use s3s::{S3Result, s3_error};
-use seedbucket_store::{ChecksumSelection, Checksums, Grant, StageTarget};
+use seedbucket_store::{
+    BucketRecord, ChecksumSelection, Checksums, Grant, NULL_VERSION_ID, ObjectRecord, StageTarget,
+    StoreError, Which,
+};
 
 use crate::Seedbucket;
 use crate::access::Access;
@@ -422,14 +425,91 @@ pub(crate) fn part_number(n: i32) -> S3Result<u32> {
         })
 }
 
-/// Objects have one version here (`null`); any other version id does not exist.
-pub(crate) fn reject_version(version_id: Option<&str>) -> S3Result<()> {
+/// The version a request's `versionId` names, checked as S3 checks it: `null`, or an id of the
+/// form this server makes (32 lower-case hex digits); anything else is 400 InvalidArgument.
+pub(crate) fn which_version(version_id: Option<&str>) -> S3Result<Which<'_>> {
     match version_id {
-        Some(v) if v != "null" => Err(s3_error!(
-            NoSuchVersion,
-            "The specified version does not exist."
+        None => Ok(Which::Current),
+        Some("") => Err(s3_error!(
+            InvalidArgument,
+            "Version id cannot be the empty string"
         )),
-        _ => Ok(()),
+        Some(v)
+            if v == NULL_VERSION_ID
+                || (v.len() == 32 && v.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))) =>
+        {
+            Ok(Which::VersionId(v))
+        }
+        Some(_) => Err(s3_error!(InvalidArgument, "Invalid version id specified")),
+    }
+}
+
+/// The `x-amz-version-id` a response about `rec` carries: in a bucket whose versioning was
+/// ever configured, or when the request named a version; none in a plain bucket, as in S3.
+pub(crate) fn version_header(
+    bucket: &BucketRecord,
+    rec: &ObjectRecord,
+    which: Which<'_>,
+) -> Option<String> {
+    (bucket.versioning.is_some() || which != Which::Current).then(|| rec.version_id().to_owned())
+}
+
+/// The headers S3 adds to an answer about a delete marker.
+fn delete_marker_headers(marker: &ObjectRecord) -> http::HeaderMap {
+    let mut headers = http::HeaderMap::new();
+    headers.insert("x-amz-delete-marker", http::HeaderValue::from_static("true"));
+    if let Ok(v) = http::HeaderValue::from_str(marker.version_id()) {
+        headers.insert("x-amz-version-id", v);
+    }
+    headers
+}
+
+/// 405 for a GET or HEAD naming a delete marker by its version id, as S3 answers.
+pub(crate) fn delete_marker_named(marker: &ObjectRecord) -> s3s::S3Error {
+    let mut e = s3_error!(
+        MethodNotAllowed,
+        "The specified method is not allowed against this resource."
+    );
+    let mut headers = delete_marker_headers(marker);
+    headers.insert(http::header::ALLOW, http::HeaderValue::from_static("DELETE"));
+    e.set_headers(headers);
+    e
+}
+
+impl Seedbucket {
+    /// The error for a read of `key` that found no such version: NoSuchVersion, or NoSuchKey
+    /// (naming the delete marker when the key's newest version is one, as S3 does), or
+    /// AccessDenied to callers who may not list the bucket.
+    pub(crate) async fn missing_version(
+        &self,
+        access: &Access,
+        key: &str,
+        err: StoreError,
+    ) -> s3s::S3Error {
+        match err {
+            StoreError::NoSuchKey => {
+                let mut e = access.missing_object(key);
+                if access.bucket.versioning.is_some()
+                    && e.code() == &s3s::S3ErrorCode::NoSuchKey
+                    && let Ok(Some(marker)) = self
+                        .store
+                        .latest_delete_marker(&access.bucket.name, key)
+                        .await
+                {
+                    e.set_headers(delete_marker_headers(&marker));
+                }
+                e
+            }
+            StoreError::NoSuchVersion => {
+                let e = access.missing_object(key);
+                if e.code() == &s3s::S3ErrorCode::NoSuchKey {
+                    s3_error!(NoSuchVersion, "The specified version does not exist.")
+                } else {
+                    e
+                }
+            }
+            e => to_s3(e),
+        }
     }
 }
 

@@ -185,14 +185,16 @@ impl Seedbucket {
         req: S3Request<CompleteMultipartUploadInput>,
     ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
         let input = req.input;
-        self.key_access(
-            req.credentials.as_ref(),
-            &input.bucket,
-            &input.key,
-            input.expected_bucket_owner.as_deref(),
-            Action::PutObject,
-        )
-        .await?;
+        let access = self
+            .key_access(
+                req.credentials.as_ref(),
+                &input.bucket,
+                &input.key,
+                input.expected_bucket_owner.as_deref(),
+                Action::PutObject,
+            )
+            .await?;
+        let versioning = access.bucket.versioning.is_some();
         if let Err(e) = self
             .upload_of(&input.bucket, &input.key, &input.upload_id)
             .await
@@ -203,7 +205,12 @@ impl Seedbucket {
                 .completed_by(&input.bucket, &input.key, &input.upload_id)
                 .await
             {
-                Some(rec) => Ok(S3Response::new(completion(&input.bucket, &input.key, &rec))),
+                Some(rec) => Ok(S3Response::new(completion(
+                    &input.bucket,
+                    &input.key,
+                    &rec,
+                    versioning,
+                ))),
                 None => Err(e),
             };
         }
@@ -243,7 +250,12 @@ impl Seedbucket {
             self.store
                 .hash_in_background(rec.clone(), input.bucket.clone(), input.key.clone());
         }
-        Ok(S3Response::new(completion(&input.bucket, &input.key, &rec)))
+        Ok(S3Response::new(completion(
+            &input.bucket,
+            &input.key,
+            &rec,
+            versioning,
+        )))
     }
 
     /// The object at `bucket`/`key`, if multipart upload `upload_id` made it.
@@ -481,7 +493,14 @@ pub(crate) fn check_part_key(upload: &UploadRecord, key: Option<&CustomerKey>) -
 }
 
 /// CompleteMultipartUpload's answer for the object it made.
-fn completion(bucket: &str, key: &str, rec: &ObjectRecord) -> CompleteMultipartUploadOutput {
+/// CompleteMultipartUpload's answer for the object `rec` (with its version id in a bucket whose
+/// versioning was ever configured).
+fn completion(
+    bucket: &str,
+    key: &str,
+    rec: &ObjectRecord,
+    versioning: bool,
+) -> CompleteMultipartUploadOutput {
     CompleteMultipartUploadOutput {
         bucket: Some(bucket.to_owned()),
         key: Some(key.to_owned()),
@@ -494,6 +513,7 @@ fn completion(bucket: &str, key: &str, rec: &ObjectRecord) -> CompleteMultipartU
         checksum_type: (!rec.checksums.is_empty())
             .then(|| ChecksumType::from_static(ChecksumType::COMPOSITE)),
         server_side_encryption: super::sse_s3_header(&rec.attributes),
+        version_id: versioning.then(|| rec.version_id().to_owned()),
         ..Default::default()
     }
 }

@@ -8,7 +8,8 @@ use futures::Stream;
 use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 use seedbucket_store::{
-    ObjectAttributes, ObjectRecord, StageTarget, StoreError, StoredHeaders, WriteCondition,
+    Deleted, ObjectAttributes, ObjectRecord, StageTarget, StoreError, StoredHeaders, Which,
+    WriteCondition,
 };
 use tokio::sync::mpsc;
 
@@ -189,6 +190,7 @@ impl Seedbucket {
             sse_customer_algorithm: echo(key.as_ref()).0,
             sse_customer_key_md5: echo(key.as_ref()).1,
             request_charged: super::request_charged(input.request_payer.as_ref()),
+            version_id: super::version_header(&access.bucket, &rec, Which::Current),
             ..Default::default()
         }))
     }
@@ -207,14 +209,25 @@ impl Seedbucket {
                 None,
             )
             .await?;
-        super::reject_version(input.version_id.as_deref())?;
+        let which = super::which_version(input.version_id.as_deref())?;
         let key = sse_key!(input)?;
-        let reader = match self.store.open_object(&input.bucket, &input.key).await {
+        let reader = match self
+            .store
+            .open_object_at(&input.bucket, &input.key, which)
+            .await
+        {
             Ok(r) => r,
-            Err(StoreError::NoSuchKey) => return Err(access.missing_object(&input.key)),
-            Err(e) => return Err(to_s3(e)),
+            Err(e) => return Err(self.missing_version(&access, &input.key, e).await),
         };
-        access.require(Action::GetObject, Some(&input.key), Some(&reader.record))?;
+        access.require_at(
+            Action::GetObject,
+            Some(&input.key),
+            Some(&reader.record),
+            which,
+        )?;
+        if reader.record.delete_marker {
+            return Err(super::delete_marker_named(&reader.record));
+        }
         check_read_key(&reader.record, key.as_ref())?;
         let (out, view) = head_output(
             &reader.record,
@@ -239,6 +252,7 @@ impl Seedbucket {
             },
         )?;
         let mut out = get_output(out);
+        out.version_id = super::version_header(&access.bucket, &reader.record, which);
         let (start, end) = (view.start, view.end);
         (out.sse_customer_algorithm, out.sse_customer_key_md5) = echo(key.as_ref());
         out.request_charged = super::request_charged(input.request_payer.as_ref());
@@ -264,11 +278,14 @@ impl Seedbucket {
                 None,
             )
             .await?;
-        super::reject_version(input.version_id.as_deref())?;
+        let which = super::which_version(input.version_id.as_deref())?;
         let key = sse_key!(input)?;
         let rec = self
-            .object_for(&access, &input.key, Action::GetObject)
+            .object_at_for(&access, &input.key, Action::GetObject, which)
             .await?;
+        if rec.delete_marker {
+            return Err(super::delete_marker_named(&rec));
+        }
         let (out, view) = head_output(
             &rec,
             ReadRequest {
@@ -293,6 +310,7 @@ impl Seedbucket {
         )?;
         check_read_key(&rec, key.as_ref())?;
         let mut out = out;
+        out.version_id = super::version_header(&access.bucket, &rec, which);
         (out.sse_customer_algorithm, out.sse_customer_key_md5) = echo(key.as_ref());
         out.request_charged = super::request_charged(input.request_payer.as_ref());
         let mut resp = S3Response::new(out);
@@ -307,21 +325,21 @@ impl Seedbucket {
         req: S3Request<DeleteObjectInput>,
     ) -> S3Result<S3Response<DeleteObjectOutput>> {
         let input = req.input;
-        self.key_access(
-            req.credentials.as_ref(),
-            &input.bucket,
-            &input.key,
-            input.expected_bucket_owner.as_deref(),
-            Action::DeleteObject,
-        )
-        .await?;
-        if input.version_id.is_some() {
-            return Err(s3_error!(NotImplemented, "Versioning is not implemented"));
-        }
+        check_key(&input.key)?;
+        let which = super::which_version(input.version_id.as_deref())?;
+        let access = self
+            .bucket_access(
+                req.credentials.as_ref(),
+                &input.bucket,
+                input.expected_bucket_owner.as_deref(),
+                None,
+            )
+            .await?;
+        access.require_at(Action::DeleteObject, Some(&input.key), None, which)?;
         if input.if_match.is_some() {
             let rec = self
                 .store
-                .head_object(&input.bucket, &input.key)
+                .head_object_at(&input.bucket, &input.key, which)
                 .await
                 .map_err(to_s3)?;
             let cond = Conditions {
@@ -334,11 +352,33 @@ impl Seedbucket {
                 return Err(s3_error!(PreconditionFailed));
             }
         }
-        self.store
-            .delete_object(&input.bucket, &input.key)
+        let deleted = self
+            .delete_one(&access, &input.key, input.version_id.as_deref())
             .await
             .map_err(to_s3)?;
-        Ok(S3Response::new(DeleteObjectOutput::default()))
+        Ok(S3Response::new(DeleteObjectOutput {
+            delete_marker: deleted.delete_marker.then_some(true),
+            version_id: deleted.version_id,
+            ..Default::default()
+        }))
+    }
+
+    /// Deletes one key (or one version of it) for DeleteObject and DeleteObjects.
+    async fn delete_one(
+        &self,
+        access: &crate::access::Access,
+        key: &str,
+        version_id: Option<&str>,
+    ) -> Result<Deleted, StoreError> {
+        match version_id {
+            Some(id) => self.store.delete_version(&access.bucket.name, key, id).await,
+            None => {
+                let requester = super::writer_id(access);
+                self.store
+                    .delete_object(&access.bucket.name, key, &requester)
+                    .await
+            }
+        }
     }
 }
 
@@ -456,35 +496,46 @@ impl Seedbucket {
         let quiet = input.delete.quiet.unwrap_or(false);
         let (mut deleted, mut errors) = (Vec::new(), Vec::new());
         for o in objects {
-            let failure = if o.key.len() > MAX_KEY_BYTES {
-                Some(("KeyTooLongError", "Your key is too long".to_owned()))
-            } else if o.version_id.as_deref().is_some_and(|v| v != "null") {
-                Some((
-                    "NoSuchVersion",
-                    "The specified version does not exist.".to_owned(),
+            let which = super::which_version(o.version_id.as_deref());
+            let outcome = if o.key.len() > MAX_KEY_BYTES {
+                Err(("KeyTooLongError", "Your key is too long".to_owned()))
+            } else if let Err(e) = &which {
+                Err((
+                    "InvalidArgument",
+                    e.message().unwrap_or("Invalid version id specified").to_owned(),
                 ))
-            } else if !access.allows(Action::DeleteObject, Some(&o.key), None) {
-                Some(("AccessDenied", "Access Denied".to_owned()))
+            } else if !access.allows_at(
+                Action::DeleteObject,
+                Some(&o.key),
+                None,
+                which.unwrap_or(Which::Current),
+            ) {
+                Err(("AccessDenied", "Access Denied".to_owned()))
             } else {
-                match self.store.delete_object(&input.bucket, &o.key).await {
-                    Ok(_) => None,
-                    Err(e) => {
+                self.delete_one(&access, &o.key, o.version_id.as_deref())
+                    .await
+                    .map_err(|e| {
                         let e = to_s3(e);
-                        Some((
+                        (
                             "InternalError",
                             e.message().unwrap_or("internal error").to_owned(),
-                        ))
-                    }
-                }
+                        )
+                    })
             };
-            match failure {
-                None if !quiet => deleted.push(DeletedObject {
-                    key: Some(o.key),
-                    version_id: o.version_id,
-                    ..Default::default()
-                }),
-                None => {}
-                Some((code, message)) => errors.push(Error {
+            match outcome {
+                Ok(_) if quiet => {}
+                Ok(d) => {
+                    // A marker made by this delete is named as the marker; a version named by
+                    // id is echoed, and says whether it was a marker.
+                    let made_marker = o.version_id.is_none() && d.delete_marker;
+                    deleted.push(DeletedObject {
+                        key: Some(o.key),
+                        version_id: o.version_id,
+                        delete_marker: d.delete_marker.then_some(true),
+                        delete_marker_version_id: if made_marker { d.version_id } else { None },
+                    })
+                }
+                Err((code, message)) => errors.push(Error {
                     code: Some(code.to_owned()),
                     key: Some(o.key),
                     message: Some(message),

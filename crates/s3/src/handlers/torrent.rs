@@ -33,10 +33,13 @@ pub(crate) fn torrent_name(key: &str) -> String {
 /// Query parameters of `?torrent`.
 struct TorrentQuery {
     format: Option<Format>,
+    /// `versionId`: the torrent of that version (its text as sent; checked by the handler).
+    version_id: Option<String>,
 }
 
 fn parse_query(uri: &http::Uri) -> S3Result<TorrentQuery> {
     let mut format = None;
+    let mut version_id = None;
     for pair in uri
         .query()
         .unwrap_or("")
@@ -52,10 +55,10 @@ fn parse_query(uri: &http::Uri) -> S3Result<TorrentQuery> {
                 })?);
             }
             "versionId" => {
-                return Err(s3_error!(
-                    InvalidArgument,
-                    "GetObjectTorrent does not take a versionId"
-                ));
+                let decoded = percent_encoding::percent_decode_str(v)
+                    .decode_utf8()
+                    .map_err(|_| s3_error!(InvalidArgument, "Invalid version id specified"))?;
+                version_id = Some(decoded.into_owned());
             }
             // SigV4/SigV2 query authentication and the like.
             k if k.starts_with("X-Amz-")
@@ -64,7 +67,7 @@ fn parse_query(uri: &http::Uri) -> S3Result<TorrentQuery> {
             _ => {}
         }
     }
-    Ok(TorrentQuery { format })
+    Ok(TorrentQuery { format, version_id })
 }
 
 pub fn wants_json(headers: &http::HeaderMap) -> bool {
@@ -117,9 +120,13 @@ impl Seedbucket {
                 None,
             )
             .await?;
+        let which = super::which_version(query.version_id.as_deref())?;
         let rec = self
-            .object_for(&access, &input.key, Action::GetObjectTorrent)
+            .object_at_for(&access, &input.key, Action::GetObjectTorrent, which)
             .await?;
+        if rec.delete_marker {
+            return Err(super::delete_marker_named(&rec));
+        }
         let opts = &self.options;
         if rec.is_sse_c() {
             return Err(s3_error!(
@@ -143,7 +150,7 @@ impl Seedbucket {
         let name = torrent_name(&input.key);
         // An object anyone may read gets an open torrent; any other gets a private one
         // (BEP 27) whose tracker and webseed URLs carry tokens of the caller's key.
-        let private = !access.anonymous_may_read(&input.key, &rec);
+        let private = !access.anonymous_may_read_at(&input.key, &rec, which);
         let caller_key = match (&access.principal, private) {
             (Principal::User(k), true) => Some(k.access_key.clone()),
             (_, false) => None,
@@ -204,7 +211,12 @@ impl Seedbucket {
             )
             .await
             .map_err(to_s3)?;
+        let version_id = super::version_header(&access.bucket, &rec, which);
         let outer = Outer {
+            // A version never changes: its torrent says which one it is.
+            comment: version_id
+                .as_ref()
+                .map(|v| format!("{}/{} version {v}", input.bucket, input.key)),
             announce: Some(announce.clone()),
             announce_list: vec![vec![announce.clone()]],
             created_by: Some(concat!("seedbucket/", env!("CARGO_PKG_VERSION")).to_owned()),
@@ -222,6 +234,12 @@ impl Seedbucket {
         let torrent = build_torrent(&info, &outer);
 
         let mut headers = http::HeaderMap::new();
+        if let Some(v) = version_id
+            .as_deref()
+            .and_then(|v| HeaderValue::from_str(v).ok())
+        {
+            headers.insert("x-amz-version-id", v);
+        }
         let body = if json {
             let magnet = magnet_uri(
                 &ih,
@@ -247,8 +265,10 @@ impl Seedbucket {
                     "magnet": magnet,
                     "announce": announce,
                     "webseed": webseed,
-                    "torrent_url": format!("{}/{}/{}?torrent&format={}", opts.public_url, path_segment(&input.bucket),
-                        input.key.split('/').map(path_segment).collect::<Vec<_>>().join("/"), format.as_str()),
+                    "version_id": version_id,
+                    "torrent_url": format!("{}/{}/{}?torrent&format={}{}", opts.public_url, path_segment(&input.bucket),
+                        input.key.split('/').map(path_segment).collect::<Vec<_>>().join("/"), format.as_str(),
+                        version_id.as_deref().map(|v| format!("&versionId={v}")).unwrap_or_default()),
                 }
             });
             headers.insert(

@@ -468,6 +468,7 @@ impl Gateway {
             policy: None,
             cors: Vec::new(),
             default_sse_s3: false,
+            versioning: None,
         }
     }
 
@@ -632,6 +633,8 @@ impl Gateway {
                 })
                 .collect(),
             parts_count,
+            versioned: false,
+            delete_marker: false,
             completed_upload,
         })
     }
@@ -831,6 +834,8 @@ impl Gateway {
                     size: o.size().and_then(|n| u64::try_from(n).ok()).unwrap_or(0),
                     parts_count: etag.rsplit_once('-').and_then(|(_, n)| n.parse().ok()),
                     completed_upload: None,
+                    versioned: false,
+                    delete_marker: false,
                     etag,
                     last_modified_ns: ns_of(o.last_modified()),
                     attributes: ObjectAttributes {
@@ -1027,6 +1032,8 @@ impl Gateway {
             segments: Vec::new(),
             parts_count: None,
             completed_upload: None,
+            versioned: false,
+            delete_marker: false,
         };
         let pieces = staged.pieces.clone().map(|hashes| StoredPieces {
             hashes,
@@ -1164,6 +1171,8 @@ impl Gateway {
             segments: Vec::new(),
             parts_count: None,
             completed_upload: None,
+            versioned: false,
+            delete_marker: false,
         };
         // The same bytes have the same piece hashes, whatever the copy's ETag.
         let pieces = self.stored_pieces(&src.bucket, &src.key, &src.etag).await?;

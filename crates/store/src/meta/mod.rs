@@ -5,8 +5,12 @@
 //! - `objects`: `bucket/key` → [`ObjectRecord`] (bucket names have no `/`, so this sorts by
 //!   bucket, then by key in UTF-8 byte order, which is S3's listing order)
 //! - `uploads`: upload id → [`UploadRecord`]; `parts`: `upload id/00042` → [`PartRecord`]
+//! - `versions`: noncurrent object versions and delete markers of versioned buckets (see
+//!   [`versions`])
 //! - `blob_refs`: every blob id some record names; `garbage`: blob ids no record names any more,
 //!   waiting for their files to be removed. Both change in the same transaction as the records.
+
+mod versions;
 
 use std::path::Path;
 
@@ -18,7 +22,9 @@ use serde::de::DeserializeOwned;
 
 use crate::error::{Result, StoreError};
 use crate::pieces::{IssuedTorrent, StoredPieces, TorrentSources};
-use crate::records::{BucketRecord, ObjectRecord, PartRecord, UploadRecord};
+use crate::records::{BucketRecord, ObjectRecord, PartRecord, UploadRecord, Versioning};
+pub use versions::{ListedVersion, OwnedWhich, VersionListQuery, VersionPage, Which};
+use versions::VERSIONS;
 
 const BUCKETS: TableDefinition<&str, &[u8]> = TableDefinition::new("buckets");
 const OBJECTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("objects");
@@ -63,6 +69,28 @@ pub struct ListPage {
     pub is_truncated: bool,
     /// The last key or common prefix on this page: where the next page starts after.
     pub last: Option<String>,
+}
+
+/// What a DELETE did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Deleted {
+    /// Something was removed or a delete marker added (S3 answers 204 either way).
+    pub existed: bool,
+    /// The version added (a DELETE without `versionId` in a versioned bucket) or removed was a
+    /// delete marker.
+    pub delete_marker: bool,
+    /// The version id to report: the new delete marker's, or the one named.
+    pub version_id: Option<String>,
+}
+
+/// The bucket's versioning state, read inside a write; `NoSuchBucket` if it does not exist.
+fn bucket_versioning(tx: &WriteTransaction, bucket: &str) -> Result<Option<Versioning>> {
+    let buckets = tx.open_table(BUCKETS)?;
+    let rec: BucketRecord = match buckets.get(bucket)? {
+        Some(v) => decode(v.value())?,
+        None => return Err(StoreError::NoSuchBucket),
+    };
+    Ok(rec.versioning)
 }
 
 fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>> {
@@ -145,6 +173,7 @@ impl Meta {
             tx.open_table(PIECES)?;
             tx.open_table(TORRENTS)?;
             tx.open_table(TORRENT_SOURCES)?;
+            tx.open_table(VERSIONS)?;
         }
         tx.commit()?;
         let db = Arc::new(db);
@@ -237,6 +266,9 @@ impl Meta {
                         return Err(StoreError::BucketNotEmpty);
                     }
                 }
+                if versions::bucket_has_versions(&tx.open_table(VERSIONS)?, name)? {
+                    return Err(StoreError::BucketNotEmpty);
+                }
                 let mut uploads = tx.open_table(UPLOADS)?;
                 let mut doomed = Vec::new();
                 for entry in uploads.iter()? {
@@ -277,11 +309,17 @@ impl Meta {
         })
     }
 
+    /// Changes one version's record in place (ACL, tags): the current object's when
+    /// `current_only`, else the version with internal id `version` wherever it is. With
+    /// `current_only`, a current object that is no longer `version` is a [`StoreError::Conflict`]
+    /// (replaced since the caller looked: the caller looks again, as S3 applies such changes to
+    /// the newest version).
     pub fn update_object(
         &self,
         bucket: &str,
         key: &str,
         version: &str,
+        current_only: bool,
         change: impl FnOnce(&mut ObjectRecord) -> Result<()> + Send + 'static,
     ) -> Result<ObjectRecord> {
         let (bucket, key, version) = (bucket.to_owned(), key.to_owned(), version.to_owned());
@@ -291,18 +329,24 @@ impl Meta {
             }
             let mut objects = tx.open_table(OBJECTS)?;
             let k = object_key(&bucket, &key);
-            let mut rec: ObjectRecord = match objects.get(k.as_slice())? {
-                Some(v) => decode(v.value())?,
-                None => return Err(StoreError::NoSuchKey),
+            let current: Option<ObjectRecord> = match objects.get(k.as_slice())? {
+                Some(v) => Some(decode(v.value())?),
+                None => None,
             };
-            if rec.version != version {
-                // Replaced since the caller looked: S3 applies the change to the newest
-                // version, and so do we, by asking the caller to look again.
-                return Err(StoreError::Conflict);
+            match current {
+                Some(mut rec) if rec.version == version => {
+                    change(&mut rec)?;
+                    objects.insert(k.as_slice(), encode(&rec)?.as_slice())?;
+                    Ok(rec)
+                }
+                Some(_) if current_only => Err(StoreError::Conflict),
+                None if current_only => Err(StoreError::NoSuchKey),
+                _ => {
+                    drop(objects);
+                    versions::update_version(tx, &bucket, &key, &version, change)?
+                        .ok_or(StoreError::NoSuchVersion)
+                }
             }
-            change(&mut rec)?;
-            objects.insert(k.as_slice(), encode(&rec)?.as_slice())?;
-            Ok(rec)
         })
     }
 
@@ -327,33 +371,54 @@ impl Meta {
     // ---- objects ----
 
     pub fn object(&self, bucket: &str, key: &str) -> Result<ObjectRecord> {
-        let tx = self.db.begin_read()?;
-        let buckets = tx.open_table(BUCKETS)?;
-        if buckets.get(bucket)?.is_none() {
-            return Err(StoreError::NoSuchBucket);
-        }
-        let t = tx.open_table(OBJECTS)?;
-        let v = t
-            .get(object_key(bucket, key).as_slice())?
-            .ok_or(StoreError::NoSuchKey)?;
-        decode(v.value())
+        self.object_at(bucket, key, Which::Current)
     }
 
-    /// The object record and, for an inline object, its bytes, read in one transaction.
+    /// One version of an object (see [`Which`]).
+    pub fn object_at(&self, bucket: &str, key: &str, which: Which<'_>) -> Result<ObjectRecord> {
+        let tx = self.db.begin_read()?;
+        if tx.open_table(BUCKETS)?.get(bucket)?.is_none() {
+            return Err(StoreError::NoSuchBucket);
+        }
+        let objects = tx.open_table(OBJECTS)?;
+        let versions = tx.open_table(VERSIONS)?;
+        versions::find(&objects, &versions, bucket, key, which)?.ok_or_else(|| which.missing())
+    }
+
+    /// The newest version of `bucket/key` when it is a delete marker (a GET without `versionId`
+    /// then answers 404 naming the marker).
+    pub fn latest_delete_marker(&self, bucket: &str, key: &str) -> Result<Option<ObjectRecord>> {
+        let tx = self.db.begin_read()?;
+        if tx
+            .open_table(OBJECTS)?
+            .get(object_key(bucket, key).as_slice())?
+            .is_some()
+        {
+            return Ok(None);
+        }
+        let versions = tx.open_table(VERSIONS)?;
+        Ok(versions::older_versions(&versions, bucket, key)?
+            .into_iter()
+            .next()
+            .map(|(_, r)| r)
+            .filter(|r| r.delete_marker))
+    }
+
+    /// One version's record and, for an inline object, its bytes, read in one transaction.
     pub fn object_with_inline(
         &self,
         bucket: &str,
         key: &str,
+        which: Which<'_>,
     ) -> Result<(ObjectRecord, Option<bytes::Bytes>)> {
         let tx = self.db.begin_read()?;
         if tx.open_table(BUCKETS)?.get(bucket)?.is_none() {
             return Err(StoreError::NoSuchBucket);
         }
-        let t = tx.open_table(OBJECTS)?;
-        let v = t
-            .get(object_key(bucket, key).as_slice())?
-            .ok_or(StoreError::NoSuchKey)?;
-        let rec: ObjectRecord = decode(v.value())?;
+        let objects = tx.open_table(OBJECTS)?;
+        let versions = tx.open_table(VERSIONS)?;
+        let rec = versions::find(&objects, &versions, bucket, key, which)?
+            .ok_or_else(|| which.missing())?;
         let inline = match rec.segments.first() {
             Some(seg) if seg.inline => {
                 let table = tx.open_table(INLINE)?;
@@ -367,8 +432,9 @@ impl Meta {
         Ok((rec, inline))
     }
 
-    /// Makes `rec` the current object under `bucket/key`. The previous version's blobs become
-    /// garbage in the same transaction.
+    /// Makes `rec` the newest version of `bucket/key` (as the bucket's versioning says: in a
+    /// bucket that never had versioning, the previous object's blobs become garbage in the same
+    /// transaction). Returns the record as stored (version id and order set).
     pub fn put_object(
         &self,
         bucket: &str,
@@ -377,72 +443,81 @@ impl Meta {
         cond: &WriteCondition,
         inline: Option<bytes::Bytes>,
         pieces: Option<Vec<u8>>,
-    ) -> Result<()> {
+    ) -> Result<ObjectRecord> {
         let (bucket, key, rec, cond) =
             (bucket.to_owned(), key.to_owned(), rec.clone(), cond.clone());
         self.write(move |tx| {
-            let (bucket, key, rec, cond) = (bucket.as_str(), key.as_str(), &rec, &cond);
-            {
-                if tx.open_table(BUCKETS)?.get(bucket)?.is_none() {
-                    return Err(StoreError::NoSuchBucket);
-                }
-                let mut objects = tx.open_table(OBJECTS)?;
-                let k = object_key(bucket, key);
-                let previous: Option<ObjectRecord> = match objects.get(k.as_slice())? {
-                    Some(v) => Some(decode(v.value())?),
-                    None => None,
-                };
-                check_condition(previous.as_ref(), cond)?;
-                objects.insert(k.as_slice(), encode(rec)?.as_slice())?;
-                let mut refs = tx.open_table(BLOB_REFS)?;
-                for s in &rec.segments {
-                    refs.insert(s.blob.as_str(), ())?;
-                }
-                if let (Some(data), Some(seg)) = (&inline, rec.segments.first()) {
-                    tx.open_table(INLINE)?
-                        .insert(seg.blob.as_str(), data.as_ref())?;
-                }
-                let mut piece_table = tx.open_table(PIECES)?;
-                if let Some(p) = &pieces {
-                    piece_table.insert(rec.version.as_str(), p.as_slice())?;
-                }
-                if let Some(prev) = &previous {
-                    piece_table.remove(prev.version.as_str())?;
-                }
-                drop(piece_table);
-                if let Some(prev) = previous {
-                    let released: Vec<String> = prev.segments.into_iter().map(|s| s.blob).collect();
-                    release(&mut tx.open_table(GARBAGE)?, &released)?;
-                }
+            let (bucket, key, mut rec, cond) = (bucket.as_str(), key.as_str(), rec, &cond);
+            let versioning = bucket_versioning(tx, bucket)?;
+            versions::install(tx, versioning, bucket, key, &mut rec, cond)?;
+            let mut refs = tx.open_table(BLOB_REFS)?;
+            for s in &rec.segments {
+                refs.insert(s.blob.as_str(), ())?;
             }
-            Ok(())
+            if let (Some(data), Some(seg)) = (&inline, rec.segments.first()) {
+                tx.open_table(INLINE)?
+                    .insert(seg.blob.as_str(), data.as_ref())?;
+            }
+            if let Some(p) = &pieces {
+                tx.open_table(PIECES)?
+                    .insert(rec.version.as_str(), p.as_slice())?;
+            }
+            Ok(rec)
         })
     }
 
-    /// Removes the object; `Ok(false)` if there was none (S3 answers 204 either way).
-    pub fn delete_object(&self, bucket: &str, key: &str) -> Result<bool> {
-        let (bucket, key) = (bucket.to_owned(), key.to_owned());
+    /// Deletes `bucket/key` without naming a version: removes the object in a bucket that never
+    /// had versioning, else adds a delete marker made by `requester` (see [`Deleted`]).
+    pub fn delete_object(&self, bucket: &str, key: &str, requester: &str) -> Result<Deleted> {
+        let (bucket, key, requester) = (bucket.to_owned(), key.to_owned(), requester.to_owned());
         self.write(move |tx| {
             let (bucket, key) = (bucket.as_str(), key.as_str());
-            let existed;
-            {
-                if tx.open_table(BUCKETS)?.get(bucket)?.is_none() {
-                    return Err(StoreError::NoSuchBucket);
-                }
-                let mut objects = tx.open_table(OBJECTS)?;
-                let removed: Option<ObjectRecord> =
-                    match objects.remove(object_key(bucket, key).as_slice())? {
-                        Some(v) => Some(decode(v.value())?),
-                        None => None,
-                    };
-                existed = removed.is_some();
-                if let Some(prev) = removed {
-                    tx.open_table(PIECES)?.remove(prev.version.as_str())?;
-                    let released: Vec<String> = prev.segments.into_iter().map(|s| s.blob).collect();
-                    release(&mut tx.open_table(GARBAGE)?, &released)?;
-                }
+            let Some(versioning) = bucket_versioning(tx, bucket)? else {
+                let removed: Option<ObjectRecord> = match tx
+                    .open_table(OBJECTS)?
+                    .remove(object_key(bucket, key).as_slice())?
+                {
+                    Some(v) => Some(decode(v.value())?),
+                    None => None,
+                };
+                let existed = removed.is_some();
+                versions::forget_versions(tx, removed.into_iter().collect())?;
+                return Ok(Deleted {
+                    existed,
+                    ..Deleted::default()
+                });
+            };
+            let mut marker = ObjectRecord::delete_marker(&requester, crate::now_ns());
+            versions::install(
+                tx,
+                Some(versioning),
+                bucket,
+                key,
+                &mut marker,
+                &WriteCondition::default(),
+            )?;
+            Ok(Deleted {
+                existed: true,
+                delete_marker: true,
+                version_id: Some(marker.version_id().to_owned()),
+            })
+        })
+    }
+
+    /// Removes one version for good (DELETE with `versionId`). Deleting a version that does not
+    /// exist succeeds, as in S3.
+    pub fn delete_version(&self, bucket: &str, key: &str, version_id: &str) -> Result<Deleted> {
+        let (bucket, key, version_id) = (bucket.to_owned(), key.to_owned(), version_id.to_owned());
+        self.write(move |tx| {
+            if tx.open_table(BUCKETS)?.get(bucket.as_str())?.is_none() {
+                return Err(StoreError::NoSuchBucket);
             }
-            Ok(existed)
+            let removed = versions::remove_version(tx, &bucket, &key, &version_id)?;
+            Ok(Deleted {
+                existed: removed.is_some(),
+                delete_marker: removed.is_some_and(|r| r.delete_marker),
+                version_id: Some(version_id),
+            })
         })
     }
 
@@ -526,6 +601,16 @@ impl Meta {
             }
         }
         Ok(page)
+    }
+
+    pub fn list_versions(&self, bucket: &str, q: &VersionListQuery) -> Result<VersionPage> {
+        let tx = self.db.begin_read()?;
+        if tx.open_table(BUCKETS)?.get(bucket)?.is_none() {
+            return Err(StoreError::NoSuchBucket);
+        }
+        let objects = tx.open_table(OBJECTS)?;
+        let versions = tx.open_table(VERSIONS)?;
+        versions::list(&objects, &versions, bucket, q)
     }
 
     // ---- multipart ----
@@ -637,45 +722,24 @@ impl Meta {
         let (upload_id, cond) = (upload_id.to_owned(), cond.clone());
         self.write(move |tx| {
             let (upload_id, cond) = (upload_id.as_str(), &cond);
-            let rec;
-            {
-                let mut uploads = tx.open_table(UPLOADS)?;
-                let upload: UploadRecord = match uploads.get(upload_id)? {
-                    Some(v) => decode(v.value())?,
-                    None => return Err(StoreError::NoSuchUpload),
-                };
-                if tx
-                    .open_table(BUCKETS)?
-                    .get(upload.bucket.as_str())?
-                    .is_none()
-                {
-                    return Err(StoreError::NoSuchBucket);
-                }
-                let mut parts = tx.open_table(PARTS)?;
-                let stored = read_parts(&parts, upload_id)?;
-                rec = build(&upload, &stored)?;
-                let mut objects = tx.open_table(OBJECTS)?;
-                let k = object_key(&upload.bucket, &upload.key);
-                let previous: Option<ObjectRecord> = match objects.get(k.as_slice())? {
-                    Some(v) => Some(decode(v.value())?),
-                    None => None,
-                };
-                check_condition(previous.as_ref(), cond)?;
-                objects.insert(k.as_slice(), encode(&rec)?.as_slice())?;
-                uploads.remove(upload_id)?;
-                let all_parts = remove_parts(&mut parts, upload_id)?;
-                let used: std::collections::HashSet<&str> =
-                    rec.segments.iter().map(|s| s.blob.as_str()).collect();
-                let mut released: Vec<String> = all_parts
-                    .into_iter()
-                    .filter(|b| !used.contains(b.as_str()))
-                    .collect();
-                if let Some(prev) = previous {
-                    tx.open_table(PIECES)?.remove(prev.version.as_str())?;
-                    released.extend(prev.segments.into_iter().map(|s| s.blob));
-                }
-                release(&mut tx.open_table(GARBAGE)?, &released)?;
-            }
+            let upload: UploadRecord = match tx.open_table(UPLOADS)?.get(upload_id)? {
+                Some(v) => decode(v.value())?,
+                None => return Err(StoreError::NoSuchUpload),
+            };
+            let versioning = bucket_versioning(tx, &upload.bucket)?;
+            let stored = read_parts(&tx.open_table(PARTS)?, upload_id)?;
+            let mut rec = build(&upload, &stored)?;
+            // Checks the condition before it changes anything.
+            versions::install(tx, versioning, &upload.bucket, &upload.key, &mut rec, cond)?;
+            tx.open_table(UPLOADS)?.remove(upload_id)?;
+            let all_parts = remove_parts(&mut tx.open_table(PARTS)?, upload_id)?;
+            let used: std::collections::HashSet<&str> =
+                rec.segments.iter().map(|s| s.blob.as_str()).collect();
+            let released: Vec<String> = all_parts
+                .into_iter()
+                .filter(|b| !used.contains(b.as_str()))
+                .collect();
+            release(&mut tx.open_table(GARBAGE)?, &released)?;
             Ok(rec)
         })
     }
@@ -693,7 +757,7 @@ impl Meta {
         Ok(out)
     }
 
-    /// Keeps lazily made piece hashes, if `bucket/key` is still that version.
+    /// Keeps lazily made piece hashes, if `bucket/key` still has that version.
     pub fn put_pieces(
         &self,
         bucket: &str,
@@ -708,14 +772,14 @@ impl Meta {
             pieces.encode(),
         );
         self.write(move |tx| {
-            let objects = tx.open_table(OBJECTS)?;
-            let current: Option<ObjectRecord> =
-                match objects.get(object_key(&bucket, &key).as_slice())? {
-                    Some(v) => Some(decode(v.value())?),
-                    None => None,
-                };
-            drop(objects);
-            if current.is_none_or(|c| c.version != version) {
+            let found = versions::find(
+                &tx.open_table(OBJECTS)?,
+                &tx.open_table(VERSIONS)?,
+                &bucket,
+                &key,
+                Which::Exact(&version),
+            )?;
+            if found.is_none() {
                 return Ok(false);
             }
             tx.open_table(PIECES)?
