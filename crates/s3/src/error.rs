@@ -9,10 +9,9 @@ pub fn to_s3(e: StoreError) -> S3Error {
     match e {
         StoreError::NoSuchBucket => s3_error!(NoSuchBucket),
         StoreError::NoSuchKey => s3_error!(NoSuchKey),
-        StoreError::NoSuchVersion => s3_error!(
-            NoSuchVersion,
-            "The specified version does not exist."
-        ),
+        StoreError::NoSuchVersion => {
+            s3_error!(NoSuchVersion, "The specified version does not exist.")
+        }
         StoreError::InvalidArgument(m) => S3Error::with_message(S3ErrorCode::InvalidArgument, m),
         StoreError::BucketAlreadyExists => s3_error!(BucketAlreadyExists),
         StoreError::BucketAlreadyOwnedByYou => s3_error!(BucketAlreadyOwnedByYou),

@@ -22,8 +22,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use seedbucket_seeder::{Library, SeedTorrent};
-use seedbucket_store::{ObjectReader, Which};
 use seedbucket_store::pieces::IssuedTorrent;
+use seedbucket_store::{ObjectReader, Which};
 use seedbucket_torrent::Format;
 
 use crate::Seedbucket;

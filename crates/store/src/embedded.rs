@@ -375,7 +375,12 @@ impl Embedded {
         Ok(deleted)
     }
 
-    pub async fn delete_version(&self, bucket: &str, key: &str, version_id: &str) -> Result<Deleted> {
+    pub async fn delete_version(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: &str,
+    ) -> Result<Deleted> {
         let (bucket, key, id) = (bucket.to_owned(), key.to_owned(), version_id.to_owned());
         let deleted = self
             .blocking(move |i| i.meta.delete_version(&bucket, &key, &id))

@@ -307,7 +307,12 @@ impl Access {
 
     /// Whether anonymous callers may read this version of the object (named as `which` names
     /// it): its torrent is then public.
-    pub fn anonymous_may_read_at(&self, key: &str, object: &ObjectRecord, which: Which<'_>) -> bool {
+    pub fn anonymous_may_read_at(
+        &self,
+        key: &str,
+        object: &ObjectRecord,
+        which: Which<'_>,
+    ) -> bool {
         let anonymous = Access {
             principal: Principal::Anonymous,
             bucket: self.bucket.clone(),

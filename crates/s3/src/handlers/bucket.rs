@@ -4,10 +4,10 @@ use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 
 use super::timestamp;
-use seedbucket_store::Versioning;
 use crate::Seedbucket;
 use crate::access::Action;
 use crate::error::to_s3;
+use seedbucket_store::Versioning;
 
 /// S3 bucket naming rules (general purpose buckets).
 pub(crate) fn valid_bucket_name(name: &str) -> bool {

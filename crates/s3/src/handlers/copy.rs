@@ -4,15 +4,13 @@
 
 use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
-use seedbucket_store::{
-    ChecksumSelection, ObjectAttributes, ObjectReader, StageTarget, Which,
-};
+use seedbucket_store::{ChecksumSelection, ObjectAttributes, ObjectReader, StageTarget, Which};
 
 use super::multipart::check_part_key;
 use super::object::{BodyStream, check_key, write_condition};
-use super::{version_header, which_version};
 use super::sse::{check_read_key, echo, sse_error};
 use super::{etag, parse_tagging_header, request_charged, timestamp, user_metadata};
+use super::{version_header, which_version};
 use crate::Seedbucket;
 use crate::access::Action;
 use crate::conditional::{Conditions, Outcome};

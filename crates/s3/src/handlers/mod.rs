@@ -457,7 +457,10 @@ pub(crate) fn version_header(
 /// The headers S3 adds to an answer about a delete marker.
 fn delete_marker_headers(marker: &ObjectRecord) -> http::HeaderMap {
     let mut headers = http::HeaderMap::new();
-    headers.insert("x-amz-delete-marker", http::HeaderValue::from_static("true"));
+    headers.insert(
+        "x-amz-delete-marker",
+        http::HeaderValue::from_static("true"),
+    );
     if let Ok(v) = http::HeaderValue::from_str(marker.version_id()) {
         headers.insert("x-amz-version-id", v);
     }
@@ -471,7 +474,10 @@ pub(crate) fn delete_marker_named(marker: &ObjectRecord) -> s3s::S3Error {
         "The specified method is not allowed against this resource."
     );
     let mut headers = delete_marker_headers(marker);
-    headers.insert(http::header::ALLOW, http::HeaderValue::from_static("DELETE"));
+    headers.insert(
+        http::header::ALLOW,
+        http::HeaderValue::from_static("DELETE"),
+    );
     e.set_headers(headers);
     e
 }

@@ -371,7 +371,11 @@ impl Seedbucket {
         version_id: Option<&str>,
     ) -> Result<Deleted, StoreError> {
         match version_id {
-            Some(id) => self.store.delete_version(&access.bucket.name, key, id).await,
+            Some(id) => {
+                self.store
+                    .delete_version(&access.bucket.name, key, id)
+                    .await
+            }
             None => {
                 let requester = super::writer_id(access);
                 self.store
@@ -502,7 +506,9 @@ impl Seedbucket {
             } else if let Err(e) = &which {
                 Err((
                     "InvalidArgument",
-                    e.message().unwrap_or("Invalid version id specified").to_owned(),
+                    e.message()
+                        .unwrap_or("Invalid version id specified")
+                        .to_owned(),
                 ))
             } else if !access.allows_at(
                 Action::DeleteObject,

@@ -229,7 +229,6 @@ impl Seedbucket {
                 _ => Vec::new(),
             },
             url_list: vec![webseed.clone()],
-            ..Outer::default()
         };
         let torrent = build_torrent(&info, &outer);
 

@@ -23,8 +23,8 @@ use serde::de::DeserializeOwned;
 use crate::error::{Result, StoreError};
 use crate::pieces::{IssuedTorrent, StoredPieces, TorrentSources};
 use crate::records::{BucketRecord, ObjectRecord, PartRecord, UploadRecord, Versioning};
-pub use versions::{ListedVersion, OwnedWhich, VersionListQuery, VersionPage, Which};
 use versions::VERSIONS;
+pub use versions::{ListedVersion, OwnedWhich, VersionListQuery, VersionPage, Which};
 
 const BUCKETS: TableDefinition<&str, &[u8]> = TableDefinition::new("buckets");
 const OBJECTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("objects");

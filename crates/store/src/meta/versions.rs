@@ -18,7 +18,9 @@
 
 use redb::{ReadableTable, Table, TableDefinition, WriteTransaction};
 
-use super::{check_condition, decode, encode, object_key, WriteCondition, GARBAGE, OBJECTS, PIECES};
+use super::{
+    GARBAGE, OBJECTS, PIECES, WriteCondition, check_condition, decode, encode, object_key,
+};
 use crate::error::{Result, StoreError};
 use crate::records::{ObjectRecord, Versioning};
 
@@ -419,11 +421,10 @@ pub(super) fn list(
     let mut current = rows_from(objects, &start, &full_prefix)?.peekable();
     let mut older = rows_from(versions, &start, &full_prefix)?.peekable();
     let mut previous_key: Option<String> = None;
-    // While skipping the marker key's versions up to the version id marker.
-    let mut seeking_version = q
-        .version_id_marker
-        .as_deref()
-        .filter(|v| !v.is_empty() && q.key_marker.is_some());
+    // How the marker key's own versions are treated: all skipped (no version id marker), or
+    // skipped up to and including the version id marker, then listed.
+    let mut seeking_version = q.version_id_marker.as_deref().filter(|v| !v.is_empty());
+    let mut past_version_marker = false;
     let mut count = 0usize;
     loop {
         let from_current = match (current.peek(), older.peek()) {
@@ -456,17 +457,15 @@ pub(super) fn list(
             if key < marker.as_str() {
                 continue;
             }
-            if key == marker.as_str() {
-                match seeking_version {
-                    None => continue,
-                    Some(id) => {
-                        let rec: ObjectRecord = decode(&v)?;
-                        if rec.version_id() == id {
-                            seeking_version = None;
-                        }
-                        continue;
+            if key == marker.as_str() && !past_version_marker {
+                if let Some(id) = seeking_version {
+                    let rec: ObjectRecord = decode(&v)?;
+                    if rec.version_id() == id {
+                        seeking_version = None;
+                        past_version_marker = true;
                     }
                 }
+                continue;
             }
         }
         let common = delimiter.and_then(|d| {
