@@ -349,21 +349,24 @@ impl KeyRing {
 
     /// The key with this access key id, if it exists now.
     pub fn get(&self, access_key: &str) -> Option<AccessKey> {
-        let mut st = self.state.lock().ok()?;
-        self.refresh(&mut st, false);
-        if let Some(k) = st.keys.iter().find(|k| k.access_key == access_key) {
-            return Some(k.clone());
-        }
-        // A key the CLI just created must work at once.
-        self.refresh(&mut st, true);
-        st.keys.iter().find(|k| k.access_key == access_key).cloned()
+        self.find_now(|k| k.access_key == access_key)
     }
 
-    /// The key of a canonical user id.
+    /// The key of a canonical user id (a grant names one), if it exists now.
     pub fn by_user(&self, user_id: &str) -> Option<AccessKey> {
+        self.find_now(|k| k.user_id == user_id)
+    }
+
+    /// The first key matching `wanted`, re-reading the key file once if none does: a key the
+    /// CLI just created must work at once, as an access key and as a grantee.
+    fn find_now(&self, wanted: impl Fn(&AccessKey) -> bool) -> Option<AccessKey> {
         let mut st = self.state.lock().ok()?;
         self.refresh(&mut st, false);
-        st.keys.iter().find(|k| k.user_id == user_id).cloned()
+        if let Some(k) = st.keys.iter().find(|k| wanted(k)) {
+            return Some(k.clone());
+        }
+        self.refresh(&mut st, true);
+        st.keys.iter().find(|k| wanted(k)).cloned()
     }
 }
 
