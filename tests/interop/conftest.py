@@ -34,11 +34,13 @@ def _free_port() -> int:
 
 
 class Server:
-    def __init__(self, tmp: Path, extra=(), admin=False, backend=None, port=None, host="127.0.0.1"):
+    def __init__(self, tmp: Path, extra=(), admin=False, backend=None, port=None, host="127.0.0.1",
+                 data_dir=None):
         """`backend`: an S3 backend (see gateway_args) to run in front of, in gateway mode.
         `host`: the address the S3 port and the seeder listen on (a test's own namespace
-        address when a client must reach it from there)."""
-        self.data_dir = tmp / "data"
+        address when a client must reach it from there).
+        `data_dir`: where the data lives (default `tmp/data`)."""
+        self.data_dir = Path(data_dir) if data_dir else tmp / "data"
         self.backend_args, backend_env = gateway_args(backend) if backend else ([], {})
         self.port = port or _free_port()
         self.admin_port = _free_port() if admin else None
