@@ -15,6 +15,7 @@ mod error;
 mod error_body;
 pub mod guarded_body;
 pub(crate) mod handlers;
+pub mod lifecycle;
 mod obfuscated_index;
 mod request_log;
 pub mod seed_library;
@@ -320,6 +321,24 @@ impl S3 for Seedbucket {
         req: S3Request<GetBucketPolicyStatusInput>,
     ) -> S3Result<S3Response<GetBucketPolicyStatusOutput>> {
         self.h_get_bucket_policy_status(req).await
+    }
+    async fn put_bucket_lifecycle_configuration(
+        &self,
+        req: S3Request<PutBucketLifecycleConfigurationInput>,
+    ) -> S3Result<S3Response<PutBucketLifecycleConfigurationOutput>> {
+        self.h_put_bucket_lifecycle_configuration(req).await
+    }
+    async fn get_bucket_lifecycle_configuration(
+        &self,
+        req: S3Request<GetBucketLifecycleConfigurationInput>,
+    ) -> S3Result<S3Response<GetBucketLifecycleConfigurationOutput>> {
+        self.h_get_bucket_lifecycle_configuration(req).await
+    }
+    async fn delete_bucket_lifecycle(
+        &self,
+        req: S3Request<DeleteBucketLifecycleInput>,
+    ) -> S3Result<S3Response<DeleteBucketLifecycleOutput>> {
+        self.h_delete_bucket_lifecycle(req).await
     }
     async fn get_bucket_encryption(
         &self,

@@ -1,5 +1,6 @@
-//! The admin listener (`--admin-listen`): `/metrics` in the Prometheus text format and
-//! `/health`. Separate from the S3 port so it can stay on a private address.
+//! The admin listener (`--admin-listen`): `/metrics` in the Prometheus text format, `/health`,
+//! and `POST /lifecycle/run` (one lifecycle pass now; answers its counts as JSON). Separate from
+//! the S3 port so it can stay on a private address.
 
 use std::convert::Infallible;
 
@@ -25,7 +26,13 @@ pub async fn serve(listener: TcpListener, app: Seedbucket, seeder: Option<Seeder
         let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
             let app = app.clone();
             let seeder = seeder.clone();
-            async move { Ok::<_, Infallible>(route(&app, seeder.as_ref(), req.uri().path())) }
+            async move {
+                if req.uri().path() == "/lifecycle/run" {
+                    let as_of = req.uri().query().unwrap_or("");
+                    return Ok::<_, Infallible>(lifecycle_run(&app, req.method(), as_of).await);
+                }
+                Ok::<_, Infallible>(route(&app, seeder.as_ref(), req.uri().path()))
+            }
         });
         let conn = http
             .serve_connection(TokioIo::new(socket), service)
@@ -34,6 +41,46 @@ pub async fn serve(listener: TcpListener, app: Seedbucket, seeder: Option<Seeder
             let _ = conn.await;
         });
     }
+}
+
+/// `POST /lifecycle/run`: one pass of every bucket's lifecycle rules, answered when done.
+/// `?as_of=SECONDS` (Unix time) runs the rules as they stand at that time, to see what a rule
+/// will do before its days have passed (it deletes what it expires, as any pass does).
+async fn lifecycle_run(
+    app: &Seedbucket,
+    method: &hyper::Method,
+    query: &str,
+) -> Response<Full<Bytes>> {
+    let as_of = query
+        .split('&')
+        .find_map(|p| p.strip_prefix("as_of="))
+        .map(|v| v.parse::<i64>().map(|s| s.saturating_mul(1_000_000_000)));
+    let (status, body) = if method != hyper::Method::POST {
+        (StatusCode::METHOD_NOT_ALLOWED, "use POST\n".to_owned())
+    } else if let Some(Err(_)) = as_of {
+        (
+            StatusCode::BAD_REQUEST,
+            "as_of must be Unix seconds\n".to_owned(),
+        )
+    } else {
+        match app.run_lifecycle(as_of.and_then(Result::ok)).await {
+            Ok(r) => (
+                StatusCode::OK,
+                serde_json::json!({
+                    "buckets": r.buckets,
+                    "expired": r.expired,
+                    "noncurrent_removed": r.noncurrent_removed,
+                    "delete_markers_removed": r.delete_markers_removed,
+                    "uploads_aborted": r.uploads_aborted,
+                })
+                .to_string(),
+            ),
+            Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
+        }
+    };
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    r
 }
 
 fn route(app: &Seedbucket, seeder: Option<&Seeder>, path: &str) -> Response<Full<Bytes>> {

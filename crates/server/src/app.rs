@@ -316,6 +316,25 @@ async fn serve_with_keys(
             }
         }));
     }
+    if config.lifecycle_interval > 0 {
+        let (app, every) = (s3.clone(), Duration::from_secs(config.lifecycle_interval));
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                match app.run_lifecycle(None).await {
+                    Ok(r) => tracing::info!(
+                        buckets = r.buckets,
+                        expired = r.expired,
+                        noncurrent_removed = r.noncurrent_removed,
+                        delete_markers_removed = r.delete_markers_removed,
+                        uploads_aborted = r.uploads_aborted,
+                        "lifecycle pass"
+                    ),
+                    Err(e) => tracing::warn!(error = %e, "lifecycle pass failed"),
+                }
+            }
+        });
+    }
     if let Some(addr) = config.admin_listen {
         let listener = TcpListener::bind(addr)
             .await

@@ -119,6 +119,10 @@ pub struct ServeArgs {
     /// Seconds a private torrent's webseed URL stays valid [default: 604800].
     #[arg(long, env = "SEEDBUCKET_WEBSEED_EXPIRY")]
     pub webseed_expiry: Option<u64>,
+    /// Seconds between passes applying the buckets' lifecycle rules; 0 = never (the admin
+    /// listener's `POST /lifecycle/run` still runs one) [default: 3600].
+    #[arg(long, env = "SEEDBUCKET_LIFECYCLE_INTERVAL")]
+    pub lifecycle_interval: Option<u64>,
     /// Hash torrent pieces while objects are written [default: on]. Off makes every first
     /// ?torrent read the object once; it exists to measure what hashing costs.
     #[arg(long, env = "SEEDBUCKET_PIECE_HASHING", value_parser = ["on", "off"])]

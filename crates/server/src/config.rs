@@ -31,6 +31,8 @@ pub struct FileConfig {
     pub torrent_format: String,
     /// Seconds the webseed URL in a private torrent stays valid. Example: 604800 (7 days).
     pub webseed_expiry: u64,
+    /// Seconds between lifecycle passes (expiring objects by the buckets' rules); 0 = never.
+    pub lifecycle_interval: u64,
     /// Tracker announces per second from one address (bursts of twice that); 0 = no limit.
     pub tracker_rate_limit: u32,
     /// Track any info-hash, not only torrents this server issued. Example: false.
@@ -127,6 +129,7 @@ impl Default for FileConfig {
             torrent_max_size: 5 * 1024 * 1024 * 1024,
             torrent_format: "v1".to_owned(),
             webseed_expiry: 7 * 24 * 3600,
+            lifecycle_interval: 3600,
             tracker_rate_limit: 50,
             open_tracker: false,
             peer_listen: None,
@@ -251,6 +254,8 @@ pub struct Config {
     pub torrent_max_size: u64,
     pub torrent_format: seedbucket_torrent::Format,
     pub webseed_expiry: u64,
+    /// Seconds between lifecycle passes; 0: none but those asked for on the admin listener.
+    pub lifecycle_interval: u64,
     /// Where the access log goes, and whether its lines are JSON (`--log-format json`).
     pub access_log: seedbucket_access_log::Destination,
     pub log_json: bool,
@@ -480,6 +485,7 @@ impl Config {
             torrent_max_size: args.torrent_max_size.unwrap_or(file.torrent_max_size),
             torrent_format,
             webseed_expiry: args.webseed_expiry.unwrap_or(file.webseed_expiry),
+            lifecycle_interval: args.lifecycle_interval.unwrap_or(file.lifecycle_interval),
             piece_hashing,
             backend,
             redis,

@@ -60,6 +60,7 @@ mod tests {
             cors: Vec::new(),
             default_sse_s3: false,
             versioning: None,
+            lifecycle: Vec::new(),
         };
         write(dir.path(), &[rec("a", "u1"), rec("b", "u2")]).unwrap();
         let got = read(dir.path()).unwrap().unwrap();

@@ -123,6 +123,7 @@ impl Embedded {
             cors: Vec::new(),
             default_sse_s3: false,
             versioning: None,
+            lifecycle: Vec::new(),
         };
         self.blocking(move |i| {
             i.meta.create_bucket(&rec)?;

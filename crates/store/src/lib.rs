@@ -281,6 +281,7 @@ impl Store {
                     cors: Vec::new(),
                     default_sse_s3: false,
                     versioning: None,
+                    lifecycle: Vec::new(),
                 })
                 .await
             }

@@ -31,6 +31,44 @@ pub struct BucketRecord {
     /// Versioning state (PutBucketVersioning); `None` for a bucket that never had it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub versioning: Option<Versioning>,
+    /// Lifecycle rules (PutBucketLifecycleConfiguration), in order; empty: none configured.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lifecycle: Vec<LifecycleRule>,
+}
+
+/// One lifecycle rule: which objects (prefix, tags, size) and what happens to them when.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct LifecycleRule {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    pub enabled: bool,
+    #[serde(default)]
+    pub prefix: String,
+    /// Every tag must be on the object.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size_greater_than: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size_less_than: Option<u64>,
+    /// Expire current versions this many days after they were written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expiration_days: Option<u32>,
+    /// ... or from this time on (nanoseconds since the Unix epoch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expiration_date_ns: Option<i64>,
+    /// Remove a delete marker that no longer hides any version.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub expired_object_delete_marker: bool,
+    /// Delete noncurrent versions this many days after they became noncurrent...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub noncurrent_days: Option<u32>,
+    /// ... keeping this many of the newest noncurrent versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub newer_noncurrent_versions: Option<u32>,
+    /// Abort multipart uploads this many days after they were started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub abort_incomplete_days: Option<u32>,
 }
 
 /// A bucket's versioning state once it was ever set (S3 has no way back to "never versioned").

@@ -79,6 +79,7 @@ mod attributes;
 mod bucket;
 mod config;
 pub(crate) mod copy;
+mod lifecycle;
 mod list;
 mod multipart;
 pub(crate) mod object;

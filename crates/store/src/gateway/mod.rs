@@ -469,6 +469,7 @@ impl Gateway {
             cors: Vec::new(),
             default_sse_s3: false,
             versioning: None,
+            lifecycle: Vec::new(),
         }
     }
 
