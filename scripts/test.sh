@@ -10,7 +10,8 @@ ROOT=$PWD
 # Debian packages the tests drive. Later suites append here.
 # redis-server and nginx: the scale-out test starts its own on free loopback ports (the system
 # services are never used). jq: the README's examples use it (tests/interop/test_readme.py).
-APT_PACKAGES="curl jq python3-venv aria2 transmission-cli qbittorrent-nox redis-server nginx"
+# rclone and s3cmd: driven against a versioned bucket (tests/interop/test_versioning.py).
+APT_PACKAGES="curl jq python3-venv aria2 transmission-cli qbittorrent-nox redis-server nginx rclone s3cmd"
 
 missing=()
 for p in $APT_PACKAGES; do
@@ -25,7 +26,7 @@ if [ ${#missing[@]} -gt 0 ]; then
     echo "note: missing Debian packages (${missing[*]}); not root, continuing with what is installed"
   fi
 fi
-for tool in curl jq python3 cargo aria2c transmission-show qbittorrent-nox redis-server; do
+for tool in curl jq python3 cargo aria2c transmission-show qbittorrent-nox redis-server rclone s3cmd; do
   command -v "$tool" >/dev/null || { echo "FATAL: $tool is required"; exit 1; }
 done
 # (nginx is in /usr/sbin, off PATH for most users)
