@@ -30,6 +30,8 @@ if ! command -v nginx >/dev/null; then
   if [ "$(id -u)" = 0 ]; then apt-get install -y -qq nginx-light >/dev/null || apt-get install -y -qq nginx >/dev/null; fi
 fi
 command -v nginx >/dev/null || { echo "nginx is required (apt-get install nginx-light)"; exit 1; }
+if ! command -v wrk >/dev/null && [ "$(id -u)" = 0 ]; then apt-get install -y -qq wrk >/dev/null; fi
+command -v wrk >/dev/null || { echo "wrk is required (apt-get install wrk)"; exit 1; }
 
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_port() { for _ in $(seq 100); do (echo > /dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 did not open"; exit 1; }
@@ -70,6 +72,25 @@ head -c $((LARGE_MB << 20)) /dev/zero | tr '\0' 'Z' > "$WORK/www/large"
 line=$("$BENCH" large-get --url "http://127.0.0.1:$NG_PORT/large"); echo "nginx $line"
 R[nginx.get]=$(echo "$line" | field mb_per_s)
 
+# The same load tool for both servers (wrk, keep-alive, one URL): a 4 KiB GET with
+# $CONCURRENCY connections, and a ${LARGE_MB} MiB GET on one connection. seedbucket's URLs are
+# presigned (SigV4 query auth checked on every request); nginx serves the same bytes as files.
+wrk_rps() { wrk -t2 -c"$2" -d"$3"s "$1" | awk '/Requests\/sec/ {print $2}'; }
+echo "== wrk: 4 KiB GET, seedbucket (presigned) and nginx"
+"$BENCH" large-put --endpoint http://127.0.0.1:$SB_PORT --key small4k --size 4096 >/dev/null
+head -c 4096 /dev/zero | tr '\0' 'Z' > "$WORK/www/small4k"
+SMALL_URL=$("$BENCH" presign-get --endpoint http://127.0.0.1:$SB_PORT --key small4k)
+wrk_rps "$SMALL_URL" "$CONCURRENCY" 2 >/dev/null   # warm-up
+R[wrk.sb.small]=$(wrk_rps "$SMALL_URL" "$CONCURRENCY" "$SMALL_SECONDS")
+R[wrk.ng.small]=$(wrk_rps "http://127.0.0.1:$NG_PORT/small4k" "$CONCURRENCY" "$SMALL_SECONDS")
+echo "seedbucket ${R[wrk.sb.small]} req/s, nginx ${R[wrk.ng.small]} req/s"
+echo "== wrk: ${LARGE_MB} MiB GET on one connection, seedbucket (presigned) and nginx"
+LARGE_URL=$("$BENCH" presign-get --endpoint http://127.0.0.1:$SB_PORT --key large)
+large_mbps() { wrk -t1 -c1 -d"$SMALL_SECONDS"s "$1" | awk -v mb="$LARGE_MB" '/Requests\/sec/ {printf "%.1f", $2 * mb * 1048576 / 1e6}'; }
+R[wrk.sb.large]=$(large_mbps "$LARGE_URL")
+R[wrk.ng.large]=$(large_mbps "http://127.0.0.1:$NG_PORT/large")
+echo "seedbucket ${R[wrk.sb.large]} MB/s, nginx ${R[wrk.ng.large]} MB/s"
+
 echo "== seedbucket memory over a ${HUGE_MB} MiB PUT and GET"
 "$BENCH" large-put --endpoint http://127.0.0.1:$SB_PORT --key huge --size $((HUGE_MB << 20))
 "$BENCH" large-get --endpoint http://127.0.0.1:$SB_PORT --key huge
@@ -84,6 +105,8 @@ ratio() { python3 -c "print(f'{$1/$2:.2f}')"; }
   echo "| ${LARGE_MB} MiB GET, MB/s | ${R[seedbucket.get]} | nginx | ${R[nginx.get]} | $(ratio ${R[seedbucket.get]} ${R[nginx.get]}) |"
   echo "| 4 KiB PUT, ops/s (c=$CONCURRENCY) | ${R[seedbucket.sput]} | s3s-fs | ${R[s3sfs.sput]} | $(ratio ${R[seedbucket.sput]} ${R[s3sfs.sput]}) |"
   echo "| 4 KiB GET, ops/s (c=$CONCURRENCY) | ${R[seedbucket.sget]} | s3s-fs | ${R[s3sfs.sget]} | $(ratio ${R[seedbucket.sget]} ${R[s3sfs.sget]}) |"
+  echo "| 4 KiB presigned GET, req/s (wrk, c=$CONCURRENCY) | ${R[wrk.sb.small]} | nginx | ${R[wrk.ng.small]} | $(ratio ${R[wrk.sb.small]} ${R[wrk.ng.small]}) |"
+  echo "| ${LARGE_MB} MiB presigned GET, MB/s (wrk, c=1) | ${R[wrk.sb.large]} | nginx | ${R[wrk.ng.large]} | $(ratio ${R[wrk.sb.large]} ${R[wrk.ng.large]}) |"
   echo
   echo "seedbucket peak RSS (VmHWM) over the whole run including a ${HUGE_MB} MiB PUT and GET: $((HWM / 1024)) MiB"
 } | tee "$OUT/s3.md"

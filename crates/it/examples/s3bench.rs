@@ -66,6 +66,13 @@ enum Cmd {
         #[arg(long)]
         url: Option<String>,
     },
+    /// Prints a presigned GET URL of an object (valid an hour), for load tools such as wrk.
+    PresignGet {
+        #[command(flatten)]
+        t: Target,
+        #[arg(long)]
+        key: String,
+    },
     /// Latency of `GET ?torrent` on one object, `n` sequential requests.
     Torrent {
         #[command(flatten)]
@@ -268,6 +275,9 @@ async fn main() -> anyhow::Result<()> {
                 d.as_secs_f64(),
                 mbps(size, d)
             );
+        }
+        Cmd::PresignGet { t, key } => {
+            println!("{}", presign_get(&client(&t)?, &t.bucket, &key).await?);
         }
         Cmd::LargeGet { t, key, url } => {
             let url = match url {
