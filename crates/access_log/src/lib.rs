@@ -27,6 +27,8 @@ pub enum Channel {
     Webseed,
     TrackerHttp,
     TrackerUdp,
+    /// The WebSocket tracker for browsers: one line per message.
+    TrackerWs,
     Peer,
 }
 
@@ -37,6 +39,7 @@ impl Channel {
             Channel::Webseed => "webseed",
             Channel::TrackerHttp => "tracker-http",
             Channel::TrackerUdp => "tracker-udp",
+            Channel::TrackerWs => "tracker-ws",
             Channel::Peer => "peer",
         }
     }

@@ -25,6 +25,7 @@ pub mod stats;
 pub mod tokens;
 mod torrent_sources;
 pub mod tracker_http;
+mod tracker_ws;
 mod udp_tracker;
 mod webseed;
 
@@ -66,6 +67,8 @@ pub struct S3Options {
     pub trusted_proxies: Vec<std::net::IpAddr>,
     /// One line per request (`--access-log`); off by default in the library.
     pub access_log: seedbucket_access_log::AccessLog,
+    /// List the WebSocket tracker in private torrents too (open ones always list it).
+    pub webtorrent: bool,
 }
 
 impl Default for S3Options {
@@ -82,6 +85,7 @@ impl Default for S3Options {
             seeder_addr: None,
             trusted_proxies: Vec::new(),
             access_log: seedbucket_access_log::AccessLog::off(),
+            webtorrent: false,
         }
     }
 }
@@ -94,6 +98,8 @@ pub struct Seedbucket {
     /// Swarms, admissions, announce rate limits: in this process, or shared in Redis.
     tracker: Arc<dyn seedbucket_tracker::SwarmStore>,
     admission: Arc<tracker_http::AdmissionCache>,
+    /// Browser swarms and WebSocket tracker sockets (this node's).
+    browsers: Arc<tracker_ws::BrowserHub>,
     stats: Arc<stats::Stats>,
     options: Arc<S3Options>,
 }
@@ -121,6 +127,7 @@ impl Seedbucket {
             keys,
             tracker,
             admission: Arc::default(),
+            browsers: Arc::default(),
             stats: Arc::default(),
             options: Arc::new(options),
         };
@@ -132,7 +139,39 @@ impl Seedbucket {
 impl Seedbucket {
     /// The metrics page (Prometheus text format).
     pub fn metrics(&self) -> String {
-        self.stats.render(self.tracker.stats(), &[])
+        let (swarms, peers) = self.browsers.stats();
+        let (uploaded, downloaded) = self.browsers.reported_bytes();
+        let count = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
+        self.stats.render(
+            self.tracker.stats(),
+            &[
+                (
+                    "seedbucket_browser_swarms",
+                    "Torrents with browser peers on the WebSocket tracker (this node)",
+                    count(swarms),
+                ),
+                (
+                    "seedbucket_browser_peers",
+                    "Browser peers in all browser swarms (this node)",
+                    count(peers),
+                ),
+                (
+                    "seedbucket_browser_sockets",
+                    "Open WebSocket tracker connections",
+                    count(self.browsers.sockets()),
+                ),
+                (
+                    "seedbucket_browser_reported_uploaded_bytes",
+                    "Bytes the browsers now in swarms report having uploaded to other browsers",
+                    uploaded,
+                ),
+                (
+                    "seedbucket_browser_reported_downloaded_bytes",
+                    "Bytes the browsers now in swarms report having downloaded, from browsers and webseeds",
+                    downloaded,
+                ),
+            ],
+        )
     }
 
     /// Bytes uploaded over the peer wire and the webseed since start.

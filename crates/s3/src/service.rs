@@ -498,6 +498,9 @@ impl Frontend {
                 };
                 crate::cors::webseed_headers(r.headers_mut());
                 r
+            } else if rest == "tracker/ws" && crate::tracker_ws::is_websocket_upgrade(&req) {
+                let client = self.client_addr(req.headers());
+                return Ok(self.app.websocket_tracker(req, client));
             } else if let Some(t) = rest.strip_prefix("tracker/") {
                 let query = req.uri().query().unwrap_or("").to_owned();
                 let client = self.client_addr(req.headers());
@@ -505,6 +508,9 @@ impl Frontend {
             } else {
                 internal_route(&req)
             }
+        } else if path == "/announce" && crate::tracker_ws::is_websocket_upgrade(&req) {
+            let client = self.client_addr(req.headers());
+            return Ok(self.app.websocket_tracker(req, client));
         } else if crate::tracker_http::is_tracker_request(&path, req.uri().query().unwrap_or("")) {
             let query = req.uri().query().unwrap_or("").to_owned();
             let client = self.client_addr(req.headers());

@@ -13,6 +13,8 @@ const MAX_PER_TORRENT: usize = 10_000;
 pub struct Stats {
     pub http_announces: AtomicU64,
     pub udp_announces: AtomicU64,
+    /// Browser announces on the WebSocket tracker.
+    pub ws_announces: AtomicU64,
     pub scrapes: AtomicU64,
     pub tracker_failures: AtomicU64,
     peer_bytes: AtomicU64,
@@ -65,6 +67,11 @@ impl Stats {
                 "seedbucket_tracker_announces_total{transport=\"udp\"}",
                 "",
                 self.udp_announces.load(Ordering::Relaxed),
+            ),
+            (
+                "seedbucket_tracker_announces_total{transport=\"websocket\"}",
+                "",
+                self.ws_announces.load(Ordering::Relaxed),
             ),
             (
                 "seedbucket_tracker_scrapes_total",

@@ -325,6 +325,7 @@ impl Seedbucket {
     /// (swarms that get announces also expire their own peers on each announce).
     pub async fn expire_tracker_peers(&self) {
         self.tracker.expire(unix_now()).await;
+        self.browsers.expire(unix_now());
     }
 
     /// `rest` is the path after `/_seedbucket/tracker/`.

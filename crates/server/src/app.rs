@@ -220,6 +220,7 @@ async fn serve_with_keys(
         seeder_addr,
         trusted_proxies: config.trusted_proxies.clone(),
         access_log: access_log.clone(),
+        webtorrent: config.webtorrent,
     };
     let cluster = match &config.redis {
         Some(url) => Some(
@@ -404,7 +405,8 @@ async fn serve_with_keys(
         };
         let activity = Arc::new(ConnActivity::default());
         let io = TokioIo::new(ActivityIo::new(socket, activity.clone()));
-        let conn = http.serve_connection(
+        // With upgrades: the WebSocket tracker takes its connection over from HTTP.
+        let conn = http.serve_connection_with_upgrades(
             io,
             frontend.for_tracked_connection(remote, activity.clone()),
         );

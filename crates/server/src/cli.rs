@@ -127,6 +127,10 @@ pub struct ServeArgs {
     /// ?torrent read the object once; it exists to measure what hashing costs.
     #[arg(long, env = "SEEDBUCKET_PIECE_HASHING", value_parser = ["on", "off"])]
     pub piece_hashing: Option<String>,
+    /// List the WebSocket tracker (for browsers, WebTorrent) in private torrents too; open
+    /// torrents always list it [default: off].
+    #[arg(long, env = "SEEDBUCKET_WEBTORRENT", value_parser = ["on", "off"])]
+    pub webtorrent: Option<String>,
     /// Tracker announces allowed per second from one address, bursts of twice that; 0 = no
     /// limit [default: 50].
     #[arg(long, env = "SEEDBUCKET_TRACKER_RATE_LIMIT")]

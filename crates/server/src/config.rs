@@ -116,6 +116,9 @@ pub struct FileConfig {
     /// Hash torrent pieces while objects are written: "on" or "off" (off only to measure what
     /// hashing costs).
     pub piece_hashing: String,
+    /// List the WebSocket tracker in private torrents too: "on" or "off" (open torrents always
+    /// list it).
+    pub webtorrent: String,
 }
 
 impl Default for FileConfig {
@@ -166,6 +169,7 @@ impl Default for FileConfig {
             access_log: "stderr".to_owned(),
             log_format: "text".to_owned(),
             piece_hashing: "on".to_owned(),
+            webtorrent: "off".to_owned(),
         }
     }
 }
@@ -260,6 +264,7 @@ pub struct Config {
     pub access_log: seedbucket_access_log::Destination,
     pub log_json: bool,
     pub piece_hashing: bool,
+    pub webtorrent: bool,
     pub tracker_rate_limit: u32,
     pub open_tracker: bool,
     /// `None`: no seeder.
@@ -377,6 +382,12 @@ impl Config {
             "piece_hashing",
             ["on", "off"],
         )?;
+        let webtorrent = one_of(
+            args.webtorrent.as_ref(),
+            &file.webtorrent,
+            "webtorrent",
+            ["on", "off"],
+        )?;
         let log_json = one_of(
             args.log_format.as_ref(),
             &file.log_format,
@@ -487,6 +498,7 @@ impl Config {
             webseed_expiry: args.webseed_expiry.unwrap_or(file.webseed_expiry),
             lifecycle_interval: args.lifecycle_interval.unwrap_or(file.lifecycle_interval),
             piece_hashing,
+            webtorrent,
             backend,
             redis,
             trusted_proxies,

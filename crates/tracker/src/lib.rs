@@ -25,6 +25,8 @@
 //! Memory: one entry costs about 150 bytes (address, id, counters, two index entries) plus
 //! hash-map overhead; the limits above bound the total.
 
+pub mod browser;
+
 use std::collections::{BTreeSet, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Mutex;

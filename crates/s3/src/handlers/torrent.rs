@@ -92,6 +92,17 @@ fn rfc3339(ns: i64) -> String {
         .unwrap_or_default()
 }
 
+/// The WebSocket form of an announce URL (`http` → `ws`, `https` → `wss`; same path and query).
+fn websocket_url(announce: &str) -> String {
+    if let Some(rest) = announce.strip_prefix("https://") {
+        format!("wss://{rest}")
+    } else if let Some(rest) = announce.strip_prefix("http://") {
+        format!("ws://{rest}")
+    } else {
+        announce.to_owned()
+    }
+}
+
 /// Percent-encodes a name for a URL path segment.
 fn path_segment(s: &str) -> String {
     use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
@@ -212,13 +223,21 @@ impl Seedbucket {
             .await
             .map_err(to_s3)?;
         let version_id = super::version_header(&access.bucket, &rec, which);
+        // Browsers (WebTorrent) need a WebSocket tracker; stock clients ignore a tier whose
+        // scheme they do not speak, and use the first tier. Open torrents always list it,
+        // private ones with `--webtorrent on`.
+        let websocket = (!private || opts.webtorrent).then(|| websocket_url(&announce));
+        let mut announce_list = vec![vec![announce.clone()]];
+        if let Some(ws) = &websocket {
+            announce_list.push(vec![ws.clone()]);
+        }
         let outer = Outer {
             // A version never changes: its torrent says which one it is.
             comment: version_id
                 .as_ref()
                 .map(|v| format!("{}/{} version {v}", input.bucket, input.key)),
             announce: Some(announce.clone()),
-            announce_list: vec![vec![announce.clone()]],
+            announce_list,
             created_by: Some(concat!("seedbucket/", env!("CARGO_PKG_VERSION")).to_owned()),
             piece_layers: match (
                 format.has_v2(),
@@ -240,11 +259,14 @@ impl Seedbucket {
             headers.insert("x-amz-version-id", v);
         }
         let body = if json {
+            let trackers: Vec<String> = std::iter::once(announce.clone())
+                .chain(websocket.clone())
+                .collect();
             let magnet = magnet_uri(
                 &ih,
                 &name,
                 rec.size,
-                std::slice::from_ref(&announce),
+                &trackers,
                 std::slice::from_ref(&webseed),
             );
             let data = serde_json::json!({
