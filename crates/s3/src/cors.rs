@@ -111,8 +111,11 @@ fn add_common(h: &mut HeaderMap, rule: &CorsRule) {
 }
 
 /// The webseed answers any origin: a public torrent's bytes are public, and a private one's
-/// URL is itself the capability. Browsers need `Content-Range` and `Content-Length` exposed.
-pub fn webseed_headers(h: &mut HeaderMap) {
+/// URL is itself the capability. Browsers need `Content-Range` and `Content-Length` exposed. A
+/// preflight may ask for any request headers (WebTorrent sends `Cache-Control`, Firefox adds
+/// `User-Agent`): with no credentials involved, the ones asked for are allowed, as long as they
+/// are plain header names.
+pub fn webseed_headers(h: &mut HeaderMap, requested: Option<&HeaderValue>) {
     h.insert(
         header::ACCESS_CONTROL_ALLOW_ORIGIN,
         HeaderValue::from_static("*"),
@@ -121,9 +124,21 @@ pub fn webseed_headers(h: &mut HeaderMap) {
         header::ACCESS_CONTROL_ALLOW_METHODS,
         HeaderValue::from_static("GET, HEAD"),
     );
+    let asked = requested.filter(|v| {
+        v.to_str().is_ok_and(|s| {
+            s.len() <= 1024
+                && s.split(',').all(|name| {
+                    let name = name.trim();
+                    !name.is_empty()
+                        && name
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                })
+        })
+    });
     h.insert(
         header::ACCESS_CONTROL_ALLOW_HEADERS,
-        HeaderValue::from_static("Range"),
+        asked.cloned().unwrap_or(HeaderValue::from_static("Range")),
     );
     h.insert(
         header::ACCESS_CONTROL_EXPOSE_HEADERS,

@@ -138,40 +138,33 @@ impl Seedbucket {
 
 impl Seedbucket {
     /// The metrics page (Prometheus text format).
-    pub fn metrics(&self) -> String {
+    /// Per-request metrics are read by an installed recorder from now on.
+    pub fn enable_request_metrics(&self) {
+        self.stats.set_recording(true);
+    }
+
+    /// Sets the gauges read at scrape time (swarms, browser swarms): the admin listener calls
+    /// it before it renders `/metrics`.
+    pub fn publish_gauges(&self) {
+        use stats::set_gauge;
+        let n = |v: usize| v as f64;
+        if let Some((torrents, peers)) = self.tracker.stats() {
+            set_gauge("seedbucket_tracker_torrents", n(torrents));
+            set_gauge("seedbucket_tracker_peers", n(peers));
+        }
         let (swarms, peers) = self.browsers.stats();
         let (uploaded, downloaded) = self.browsers.reported_bytes();
-        let count = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
-        self.stats.render(
-            self.tracker.stats(),
-            &[
-                (
-                    "seedbucket_browser_swarms",
-                    "Torrents with browser peers on the WebSocket tracker (this node)",
-                    count(swarms),
-                ),
-                (
-                    "seedbucket_browser_peers",
-                    "Browser peers in all browser swarms (this node)",
-                    count(peers),
-                ),
-                (
-                    "seedbucket_browser_sockets",
-                    "Open WebSocket tracker connections",
-                    count(self.browsers.sockets()),
-                ),
-                (
-                    "seedbucket_browser_reported_uploaded_bytes",
-                    "Bytes the browsers now in swarms report having uploaded to other browsers",
-                    uploaded,
-                ),
-                (
-                    "seedbucket_browser_reported_downloaded_bytes",
-                    "Bytes the browsers now in swarms report having downloaded, from browsers and webseeds",
-                    downloaded,
-                ),
-            ],
-        )
+        set_gauge("seedbucket_browser_swarms", n(swarms));
+        set_gauge("seedbucket_browser_peers", n(peers));
+        set_gauge("seedbucket_browser_sockets", n(self.browsers.sockets()));
+        set_gauge(
+            "seedbucket_browser_reported_uploaded_bytes",
+            uploaded as f64,
+        );
+        set_gauge(
+            "seedbucket_browser_reported_downloaded_bytes",
+            downloaded as f64,
+        );
     }
 
     /// Bytes uploaded over the peer wire and the webseed since start.

@@ -463,16 +463,22 @@ impl Frontend {
         let is_head = req.method() == Method::HEAD;
         let path = req.uri().path().to_owned();
         let vhost_bucket = self.vhost_bucket(&req);
-        let logged = self.app.options.access_log.is_on().then(|| {
-            let started = std::time::Instant::now();
-            let query = req.uri().query().unwrap_or("");
-            let mut e =
-                crate::request_log::describe(req.method(), &path, query, vhost_bucket.as_deref());
+        // What the request is, for the metrics and (when on) the access log.
+        let started = std::time::Instant::now();
+        let query = req.uri().query().unwrap_or("");
+        let recording = self.app.stats.recording();
+        let logging = self.app.options.access_log.is_on();
+        let described = (recording || logging).then(|| {
+            crate::request_log::describe(req.method(), &path, query, vhost_bucket.as_deref())
+        });
+        let operation = described.as_ref().map(|d| d.operation.clone());
+        let bytes_in = header_u64(req.headers(), "x-amz-decoded-content-length")
+            .or_else(|| header_u64(req.headers(), "content-length"))
+            .unwrap_or(0);
+        let logged = described.filter(|_| logging).map(|mut e| {
             e.remote = self.client_addr(req.headers()).map(|a| a.to_string());
             e.key = crate::request_log::access_key_id(req.headers(), query);
-            e.bytes_in = header_u64(req.headers(), "x-amz-decoded-content-length")
-                .or_else(|| header_u64(req.headers(), "content-length"))
-                .unwrap_or(0);
+            e.bytes_in = bytes_in;
             (e, started)
         });
         let origin = req
@@ -496,7 +502,11 @@ impl Frontend {
                 } else {
                     self.app.webseed(req.method(), ws, req.headers()).await
                 };
-                crate::cors::webseed_headers(r.headers_mut());
+                let asked = req
+                    .headers()
+                    .get(http::header::ACCESS_CONTROL_REQUEST_HEADERS)
+                    .cloned();
+                crate::cors::webseed_headers(r.headers_mut(), asked.as_ref());
                 r
             } else if rest == "tracker/ws" && crate::tracker_ws::is_websocket_upgrade(&req) {
                 let client = self.client_addr(req.headers());
@@ -517,8 +527,15 @@ impl Frontend {
             self.app
                 .tracker(path.trim_start_matches('/'), &query, client)
                 .await
+        } else if let (Some(o), true) = (&origin, method == Method::OPTIONS) {
+            // Browser preflights, `?torrent` included, answer by the bucket's CORS rules.
+            self.preflight(&req, o).await
         } else if is_torrent_request(req.uri()) {
             let json = crate::handlers::wants_json(req.headers());
+            if origin.is_some() {
+                // A page fetching a torrent (WebTorrent) gets the bucket's CORS headers.
+                cors_bucket = self.bucket_of(&req);
+            }
             let resp = if req.method() == Method::GET {
                 self.call_s3(req).await?
             } else {
@@ -544,8 +561,6 @@ impl Frontend {
             } else {
                 resp
             }
-        } else if let (Some(o), true) = (&origin, method == Method::OPTIONS) {
-            self.preflight(&req, o).await
         } else {
             if origin.is_some() {
                 cors_bucket = self.bucket_of(&req);
@@ -582,6 +597,22 @@ impl Frontend {
         h.insert(http::header::SERVER, HeaderValue::from_static("seedbucket"));
         if sends_body && refused {
             h.insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        let bytes_out = if is_head || resp.status() == StatusCode::NOT_MODIFIED {
+            0
+        } else {
+            header_u64(resp.headers(), http::header::CONTENT_LENGTH.as_str()).unwrap_or(0)
+        };
+        if let Some(operation) = &operation
+            && recording
+        {
+            self.app.stats.request(
+                operation,
+                resp.status().as_u16(),
+                started.elapsed().as_secs_f64(),
+                bytes_in,
+                bytes_out,
+            );
         }
         if let Some((mut entry, started)) = logged {
             entry.status = resp.status().as_u16().to_string();

@@ -1,47 +1,111 @@
-//! Counters for the metrics endpoint: tracker traffic, bytes seeded over the peer wire and the
-//! webseed (in total and per torrent), rendered in the Prometheus text format.
+//! seedbucket's metrics, through the `metrics` facade. The server installs a Prometheus
+//! recorder and renders it on the admin listener (`/metrics`); without a recorder (the library,
+//! unit tests) every call here costs next to nothing. The names are listed in docs/metrics.md,
+//! and docs/grafana-dashboard.json charts them.
+//!
+//! Labels are bounded: operations come from a fixed grammar (anything else is `Other`),
+//! statuses are HTTP codes, transports and channels are fixed words; the per-torrent byte
+//! counters carry a `torrent` label for the first [`MAX_PER_TORRENT`] torrents only.
 
-use std::collections::HashMap;
-use std::fmt::Write as _;
+use std::collections::HashSet;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// Most torrents tracked individually; past that only the totals grow.
-const MAX_PER_TORRENT: usize = 10_000;
+use metrics::{counter, gauge, histogram};
+
+/// Torrents that get their own labelled byte counters; past that only the totals grow.
+pub const MAX_PER_TORRENT: usize = 10_000;
+
+/// How a tracker request arrived.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Http,
+    Udp,
+    WebSocket,
+}
+
+impl Transport {
+    fn label(self) -> &'static str {
+        match self {
+            Transport::Http => "http",
+            Transport::Udp => "udp",
+            Transport::WebSocket => "websocket",
+        }
+    }
+}
 
 #[derive(Default)]
 pub struct Stats {
-    pub http_announces: AtomicU64,
-    pub udp_announces: AtomicU64,
-    /// Browser announces on the WebSocket tracker.
-    pub ws_announces: AtomicU64,
-    pub scrapes: AtomicU64,
-    pub tracker_failures: AtomicU64,
+    /// A recorder reads the per-request figures (the server sets it when it installs one):
+    /// without one, requests skip naming their operation.
+    recording: std::sync::atomic::AtomicBool,
     peer_bytes: AtomicU64,
     webseed_bytes: AtomicU64,
-    /// Torrent label (`bucket/key`) → (peer wire bytes, webseed bytes).
-    per_torrent: Mutex<HashMap<String, (u64, u64)>>,
+    /// Torrents (`bucket/key`) with labelled byte counters.
+    labelled: Mutex<HashSet<String>>,
 }
 
 impl Stats {
+    pub fn set_recording(&self, on: bool) {
+        self.recording.store(on, Ordering::Relaxed);
+    }
+
+    pub fn recording(&self) -> bool {
+        self.recording.load(Ordering::Relaxed)
+    }
+
+    pub fn announce(&self, transport: Transport) {
+        counter!("seedbucket_tracker_announces_total", "transport" => transport.label())
+            .increment(1);
+    }
+
+    pub fn scrape(&self, transport: Transport) {
+        counter!("seedbucket_tracker_scrapes_total", "transport" => transport.label()).increment(1);
+    }
+
+    /// An announce or scrape answered with a failure reason (unknown torrent, bad token...).
+    pub fn tracker_failure(&self, transport: Transport) {
+        counter!("seedbucket_tracker_failures_total", "transport" => transport.label())
+            .increment(1);
+    }
+
+    /// An announce refused by the per-address rate limit.
+    pub fn rate_limited(&self, transport: Transport) {
+        counter!("seedbucket_tracker_rate_limited_total", "transport" => transport.label())
+            .increment(1);
+    }
+
+    /// Bytes the seeder sent over the peer wire for `torrent` (`bucket/key`).
     pub fn seeded(&self, torrent: &str, bytes: u64) {
         self.peer_bytes.fetch_add(bytes, Ordering::Relaxed);
-        self.add(torrent, bytes, 0);
+        self.add(torrent, "peer", bytes);
     }
 
+    /// Bytes the webseed sent for `torrent`.
     pub fn webseeded(&self, torrent: &str, bytes: u64) {
         self.webseed_bytes.fetch_add(bytes, Ordering::Relaxed);
-        self.add(torrent, 0, bytes);
+        self.add(torrent, "webseed", bytes);
     }
 
-    fn add(&self, torrent: &str, peer: u64, web: u64) {
-        if let Ok(mut m) = self.per_torrent.lock() {
-            if let Some(e) = m.get_mut(torrent) {
-                e.0 += peer;
-                e.1 += web;
+    fn add(&self, torrent: &str, via: &'static str, bytes: u64) {
+        counter!("seedbucket_uploaded_bytes_total", "via" => via).increment(bytes);
+        let labelled = self.labelled.lock().is_ok_and(|mut m| {
+            if m.contains(torrent) {
+                true
             } else if m.len() < MAX_PER_TORRENT {
-                m.insert(torrent.to_owned(), (peer, web));
+                m.insert(torrent.to_owned());
+                true
+            } else {
+                false
             }
+        });
+        if labelled {
+            counter!(
+                "seedbucket_torrent_uploaded_bytes_total",
+                "torrent" => torrent.to_owned(),
+                "via" => via
+            )
+            .increment(bytes);
         }
     }
 
@@ -53,89 +117,155 @@ impl Stats {
         )
     }
 
-    /// The Prometheus text exposition, with the swarm gauges passed in (`None`: the swarms
-    /// live in Redis and are not counted here).
-    pub fn render(&self, swarms: Option<(usize, usize)>, extra: &[(&str, &str, u64)]) -> String {
-        let mut out = String::new();
-        let counters = [
-            (
-                "seedbucket_tracker_announces_total{transport=\"http\"}",
-                "Tracker announces received",
-                self.http_announces.load(Ordering::Relaxed),
-            ),
-            (
-                "seedbucket_tracker_announces_total{transport=\"udp\"}",
-                "",
-                self.udp_announces.load(Ordering::Relaxed),
-            ),
-            (
-                "seedbucket_tracker_announces_total{transport=\"websocket\"}",
-                "",
-                self.ws_announces.load(Ordering::Relaxed),
-            ),
-            (
-                "seedbucket_tracker_scrapes_total",
-                "Tracker scrapes received",
-                self.scrapes.load(Ordering::Relaxed),
-            ),
-            (
-                "seedbucket_tracker_failures_total",
-                "Announces answered with a failure reason",
-                self.tracker_failures.load(Ordering::Relaxed),
-            ),
-            (
-                "seedbucket_uploaded_bytes_total{via=\"peer\"}",
-                "Object bytes uploaded to BitTorrent clients",
-                self.peer_bytes.load(Ordering::Relaxed),
-            ),
-            (
-                "seedbucket_uploaded_bytes_total{via=\"webseed\"}",
-                "",
-                self.webseed_bytes.load(Ordering::Relaxed),
-            ),
-        ];
-        for (name, help, v) in counters {
-            let base = name.split('{').next().unwrap_or(name);
-            if !help.is_empty() {
-                let _ = writeln!(out, "# HELP {base} {help}\n# TYPE {base} counter");
-            }
-            let _ = writeln!(out, "{name} {v}");
+    /// One answered request on the S3 port (S3 calls, `?torrent`, webseed, HTTP tracker): its
+    /// operation (see [`operation_label`]), status, seconds until the answer's head, and the
+    /// body bytes it declared in each direction.
+    pub fn request(
+        &self,
+        operation: &str,
+        status: u16,
+        seconds: f64,
+        bytes_in: u64,
+        bytes_out: u64,
+    ) {
+        let operation = operation_label(operation);
+        counter!(
+            "seedbucket_s3_requests_total",
+            "operation" => operation,
+            "status" => status_label(status)
+        )
+        .increment(1);
+        histogram!("seedbucket_s3_request_duration_seconds", "operation" => operation)
+            .record(seconds);
+        if bytes_in > 0 {
+            counter!("seedbucket_s3_bytes_total", "direction" => "in", "operation" => operation)
+                .increment(bytes_in);
         }
-        if let Some((torrents, peers)) = swarms {
-            let _ = writeln!(
-                out,
-                "# HELP seedbucket_tracker_torrents Torrents with at least one peer\n# TYPE seedbucket_tracker_torrents gauge\nseedbucket_tracker_torrents {torrents}"
-            );
-            let _ = writeln!(
-                out,
-                "# HELP seedbucket_tracker_peers Peers in all swarms\n# TYPE seedbucket_tracker_peers gauge\nseedbucket_tracker_peers {peers}"
-            );
+        if bytes_out > 0 {
+            counter!("seedbucket_s3_bytes_total", "direction" => "out", "operation" => operation)
+                .increment(bytes_out);
         }
-        for (name, help, v) in extra {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
-        }
-        if let Ok(m) = self.per_torrent.lock() {
-            let _ = writeln!(
-                out,
-                "# HELP seedbucket_torrent_uploaded_bytes_total Bytes uploaded per torrent\n# TYPE seedbucket_torrent_uploaded_bytes_total counter"
-            );
-            let mut rows: Vec<_> = m.iter().collect();
-            rows.sort();
-            for (t, (peer, web)) in rows {
-                let label = t
-                    .replace('\\', "\\\\")
-                    .replace('"', "\\\"")
-                    .replace('\n', "\\n");
-                let _ = writeln!(
-                    out,
-                    "seedbucket_torrent_uploaded_bytes_total{{torrent=\"{label}\",via=\"peer\"}} {peer}"
-                );
-                let _ = writeln!(
-                    out,
-                    "seedbucket_torrent_uploaded_bytes_total{{torrent=\"{label}\",via=\"webseed\"}} {web}"
-                );
-            }
-        }
-        out
+    }
+
+    /// A torrent file (or its JSON form) handed out.
+    pub fn torrent_issued(&self, format: &str) {
+        let format = match format {
+            "v1" => "v1",
+            "v2" => "v2",
+            _ => "hybrid",
+        };
+        counter!("seedbucket_torrents_issued_total", "format" => format).increment(1);
+    }
+}
+
+/// Sets a gauge (values read when `/metrics` is scraped).
+pub fn set_gauge(name: &'static str, value: f64) {
+    gauge!(name).set(value);
+}
+
+/// The operation as a label: what the access log calls it when it is one of the S3 operation
+/// names (a verb, then letters) or a BitTorrent channel; anything else (unknown methods,
+/// internal paths) is `Other`, so that clients cannot mint label values.
+pub fn operation_label(op: &str) -> &'static str {
+    const FIXED: &[&str] = &[
+        "webseed",
+        "announce",
+        "scrape",
+        "Preflight",
+        "CreateMultipartUpload",
+        "CompleteMultipartUpload",
+        "UploadPart",
+        "ListParts",
+        "AbortMultipartUpload",
+        "ListMultipartUploads",
+        "ListObjectVersions",
+        "DeleteObjects",
+        "ListBuckets",
+        "ListObjectsV2",
+        "ListObjects",
+        "CreateBucket",
+        "HeadBucket",
+        "DeleteBucket",
+    ];
+    if let Some(f) = FIXED.iter().find(|f| **f == op) {
+        return f;
+    }
+    const VERBS: &[&str] = &["Get", "Put", "Delete", "Head", "Post"];
+    let known = VERBS.iter().any(|v| op.starts_with(v))
+        && op.len() <= 48
+        && op.bytes().all(|b| b.is_ascii_alphabetic());
+    if known {
+        // Leaked once per distinct name: the grammar has a few dozen.
+        intern(op)
+    } else {
+        "Other"
+    }
+}
+
+fn intern(op: &str) -> &'static str {
+    static NAMES: Mutex<Vec<&'static str>> = Mutex::new(Vec::new());
+    let Ok(mut names) = NAMES.lock() else {
+        return "Other";
+    };
+    if let Some(n) = names.iter().find(|n| **n == op) {
+        return n;
+    }
+    if names.len() >= 256 {
+        return "Other";
+    }
+    let leaked: &'static str = Box::leak(op.to_owned().into_boxed_str());
+    names.push(leaked);
+    leaked
+}
+
+fn status_label(status: u16) -> &'static str {
+    const CODES: &[(u16, &str)] = &[
+        (200, "200"),
+        (204, "204"),
+        (206, "206"),
+        (304, "304"),
+        (400, "400"),
+        (403, "403"),
+        (404, "404"),
+        (405, "405"),
+        (409, "409"),
+        (410, "410"),
+        (412, "412"),
+        (416, "416"),
+        (500, "500"),
+        (501, "501"),
+        (503, "503"),
+    ];
+    CODES
+        .iter()
+        .find(|(c, _)| *c == status)
+        .map(|(_, s)| *s)
+        .unwrap_or(match status {
+            100..=199 => "1xx",
+            200..=299 => "2xx",
+            300..=399 => "3xx",
+            400..=499 => "4xx",
+            _ => "5xx",
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_are_bounded() {
+        assert_eq!(operation_label("GetObject"), "GetObject");
+        assert_eq!(
+            operation_label("PutBucketVersioning"),
+            "PutBucketVersioning"
+        );
+        assert_eq!(operation_label("announce"), "announce");
+        assert_eq!(operation_label("ListObjectsV2"), "ListObjectsV2");
+        assert_eq!(operation_label("FROB"), "Other");
+        assert_eq!(operation_label("health"), "Other");
+        assert_eq!(operation_label("Get0bject"), "Other");
+        assert_eq!(status_label(404), "404");
+        assert_eq!(status_label(418), "4xx");
     }
 }

@@ -23,6 +23,7 @@ use seedbucket_tracker::PeerAnnounce;
 use seedbucket_wire::tracker::http::{encode_failure, encode_scrape, parse_announce, parse_scrape};
 
 use crate::Seedbucket;
+use crate::stats::Transport;
 use crate::tokens::TokenGrant;
 use crate::torrent_sources::Resolved;
 
@@ -486,20 +487,17 @@ impl Seedbucket {
             .allow_announce(remote.ip(), unix_now_ms())
             .await
         {
+            self.stats.rate_limited(Transport::Http);
             return failure("rate limited: too many announces from your address; slow down");
         }
         let (rec, grant) = match self.admitted(&a.info_hash, token).await {
             Ok(r) => r,
             Err(reason) => {
-                self.stats
-                    .tracker_failures
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.stats.tracker_failure(Transport::Http);
                 return failure(reason);
             }
         };
-        self.stats
-            .http_announces
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.stats.announce(Transport::Http);
         // Both hashes of a hybrid share one swarm: the primary one.
         let peer = PeerAnnounce {
             peer_id: a.peer_id,
@@ -516,9 +514,7 @@ impl Seedbucket {
     }
 
     async fn scrape(&self, token: Option<&str>, query: &str) -> Response<Body> {
-        self.stats
-            .scrapes
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.stats.scrape(Transport::Http);
         let hashes = match parse_scrape(query) {
             Ok(h) => h,
             Err(e) => return failure(&e.to_string()),

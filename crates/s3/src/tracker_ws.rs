@@ -33,6 +33,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 
 use crate::Seedbucket;
+use crate::stats::Transport;
 
 /// Largest message a browser may send (an announce with 10 offers of a few KiB each fits).
 pub const MAX_MESSAGE: usize = 64 * 1024;
@@ -288,7 +289,7 @@ impl Seedbucket {
         let request = match ws::parse_request(text) {
             Ok(r) => r,
             Err(e) => {
-                self.stats.tracker_failures.fetch_add(1, Ordering::Relaxed);
+                self.stats.tracker_failure(Transport::WebSocket);
                 let mut entry = Entry::new(Channel::TrackerWs, "malformed");
                 entry.status = "closed".to_owned();
                 return (
@@ -308,7 +309,7 @@ impl Seedbucket {
                         replies
                     }
                     Err(reason) => {
-                        self.stats.tracker_failures.fetch_add(1, Ordering::Relaxed);
+                        self.stats.tracker_failure(Transport::WebSocket);
                         entry.status = "failure".to_owned();
                         vec![ws::failure(&reason, Some("announce"), Some(&a.info_hash))]
                     }
@@ -322,7 +323,7 @@ impl Seedbucket {
                     let reply = ws::failure("name the info_hash to scrape", Some("scrape"), None);
                     return (vec![reply], false, Some(entry));
                 }
-                self.stats.scrapes.fetch_add(1, Ordering::Relaxed);
+                self.stats.scrape(Transport::WebSocket);
                 let mut files = Vec::new();
                 for h in hashes {
                     let Ok((rec, _)) = self.admitted(&h, token).await else {
@@ -371,6 +372,7 @@ impl Seedbucket {
                 .allow_announce(client.ip(), crate::tracker_http::unix_now_ms())
                 .await
         {
+            self.stats.rate_limited(Transport::WebSocket);
             return Err("rate limited: announce less often".to_owned());
         }
         let (rec, _grant) = self
@@ -381,7 +383,7 @@ impl Seedbucket {
         hex::decode_to_slice(&rec.info_hash, &mut key)
             .map_err(|_| "internal error: bad info-hash record".to_owned())?;
         if !answer_only {
-            self.stats.ws_announces.fetch_add(1, Ordering::Relaxed);
+            self.stats.announce(Transport::WebSocket);
         }
         let event = a.event;
         let announce = BrowserAnnounce {

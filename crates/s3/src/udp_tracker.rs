@@ -16,6 +16,7 @@ use seedbucket_wire::tracker::udp::{
 use tokio::net::UdpSocket;
 
 use crate::Seedbucket;
+use crate::stats::Transport;
 
 const WINDOW_SECS: u64 = 120;
 
@@ -112,17 +113,19 @@ impl Seedbucket {
                     .allow_announce(from.ip(), crate::tracker_http::unix_now_ms())
                     .await
                 {
+                    self.stats.rate_limited(Transport::Udp);
                     return Some(error_reply(a.transaction_id, "rate limited: slow down"));
                 }
                 let query = a.url_data.splitn(2, |&b| b == b'?').nth(1).unwrap_or(&[]);
                 let token = crate::tracker_http::token_from_query(&String::from_utf8_lossy(query));
                 let (rec, grant) = match self.admitted(&a.info_hash, token.as_deref()).await {
                     Ok(r) => r,
-                    Err(reason) => return Some(error_reply(a.transaction_id, reason)),
+                    Err(reason) => {
+                        self.stats.tracker_failure(Transport::Udp);
+                        return Some(error_reply(a.transaction_id, reason));
+                    }
                 };
-                self.stats
-                    .udp_announces
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.stats.announce(Transport::Udp);
                 let peer = PeerAnnounce {
                     peer_id: a.peer_id,
                     addr: SocketAddr::new(from.ip(), a.port),

@@ -1,4 +1,5 @@
-//! The admin listener (`--admin-listen`): `/metrics` in the Prometheus text format, `/health`,
+//! The admin listener (`--admin-listen`): `/metrics` (the `metrics` facade's Prometheus
+//! exporter: docs/metrics.md), `/health`,
 //! and `POST /lifecycle/run` (one lifecycle pass now; answers its counts as JSON). Separate from
 //! the S3 port so it can stay on a private address.
 
@@ -15,7 +16,12 @@ use tokio::net::TcpListener;
 
 /// Serves `/metrics` (the S3 side's counters, then the seeder's when there is one) and
 /// `/health`.
-pub async fn serve(listener: TcpListener, app: Seedbucket, seeder: Option<Seeder>) {
+pub async fn serve(
+    listener: TcpListener,
+    app: Seedbucket,
+    seeder: Option<Seeder>,
+    metrics: Option<crate::telemetry::Metrics>,
+) {
     let http = ConnBuilder::new(TokioExecutor::new());
     loop {
         let Ok((socket, _)) = listener.accept().await else {
@@ -23,15 +29,22 @@ pub async fn serve(listener: TcpListener, app: Seedbucket, seeder: Option<Seeder
         };
         let app = app.clone();
         let seeder = seeder.clone();
+        let metrics = metrics.clone();
         let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
             let app = app.clone();
             let seeder = seeder.clone();
+            let metrics = metrics.clone();
             async move {
                 if req.uri().path() == "/lifecycle/run" {
                     let as_of = req.uri().query().unwrap_or("");
                     return Ok::<_, Infallible>(lifecycle_run(&app, req.method(), as_of).await);
                 }
-                Ok::<_, Infallible>(route(&app, seeder.as_ref(), req.uri().path()))
+                Ok::<_, Infallible>(route(
+                    &app,
+                    seeder.as_ref(),
+                    metrics.as_ref(),
+                    req.uri().path(),
+                ))
             }
         });
         let conn = http
@@ -83,16 +96,26 @@ async fn lifecycle_run(
     r
 }
 
-fn route(app: &Seedbucket, seeder: Option<&Seeder>, path: &str) -> Response<Full<Bytes>> {
-    let (status, ctype, body) = match path {
-        "/metrics" => {
-            let mut text = app.metrics();
+fn route(
+    app: &Seedbucket,
+    seeder: Option<&Seeder>,
+    metrics: Option<&crate::telemetry::Metrics>,
+    path: &str,
+) -> Response<Full<Bytes>> {
+    let (status, ctype, body) = match (path, metrics) {
+        ("/metrics", Some(m)) => {
+            app.publish_gauges();
             if let Some(s) = seeder {
-                text.push_str(&seeder_metrics(&s.stats()));
+                publish_seeder(&s.stats());
             }
-            (StatusCode::OK, "text/plain; version=0.0.4", text)
+            (StatusCode::OK, "text/plain; version=0.0.4", m.render())
         }
-        "/health" => (StatusCode::OK, "text/plain", "ok\n".to_owned()),
+        ("/metrics", None) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "text/plain",
+            "metrics are unavailable (another recorder is installed)\n".to_owned(),
+        ),
+        ("/health", _) => (StatusCode::OK, "text/plain", "ok\n".to_owned()),
         _ => (
             StatusCode::NOT_FOUND,
             "text/plain",
@@ -107,75 +130,27 @@ fn route(app: &Seedbucket, seeder: Option<&Seeder>, path: &str) -> Response<Full
     r
 }
 
-/// One metric: name, type, help, and its series (label set, value).
-struct Metric {
-    name: &'static str,
-    kind: &'static str,
-    help: &'static str,
-    series: Vec<(&'static str, u64)>,
-}
-
-/// The seeder's counters and gauges in the Prometheus text format.
-fn seeder_metrics(s: &SeederStats) -> String {
-    use std::fmt::Write as _;
+/// The seeder's counters and gauges, copied from its own statistics at scrape time.
+fn publish_seeder(s: &SeederStats) {
+    use metrics::{counter, gauge};
     let tcp = s
         .connections_accepted
         .saturating_sub(s.utp_connections_accepted);
-    let rows = [
-        Metric {
-            name: "seedbucket_seeder_connections_accepted_total",
-            kind: "counter",
-            help: "Peer connections accepted, by transport",
-            series: vec![
-                ("{transport=\"tcp\"}", tcp),
-                ("{transport=\"utp\"}", s.utp_connections_accepted),
-            ],
-        },
-        Metric {
-            name: "seedbucket_seeder_encrypted_handshakes_total",
-            kind: "counter",
-            help: "Encrypted handshakes completed, by what the payload then travels as",
-            series: vec![
-                ("{payload=\"plaintext\"}", s.encrypted_handshakes_plaintext),
-                ("{payload=\"rc4\"}", s.encrypted_handshakes_rc4),
-            ],
-        },
-        Metric {
-            name: "seedbucket_seeder_connections_closed_total",
-            kind: "counter",
-            help: "Peer connections closed by the seeder's limits, by reason",
-            series: vec![
-                ("{reason=\"no_slot\"}", s.connections_refused),
-                ("{reason=\"evicted\"}", s.connections_evicted),
-                ("{reason=\"inactive\"}", s.connections_inactive),
-            ],
-        },
-        Metric {
-            name: "seedbucket_seeder_connections",
-            kind: "gauge",
-            help: "Open peer connections",
-            series: vec![("", s.connections as u64)],
-        },
-        Metric {
-            name: "seedbucket_seeder_unchoked_peers",
-            kind: "gauge",
-            help: "Peers holding an upload slot",
-            series: vec![("", s.unchoked as u64)],
-        },
-        Metric {
-            name: "seedbucket_seeder_blocks_sent_total",
-            kind: "counter",
-            help: "Blocks sent over the peer wire",
-            series: vec![("", s.blocks_sent)],
-        },
-    ];
-    let mut out = String::new();
-    for m in rows {
-        let name = m.name;
-        let _ = writeln!(out, "# HELP {name} {}\n# TYPE {name} {}", m.help, m.kind);
-        for (labels, v) in m.series {
-            let _ = writeln!(out, "{name}{labels} {v}");
-        }
-    }
-    out
+    counter!("seedbucket_seeder_connections_accepted_total", "transport" => "tcp").absolute(tcp);
+    counter!("seedbucket_seeder_connections_accepted_total", "transport" => "utp")
+        .absolute(s.utp_connections_accepted);
+    counter!("seedbucket_seeder_encrypted_handshakes_total", "payload" => "plaintext")
+        .absolute(s.encrypted_handshakes_plaintext);
+    counter!("seedbucket_seeder_encrypted_handshakes_total", "payload" => "rc4")
+        .absolute(s.encrypted_handshakes_rc4);
+    counter!("seedbucket_seeder_connections_closed_total", "reason" => "no_slot")
+        .absolute(s.connections_refused);
+    counter!("seedbucket_seeder_connections_closed_total", "reason" => "evicted")
+        .absolute(s.connections_evicted);
+    counter!("seedbucket_seeder_connections_closed_total", "reason" => "inactive")
+        .absolute(s.connections_inactive);
+    counter!("seedbucket_seeder_blocks_sent_total").absolute(s.blocks_sent);
+    gauge!("seedbucket_seeder_connections").set(s.connections as f64);
+    gauge!("seedbucket_seeder_unchoked_peers").set(s.unchoked as f64);
+    gauge!("seedbucket_seeder_choked_peers").set(s.connections.saturating_sub(s.unchoked) as f64);
 }

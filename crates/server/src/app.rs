@@ -340,8 +340,18 @@ async fn serve_with_keys(
         let listener = TcpListener::bind(addr)
             .await
             .with_context(|| format!("binding the admin listener to {addr}"))?;
-        tracing::info!(listen = %addr, "admin listener (/metrics, /health)");
-        tokio::spawn(crate::admin::serve(listener, s3.clone(), seeder_handle));
+        tracing::info!(listen = %addr, "admin listener (/metrics, /health, /lifecycle/run)");
+        // Metrics are recorded only when something can read them.
+        let metrics = crate::telemetry::Metrics::install();
+        if metrics.is_some() {
+            s3.enable_request_metrics();
+        }
+        tokio::spawn(crate::admin::serve(
+            listener,
+            s3.clone(),
+            seeder_handle,
+            metrics,
+        ));
     }
     let body_limits = Arc::new(BodyLimits::new(
         config.http.body_timeout,

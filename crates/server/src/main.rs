@@ -4,6 +4,7 @@ mod admin;
 mod app;
 mod cli;
 mod config;
+mod telemetry;
 mod torrent_cli;
 
 use anyhow::Context as _;

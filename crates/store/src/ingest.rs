@@ -153,6 +153,8 @@ impl PieceWorkers {
         let stopped = |_| StoreError::Io(std::io::Error::other("a piece hashing thread stopped"));
         let (length, v1_pieces) = self.v1.await.map_err(stopped)?;
         let leaves = self.v2.await.map_err(stopped)?;
+        // Each byte goes through SHA-1 (v1 pieces) and SHA-256 (v2 leaves).
+        metrics::counter!("seedbucket_piece_hashed_bytes_total").increment(length);
         Ok(PieceHashes::assemble(
             length,
             self.piece_length,
@@ -453,6 +455,8 @@ where
             let pieces = piece_length.map(|pl| {
                 let mut h = PieceHasher::new(pl, true, true);
                 h.update(&data);
+                metrics::counter!("seedbucket_piece_hashed_bytes_total")
+                    .increment(data.len() as u64);
                 h.finish()
             });
             Ok(Staged {

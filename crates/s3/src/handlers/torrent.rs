@@ -222,6 +222,7 @@ impl Seedbucket {
             )
             .await
             .map_err(to_s3)?;
+        self.stats.torrent_issued(format.as_str());
         let version_id = super::version_header(&access.bucket, &rec, which);
         // Browsers (WebTorrent) need a WebSocket tracker; stock clients ignore a tier whose
         // scheme they do not speak, and use the first tier. Open torrents always list it,
