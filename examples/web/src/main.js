@@ -13,6 +13,8 @@
 //           would ask the server for the page's own torrent.)
 //   sha256  expected SHA-256 of the object, hex (optional; without it nothing is verified)
 //   tracker an extra tracker URL (ws:// or wss://) besides the torrent's own (repeatable)
+//   webconns  requests in flight to the webseed at once (WebTorrent's maxWebConns, default 4);
+//           fewer leave more of the object to other visitors, at some cost in speed alone
 //   ice     an ICE server URL for WebRTC, e.g. stun:stun.example.net:3478 (repeatable;
 //           default none: peers then connect over their host addresses only)
 //
@@ -133,7 +135,11 @@ async function start () {
   // Pieces are kept in memory: WebTorrent's browser default (the origin's private file
   // system) is shared by the tabs of one origin, which would let a tab start from another
   // tab's pieces instead of downloading them.
-  const torrent = client.add(id, { store: MemoryChunkStore, announce: params.getAll('tracker') })
+  const torrent = client.add(id, {
+    store: MemoryChunkStore,
+    announce: params.getAll('tracker'),
+    maxWebConns: Number(params.get('webconns')) || undefined
+  })
   torrent.on('wire', countWire)
   torrent.on('warning', (err) => note(status.warnings, err))
   torrent.on('error', fail)
