@@ -4,7 +4,7 @@ its first bytes, all kept open (a tab that finished keeps sending to the others)
 the server's webseed sent (its metric, and the access log's webseed lines as a cross-check)
 against what the tabs received (TABS x the object), and prints a Markdown report.
 
-  python bench/webtorrent.py OUT_DIR       (env: SIZE_MB=64 TABS=8 WEBCONNS, SEEDBUCKET_BIN)
+  python bench/webtorrent.py OUT_DIR       (env: SIZE_MB=64 TABS=8 WEBCONNS STRATEGY, SEEDBUCKET_BIN)
 """
 import hashlib
 import os
@@ -52,8 +52,9 @@ def main(work):
             sys.exit(f"the torrent lists no WebSocket tracker ({announce}): this server cannot "
                      "introduce browsers to each other")
         query = {"src": "/bench/object.bin?torrent", "sha256": hashlib.sha256(data).hexdigest()}
-        if os.environ.get("WEBCONNS"):
-            query["webconns"] = os.environ["WEBCONNS"]
+        for env, param in (("WEBCONNS", "webconns"), ("STRATEGY", "strategy")):
+            if os.environ.get(env):
+                query[param] = os.environ[env]
         url = f"{server.url}/bench/web/index.html?" + urllib.parse.urlencode(query)
         m = server.metrics()
         before = m['seedbucket_uploaded_bytes_total{via="webseed"}']
@@ -80,7 +81,8 @@ def main(work):
     out = [f"# WebTorrent benchmark ({time.strftime('%Y-%m-%d')}, {size_mb} MiB public object, "
            f"{tabs_n} Chromium tabs)\n",
            "Each tab opened once the one before had received its first bytes; all stayed open. "
-           f"Requests in flight to the webseed per tab: {os.environ.get('WEBCONNS') or '4 (default)'}; "
+           f"Piece order: {os.environ.get('STRATEGY') or 'rarest (the page default)'}; "
+           f"requests in flight to the webseed per tab: {os.environ.get('WEBCONNS') or '4 (default)'}; "
            f"load average at the start: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores.\n",
            "| tab | from the webseed | from other tabs | sent to other tabs | tabs connected | seconds |",
            "|---|---|---|---|---|---|"]

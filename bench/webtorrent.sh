@@ -8,7 +8,7 @@
 # Needs .venv and the built page (./scripts/test.sh makes both) and Debian's chromium.
 # SEEDBUCKET_BIN picks the server binary (default: cargo build --release, then target/release).
 # Env: SIZE_MB=64 TABS=8, WEBCONNS (the page's requests in flight to the webseed; WebTorrent's
-# default is 4).
+# default is 4), STRATEGY (the page's piece order: rarest, its default, or sequential).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD

@@ -14,7 +14,6 @@ import urllib.parse
 import urllib.request
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import libtorrent as lt
 import pytest

@@ -15,6 +15,9 @@
 //   tracker an extra tracker URL (ws:// or wss://) besides the torrent's own (repeatable)
 //   webconns  requests in flight to the webseed at once (WebTorrent's maxWebConns, default 4);
 //           fewer leave more of the object to other visitors, at some cost in speed alone
+//   strategy  piece order: rarest (default: pieces the fewest peers have first, so visitors
+//           fetch different pieces from the webseed and trade them) or sequential (in order,
+//           WebTorrent's default, for streaming)
 //   ice     an ICE server URL for WebRTC, e.g. stun:stun.example.net:3478 (repeatable;
 //           default none: peers then connect over their host addresses only)
 //
@@ -138,7 +141,8 @@ async function start () {
   const torrent = client.add(id, {
     store: MemoryChunkStore,
     announce: params.getAll('tracker'),
-    maxWebConns: Number(params.get('webconns')) || undefined
+    maxWebConns: Number(params.get('webconns')) || undefined,
+    strategy: params.get('strategy') || 'rarest'
   })
   torrent.on('wire', countWire)
   torrent.on('warning', (err) => note(status.warnings, err))
