@@ -37,6 +37,7 @@ def webseed_log_bytes(path):
 def main(work):
     size_mb, tabs_n = int(os.environ.get("SIZE_MB", 64)), int(os.environ.get("TABS", 8))
     size = size_mb << 20
+    load = os.getloadavg()[0]
     work = Path(work)
     work.mkdir(parents=True, exist_ok=True)
     log = work / "access.log"
@@ -83,7 +84,7 @@ def main(work):
            "Each tab opened once the one before had received its first bytes; all stayed open. "
            f"Piece order: {os.environ.get('STRATEGY') or 'rarest (the page default)'}; "
            f"requests in flight to the webseed per tab: {os.environ.get('WEBCONNS') or '4 (default)'}; "
-           f"load average at the start: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores.\n",
+           f"load average at the start: {load:.1f} on {os.cpu_count()} cores.\n",
            "| tab | from the webseed | from other tabs | sent to other tabs | tabs connected | seconds |",
            "|---|---|---|---|---|---|"]
     for t, s in zip(tabs, statuses):
