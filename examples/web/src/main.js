@@ -8,18 +8,18 @@
 // seeding to later visitors for as long as it stays open.
 //
 // Input, from the page's query string:
-//   src     URL of the object's .torrent (e.g. /bucket/key?torrent, relative to this page), or
-//           a magnet link. (Not named `torrent`: on a page served from an S3 bucket, `?torrent`
-//           would ask the server for the page's own torrent.)
-//   sha256  expected SHA-256 of the object, hex (optional; without it nothing is verified)
-//   tracker an extra tracker URL (ws:// or wss://) besides the torrent's own (repeatable)
-//   webconns  requests in flight to the webseed at once (WebTorrent's maxWebConns, default 4);
-//           fewer leave more of the object to other visitors, at some cost in speed alone
-//   strategy  piece order: rarest (default: pieces the fewest peers have first, so visitors
-//           fetch different pieces from the webseed and trade them) or sequential (in order,
-//           WebTorrent's default, for streaming)
-//   ice     an ICE server URL for WebRTC, e.g. stun:stun.example.net:3478 (repeatable;
-//           default none: peers then connect over their host addresses only)
+//   src       URL of the object's .torrent (e.g. /bucket/key?torrent, relative to this page),
+//             or a magnet link. (Not named `torrent`: on a page served from an S3 bucket,
+//             `?torrent` would ask the server for the page's own torrent.)
+//   sha256    expected SHA-256 of the object, hex (optional; without it nothing is verified)
+//   tracker   an extra tracker URL (ws:// or wss://) besides the torrent's own (repeatable)
+//   strategy  piece order: rarest (the default here: the pieces the fewest peers have first,
+//             so visitors fetch different pieces from the webseed and trade them) or
+//             sequential (WebTorrent's default, in order, for playing media as it arrives)
+//   webconns  requests in flight to the webseed at once (WebTorrent's maxWebConns, default
+//             4); fewer leave more of the object to other visitors, at some cost in speed
+//   ice       an ICE server URL for WebRTC, e.g. stun:stun.example.net:3478 (repeatable;
+//             default none: peers then connect over their host addresses only)
 //
 // `window.seedbucketDownload` holds the state below, for scripts and tests to read.
 
