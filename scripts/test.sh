@@ -11,7 +11,8 @@ ROOT=$PWD
 # redis-server and nginx: the scale-out test starts its own on free loopback ports (the system
 # services are never used). jq: the README's examples use it (tests/interop/test_readme.py).
 # rclone and s3cmd: driven against a versioned bucket (tests/interop/test_versioning.py).
-APT_PACKAGES="curl jq python3-venv aria2 transmission-cli qbittorrent-nox redis-server nginx rclone s3cmd"
+# chromium: headless, driven by Playwright, runs the WebTorrent page (tests/interop/test_webtorrent.py).
+APT_PACKAGES="curl jq python3-venv aria2 transmission-cli qbittorrent-nox redis-server nginx rclone s3cmd chromium"
 
 missing=()
 for p in $APT_PACKAGES; do
@@ -26,7 +27,7 @@ if [ ${#missing[@]} -gt 0 ]; then
     echo "note: missing Debian packages (${missing[*]}); not root, continuing with what is installed"
   fi
 fi
-for tool in curl jq python3 cargo aria2c transmission-show qbittorrent-nox redis-server rclone s3cmd; do
+for tool in curl jq python3 cargo aria2c transmission-show qbittorrent-nox redis-server rclone s3cmd chromium node npm; do
   command -v "$tool" >/dev/null || { echo "FATAL: $tool is required"; exit 1; }
 done
 # (nginx is in /usr/sbin, off PATH for most users)
@@ -42,6 +43,14 @@ export PATH=$ROOT/.venv/bin:$PATH
 for tool in aws pytest; do
   command -v "$tool" >/dev/null || { echo "FATAL: $tool did not install"; exit 1; }
 done
+
+# The WebTorrent example page (examples/web), which the browser tests load: its JavaScript comes
+# from the npm registry (exact versions in package-lock.json) and is bundled into its dist/.
+echo "== building the WebTorrent example page"
+(cd examples/web && npm ci --no-audit --no-fund --loglevel=error && npm run --silent build) \
+  || { echo "FATAL: examples/web did not build"; exit 1; }
+[ -f examples/web/dist/index.html ] && [ -f examples/web/dist/main.js ] \
+  || { echo "FATAL: examples/web/dist is incomplete"; exit 1; }
 
 # imdl: a strict torrent checker (sorted keys, canonical integers, piece content).
 if [ ! -x .tools/bin/imdl ]; then
@@ -84,7 +93,7 @@ run_suite() { # name command...
 }
 run_suite "cargo test (unit and integration)" cargo test --release --workspace --no-fail-fast
 # (test_scaleout.py runs once, in its own step below.)
-run_suite "interop: aws-cli, boto3, curl, aria2c, transmission, qbittorrent-nox, libtorrent" \
+run_suite "interop: aws-cli, boto3, curl, aria2c, transmission, qbittorrent-nox, libtorrent, WebTorrent in Chromium" \
   pytest -q tests/interop --ignore=tests/interop/test_scaleout.py
 # Gateway mode (--backend s3): the same suites again, with the server a gateway in front of a
 # real S3 backend. The S3 suites against each of three backends (another seedbucket, a 3-node

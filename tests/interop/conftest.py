@@ -35,11 +35,12 @@ def _free_port() -> int:
 
 class Server:
     def __init__(self, tmp: Path, extra=(), admin=False, backend=None, port=None, host="127.0.0.1",
-                 data_dir=None):
+                 data_dir=None, torrent_max=TORRENT_MAX):
         """`backend`: an S3 backend (see gateway_args) to run in front of, in gateway mode.
         `host`: the address the S3 port and the seeder listen on (a test's own namespace
         address when a client must reach it from there).
-        `data_dir`: where the data lives (default `tmp/data`)."""
+        `data_dir`: where the data lives (default `tmp/data`).
+        `torrent_max`: the largest object with a torrent (--torrent-max-size)."""
         self.data_dir = Path(data_dir) if data_dir else tmp / "data"
         self.backend_args, backend_env = gateway_args(backend) if backend else ([], {})
         self.port = port or _free_port()
@@ -55,7 +56,7 @@ class Server:
         self.env = env
         self.proc = subprocess.Popen(
             [_binary(), "serve", "--data-dir", str(self.data_dir), "--listen", f"{host}:{self.port}",
-             "--torrent-max-size", str(TORRENT_MAX), "--peer-listen", f"{host}:0",
+             "--torrent-max-size", str(torrent_max), "--peer-listen", f"{host}:0",
              *self.backend_args, *extra],
             env=env, stdout=subprocess.DEVNULL, stderr=self.log)
         deadline = time.time() + 30
