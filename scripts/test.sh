@@ -27,6 +27,12 @@ if [ ${#missing[@]} -gt 0 ]; then
     echo "note: missing Debian packages (${missing[*]}); not root, continuing with what is installed"
   fi
 fi
+# node and npm (the WebTorrent page's bundler): Debian's packages unless some node is already
+# installed (nodesource's nodejs carries its own npm and conflicts with Debian's npm package).
+if ! command -v npm >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  echo "== installing Debian packages: nodejs npm"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null
+fi
 for tool in curl jq python3 cargo aria2c transmission-show qbittorrent-nox redis-server rclone s3cmd chromium node npm; do
   command -v "$tool" >/dev/null || { echo "FATAL: $tool is required"; exit 1; }
 done
