@@ -155,3 +155,31 @@ def test_generated_root_credentials_are_shown_once_after_the_listeners_bind(tmp_
     restarted = subprocess.run([_binary(), "key", "list", "--data-dir", str(data)], env=env,
                                capture_output=True, text=True)
     assert restarted.stdout.count("root") == 1
+
+
+def test_an_admin_key_lists_and_manages_every_bucket(fresh):
+    def made(name):
+        out = cli(fresh, "create", name, *(["--admin"] if name == "admin" else [])).stdout
+        fields = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
+        return make_client(fresh, access_key=fields["access key"].strip(),
+                           secret_key=fields["secret key"].strip()), out
+    owner, _ = made("owner")
+    admin, out = made("admin")
+    other, _ = made("other")
+    assert "role:        admin" in out
+    listed = cli(fresh, "list").stdout.splitlines()
+    roles = {line.split()[0]: line.split()[-1] for line in listed[1:]}
+    assert roles["admin"] == "admin" and roles["root"] == "admin" and roles["owner"] == "user"
+    settle(fresh)
+    bucket = "own-" + uuid.uuid4().hex[:10]
+    owner.create_bucket(Bucket=bucket)
+    owner.put_object(Bucket=bucket, Key="private", Body=b"owner's bytes")
+    # A plain key sees nothing of it; the admin sees and manages it as the owner would.
+    assert bucket not in [b["Name"] for b in other.list_buckets()["Buckets"]]
+    with pytest.raises(botocore.exceptions.ClientError):
+        other.get_object(Bucket=bucket, Key="private")
+    assert bucket in [b["Name"] for b in admin.list_buckets()["Buckets"]]
+    assert admin.get_object(Bucket=bucket, Key="private")["Body"].read() == b"owner's bytes"
+    admin.delete_object(Bucket=bucket, Key="private")
+    admin.delete_bucket(Bucket=bucket)
+    assert bucket not in [b["Name"] for b in owner.list_buckets()["Buckets"]]

@@ -88,6 +88,9 @@ enum Cmd {
         t: Target,
         #[arg(long)]
         key: String,
+        /// Upload the object public-read: its torrent is then an open one (no tokens).
+        #[arg(long)]
+        public: bool,
     },
     /// HTTP tracker announces: `concurrency` clients, random peer ids over the given info-hashes.
     TrackerLoad {
@@ -104,6 +107,20 @@ enum Cmd {
     /// UDP tracker announces (BEP 15): `concurrency` clients, each with its own socket and
     /// connection id; `--target HOST:PORT@HASH[@URLDATA]` (URL data is the BEP 41 path+query).
     UdpLoad {
+        #[arg(long, required = true)]
+        target: Vec<String>,
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        #[command(flatten)]
+        peers: PeerModel,
+    },
+    /// WebSocket tracker announces (WebTorrent's protocol): `concurrency` clients, each one
+    /// socket from its own loopback address to the URL of the first `--target WS_URL@HASH`,
+    /// announcing (without offers) for the info-hashes of every target in turn, each waiting for
+    /// its reply.
+    WsLoad {
         #[arg(long, required = true)]
         target: Vec<String>,
         #[arg(long, default_value_t = 64)]
@@ -225,6 +242,111 @@ impl PeerModel {
     }
 }
 
+/// The `ws-load` command (see [`Cmd::WsLoad`]).
+async fn ws_load(
+    target: &[String],
+    concurrency: usize,
+    seconds: u64,
+    peers: PeerModel,
+) -> anyhow::Result<()> {
+    use futures::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let mut url = String::new();
+    let mut hashes: Vec<String> = Vec::new();
+    for t in target {
+        let (u, h) = t.rsplit_once('@').context("--target is WS_URL@HASH")?;
+        if url.is_empty() {
+            url = u.to_owned();
+        }
+        let raw = hex::decode(h.trim())?;
+        hashes.push(raw.iter().map(|&b| char::from(b)).collect());
+    }
+    let authority = url
+        .strip_prefix("ws://")
+        .context("a ws:// URL")?
+        .split('/')
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    let server: std::net::SocketAddr = tokio::net::lookup_host(&authority)
+        .await?
+        .next()
+        .context("the URL's host does not resolve")?;
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let start = Instant::now();
+    let mut workers = Vec::new();
+    for w in 0..concurrency {
+        let (url, hashes) = (url.clone(), hashes.clone());
+        workers.push(tokio::spawn(async move {
+            let sock = if server.is_ipv4() {
+                tokio::net::TcpSocket::new_v4()?
+            } else {
+                tokio::net::TcpSocket::new_v6()?
+            };
+            sock.bind((peers.source_ip(w), 0).into())?;
+            let stream = sock.connect(server).await?;
+            let (mut ws, _) = tokio_tungstenite::client_async(url.as_str(), stream).await?;
+            let (mut lat, mut errors, mut i) = (Vec::new(), 0u64, 0u64);
+            while Instant::now() < deadline {
+                let a = peers.announce(w, i, hashes.len());
+                let msg = serde_json::json!({
+                    "action": "announce", "info_hash": hashes[a.target], "peer_id": a.peer_id,
+                    "numwant": 0, "uploaded": 0, "downloaded": 0, "left": a.left,
+                    "event": if i < peers.peers_per_client { "started" } else { "" },
+                    "offers": [],
+                });
+                let t = Instant::now();
+                ws.send(Message::text(msg.to_string())).await?;
+                // The reply to this announce (offers from others would be skipped; none here).
+                let ok = loop {
+                    match ws.next().await {
+                        Some(Ok(Message::Text(text))) => {
+                            let v: serde_json::Value =
+                                serde_json::from_str(text.as_str()).unwrap_or_default();
+                            if v.get("failure reason").is_some() {
+                                if errors == 0 {
+                                    eprintln!("announce refused: {text}");
+                                }
+                                break false;
+                            }
+                            if v.get("interval").is_some() {
+                                break true;
+                            }
+                        }
+                        Some(Ok(_)) => {}
+                        _ => anyhow::bail!("the WebSocket closed"),
+                    }
+                };
+                if ok {
+                    lat.push(t.elapsed().as_secs_f64() * 1000.0);
+                } else {
+                    errors += 1;
+                }
+                i += 1;
+            }
+            anyhow::Ok((lat, errors))
+        }));
+    }
+    let (mut lat, mut errors) = (Vec::new(), 0);
+    for wk in workers {
+        let (l, e) = wk.await??;
+        lat.extend(l);
+        errors += e;
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    lat.sort_by(f64::total_cmp);
+    anyhow::ensure!(!lat.is_empty(), "no announce succeeded ({errors} errors)");
+    let pct = |p: f64| lat[((lat.len() as f64 - 1.0) * p).round() as usize];
+    println!(
+        "op=ws_announce ok={} errors={errors} per_s={:.0} p50_ms={:.2} p99_ms={:.2}",
+        lat.len(),
+        lat.len() as f64 / elapsed,
+        pct(0.5),
+        pct(0.99)
+    );
+    Ok(())
+}
+
 fn mbps(bytes: u64, d: Duration) -> f64 {
     bytes as f64 / d.as_secs_f64() / 1e6
 }
@@ -324,10 +446,13 @@ async fn main() -> anyhow::Result<()> {
                 times[times.len() - 1]
             );
         }
-        Cmd::Issue { t, key } => {
+        Cmd::Issue { t, key, public } => {
             let c = client(&t)?;
-            c.put_object()
-                .bucket(&t.bucket)
+            let mut put = c.put_object();
+            if public {
+                put = put.acl(aws_sdk_s3::types::ObjectCannedAcl::PublicRead);
+            }
+            put.bucket(&t.bucket)
                 .key(&key)
                 .body(aws_sdk_s3::primitives::ByteStream::from(
                     key.as_bytes().to_vec(),
@@ -430,6 +555,12 @@ async fn main() -> anyhow::Result<()> {
                 pct(0.99)
             );
         }
+        Cmd::WsLoad {
+            target,
+            concurrency,
+            seconds,
+            peers,
+        } => ws_load(&target, concurrency, seconds, peers).await?,
         Cmd::UdpLoad {
             target,
             concurrency,

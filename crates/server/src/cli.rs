@@ -249,6 +249,10 @@ pub enum KeyAction {
         /// The imported key's secret (at least 16 characters; with --access-key).
         #[arg(long, requires = "access_key")]
         secret_key: Option<String>,
+        /// An administrator: may list and manage every bucket as its owner would (the root
+        /// key is one).
+        #[arg(long)]
+        admin: bool,
     },
     /// List keys (secrets are not shown).
     List,

@@ -94,12 +94,16 @@ fn print_key(k: &AccessKey) {
     println!("access key:  {}", k.access_key);
     println!("secret key:  {}", k.secret_key);
     println!("user id:     {}", k.user_id);
+    if k.is_admin() {
+        println!("role:        admin (may list and manage every bucket)");
+    }
 }
 
 fn print_key_list(keys: &[AccessKey]) {
-    println!("{:<12} {:<22} USER ID", "NAME", "ACCESS KEY");
+    println!("{:<12} {:<22} {:<64} ROLE", "NAME", "ACCESS KEY", "USER ID");
     for k in keys {
-        println!("{:<12} {:<22} {}", k.name, k.access_key, k.user_id);
+        let role = if k.is_admin() { "admin" } else { "user" };
+        println!("{:<12} {:<22} {:<64} {role}", k.name, k.access_key, k.user_id);
     }
 }
 
@@ -177,7 +181,8 @@ fn keys_in_data_dir(action: KeyAction, data_dir: &std::path::Path) -> anyhow::Re
             name,
             access_key,
             secret_key,
-        } => print_key(&file.create(&name, imported(access_key, secret_key))?),
+            admin,
+        } => print_key(&file.create(&name, imported(access_key, secret_key), admin)?),
         KeyAction::List => print_key_list(&file.load()?),
         KeyAction::Delete {
             id_or_name,
@@ -274,8 +279,9 @@ async fn keys_in_backend(
             name,
             access_key,
             secret_key,
+            admin,
         } => {
-            let k = create_in(&mut keys, &name, imported(access_key, secret_key))?;
+            let k = create_in(&mut keys, &name, imported(access_key, secret_key), admin)?;
             store.save_shared_keys(&keys).await?;
             print_key(&k);
         }

@@ -26,6 +26,16 @@ pub struct AccessKey {
     pub user_id: String,
     pub name: String,
     pub created_ns: i64,
+    /// May list and manage every bucket, as its owner would (`key create --admin`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub admin: bool,
+}
+
+impl AccessKey {
+    /// An administrator: a key made with `--admin`, or the root key.
+    pub fn is_admin(&self) -> bool {
+        self.admin || self.name == ROOT_KEY_NAME
+    }
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -90,9 +100,14 @@ impl KeyFile {
     }
 
     /// Creates a new key with its own user id: a generated pair, or `pair` (imported).
-    pub fn create(&self, name: &str, pair: Option<(String, String)>) -> Result<AccessKey> {
+    pub fn create(
+        &self,
+        name: &str,
+        pair: Option<(String, String)>,
+        admin: bool,
+    ) -> Result<AccessKey> {
         let mut keys = self.load()?;
-        let key = create_in(&mut keys, name, pair)?;
+        let key = create_in(&mut keys, name, pair, admin)?;
         self.save(&keys)?;
         Ok(key)
     }
@@ -168,6 +183,7 @@ pub fn ensure_root_in(
                 user_id: new_user_id(),
                 name: ROOT_KEY_NAME.to_owned(),
                 created_ns: crate::now_ns(),
+                admin: true,
             };
             keys.push(key.clone());
             (key, generated, true)
@@ -213,6 +229,7 @@ pub fn create_in(
     keys: &mut Vec<AccessKey>,
     name: &str,
     pair: Option<(String, String)>,
+    admin: bool,
 ) -> Result<AccessKey> {
     if name.trim().is_empty() {
         return Err(StoreError::InvalidKey("a key needs a name".into()));
@@ -240,6 +257,7 @@ pub fn create_in(
         user_id: new_user_id(),
         name: name.to_owned(),
         created_ns: crate::now_ns(),
+        admin,
     };
     keys.push(key.clone());
     Ok(key)
@@ -383,6 +401,7 @@ mod tests {
             &mut keys,
             "imp",
             pair("IMPORTED.KEY_01", "sixteen-chars-ok"),
+            false,
         )
         .unwrap();
         assert_eq!(k.access_key, "IMPORTED.KEY_01");
@@ -393,11 +412,11 @@ mod tests {
             ("tiny", "AB", "sixteen-chars-ok"),
             ("dup", "IMPORTED.KEY_01", "sixteen-chars-ok"),
         ] {
-            let e = create_in(&mut keys, name, pair(a, s)).unwrap_err();
+            let e = create_in(&mut keys, name, pair(a, s), false).unwrap_err();
             assert!(matches!(e, StoreError::InvalidKey(_)), "{name}: {e}");
         }
         assert!(matches!(
-            create_in(&mut keys, "imp", None),
+            create_in(&mut keys, "imp", None, false),
             Err(StoreError::InvalidKey(_))
         ));
         assert!(matches!(

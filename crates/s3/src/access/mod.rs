@@ -200,8 +200,10 @@ impl Access {
         }
     }
 
+    /// The bucket's owner, or an administrator (who manages every bucket as its owner would).
     pub fn is_bucket_owner(&self) -> bool {
         self.principal.user_id() == Some(self.bucket.owner.as_str())
+            || matches!(&self.principal, Principal::User(k) if k.is_admin())
     }
 
     /// Whether `action` is allowed; `key` names the object for object actions and `object`

@@ -63,7 +63,11 @@ impl Seedbucket {
             .await
             .map_err(to_s3)?
             .into_iter()
-            .filter(|b| b.owner == caller.user_id && b.name.starts_with(&prefix) && b.name > after)
+            .filter(|b| {
+                (b.owner == caller.user_id || caller.is_admin())
+                    && b.name.starts_with(&prefix)
+                    && b.name > after
+            })
             .collect();
         owned.sort_by(|a, b| a.name.cmp(&b.name));
         let more = owned.len() > max;
