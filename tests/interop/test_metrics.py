@@ -88,6 +88,6 @@ def test_labels_stay_bounded(tmp_path):
         urllib.request.urlopen(f"{s.url}/_seedbucket/health").read()
         m = scrape(s)
         ops = {dict(k[1]).get("operation") for k in m if k[0] == "seedbucket_s3_requests_total"}
-        assert "FROB" not in ops and "health" not in ops and "Other" in ops
+        assert "FROB" not in ops and "Getxyz" not in ops and "health" not in ops and "Other" in ops
     finally:
         s.stop()

@@ -117,9 +117,9 @@ enum Cmd {
         peers: PeerModel,
     },
     /// WebSocket tracker announces (WebTorrent's protocol): `concurrency` clients, each one
-    /// socket from its own loopback address to the URL of the first `--target WS_URL@HASH`,
-    /// announcing (without offers) for the info-hashes of every target in turn, each waiting for
-    /// its reply.
+    /// socket (one browser: one peer id, three in four seeds) from its own loopback address to
+    /// the URL of the first `--target WS_URL@HASH`, announcing (without offers) for the
+    /// info-hashes of every target in turn, each waiting for its reply.
     WsLoad {
         #[arg(long, required = true)]
         target: Vec<String>,
@@ -287,14 +287,20 @@ async fn ws_load(
             let stream = sock.connect(server).await?;
             let (mut ws, _) = tokio_tungstenite::client_async(url.as_str(), stream).await?;
             let (mut lat, mut errors, mut i) = (Vec::new(), 0u64, 0u64);
+            let peer_id = format!("-SB0001-{w:012}");
             while Instant::now() < deadline {
-                let a = peers.announce(w, i, hashes.len());
-                let msg = serde_json::json!({
-                    "action": "announce", "info_hash": hashes[a.target], "peer_id": a.peer_id,
-                    "numwant": 0, "uploaded": 0, "downloaded": 0, "left": a.left,
-                    "event": if i < peers.peers_per_client { "started" } else { "" },
-                    "offers": [],
+                // A socket is one browser: one peer id in every swarm it joins (trackers may
+                // close a socket that uses several), going round the info-hashes in turn.
+                let target = (w + i as usize) % hashes.len();
+                let left = if w % 4 == 0 { 1000 } else { 0 };
+                let mut msg = serde_json::json!({
+                    "action": "announce", "info_hash": hashes[target], "peer_id": peer_id,
+                    "numwant": 0, "uploaded": 0, "downloaded": 0, "left": left, "offers": [],
                 });
+                // As WebTorrent does: `started` first, then no event at all.
+                if (i as usize) < hashes.len() {
+                    msg["event"] = "started".into();
+                }
                 let t = Instant::now();
                 ws.send(Message::text(msg.to_string())).await?;
                 // The reply to this announce (offers from others would be skipped; none here).
@@ -314,7 +320,8 @@ async fn ws_load(
                             }
                         }
                         Some(Ok(_)) => {}
-                        _ => anyhow::bail!("the WebSocket closed"),
+                        Some(Err(e)) => anyhow::bail!("the WebSocket failed: {e}"),
+                        None => anyhow::bail!("the WebSocket closed"),
                     }
                 };
                 if ok {

@@ -163,59 +163,71 @@ pub fn set_gauge(name: &'static str, value: f64) {
     gauge!(name).set(value);
 }
 
-/// The operation as a label: what the access log calls it when it is one of the S3 operation
-/// names (a verb, then letters) or a BitTorrent channel; anything else (unknown methods,
-/// internal paths) is `Other`, so that clients cannot mint label values.
+/// The operation as a label: the name the access log gives it when that name comes from the
+/// S3 operation grammar (see `request_log::s3_operation`) or is a BitTorrent channel; anything
+/// else (unknown methods, which a client can name freely, and internal paths) is `Other`, so
+/// that clients cannot mint label values.
 pub fn operation_label(op: &str) -> &'static str {
-    const FIXED: &[&str] = &[
-        "webseed",
-        "announce",
-        "scrape",
-        "Preflight",
-        "CreateMultipartUpload",
-        "CompleteMultipartUpload",
-        "UploadPart",
-        "ListParts",
-        "AbortMultipartUpload",
-        "ListMultipartUploads",
-        "ListObjectVersions",
-        "DeleteObjects",
-        "ListBuckets",
-        "ListObjectsV2",
-        "ListObjects",
-        "CreateBucket",
-        "HeadBucket",
-        "DeleteBucket",
-    ];
-    if let Some(f) = FIXED.iter().find(|f| **f == op) {
-        return f;
-    }
-    const VERBS: &[&str] = &["Get", "Put", "Delete", "Head", "Post"];
-    let known = VERBS.iter().any(|v| op.starts_with(v))
-        && op.len() <= 48
-        && op.bytes().all(|b| b.is_ascii_alphabetic());
-    if known {
-        // Leaked once per distinct name: the grammar has a few dozen.
-        intern(op)
-    } else {
-        "Other"
-    }
+    known_operations()
+        .iter()
+        .find(|name| **name == op)
+        .copied()
+        .unwrap_or("Other")
 }
 
-fn intern(op: &str) -> &'static str {
-    static NAMES: Mutex<Vec<&'static str>> = Mutex::new(Vec::new());
-    let Ok(mut names) = NAMES.lock() else {
-        return "Other";
-    };
-    if let Some(n) = names.iter().find(|n| **n == op) {
-        return n;
-    }
-    if names.len() >= 256 {
-        return "Other";
-    }
-    let leaked: &'static str = Box::leak(op.to_owned().into_boxed_str());
-    names.push(leaked);
-    leaked
+/// Every operation name the grammar produces (a few dozen, made once).
+fn known_operations() -> &'static [&'static str] {
+    static NAMES: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
+    NAMES.get_or_init(|| {
+        let mut names: Vec<String> = [
+            "webseed",
+            "announce",
+            "scrape",
+            "Preflight",
+            "CreateMultipartUpload",
+            "CompleteMultipartUpload",
+            "UploadPart",
+            "ListParts",
+            "AbortMultipartUpload",
+            "ListMultipartUploads",
+            "ListObjectVersions",
+            "DeleteObjects",
+            "ListBuckets",
+            "ListObjectsV2",
+            "ListObjects",
+            "CreateBucket",
+            "HeadBucket",
+            "DeleteBucket",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+        let scoped = [
+            "ObjectTorrent",
+            "BucketPolicy",
+            "BucketCors",
+            "BucketEncryption",
+            "BucketVersioning",
+            "BucketLocation",
+            "BucketLifecycle",
+            "ObjectAttributes",
+            "ObjectAcl",
+            "BucketAcl",
+            "ObjectTagging",
+            "BucketTagging",
+            "Object",
+            "Bucket",
+        ];
+        for verb in ["Get", "Put", "Delete", "Head", "Post"] {
+            for rest in scoped {
+                names.push(format!("{verb}{rest}"));
+            }
+        }
+        names
+            .into_iter()
+            .map(|n| &*Box::leak(n.into_boxed_str()))
+            .collect()
+    })
 }
 
 fn status_label(status: u16) -> &'static str {
@@ -265,6 +277,8 @@ mod tests {
         assert_eq!(operation_label("FROB"), "Other");
         assert_eq!(operation_label("health"), "Other");
         assert_eq!(operation_label("Get0bject"), "Other");
+        assert_eq!(operation_label("GetAnything"), "Other");
+        assert_eq!(operation_label("GetObjectTorrent"), "GetObjectTorrent");
         assert_eq!(status_label(404), "404");
         assert_eq!(status_label(418), "4xx");
     }

@@ -477,7 +477,10 @@ impl Seedbucket {
     ) -> Response<Body> {
         let a = match parse_announce(query) {
             Ok(a) => a,
-            Err(e) => return failure(&e.to_string()),
+            Err(e) => {
+                self.stats.tracker_failure(Transport::Http);
+                return failure(&e.to_string());
+            }
         };
         let Some(remote) = remote else {
             return failure("no peer address");

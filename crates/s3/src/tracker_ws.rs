@@ -43,6 +43,8 @@ pub const MAX_SOCKETS: usize = 10_000;
 pub const MAX_SOCKETS_PER_ADDRESS: usize = 64;
 /// A socket that sends nothing this long is closed (browsers announce every 2 minutes).
 pub const IDLE: Duration = Duration::from_secs(300);
+/// How a rate-limited announce's failure reason starts.
+const RATE_LIMITED: &str = "rate limited";
 /// Messages queued towards one socket; past that, new ones for it are dropped.
 const OUTBOX: usize = 64;
 
@@ -309,7 +311,10 @@ impl Seedbucket {
                         replies
                     }
                     Err(reason) => {
-                        self.stats.tracker_failure(Transport::WebSocket);
+                        // Rate-limited announces are counted as such, not twice.
+                        if !reason.starts_with(RATE_LIMITED) {
+                            self.stats.tracker_failure(Transport::WebSocket);
+                        }
                         entry.status = "failure".to_owned();
                         vec![ws::failure(&reason, Some("announce"), Some(&a.info_hash))]
                     }
@@ -373,7 +378,7 @@ impl Seedbucket {
                 .await
         {
             self.stats.rate_limited(Transport::WebSocket);
-            return Err("rate limited: announce less often".to_owned());
+            return Err(format!("{RATE_LIMITED}: announce less often"));
         }
         let (rec, _grant) = self
             .admitted(&a.info_hash, token)

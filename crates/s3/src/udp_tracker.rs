@@ -90,7 +90,10 @@ impl Seedbucket {
     pub(crate) async fn udp_datagram(&self, packet: &[u8], from: SocketAddr) -> Option<Vec<u8>> {
         let request = match parse_request(packet) {
             Ok(r) => r,
-            Err(e) => return transaction_id(packet).map(|t| error_reply(t, &e.to_string())),
+            Err(e) => {
+                self.stats.tracker_failure(Transport::Udp);
+                return transaction_id(packet).map(|t| error_reply(t, &e.to_string()));
+            }
         };
         match request {
             Request::Connect { transaction_id } => {
@@ -158,6 +161,7 @@ impl Seedbucket {
                         "invalid or expired connection id",
                     ));
                 }
+                self.stats.scrape(Transport::Udp);
                 let mut entries = Vec::with_capacity(info_hashes.len());
                 for h in info_hashes {
                     // Scrape carries no URL data: private torrents answer zeros.

@@ -152,5 +152,5 @@ fn publish_seeder(s: &SeederStats) {
     counter!("seedbucket_seeder_blocks_sent_total").absolute(s.blocks_sent);
     gauge!("seedbucket_seeder_connections").set(s.connections as f64);
     gauge!("seedbucket_seeder_unchoked_peers").set(s.unchoked as f64);
-    gauge!("seedbucket_seeder_choked_peers").set(s.connections.saturating_sub(s.unchoked) as f64);
+    gauge!("seedbucket_seeder_choked_peers").set(s.waiting as f64);
 }

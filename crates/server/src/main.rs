@@ -103,7 +103,10 @@ fn print_key_list(keys: &[AccessKey]) {
     println!("{:<12} {:<22} {:<64} ROLE", "NAME", "ACCESS KEY", "USER ID");
     for k in keys {
         let role = if k.is_admin() { "admin" } else { "user" };
-        println!("{:<12} {:<22} {:<64} {role}", k.name, k.access_key, k.user_id);
+        println!(
+            "{:<12} {:<22} {:<64} {role}",
+            k.name, k.access_key, k.user_id
+        );
     }
 }
 

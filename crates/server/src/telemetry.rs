@@ -100,12 +100,12 @@ fn describe() {
     describe_counter!(
         "seedbucket_uploaded_bytes_total",
         Unit::Bytes,
-        "Object bytes sent to BitTorrent clients, by channel (peer wire, webseed)"
+        "Object bytes sent to BitTorrent clients, by channel: peer wire blocks as sent, webseed ranges as answered (counted when the answer starts)"
     );
     describe_counter!(
         "seedbucket_torrent_uploaded_bytes_total",
         Unit::Bytes,
-        "Object bytes sent to BitTorrent clients per torrent (the first 10,000 torrents), by channel"
+        "Object bytes sent to BitTorrent clients per torrent (the first 10,000 torrents), by channel, counted as seedbucket_uploaded_bytes_total"
     );
     describe_counter!(
         "seedbucket_torrents_issued_total",
@@ -134,7 +134,7 @@ fn describe() {
     );
     describe_gauge!(
         "seedbucket_tracker_torrents",
-        "Torrents with at least one peer"
+        "Swarms the tracker keeps (with peers, or with a completed count kept until restart)"
     );
     describe_gauge!("seedbucket_tracker_peers", "Peers in all swarms");
     describe_gauge!(
@@ -182,6 +182,6 @@ fn describe() {
     );
     describe_gauge!(
         "seedbucket_seeder_choked_peers",
-        "Connected peers waiting for an upload slot"
+        "Interested peers waiting for an upload slot (choked)"
     );
 }
