@@ -210,13 +210,6 @@ impl Seedbucket {
         req: S3Request<PutBucketVersioningInput>,
     ) -> S3Result<S3Response<PutBucketVersioningOutput>> {
         let input = req.input;
-        self.bucket_access(
-            req.credentials.as_ref(),
-            &input.bucket,
-            input.expected_bucket_owner.as_deref(),
-            Some(Action::OwnerOnly),
-        )
-        .await?;
         let config = input.versioning_configuration;
         if config
             .mfa_delete
@@ -244,13 +237,14 @@ impl Seedbucket {
                 "Bucket versioning is not available in gateway mode"
             ));
         }
-        self.store
-            .update_bucket(&input.bucket, move |b| {
-                b.versioning = Some(state);
-                Ok(())
-            })
-            .await
-            .map_err(to_s3)?;
+        // (Authorized before its body was read: `authorize_before_body`.)
+        self.change_config(
+            req.credentials.as_ref(),
+            &input.bucket,
+            input.expected_bucket_owner.as_deref(),
+            move |b| b.versioning = Some(state),
+        )
+        .await?;
         Ok(S3Response::new(PutBucketVersioningOutput {}))
     }
 }

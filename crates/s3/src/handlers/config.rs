@@ -321,8 +321,8 @@ impl Seedbucket {
 }
 
 impl Seedbucket {
-    /// A bucket configuration change that needs no checking (the deletions): the owner only.
-    async fn change_config(
+    /// A bucket configuration change, already checked (or needing none): the owner only.
+    pub(crate) async fn change_config(
         &self,
         credentials: Option<&s3s::auth::Credentials>,
         bucket: &str,
@@ -343,7 +343,7 @@ impl Seedbucket {
 }
 
 /// A 204 answer, as S3 gives to these deletions.
-fn no_content<T>(out: T) -> S3Response<T> {
+pub(crate) fn no_content<T>(out: T) -> S3Response<T> {
     let mut resp = S3Response::new(out);
     resp.status = Some(http::StatusCode::NO_CONTENT);
     resp

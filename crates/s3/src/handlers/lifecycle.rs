@@ -9,7 +9,6 @@ use s3s::{S3Request, S3Response, S3Result, s3_error};
 use super::timestamp;
 use crate::Seedbucket;
 use crate::access::Action;
-use crate::error::to_s3;
 
 /// Most rules one configuration may hold (S3's limit).
 const MAX_RULES: usize = 1000;
@@ -244,13 +243,6 @@ impl Seedbucket {
         req: S3Request<PutBucketLifecycleConfigurationInput>,
     ) -> S3Result<S3Response<PutBucketLifecycleConfigurationOutput>> {
         let input = req.input;
-        self.bucket_access(
-            req.credentials.as_ref(),
-            &input.bucket,
-            input.expected_bucket_owner.as_deref(),
-            Some(Action::OwnerOnly),
-        )
-        .await?;
         let rules = input
             .lifecycle_configuration
             .map(|c| c.rules)
@@ -273,13 +265,14 @@ impl Seedbucket {
             }
             stored.push(rule);
         }
-        self.store
-            .update_bucket(&input.bucket, move |b| {
-                b.lifecycle = stored;
-                Ok(())
-            })
-            .await
-            .map_err(to_s3)?;
+        // (Authorized before its body was read: `authorize_before_body`.)
+        self.change_config(
+            req.credentials.as_ref(),
+            &input.bucket,
+            input.expected_bucket_owner.as_deref(),
+            move |b| b.lifecycle = stored,
+        )
+        .await?;
         Ok(S3Response::new(
             PutBucketLifecycleConfigurationOutput::default(),
         ))
@@ -315,23 +308,14 @@ impl Seedbucket {
         req: S3Request<DeleteBucketLifecycleInput>,
     ) -> S3Result<S3Response<DeleteBucketLifecycleOutput>> {
         let input = req.input;
-        self.bucket_access(
+        self.change_config(
             req.credentials.as_ref(),
             &input.bucket,
             input.expected_bucket_owner.as_deref(),
-            Some(Action::OwnerOnly),
+            |b| b.lifecycle.clear(),
         )
         .await?;
-        self.store
-            .update_bucket(&input.bucket, |b| {
-                b.lifecycle.clear();
-                Ok(())
-            })
-            .await
-            .map_err(to_s3)?;
-        let mut resp = S3Response::new(DeleteBucketLifecycleOutput {});
-        resp.status = Some(http::StatusCode::NO_CONTENT);
-        Ok(resp)
+        Ok(super::config::no_content(DeleteBucketLifecycleOutput {}))
     }
 
     /// Applies every bucket's lifecycle rules once, as of `as_of_ns` (default: now).
