@@ -340,12 +340,30 @@ async fn ws_load(
         lat.extend(l);
         errors += e;
     }
-    let elapsed = start.elapsed().as_secs_f64();
+    announce_summary(
+        "ws_announce",
+        "announce",
+        lat,
+        errors,
+        start.elapsed().as_secs_f64(),
+    )?;
+    Ok(())
+}
+
+/// Prints one load run's figures (`op=... ok= errors= per_s= p50_ms= p99_ms=`, what the bench
+/// scripts read) from its latencies in milliseconds; an error if nothing succeeded.
+fn announce_summary(
+    op: &str,
+    what: &str,
+    mut lat: Vec<f64>,
+    errors: u64,
+    elapsed: f64,
+) -> anyhow::Result<()> {
     lat.sort_by(f64::total_cmp);
-    anyhow::ensure!(!lat.is_empty(), "no announce succeeded ({errors} errors)");
+    anyhow::ensure!(!lat.is_empty(), "no {what} succeeded ({errors} errors)");
     let pct = |p: f64| lat[((lat.len() as f64 - 1.0) * p).round() as usize];
     println!(
-        "op=ws_announce ok={} errors={errors} per_s={:.0} p50_ms={:.2} p99_ms={:.2}",
+        "op={op} ok={} errors={errors} per_s={:.0} p50_ms={:.2} p99_ms={:.2}",
         lat.len(),
         lat.len() as f64 / elapsed,
         pct(0.5),
@@ -550,17 +568,13 @@ async fn main() -> anyhow::Result<()> {
                 lat.extend(l);
                 errors += e;
             }
-            let elapsed = start.elapsed().as_secs_f64();
-            lat.sort_by(f64::total_cmp);
-            anyhow::ensure!(!lat.is_empty(), "no announce succeeded ({errors} errors)");
-            let pct = |p: f64| lat[((lat.len() as f64 - 1.0) * p).round() as usize];
-            println!(
-                "op=announce ok={} errors={errors} per_s={:.0} p50_ms={:.2} p99_ms={:.2}",
-                lat.len(),
-                lat.len() as f64 / elapsed,
-                pct(0.5),
-                pct(0.99)
-            );
+            announce_summary(
+                "announce",
+                "announce",
+                lat,
+                errors,
+                start.elapsed().as_secs_f64(),
+            )?;
         }
         Cmd::WsLoad {
             target,
@@ -661,20 +675,13 @@ async fn main() -> anyhow::Result<()> {
                 lat.extend(l);
                 errors += e;
             }
-            let elapsed = start.elapsed().as_secs_f64();
-            lat.sort_by(f64::total_cmp);
-            anyhow::ensure!(
-                !lat.is_empty(),
-                "no UDP announce succeeded ({errors} errors)"
-            );
-            let pct = |p: f64| lat[((lat.len() as f64 - 1.0) * p).round() as usize];
-            println!(
-                "op=udp_announce ok={} errors={errors} per_s={:.0} p50_ms={:.2} p99_ms={:.2}",
-                lat.len(),
-                lat.len() as f64 / elapsed,
-                pct(0.5),
-                pct(0.99)
-            );
+            announce_summary(
+                "udp_announce",
+                "UDP announce",
+                lat,
+                errors,
+                start.elapsed().as_secs_f64(),
+            )?;
         }
         Cmd::Small {
             t,
