@@ -436,9 +436,9 @@ impl Seedbucket {
         grant: Option<&TokenGrant>,
         peer: &PeerAnnounce,
     ) -> Result<seedbucket_wire::tracker::http::AnnounceReply, String> {
-        let mut key = [0u8; 20];
-        hex::decode_to_slice(&rec.info_hash, &mut key)
-            .map_err(|_| "internal error: bad info-hash record".to_owned())?;
+        let key = rec
+            .swarm_key()
+            .ok_or_else(|| "internal error: bad info-hash record".to_owned())?;
         let unavailable = |e: seedbucket_tracker::Unavailable| {
             tracing::warn!(error = %e, "announce refused");
             "tracker state unavailable; try again later".to_owned()
@@ -527,8 +527,7 @@ impl Seedbucket {
             let Ok((rec, _)) = self.admitted(&h, token).await else {
                 continue;
             };
-            let mut key = [0u8; 20];
-            if hex::decode_to_slice(&rec.info_hash, &mut key).is_ok() {
+            if let Some(key) = rec.swarm_key() {
                 entries.push((h, self.scrape_entry(&rec, &key).await));
             }
         }

@@ -334,10 +334,9 @@ impl Seedbucket {
                     let Ok((rec, _)) = self.admitted(&h, token).await else {
                         continue;
                     };
-                    let mut key = [0u8; 20];
-                    if hex::decode_to_slice(&rec.info_hash, &mut key).is_err() {
+                    let Some(key) = rec.swarm_key() else {
                         continue;
-                    }
+                    };
                     let (complete, incomplete, downloaded) = self
                         .browsers
                         .swarms
@@ -384,9 +383,9 @@ impl Seedbucket {
             .admitted(&a.info_hash, token)
             .await
             .map_err(str::to_owned)?;
-        let mut key = [0u8; 20];
-        hex::decode_to_slice(&rec.info_hash, &mut key)
-            .map_err(|_| "internal error: bad info-hash record".to_owned())?;
+        let key = rec
+            .swarm_key()
+            .ok_or_else(|| "internal error: bad info-hash record".to_owned())?;
         if !answer_only {
             self.stats.announce(Transport::WebSocket);
         }

@@ -168,13 +168,10 @@ impl Seedbucket {
                     let sources = self.store.torrent_sources(&hex::encode(h)).await;
                     let first = sources.ok().and_then(|s| s.records.into_iter().next());
                     let entry = match first {
-                        Some(rec) if !rec.private => {
-                            let mut key = [0u8; 20];
-                            match hex::decode_to_slice(&rec.info_hash, &mut key) {
-                                Ok(()) => self.scrape_entry(&rec, &key).await,
-                                Err(_) => Default::default(),
-                            }
-                        }
+                        Some(rec) if !rec.private => match rec.swarm_key() {
+                            Some(key) => self.scrape_entry(&rec, &key).await,
+                            None => Default::default(),
+                        },
                         _ => Default::default(),
                     };
                     entries.push(entry);

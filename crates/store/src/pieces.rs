@@ -140,6 +140,14 @@ impl IssuedTorrent {
     pub fn object_id(&self) -> String {
         object_id(&self.bucket, &self.key)
     }
+
+    /// The key of its swarm: the primary info-hash (both hashes of a hybrid share one swarm);
+    /// `None` for a record whose hex is damaged.
+    pub fn swarm_key(&self) -> Option<[u8; 20]> {
+        let mut key = [0u8; 20];
+        hex::decode_to_slice(&self.info_hash, &mut key).ok()?;
+        Some(key)
+    }
 }
 
 /// Every object recorded as serving one info-hash. Their bytes and file name are identical
