@@ -362,11 +362,33 @@ impl Seedbucket {
         expected_owner: Option<&str>,
         action: Action,
     ) -> S3Result<Access> {
+        self.key_access_at(
+            credentials,
+            bucket,
+            key,
+            expected_owner,
+            action,
+            Which::Current,
+        )
+        .await
+    }
+
+    /// [`Seedbucket::key_access`] for a request that may name a version (DELETE with
+    /// `versionId`: `s3:DeleteObjectVersion` in a policy).
+    pub(crate) async fn key_access_at(
+        &self,
+        credentials: Option<&s3s::auth::Credentials>,
+        bucket: &str,
+        key: &str,
+        expected_owner: Option<&str>,
+        action: Action,
+        which: Which<'_>,
+    ) -> S3Result<Access> {
         crate::handlers::object::check_key(key)?;
         let access = self
             .bucket_access(credentials, bucket, expected_owner, None)
             .await?;
-        access.require(action, Some(key), None)?;
+        access.require_at(action, Some(key), None, which)?;
         Ok(access)
     }
 

@@ -325,17 +325,19 @@ impl Seedbucket {
         req: S3Request<DeleteObjectInput>,
     ) -> S3Result<S3Response<DeleteObjectOutput>> {
         let input = req.input;
+        // A key too long is answered before a malformed version id, as before.
         check_key(&input.key)?;
         let which = super::which_version(input.version_id.as_deref())?;
         let access = self
-            .bucket_access(
+            .key_access_at(
                 req.credentials.as_ref(),
                 &input.bucket,
+                &input.key,
                 input.expected_bucket_owner.as_deref(),
-                None,
+                Action::DeleteObject,
+                which,
             )
             .await?;
-        access.require_at(Action::DeleteObject, Some(&input.key), None, which)?;
         if input.if_match.is_some() {
             let rec = self
                 .store
