@@ -127,8 +127,7 @@ async fn apply_to_bucket(
     if rules.iter().any(|r| r.abort_incomplete_days.is_some()) {
         for upload in store.list_uploads(name).await? {
             let due = rules.iter().any(|r| {
-                r.enabled
-                    && upload.key.starts_with(&r.prefix)
+                upload.key.starts_with(&r.prefix)
                     && r.abort_incomplete_days
                         .is_some_and(|d| now_ns - upload.initiated_ns >= i64::from(d) * DAY_NS)
             });

@@ -194,21 +194,23 @@ impl BrowserSwarms {
         let Some(swarm) = self.swarms.get_mut(&key) else {
             return Vec::new();
         };
-        let mut all: Vec<(Id20, ConnId)> = swarm
+        let len = swarm.peers.len();
+        if len == 0 {
+            return Vec::new();
+        }
+        // From a rotating start in the map's order (stable while the swarm is unchanged), so
+        // that every peer gets offers, without collecting or sorting the whole swarm.
+        let start = swarm.cursor % len;
+        swarm.cursor = swarm.cursor.wrapping_add(n.max(1));
+        swarm
             .peers
             .iter()
+            .skip(start)
+            .chain(swarm.peers.iter().take(start))
             .filter(|(id, _)| *id != from)
             .map(|(id, p)| (*id, p.conn))
-            .collect();
-        if all.is_empty() {
-            return all;
-        }
-        all.sort_unstable();
-        let start = swarm.cursor % all.len();
-        swarm.cursor = swarm.cursor.wrapping_add(n.max(1));
-        all.rotate_left(start);
-        all.truncate(n);
-        all
+            .take(n)
+            .collect()
     }
 
     /// The socket that owns `peer_id` in the swarm.
