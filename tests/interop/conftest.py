@@ -48,6 +48,9 @@ class Server:
         extra = list(extra)
         if admin:
             extra += ["--admin-listen", f"127.0.0.1:{self.admin_port}"]
+        elif "--admin-listen" not in extra:
+            # Not the default 127.0.0.1:9001: servers of a test run would take turns at it.
+            extra += ["--admin-listen", "off"]
         self.url = f"http://{host}:{self.port}"
         self.log = open(tmp / "server.log", "w+")
         env = dict(os.environ, SEEDBUCKET_ROOT_ACCESS_KEY=ACCESS_KEY,

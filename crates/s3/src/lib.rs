@@ -172,6 +172,36 @@ impl Seedbucket {
         self.stats.uploaded()
     }
 
+    /// What `bucket`/`key` was served since start (the console's object page).
+    pub fn object_traffic(&self, bucket: &str, key: &str) -> stats::ObjectTraffic {
+        self.stats.object_traffic(bucket, key)
+    }
+
+    /// The server's byte totals since start (the console's totals page).
+    pub fn totals(&self) -> stats::Totals {
+        self.stats.totals()
+    }
+
+    /// The swarm of a torrent this server issued for `bucket`/`key` (`info_hash`: its v1
+    /// info-hash, or v2 for a v2-only torrent, in hex): seeders (this server's own seeders
+    /// included), leechers, completed. `None` when the info-hash was not issued for that object
+    /// or the tracker's state cannot be reached. Callers check the reader may read the object.
+    pub async fn swarm_numbers(
+        &self,
+        bucket: &str,
+        key: &str,
+        info_hash: &str,
+    ) -> Option<(u32, u32, u32)> {
+        let sources = self.store.torrent_sources(info_hash).await.ok()?;
+        let rec = sources
+            .records
+            .into_iter()
+            .find(|r| r.bucket == bucket && r.key == key)?;
+        let swarm = rec.swarm_key()?;
+        let e = self.scrape_entry(&rec, &swarm).await;
+        Some((e.complete, e.incomplete, e.downloaded))
+    }
+
     /// A bucket's CORS rules (none if the bucket does not exist).
     pub(crate) async fn cors_rules(&self, bucket: &str) -> Vec<seedbucket_store::CorsRule> {
         self.store

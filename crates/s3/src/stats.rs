@@ -7,7 +7,7 @@
 //! statuses are HTTP codes, transports and channels are fixed words; the per-torrent byte
 //! counters carry a `torrent` label for the first [`MAX_PER_TORRENT`] torrents only.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -15,6 +15,9 @@ use metrics::{counter, gauge, histogram};
 
 /// Torrents that get their own labelled byte counters; past that only the totals grow.
 pub const MAX_PER_TORRENT: usize = 10_000;
+
+/// Finished downloads remembered, so that a `completed` and the `stopped` after it count once.
+const MAX_FINISHED: usize = 100_000;
 
 /// How a tracker request arrived.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,8 +44,51 @@ pub struct Stats {
     recording: std::sync::atomic::AtomicBool,
     peer_bytes: AtomicU64,
     webseed_bytes: AtomicU64,
-    /// Torrents (`bucket/key`) with labelled byte counters.
-    labelled: Mutex<HashSet<String>>,
+    get_bytes: AtomicU64,
+    delivered_bytes: AtomicU64,
+    /// (swarm, peer id) of downloads already counted as finished (cleared when it reaches
+    /// [`MAX_FINISHED`]).
+    finished: Mutex<std::collections::HashSet<([u8; 20], [u8; 20])>>,
+    /// Traffic per object (`bucket/key`), for the first [`MAX_PER_TORRENT`] objects served;
+    /// those also get labelled byte counters.
+    objects: Mutex<HashMap<String, ObjectTraffic>>,
+}
+
+/// What one object (`bucket/key`) was served, since the server started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ObjectTraffic {
+    /// Body bytes of S3 GetObject answers (as declared when the answer starts).
+    pub get: u64,
+    /// Bytes the webseed sent.
+    pub webseed: u64,
+    /// Bytes the seeder sent over the peer wire.
+    pub peer: u64,
+    /// BitTorrent downloads that announced `completed` to this server's tracker.
+    pub completed: u64,
+}
+
+/// The server's totals since start: what it sent, and what BitTorrent clients received.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Totals {
+    pub get: u64,
+    pub webseed: u64,
+    pub peer: u64,
+    /// Bytes delivered to BitTorrent clients: every `completed` announce counts its object's
+    /// size once (downloads that never finish are not counted).
+    pub delivered: u64,
+}
+
+impl Totals {
+    /// Bytes the server sent to BitTorrent clients (peer wire and webseed).
+    pub fn server_torrent_bytes(&self) -> u64 {
+        self.peer.saturating_add(self.webseed)
+    }
+
+    /// Egress the peers saved: what BitTorrent clients received beyond what the server sent
+    /// them.
+    pub fn saved(&self) -> u64 {
+        self.delivered.saturating_sub(self.server_torrent_bytes())
+    }
 }
 
 impl Stats {
@@ -87,17 +133,73 @@ impl Stats {
         self.add(torrent, "webseed", bytes);
     }
 
+    /// Body bytes of a GetObject answer for `bucket`/`key`.
+    pub fn served_get(&self, bucket: &str, key: &str, bytes: u64) {
+        self.get_bytes.fetch_add(bytes, Ordering::Relaxed);
+        self.object(&format!("{bucket}/{key}"), |t| t.get += bytes);
+    }
+
+    /// Whether this is the first time the peer `peer_id` of `swarm` says it finished.
+    pub fn first_finish(&self, swarm: [u8; 20], peer_id: [u8; 20]) -> bool {
+        self.finished.lock().is_ok_and(|mut seen| {
+            if seen.len() >= MAX_FINISHED {
+                seen.clear();
+            }
+            seen.insert((swarm, peer_id))
+        })
+    }
+
+    /// A BitTorrent client announced it finished downloading `torrent` (`bucket/key`) of
+    /// `size` bytes.
+    pub fn completed(&self, torrent: &str, size: u64) {
+        self.delivered_bytes.fetch_add(size, Ordering::Relaxed);
+        self.object(torrent, |t| t.completed += 1);
+    }
+
+    /// Applies `f` to the traffic of `torrent` when it has (or may get) an entry; false when
+    /// the table is full and it has none.
+    fn object(&self, torrent: &str, f: impl FnOnce(&mut ObjectTraffic)) -> bool {
+        let Ok(mut m) = self.objects.lock() else {
+            return false;
+        };
+        if let Some(t) = m.get_mut(torrent) {
+            f(t);
+            true
+        } else if m.len() < MAX_PER_TORRENT {
+            f(m.entry(torrent.to_owned()).or_default());
+            true
+        } else {
+            false
+        }
+    }
+
+    /// What `bucket`/`key` was served since start (zeros when nothing, or past the table's
+    /// size).
+    pub fn object_traffic(&self, bucket: &str, key: &str) -> ObjectTraffic {
+        let k = format!("{bucket}/{key}");
+        self.objects
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&k).copied())
+            .unwrap_or_default()
+    }
+
+    /// The totals since start.
+    pub fn totals(&self) -> Totals {
+        let (peer, webseed) = self.uploaded();
+        Totals {
+            get: self.get_bytes.load(Ordering::Relaxed),
+            webseed,
+            peer,
+            delivered: self.delivered_bytes.load(Ordering::Relaxed),
+        }
+    }
+
     fn add(&self, torrent: &str, via: &'static str, bytes: u64) {
         counter!("seedbucket_uploaded_bytes_total", "via" => via).increment(bytes);
-        let labelled = self.labelled.lock().is_ok_and(|mut m| {
-            if m.contains(torrent) {
-                true
-            } else if m.len() < MAX_PER_TORRENT {
-                m.insert(torrent.to_owned());
-                true
-            } else {
-                false
-            }
+        let labelled = self.object(torrent, |t| match via {
+            "peer" => t.peer += bytes,
+            _ => t.webseed += bytes,
         });
         if labelled {
             counter!(

@@ -435,6 +435,7 @@ impl Seedbucket {
         rec: &IssuedTorrent,
         grant: Option<&TokenGrant>,
         peer: &PeerAnnounce,
+        downloaded: u64,
     ) -> Result<seedbucket_wire::tracker::http::AnnounceReply, String> {
         let key = rec
             .swarm_key()
@@ -456,6 +457,12 @@ impl Seedbucket {
             .announce(key, peer, unix_now())
             .await
             .map_err(unavailable)?;
+        use seedbucket_wire::tracker::http::Event;
+        let finished = peer.event == Event::Completed
+            || (peer.event == Event::Stopped && peer.left == 0 && downloaded > 0);
+        if finished && !rec.bucket.is_empty() {
+            self.count_finished(rec, key, peer.peer_id).await;
+        }
         if !rec.bucket.is_empty() {
             for seeder in self.tracker.server_seeders() {
                 if peer.addr == seeder {
@@ -467,6 +474,37 @@ impl Seedbucket {
             }
         }
         Ok(reply)
+    }
+
+    /// A download of `rec`'s object finished (the peer announced `completed`, or stopped with
+    /// nothing left after downloading): its size counts as delivered to a client, once per
+    /// peer and swarm (a `completed` and then a `stopped` are one download).
+    pub(crate) async fn count_finished(
+        &self,
+        rec: &IssuedTorrent,
+        swarm: [u8; 20],
+        peer_id: [u8; 20],
+    ) {
+        if !self.stats.first_finish(swarm, peer_id) {
+            return;
+        }
+        let size = match self.store.head_object_recent(&rec.bucket, &rec.key).await {
+            Ok(o) if o.version == rec.version => o.size,
+            _ => match self
+                .store
+                .head_object_at(
+                    &rec.bucket,
+                    &rec.key,
+                    seedbucket_store::Which::Exact(&rec.version),
+                )
+                .await
+            {
+                Ok(o) => o.size,
+                Err(_) => return,
+            },
+        };
+        self.stats
+            .completed(&format!("{}/{}", rec.bucket, rec.key), size);
     }
 
     async fn announce(
@@ -509,7 +547,10 @@ impl Seedbucket {
             event: a.event,
             numwant: a.numwant,
         };
-        let reply = match self.swarm_announce(&rec, grant.as_ref(), &peer).await {
+        let reply = match self
+            .swarm_announce(&rec, grant.as_ref(), &peer, a.downloaded)
+            .await
+        {
             Ok(r) => r,
             Err(reason) => return failure(&reason),
         };

@@ -415,6 +415,13 @@ impl Seedbucket {
                 .and_then(|ans| swarms.conn_of(&key, &ans.to_peer_id));
             (counts, targets, answer_to, swarms.limits.interval)
         };
+        let finished = event == ws::Event::Completed
+            || (event == ws::Event::Stopped
+                && a.left == Some(0)
+                && a.downloaded.is_some_and(|d| d > 0));
+        if finished && !rec.bucket.is_empty() {
+            self.count_finished(&rec, key, a.peer_id).await;
+        }
         for (offer, (_, target)) in a.offers.iter().zip(&targets) {
             self.browsers
                 .send(*target, ws::offer_message(&a.info_hash, &a.peer_id, offer));

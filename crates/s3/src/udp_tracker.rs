@@ -136,7 +136,10 @@ impl Seedbucket {
                     event: a.event,
                     numwant: a.numwant,
                 };
-                let reply = match self.swarm_announce(&rec, grant.as_ref(), &peer).await {
+                let reply = match self
+                    .swarm_announce(&rec, grant.as_ref(), &peer, a.downloaded)
+                    .await
+                {
                     Ok(r) => r,
                     Err(reason) => return Some(error_reply(a.transaction_id, &reason)),
                 };

@@ -1,7 +1,8 @@
-//! The admin listener (`--admin-listen`): `/metrics` (the `metrics` facade's Prometheus
-//! exporter: docs/metrics.md), `/health`,
-//! and `POST /lifecycle/run` (one lifecycle pass now; answers its counts as JSON). Separate from
-//! the S3 port so it can stay on a private address.
+//! The admin listener (`--admin-listen`, 127.0.0.1:9001 by default): `/metrics` (the `metrics`
+//! facade's Prometheus exporter: docs/metrics.md), `/health`, `POST /lifecycle/run` (one
+//! lifecycle pass now; answers its counts as JSON), and every other path to the web console
+//! (`crate::console`; docs/console.md). Separate from the S3 port so it can stay on a private
+//! address.
 
 use std::convert::Infallible;
 
@@ -21,20 +22,29 @@ pub async fn serve(
     app: Seedbucket,
     seeder: Option<Seeder>,
     metrics: Option<crate::telemetry::Metrics>,
+    console: Option<std::sync::Arc<crate::console::Console>>,
 ) {
     let http = ConnBuilder::new(TokioExecutor::new());
     loop {
-        let Ok((socket, _)) = listener.accept().await else {
+        let Ok((socket, remote)) = listener.accept().await else {
             continue;
         };
         let app = app.clone();
         let seeder = seeder.clone();
         let metrics = metrics.clone();
+        let console = console.clone();
         let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
             let app = app.clone();
             let seeder = seeder.clone();
             let metrics = metrics.clone();
+            let console = console.clone();
             async move {
+                let path = req.uri().path();
+                if let Some(console) = console
+                    && !matches!(path, "/metrics" | "/health" | "/lifecycle/run")
+                {
+                    return Ok::<_, Infallible>(console.handle(req, remote).await);
+                }
                 if req.uri().path() == "/lifecycle/run" {
                     let as_of = req.uri().query().unwrap_or("");
                     return Ok::<_, Infallible>(lifecycle_run(&app, req.method(), as_of).await);

@@ -247,7 +247,8 @@ async fn serve_with_keys(
             Seedbucket::with_tracker(store, keys.clone(), options, tracker)
         }
     };
-    let service = s3_service(s3.clone(), keys, &config.domains).map_err(anyhow::Error::msg)?;
+    let service =
+        s3_service(s3.clone(), keys.clone(), &config.domains).map_err(anyhow::Error::msg)?;
     // The UDP tracker (BEP 15) on the same port number as S3.
     match tokio::net::UdpSocket::bind(config.listen).await {
         Ok(socket) => {
@@ -336,30 +337,13 @@ async fn serve_with_keys(
             }
         });
     }
-    if let Some(addr) = config.admin_listen {
-        let listener = TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("binding the admin listener to {addr}"))?;
-        tracing::info!(listen = %addr, "admin listener (/metrics, /health, /lifecycle/run)");
-        // Metrics are recorded only when something can read them.
-        let metrics = crate::telemetry::Metrics::install();
-        if metrics.is_some() {
-            s3.enable_request_metrics();
-        }
-        tokio::spawn(crate::admin::serve(
-            listener,
-            s3.clone(),
-            seeder_handle,
-            metrics,
-        ));
-    }
     let body_limits = Arc::new(BodyLimits::new(
         config.http.body_timeout,
         config.http.min_body_rate,
         config.http.body_buffer_bytes,
         BODY_BUDGET_WAIT,
     ));
-    let frontend = Frontend::new(service, s3, &config.domains)
+    let frontend = Frontend::new(service, s3.clone(), &config.domains)
         .map_err(anyhow::Error::msg)?
         .with_body_limits(body_limits);
     let conn_limits = ConnLimits {
@@ -374,6 +358,7 @@ async fn serve_with_keys(
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding the S3 listener to {}", config.listen))?;
+    let s3_listen = listener.local_addr()?;
     tracing::info!(
         listen = %listener.local_addr()?,
         public_url = %config.public_url,
@@ -383,6 +368,47 @@ async fn serve_with_keys(
         },
         "seedbucket is serving S3"
     );
+    if let Some(addr) = config.admin_listen {
+        match TcpListener::bind(addr).await {
+            Ok(admin) => {
+                let console = config.console.then(|| {
+                    crate::console::Console::start(
+                        s3.clone(),
+                        keys.clone(),
+                        s3_listen,
+                        &config.region,
+                    )
+                });
+                tracing::info!(
+                    listen = %addr,
+                    console = config.console,
+                    "admin listener (web console, /metrics, /health, /lifecycle/run)"
+                );
+                // Metrics are recorded only when something can read them.
+                let metrics = crate::telemetry::Metrics::install();
+                if metrics.is_some() {
+                    s3.enable_request_metrics();
+                }
+                tokio::spawn(crate::admin::serve(
+                    admin,
+                    s3.clone(),
+                    seeder_handle,
+                    metrics,
+                    console,
+                ));
+            }
+            Err(e) if !config.admin_listen_required => tracing::warn!(
+                listen = %addr,
+                error = %e,
+                "the default admin listener (console, metrics) could not be bound; going on without it (give --admin-listen ADDR or off)"
+            ),
+            Err(e) => {
+                return Err(
+                    anyhow::Error::new(e).context(format!("binding the admin listener to {addr}"))
+                );
+            }
+        }
+    }
     if let Some(root) = generated {
         print_generated(root);
         shown.store(true, std::sync::atomic::Ordering::Relaxed);

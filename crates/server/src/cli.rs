@@ -186,10 +186,13 @@ pub struct ServeArgs {
     /// Tracker entries one address holds over all swarms; more are refused [default: 2000].
     #[arg(long, env = "SEEDBUCKET_TRACKER_MAX_PEERS_PER_ADDRESS")]
     pub tracker_max_peers_per_address: Option<usize>,
-    /// Admin listener serving /metrics (Prometheus text) and /health; `off` to disable
-    /// [default: off].
+    /// Admin listener serving the web console, /metrics (Prometheus text) and /health; `off`
+    /// to disable. Keep it on a private address [default: 127.0.0.1:9001].
     #[arg(long, env = "SEEDBUCKET_ADMIN_LISTEN")]
     pub admin_listen: Option<String>,
+    /// The web console on the admin listener (log in with an access key) [default: on].
+    #[arg(long, env = "SEEDBUCKET_CONSOLE", value_parser = ["on", "off"])]
+    pub console: Option<String>,
     /// Gateway mode: memory for recently served object blocks (seeder and webseed), in MiB;
     /// 0 = none [default: 256].
     #[arg(long, env = "SEEDBUCKET_PIECE_CACHE")]

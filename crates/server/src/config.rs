@@ -69,8 +69,10 @@ pub struct FileConfig {
     pub tracker_max_peers_per_address_per_torrent: usize,
     /// Tracker entries one address holds over all swarms. Example: 2000.
     pub tracker_max_peers_per_address: usize,
-    /// Admin listener for /metrics and /health, or "off". Example: "127.0.0.1:9001".
+    /// Admin listener (web console, /metrics, /health), or "off". Example: "127.0.0.1:9001".
     pub admin_listen: Option<String>,
+    /// The web console on the admin listener: "on" or "off".
+    pub console: String,
     /// Where objects live: "embedded" (the data dir) or "s3" (gateway mode over an existing
     /// S3 cluster; see docs/deployment.md).
     pub backend: String,
@@ -149,6 +151,7 @@ impl Default for FileConfig {
             tracker_max_peers_per_address_per_torrent: 16,
             tracker_max_peers_per_address: 2_000,
             admin_listen: None,
+            console: "on".to_owned(),
             backend: "embedded".to_owned(),
             backend_endpoint: None,
             backend_region: "us-east-1".to_owned(),
@@ -281,6 +284,12 @@ pub struct Config {
     /// The tracker's swarm limits (in this process or in Redis).
     pub tracker: seedbucket_tracker::TrackerConfig,
     pub admin_listen: Option<SocketAddr>,
+    /// The admin listener was asked for by name (a flag, the environment or the file): failing
+    /// to bind it fails the start. The default one is skipped with a warning when its port is
+    /// taken (another seedbucket on this machine).
+    pub admin_listen_required: bool,
+    /// The web console on the admin listener.
+    pub console: bool,
     /// Gateway mode's backend; `None`: the embedded store in `data_dir`.
     pub backend: Option<GatewayOptions>,
     /// Redis for the state several gateway nodes share; `None`: all in this process.
@@ -346,6 +355,10 @@ impl HttpLimits {
 }
 
 /// An address, or `off`/empty for none.
+/// The admin listener (console, metrics) unless told otherwise: loopback only.
+pub const DEFAULT_ADMIN_LISTEN: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 9001);
+
 fn optional_addr(
     value: Option<String>,
     default: Option<SocketAddr>,
@@ -436,10 +449,17 @@ impl Config {
         } else {
             args.trusted_proxy.clone()
         };
+        let admin_listen_required = args.admin_listen.is_some() || file.admin_listen.is_some();
         let admin_listen = optional_addr(
             args.admin_listen.clone().or(file.admin_listen),
-            None,
+            Some(DEFAULT_ADMIN_LISTEN),
             "--admin-listen",
+        )?;
+        let console = one_of(
+            args.console.as_ref(),
+            &file.console,
+            "console",
+            ["on", "off"],
         )?;
         Ok(Self {
             http,
@@ -493,6 +513,8 @@ impl Config {
                 ..seedbucket_tracker::TrackerConfig::default()
             },
             admin_listen,
+            admin_listen_required,
+            console,
             torrent_max_size: args.torrent_max_size.unwrap_or(file.torrent_max_size),
             torrent_format,
             webseed_expiry: args.webseed_expiry.unwrap_or(file.webseed_expiry),
@@ -527,7 +549,11 @@ pub fn redis_url(args: &BackendArgs, file: &FileConfig) -> Option<String> {
 
 /// `seedbucket config default`: the defaults as a commented TOML file.
 pub fn default_toml() -> anyhow::Result<String> {
-    let body = toml::to_string_pretty(&FileConfig::default())?;
+    let defaults = FileConfig {
+        admin_listen: Some(DEFAULT_ADMIN_LISTEN.to_string()),
+        ..FileConfig::default()
+    };
+    let body = toml::to_string_pretty(&defaults)?;
     Ok(format!(
         "# seedbucket configuration (all keys optional). Flags and SEEDBUCKET_* variables override it.\n\
          # public_url = \"https://s3.example.com\"   # default: http://<listen>\n{body}"

@@ -4,6 +4,7 @@ mod admin;
 mod app;
 mod cli;
 mod config;
+mod console;
 mod telemetry;
 mod torrent_cli;
 

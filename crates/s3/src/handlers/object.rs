@@ -254,6 +254,8 @@ impl Seedbucket {
         let mut out = get_output(out);
         out.version_id = super::version_header(&access.bucket, &reader.record, which);
         let (start, end) = (view.start, view.end);
+        self.stats
+            .served_get(&input.bucket, &input.key, end - start);
         (out.sse_customer_algorithm, out.sse_customer_key_md5) = echo(key.as_ref());
         out.request_charged = super::request_charged(input.request_payer.as_ref());
         let stream = match &key {
