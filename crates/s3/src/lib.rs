@@ -177,6 +177,25 @@ impl Seedbucket {
         self.stats.object_traffic(bucket, key)
     }
 
+    /// Hands `bucket` to the key whose user id is `user_id` (an administrator's change, made
+    /// by the console and `seedbucket bucket chown`). The caller checked the right to do it.
+    pub async fn set_bucket_owner(&self, bucket: &str, user_id: &str) -> Result<(), String> {
+        let owner = user_id.to_owned();
+        self.store
+            .update_bucket(bucket, move |rec| {
+                rec.owner = owner;
+                Ok(())
+            })
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
+    /// The owner (user id) of `bucket`, if it exists.
+    pub async fn bucket_owner(&self, bucket: &str) -> Option<String> {
+        self.store.bucket(bucket).await.ok().map(|b| b.owner)
+    }
+
     /// The server's byte totals since start (the console's totals page).
     pub fn totals(&self) -> stats::Totals {
         self.stats.totals()

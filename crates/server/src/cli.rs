@@ -31,12 +31,27 @@ pub enum Command {
         #[command(flatten)]
         backend: BackendArgs,
     },
-    /// Gateway mode: bucket ownership for buckets that were in the backend already.
+    /// Buckets of a running server: list, create, delete, chown, public (through its admin
+    /// listener, as the console does); `assign` works on a gateway's backend directly.
     Bucket {
         #[command(subcommand)]
         action: BucketAction,
         #[command(flatten)]
         backend: BackendArgs,
+        #[command(flatten)]
+        server: ServerAccess,
+    },
+    /// A running server's totals: buckets, bytes sent per channel, bytes delivered to
+    /// BitTorrent clients, and the egress peers saved (an administrator key).
+    Stats {
+        #[command(flatten)]
+        server: ServerAccess,
+        /// TOML configuration file (flags and environment variables override it).
+        #[arg(long, env = "SEEDBUCKET_CONFIG")]
+        config: Option<PathBuf>,
+        /// Print the figures as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// SSE-S3 master keys (embedded mode; in the data dir's sse-s3-keys.json).
     SseKey {
@@ -277,8 +292,53 @@ pub enum SseKeyAction {
     Rotate,
 }
 
+/// How the `bucket` and `stats` commands reach a running server: its admin listener, and
+/// the key they act as.
+#[derive(Debug, Args, Clone, Default)]
+pub struct ServerAccess {
+    /// The server's admin listener (as given to `serve`) [default: the config file's
+    /// `admin_listen`, else 127.0.0.1:9001].
+    #[arg(long, env = "SEEDBUCKET_ADMIN_LISTEN", global = true)]
+    pub admin_listen: Option<String>,
+    /// Access key to act as [default: the root key: SEEDBUCKET_ROOT_ACCESS_KEY, else the data
+    /// dir's keys.json].
+    #[arg(long, env = "SEEDBUCKET_ACCESS_KEY", global = true)]
+    pub access_key: Option<String>,
+    /// Its secret key.
+    #[arg(
+        long,
+        env = "SEEDBUCKET_SECRET_KEY",
+        global = true,
+        hide_env_values = true
+    )]
+    pub secret_key: Option<String>,
+    /// Data directory whose root key to use when no key is given [default: the config file's
+    /// `data_dir`, else ./seedbucket-data].
+    #[arg(long, env = "SEEDBUCKET_DATA_DIR", global = true)]
+    pub data_dir: Option<PathBuf>,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum BucketAction {
+    /// List the buckets the key may list (every bucket, with owners, for an administrator).
+    List,
+    /// Create a bucket owned by the key.
+    Create { bucket: String },
+    /// Delete an empty bucket.
+    Delete { bucket: String },
+    /// Give a bucket to another key (an administrator key).
+    Chown {
+        bucket: String,
+        /// Name or access key id of the new owner.
+        owner: String,
+    },
+    /// Let anyone read every object of a bucket and get its torrent (`on`: a bucket policy
+    /// that allows it, replacing the bucket's policy), or stop (`off`: deletes the policy).
+    Public {
+        bucket: String,
+        #[arg(value_parser = ["on", "off"])]
+        state: String,
+    },
     /// Make a key the owner of a bucket (gateway mode; buckets found in the backend belong to
     /// the root key until assigned).
     Assign {

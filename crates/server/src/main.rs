@@ -5,6 +5,7 @@ mod app;
 mod cli;
 mod config;
 mod console;
+mod server_cli;
 mod telemetry;
 mod torrent_cli;
 
@@ -46,6 +47,7 @@ fn main() -> anyhow::Result<()> {
         Command::Bucket {
             action: BucketAction::Assign { bucket, owner },
             backend,
+            ..
         } => {
             let file = config::load_file(backend.config.as_deref())?;
             let gateway = config::resolve_backend(&backend, &file, Some(0), false)?.context(
@@ -57,6 +59,22 @@ fn main() -> anyhow::Result<()> {
                 tell_nodes(redis.as_deref(), &format!("buckets/{bucket}.json")).await;
                 Ok(())
             })
+        }
+        Command::Bucket {
+            action,
+            backend,
+            server,
+        } => {
+            let file = config::load_file(backend.config.as_deref())?;
+            block_on(server_cli::bucket(action, &server, &file))
+        }
+        Command::Stats {
+            server,
+            config,
+            json,
+        } => {
+            let file = config::load_file(config.as_deref())?;
+            block_on(server_cli::stats(&server, &file, json))
         }
         Command::SseKey {
             action: SseKeyAction::Rotate,

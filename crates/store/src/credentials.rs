@@ -370,6 +370,13 @@ impl KeyRing {
         self.find_now(|k| k.access_key == access_key)
     }
 
+    /// The key with this access key id or, failing that, this name (the CLI and the console
+    /// let people name keys either way).
+    pub fn by_id_or_name(&self, id_or_name: &str) -> Option<AccessKey> {
+        self.get(id_or_name)
+            .or_else(|| self.find_now(|k| k.name == id_or_name))
+    }
+
     /// The key of a canonical user id (a grant names one), if it exists now.
     pub fn by_user(&self, user_id: &str) -> Option<AccessKey> {
         self.find_now(|k| k.user_id == user_id)

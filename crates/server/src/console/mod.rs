@@ -14,6 +14,13 @@ mod history;
 mod pages;
 mod session;
 
+pub use self::pages::human;
+
+/// A query or form value, percent-encoded.
+pub fn form_encode(s: &str) -> String {
+    pages::q(s)
+}
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -293,6 +300,16 @@ impl Console {
                 ),
             ),
             "/api/object-stats" => self.object_stats(ctx).await,
+            "/api/session" => json(
+                StatusCode::OK,
+                &serde_json::json!({
+                    "access_key": ctx.viewer.access_key,
+                    "name": ctx.viewer.name,
+                    "admin": ctx.viewer.admin,
+                    "csrf": ctx.viewer.csrf,
+                }),
+            ),
+            "/api/buckets" => self.buckets_json(ctx).await,
             "/api/totals" if ctx.viewer.admin => json(StatusCode::OK, &totals_json(&self.sample())),
             _ => ctx.page(
                 StatusCode::NOT_FOUND,
@@ -499,7 +516,7 @@ impl Console {
                 "get": pages::human(traffic.get),
                 "webseed": pages::human(traffic.webseed),
                 "peer": pages::human(traffic.peer),
-                "downloads": traffic.completed,
+                "finished": pages::finished(&swarm, &traffic),
                 "bytes": {
                     "get": traffic.get,
                     "webseed": traffic.webseed,
@@ -627,7 +644,111 @@ impl Console {
                 }
             }
             _ if path.starts_with("/api/upload/") => self.upload(ctx, path, body).await,
+            _ if path.starts_with("/api/buckets/") => self.bucket_api(ctx, path).await,
             _ => plain(StatusCode::NOT_FOUND, "no such action"),
+        }
+    }
+
+    /// `GET /api/buckets`: the buckets the key may list (`seedbucket bucket list`), with their
+    /// owners' key names for administrators.
+    async fn buckets_json(&self, ctx: &Ctx<'_>) -> Answer {
+        let out = match ctx.client.list_buckets().send().await {
+            Ok(out) => out,
+            Err(e) => {
+                return json(
+                    StatusCode::BAD_REQUEST,
+                    &serde_json::json!({ "error": s3_message(&e) }),
+                );
+            }
+        };
+        let mut rows = Vec::new();
+        for b in out.buckets() {
+            let name = b.name().unwrap_or_default();
+            let owner = if ctx.viewer.admin {
+                self.app
+                    .bucket_owner(name)
+                    .await
+                    .and_then(|id| self.keys.by_user(&id))
+                    .map(|k| k.name)
+            } else {
+                None
+            };
+            rows.push(serde_json::json!({
+                "name": name,
+                "created": b.creation_date().map(date),
+                "owner": owner,
+            }));
+        }
+        json(StatusCode::OK, &serde_json::Value::Array(rows))
+    }
+
+    /// The bucket calls of `seedbucket bucket` (JSON answers; arguments in the query):
+    /// - `POST /api/buckets/create?bucket=`, `POST /api/buckets/delete?bucket=`;
+    /// - `POST /api/buckets/public?bucket=&public=on|off`: a bucket policy letting anyone
+    ///   read every object (and its torrent), or no policy;
+    /// - `POST /api/buckets/chown?bucket=&owner=KEY` (administrators): a new owner.
+    async fn bucket_api(&self, ctx: &Ctx<'_>, path: &str) -> Answer {
+        let bucket = ctx.arg("bucket");
+        let done = |r: Result<(), String>| match r {
+            Ok(()) => json(StatusCode::OK, &serde_json::json!({ "bucket": bucket })),
+            Err(e) => json(StatusCode::BAD_REQUEST, &serde_json::json!({ "error": e })),
+        };
+        match path {
+            "/api/buckets/create" => done(
+                ctx.client
+                    .create_bucket()
+                    .bucket(bucket)
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| s3_message(&e)),
+            ),
+            "/api/buckets/delete" => done(
+                ctx.client
+                    .delete_bucket()
+                    .bucket(bucket)
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| s3_message(&e)),
+            ),
+            "/api/buckets/public" => done(match ctx.arg("public") {
+                "on" => ctx
+                    .client
+                    .put_bucket_policy()
+                    .bucket(bucket)
+                    .policy(public_read_policy(bucket))
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| s3_message(&e)),
+                "off" => ctx
+                    .client
+                    .delete_bucket_policy()
+                    .bucket(bucket)
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| s3_message(&e)),
+                _ => Err("public must be on or off".to_owned()),
+            }),
+            "/api/buckets/chown" => {
+                if !ctx.viewer.admin {
+                    return json(
+                        StatusCode::FORBIDDEN,
+                        &serde_json::json!({ "error": "changing a bucket's owner is for administrator keys" }),
+                    );
+                }
+                let owner = ctx.arg("owner");
+                let Some(key) = self.keys.by_id_or_name(owner) else {
+                    return done(Err(format!("no key with name or access key id {owner:?}")));
+                };
+                if self.app.bucket_owner(bucket).await.is_none() {
+                    return done(Err(format!("NoSuchBucket: no bucket {bucket:?}")));
+                }
+                done(self.app.set_bucket_owner(bucket, &key.user_id).await)
+            }
+            _ => plain(StatusCode::NOT_FOUND, "no such bucket call"),
         }
     }
 
@@ -832,9 +953,28 @@ where
     }
 }
 
+/// A bucket policy that lets anyone read every object of `bucket` and get its torrent.
+fn public_read_policy(bucket: &str) -> String {
+    serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Sid": "PublicRead",
+            "Effect": "Allow",
+            "Principal": "*",
+            "Action": ["s3:GetObject", "s3:GetObjectTorrent"],
+            "Resource": [format!("arn:aws:s3:::{bucket}/*")],
+        }],
+    })
+    .to_string()
+}
+
 fn date(d: &aws_sdk_s3::primitives::DateTime) -> String {
+    // `2026-12-01T16:56:39.308Z` -> `2026-12-01 16:56:39 UTC`
     d.fmt(aws_sdk_s3::primitives::DateTimeFormat::DateTime)
-        .map(|s| s.replace('T', " ").trim_end_matches('Z').to_owned() + " UTC")
+        .map(|s| {
+            let whole = s.split(['.', 'Z']).next().unwrap_or(&s).replace('T', " ");
+            format!("{whole} UTC")
+        })
         .unwrap_or_default()
 }
 

@@ -406,24 +406,29 @@ pub fn object(d: &ObjectDetail<'_>) -> String {
 <div class="tiles">
 <div class="tile"><span class="n" data-field="seeders">{s}</span><span>seeders</span></div>
 <div class="tile"><span class="n" data-field="leechers">{l}</span><span>leechers</span></div>
-<div class="tile"><span class="n" data-field="completed">{c}</span><span>completed</span></div>
+<div class="tile"><span class="n" data-field="finished">{c}</span><span>downloads finished</span></div>
 </div>
 <table class="figures"><tbody>
 <tr><th>Sent by HTTP GET</th><td class="num" data-field="get">{g}</td></tr>
 <tr><th>Sent by the webseed</th><td class="num" data-field="webseed">{w}</td></tr>
 <tr><th>Sent over the peer wire</th><td class="num" data-field="peer">{p}</td></tr>
-<tr><th>Finished BitTorrent downloads</th><td class="num" data-field="downloads">{dl}</td></tr>
 </tbody></table>
-<p class="hint">Since this server started. Seeders include this server's own seeder.</p></section>"#,
+<p class="hint">Bytes since this server started. Seeders include this server's own seeder. A download counts as finished when its client announces <code>completed</code>, or stops with nothing left to fetch.</p></section>"#,
         s = d.swarm.seeders,
         l = d.swarm.leechers,
-        c = d.swarm.completed,
+        c = finished(&d.swarm, t),
         g = human(t.get),
         w = human(t.webseed),
         p = human(t.peer),
-        dl = t.completed,
     );
     body
+}
+
+/// Finished downloads of an object: the tracker's `completed` count, or the downloads this
+/// server saw finish since it started (clients that stop at once announce `stopped`, never
+/// `completed`), whichever is larger.
+pub fn finished(swarm: &SwarmNumbers, traffic: &ObjectTraffic) -> u64 {
+    u64::from(swarm.completed).max(traffic.completed)
 }
 
 /// The totals page: figures since start and the chart.
