@@ -12,7 +12,9 @@ listed in the test's output; the `serve` flags and `./` paths those blocks name 
 What the test does that a user would do by hand, and nothing more:
 - starts the server the README's first block starts (conftest.Server, the prebuilt binary), with
   its data in `./seedbucket-data` of the working directory as `cargo run -- serve` would have it,
-  but on free ports (S3 and seeder) so that it can run beside other tests, and with conftest's
+  but on free ports (S3, seeder and admin listener; SEEDBUCKET_ADMIN_LISTEN tells the `bucket`
+  and `stats` commands where the default 127.0.0.1:9001 went) so that it can run beside other
+  tests, and with conftest's
   root key (which the README lets a user choose with SEEDBUCKET_ROOT_*) and torrent size limit
   (20 MB; the README's objects are smaller);
 - fills in what the README leaves to the reader, all in `as_run_here`: the server's port for the
@@ -145,7 +147,11 @@ def test_readme_runs_as_written(tmp_path):
                PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
 
     blocks = readme_shell_blocks()
-    server = Server(tmp_path, data_dir=work / "seedbucket-data")
+    # The admin listener on a free port, where the README assumes the default 127.0.0.1:9001
+    # (the `bucket` and `stats` commands find it in SEEDBUCKET_ADMIN_LISTEN, as they would in
+    # the `--config` file).
+    server = Server(tmp_path, data_dir=work / "seedbucket-data", admin=True)
+    env["SEEDBUCKET_ADMIN_LISTEN"] = f"127.0.0.1:{server.admin_port}"
     try:
         run_blocks(blocks, server, work, env)
     finally:

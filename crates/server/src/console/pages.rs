@@ -453,7 +453,7 @@ pub fn totals(now: &Totals, samples: &[Sample]) -> String {
 <tr><th>Peer wire</th><td class="num">{peer}</td></tr>
 </tbody></table>
 <h2>Delivered against sent</h2>{chart}
-<p class="hint">Since this server started. A finished BitTorrent download counts its object's size as delivered when the client announces <code>completed</code>; downloads still running are not counted. What the server did not send, the peers sent each other.</p>
+<p class="hint">Since this server started. A BitTorrent download counts its object's size as delivered when it finishes (its client announces <code>completed</code>, or stops with nothing left to fetch); downloads still running are not counted. What the server did not send, the peers sent each other.</p>
 </section>"#,
         saved = human(now.saved()),
         delivered = human(now.delivered),
