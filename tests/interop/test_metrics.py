@@ -91,3 +91,27 @@ def test_labels_stay_bounded(tmp_path):
         assert "FROB" not in ops and "Getxyz" not in ops and "health" not in ops and "Other" in ops
     finally:
         s.stop()
+
+
+def test_stored_objects_and_bytes(tmp_path):
+    """Embedded mode counts what the data dir holds (current objects, older versions, bytes of
+    every version) from its metadata, when /metrics is read (at most every 30 s: this server's
+    first scrape comes after the writes)."""
+    s = Server(tmp_path, admin=True)
+    try:
+        s3 = make_client(s)
+        s3.create_bucket(Bucket="stored")
+        s3.put_object(Bucket="stored", Key="a", Body=b"x" * 1000)
+        s3.put_object(Bucket="stored", Key="b", Body=b"y" * 300_000)
+        s3.create_bucket(Bucket="stored-versions")
+        s3.put_bucket_versioning(Bucket="stored-versions", VersioningConfiguration={"Status": "Enabled"})
+        s3.put_object(Bucket="stored-versions", Key="v", Body=b"1" * 10)
+        s3.put_object(Bucket="stored-versions", Key="v", Body=b"2" * 20)
+        s3.put_object(Bucket="stored-versions", Key="gone", Body=b"3" * 5)
+        s3.delete_object(Bucket="stored-versions", Key="gone")  # a delete marker: not counted
+        m = scrape(s)
+        assert value(m, "seedbucket_stored_objects") == 3  # a, b, v
+        assert value(m, "seedbucket_stored_noncurrent_versions") == 2  # v's first, gone's
+        assert value(m, "seedbucket_stored_bytes") == 1000 + 300_000 + 10 + 20 + 5
+    finally:
+        s.stop()

@@ -102,7 +102,12 @@ pub struct Seedbucket {
     browsers: Arc<tracker_ws::BrowserHub>,
     stats: Arc<stats::Stats>,
     options: Arc<S3Options>,
+    /// The last count of what is stored, and when it was made.
+    usage: Arc<tokio::sync::Mutex<Option<(std::time::Instant, Option<seedbucket_store::Usage>)>>>,
 }
+
+/// How long a count of what is stored is reused before the metadata is scanned again.
+const USAGE_REUSED_FOR: std::time::Duration = std::time::Duration::from_secs(30);
 
 impl Seedbucket {
     /// With the tracker's state in this process.
@@ -130,6 +135,7 @@ impl Seedbucket {
             browsers: Arc::default(),
             stats: Arc::default(),
             options: Arc::new(options),
+            usage: Arc::default(),
         };
         app.drop_stale_answers_on_changes();
         app
@@ -145,9 +151,17 @@ impl Seedbucket {
 
     /// Sets the gauges read at scrape time (swarms, browser swarms): the admin listener calls
     /// it before it renders `/metrics`.
-    pub fn publish_gauges(&self) {
+    pub async fn publish_gauges(&self) {
         use stats::set_gauge;
         let n = |v: usize| v as f64;
+        if let Some(u) = self.storage_usage().await {
+            set_gauge("seedbucket_stored_objects", u.objects as f64);
+            set_gauge(
+                "seedbucket_stored_noncurrent_versions",
+                u.noncurrent_versions as f64,
+            );
+            set_gauge("seedbucket_stored_bytes", u.bytes as f64);
+        }
         if let Some((torrents, peers)) = self.tracker.stats() {
             set_gauge("seedbucket_tracker_torrents", n(torrents));
             set_gauge("seedbucket_tracker_peers", n(peers));
@@ -194,6 +208,26 @@ impl Seedbucket {
     /// The owner (user id) of `bucket`, if it exists.
     pub async fn bucket_owner(&self, bucket: &str) -> Option<String> {
         self.store.bucket(bucket).await.ok().map(|b| b.owner)
+    }
+
+    /// Objects and bytes stored (embedded mode; `None` in gateway mode or when the metadata
+    /// cannot be read), counted at most every 30 seconds: `/metrics`, the console's totals.
+    pub async fn storage_usage(&self) -> Option<seedbucket_store::Usage> {
+        let mut last = self.usage.lock().await;
+        if let Some((at, usage)) = *last
+            && at.elapsed() < USAGE_REUSED_FOR
+        {
+            return usage;
+        }
+        let usage = match self.store.usage().await {
+            Ok(u) => u,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not count what is stored");
+                None
+            }
+        };
+        *last = Some((std::time::Instant::now(), usage));
+        usage
     }
 
     /// The server's byte totals since start (the console's totals page).

@@ -49,12 +49,10 @@ pub async fn serve(
                     let as_of = req.uri().query().unwrap_or("");
                     return Ok::<_, Infallible>(lifecycle_run(&app, req.method(), as_of).await);
                 }
-                Ok::<_, Infallible>(route(
-                    &app,
-                    seeder.as_ref(),
-                    metrics.as_ref(),
-                    req.uri().path(),
-                ))
+                if req.uri().path() == "/metrics" && metrics.is_some() {
+                    app.publish_gauges().await;
+                }
+                Ok::<_, Infallible>(route(seeder.as_ref(), metrics.as_ref(), req.uri().path()))
             }
         });
         let conn = http
@@ -106,15 +104,14 @@ async fn lifecycle_run(
     r
 }
 
+/// `/metrics` (gauges already published), `/health`.
 fn route(
-    app: &Seedbucket,
     seeder: Option<&Seeder>,
     metrics: Option<&crate::telemetry::Metrics>,
     path: &str,
 ) -> Response<Full<Bytes>> {
     let (status, ctype, body) = match (path, metrics) {
         ("/metrics", Some(m)) => {
-            app.publish_gauges();
             if let Some(s) = seeder {
                 publish_seeder(&s.stats());
             }

@@ -267,6 +267,13 @@ pub async fn stats(access: &ServerAccess, file: &FileConfig, as_json: bool) -> a
         String::new()
     };
     println!("buckets                          {count}");
+    if let Some(objects) = totals["objects"].as_u64() {
+        println!("objects stored                   {objects}");
+        println!(
+            "bytes stored                     {}",
+            human(n("bytes_stored"))
+        );
+    }
     println!("sent by HTTP GET                 {}", human(n("get")));
     println!("sent by the webseed              {}", human(n("webseed")));
     println!("sent over the peer wire          {}", human(n("peer")));

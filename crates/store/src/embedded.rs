@@ -190,6 +190,10 @@ impl Embedded {
         self.blocking(|i| i.meta.list_buckets()).await
     }
 
+    pub async fn usage(&self) -> Result<crate::Usage> {
+        self.blocking(|i| i.meta.usage()).await
+    }
+
     // ---- objects ----
 
     /// Receives an object body, computing MD5 and the selected checksums. Bodies up to

@@ -78,6 +78,17 @@ pub const MAX_PART_NUMBER: u32 = 10_000;
 /// transaction makes them durable, with no file to create and fsync.
 pub const INLINE_MAX: usize = 64 * 1024;
 
+/// What the store holds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// Objects (current versions; delete markers not counted).
+    pub objects: u64,
+    /// Noncurrent versions (delete markers not counted).
+    pub noncurrent_versions: u64,
+    /// Bytes of every stored version's content.
+    pub bytes: u64,
+}
+
 /// Options for [`Store::open`].
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
@@ -341,6 +352,15 @@ impl Store {
         match &self.backend {
             Backend::Embedded(e) => e.list_buckets().await,
             Backend::Gateway(g) => g.list_buckets().await,
+        }
+    }
+
+    /// Objects and bytes stored (a scan of the metadata). `None` in gateway mode: the cluster
+    /// knows, and counting would mean listing all of it.
+    pub async fn usage(&self) -> Result<Option<Usage>> {
+        match &self.backend {
+            Backend::Embedded(e) => e.usage().await.map(Some),
+            Backend::Gateway(_) => Ok(None),
         }
     }
 

@@ -286,7 +286,8 @@ impl Console {
             "/torrent" => self.torrent_file(ctx).await,
             "/totals" if ctx.viewer.admin => {
                 let now = self.sample();
-                let body = pages::totals(&now.totals, &self.history.thinned(240, now));
+                let stored = self.app.storage_usage().await;
+                let body = pages::totals(&now.totals, stored, &self.history.thinned(240, now));
                 ctx.page(StatusCode::OK, "Totals", None, &body)
             }
             "/totals" => ctx.page(
@@ -310,7 +311,10 @@ impl Console {
                 }),
             ),
             "/api/buckets" => self.buckets_json(ctx).await,
-            "/api/totals" if ctx.viewer.admin => json(StatusCode::OK, &totals_json(&self.sample())),
+            "/api/totals" if ctx.viewer.admin => {
+                let stored = self.app.storage_usage().await;
+                json(StatusCode::OK, &totals_json(&self.sample(), stored))
+            }
             _ => ctx.page(
                 StatusCode::NOT_FOUND,
                 "Not found",
@@ -978,16 +982,22 @@ fn date(d: &aws_sdk_s3::primitives::DateTime) -> String {
         .unwrap_or_default()
 }
 
-fn totals_json(s: &Sample) -> serde_json::Value {
+fn totals_json(s: &Sample, stored: Option<seedbucket_store::Usage>) -> serde_json::Value {
     let t = &s.totals;
-    serde_json::json!({
+    let mut v = serde_json::json!({
         "at": s.at,
         "get": t.get,
         "webseed": t.webseed,
         "peer": t.peer,
         "delivered": t.delivered,
         "saved": t.saved(),
-    })
+    });
+    if let Some(u) = stored {
+        v["objects"] = u.objects.into();
+        v["noncurrent_versions"] = u.noncurrent_versions.into();
+        v["bytes_stored"] = u.bytes.into();
+    }
+    v
 }
 
 /// `a=1&b=x+y` into a map (form and query encoding: `+` is a space).

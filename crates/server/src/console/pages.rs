@@ -432,7 +432,7 @@ pub fn finished(swarm: &SwarmNumbers, traffic: &ObjectTraffic) -> u64 {
 }
 
 /// The totals page: figures since start and the chart.
-pub fn totals(now: &Totals, samples: &[Sample]) -> String {
+pub fn totals(now: &Totals, stored: Option<seedbucket_store::Usage>, samples: &[Sample]) -> String {
     let sent = now.server_torrent_bytes();
     let share = if now.delivered > 0 {
         format!("{:.0}%", 100.0 * now.saved() as f64 / now.delivered as f64)
@@ -448,10 +448,10 @@ pub fn totals(now: &Totals, samples: &[Sample]) -> String {
 <div class="tile"><span class="n" id="share">{share}</span><span>of BitTorrent bytes came from peers</span></div>
 </div>
 <table class="figures"><tbody>
-<tr><th>HTTP GET</th><td class="num">{get}</td></tr>
-<tr><th>Webseed</th><td class="num">{webseed}</td></tr>
-<tr><th>Peer wire</th><td class="num">{peer}</td></tr>
-</tbody></table>
+<tr><th>Sent by HTTP GET</th><td class="num">{get}</td></tr>
+<tr><th>Sent by the webseed</th><td class="num">{webseed}</td></tr>
+<tr><th>Sent over the peer wire</th><td class="num">{peer}</td></tr>
+{stored}</tbody></table>
 <h2>Delivered against sent</h2>{chart}
 <p class="hint">Since this server started. A BitTorrent download counts its object's size as delivered when it finishes (its client announces <code>completed</code>, or stops with nothing left to fetch); downloads still running are not counted. What the server did not send, the peers sent each other.</p>
 </section>"#,
@@ -462,6 +462,18 @@ pub fn totals(now: &Totals, samples: &[Sample]) -> String {
         webseed = human(now.webseed),
         peer = human(now.peer),
         chart = chart(samples),
+        stored = stored
+            .map(|u| format!(
+                r#"<tr><th>Stored</th><td class="num" id="stored">{} in {} objects{}</td></tr>"#,
+                human(u.bytes),
+                u.objects,
+                if u.noncurrent_versions > 0 {
+                    format!(" and {} older versions", u.noncurrent_versions)
+                } else {
+                    String::new()
+                }
+            ))
+            .unwrap_or_default(),
     )
 }
 

@@ -368,6 +368,34 @@ impl Meta {
         Ok(out)
     }
 
+    /// What is stored: a scan of the metadata (no object file is read); each record is decoded
+    /// only for its size.
+    pub fn usage(&self) -> Result<crate::Usage> {
+        #[derive(serde::Deserialize)]
+        struct Sized {
+            size: u64,
+            #[serde(default)]
+            delete_marker: bool,
+        }
+        let tx = self.db.begin_read()?;
+        let mut usage = crate::Usage::default();
+        for entry in tx.open_table(OBJECTS)?.iter()? {
+            let (_, v) = entry?;
+            let rec: Sized = decode(v.value())?;
+            usage.objects += 1;
+            usage.bytes += rec.size;
+        }
+        for entry in tx.open_table(VERSIONS)?.iter()? {
+            let (_, v) = entry?;
+            let rec: Sized = decode(v.value())?;
+            if !rec.delete_marker {
+                usage.noncurrent_versions += 1;
+                usage.bytes += rec.size;
+            }
+        }
+        Ok(usage)
+    }
+
     // ---- objects ----
 
     pub fn object(&self, bucket: &str, key: &str) -> Result<ObjectRecord> {
