@@ -103,8 +103,11 @@ pub struct Seedbucket {
     stats: Arc<stats::Stats>,
     options: Arc<S3Options>,
     /// The last count of what is stored, and when it was made.
-    usage: Arc<tokio::sync::Mutex<Option<(std::time::Instant, Option<seedbucket_store::Usage>)>>>,
+    usage: Arc<tokio::sync::Mutex<Option<CountedUsage>>>,
 }
+
+/// A count of what is stored (`None`: not countable here) and when it was made.
+type CountedUsage = (std::time::Instant, Option<seedbucket_store::Usage>);
 
 /// How long a count of what is stored is reused before the metadata is scanned again.
 const USAGE_REUSED_FOR: std::time::Duration = std::time::Duration::from_secs(30);
