@@ -105,10 +105,10 @@ run_suite "interop: aws-cli, boto3, curl, aria2c, transmission, qbittorrent-nox,
 # real S3 backend. The S3 suites against each of three backends (another seedbucket, a 3-node
 # Garage cluster, moto's server); the torrent, webseed, seeder and tracker suites against one.
 S3_SUITES="tests/interop/test_boto3.py tests/interop/test_awscli.py tests/interop/test_object_api.py tests/interop/test_access.py tests/interop/test_s3_exact_behaviour.py"
-TORRENT_SUITES="tests/interop/test_get_object_torrent.py tests/interop/test_webseed.py tests/interop/test_seeder.py tests/interop/test_tracker.py tests/interop/test_peer_transports.py"
+TORRENT_SUITES="tests/interop/test_get_object_torrent.py tests/interop/test_webseed.py tests/interop/test_seeder.py tests/interop/test_tracker.py tests/interop/test_peer_transports.py tests/interop/test_console.py"
 # SSE-C is embedded-only (gateway mode answers NotImplemented: docs/deployment.md); the
 # embedded run above covers it.
-run_suite "gateway in front of seedbucket: S3 and BitTorrent suites" \
+run_suite "gateway in front of seedbucket: S3, BitTorrent and console suites" \
   env SEEDBUCKET_TEST_BACKEND=seedbucket pytest -q $S3_SUITES $TORRENT_SUITES
 # The GiB-sized tests (marker "large") run against the seedbucket backend only: they prove the
 # streaming path, which is the same whatever the backend, and cost minutes each.
