@@ -21,6 +21,7 @@ own step). redis-server and nginx come from Debian (scripts/test.sh installs the
 """
 import hashlib
 import grp
+import json
 import os
 import pwd
 import re
@@ -648,6 +649,46 @@ def test_a_key_and_an_acl_changed_through_a_apply_on_c_within_a_second(cluster):
     assert [o["Key"] for o in got["Contents"]] == ["k"]
 
 
+def test_browsers_meet_across_nodes_on_the_websocket_tracker(cluster):
+    """Browser peers (the WebSocket tracker's protocol, with a real WebSocket client) connected
+    to different nodes: counts are the shared swarm's, an offer made through A reaches the
+    browser on B, B's answer comes back through A, a peer id live on one node cannot be taken
+    through another, and a browser that leaves is gone for the others."""
+    from test_websocket_tracker import announce as ws_announce, bstr, recv
+    from websockets.sync.client import connect
+
+    meta, ih = new_torrent(cluster, "browsers.bin", 200_000, public=True)
+    a_node, b_node, c_node = cluster.nodes
+    ws = lambda n: n.url.replace("http://", "ws://") + "/announce"  # noqa: E731
+    a_id, b_id = b"-WW0100-across-aaaaa", b"-WW0100-across-bbbbb"
+    with connect(ws(a_node)) as a, connect(ws(b_node)) as b:
+        ws_announce(b, ih, b_id, left=0)
+        assert recv(b)["complete"] == 1
+        offer_id = os.urandom(20)
+        ws_announce(a, ih, a_id, offers=[{"offer_id": bstr(offer_id), "offer": {"type": "offer", "sdp": "v=0 from-a"}}])
+        reply = recv(a)
+        assert (reply["complete"], reply["incomplete"]) == (1, 1), reply
+        got = recv(b)  # relayed from A's node to B's through Redis
+        assert got["offer"] == {"type": "offer", "sdp": "v=0 from-a"}
+        assert got["peer_id"] == bstr(a_id) and got["offer_id"] == bstr(offer_id)
+        b.send(json.dumps({"action": "announce", "info_hash": bstr(ih), "peer_id": bstr(b_id),
+                           "to_peer_id": bstr(a_id), "offer_id": bstr(offer_id),
+                           "answer": {"type": "answer", "sdp": "v=0 from-b"}}))
+        ans = recv(a)
+        assert ans["answer"] == {"type": "answer", "sdp": "v=0 from-b"} and ans["peer_id"] == bstr(b_id)
+        # A's peer id is live on A's node: C refuses it to another socket.
+        with connect(ws(c_node)) as thief:
+            ws_announce(thief, ih, a_id)
+            assert "in use" in recv(thief).get("failure reason", ""), "peer id taken over across nodes"
+    # Both sockets closed: their nodes took their entries out of the shared swarm.
+    with connect(ws(c_node)) as late:
+        def alone():
+            ws_announce(late, ih, b"-WW0100-across-ccccc")
+            r = recv(late)
+            return (r["complete"], r["incomplete"]) == (0, 1)
+        wait_for(alone, 10, "the closed sockets' entries to leave the shared swarm", interval=0.5)
+
+
 def test_redis_stopped_and_restarted_empty_during_a_swarm(cluster, tmp_path):
     """Two downloads of one object: one from the three seeders (found through the tracker, via
     nginx; no webseed), under way when Redis stops; one of the whole torrent (tracker and
@@ -743,3 +784,4 @@ def test_a_node_killed_during_a_download_from_three_seeders(cluster, tmp_path):
     # The restarted node serves again.
     again = node_client(victim).get_object(Bucket=c.bucket, Key="kill/big.bin", Range="bytes=0-9")
     assert again["Body"].read() == data[:10]
+

@@ -6,12 +6,15 @@
 //!   heartbeat), so every node's seeder appears in every peer list;
 //! - leases ([`leases`]), so a burst of first `?torrent`s on many nodes hashes an object once;
 //! - change notices ([`notices`]), so a key or an access rule changed through one node takes
-//!   effect on the others at once.
+//!   effect on the others at once;
+//! - the browser swarms of the WebSocket tracker ([`browsers`]), with a relay of offers and
+//!   answers between nodes, so browsers connected to different nodes find each other.
 //!
 //! The objects, keys, ACLs, piece hashes and issued torrents stay in the S3 backend: Redis
 //! holds nothing that the next announces do not rebuild, so it needs no persistence.
 
 mod announce_batches;
+pub mod browsers;
 pub mod leases;
 pub mod notices;
 pub mod swarms;
@@ -24,6 +27,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use seedbucket_store::Store;
 use seedbucket_tracker::TrackerConfig;
 
+pub use crate::browsers::RedisBrowsers;
 pub use crate::leases::RedisLeases;
 pub use crate::swarms::RedisSwarms;
 
@@ -36,6 +40,11 @@ const NODES_KEY: &str = "sb:nodes";
 /// This node's handle on the shared state.
 pub struct Cluster {
     pub swarms: Arc<RedisSwarms>,
+    pub browsers: Arc<RedisBrowsers>,
+    /// What other nodes relay to this node's browsers (swarm, peer id, text): taken once by
+    /// the server, which hands each to its socket.
+    pub browser_messages:
+        std::sync::Mutex<Option<tokio::sync::mpsc::Receiver<browsers::RelayedMessage>>>,
     conn: ConnectionManager,
     seeder: Option<SocketAddr>,
 }
@@ -78,12 +87,16 @@ impl Cluster {
         ));
         store.set_leases(Arc::new(RedisLeases::for_connection(conn.clone())));
         notices::publish_local_changes(store, conn.clone(), node.clone());
+        let (browsers, browser_messages) =
+            RedisBrowsers::start(conn.clone(), client.clone(), node.clone());
         notices::follow_remote_changes(store.clone(), client, node);
         if let Some(own) = seeder {
             tokio::spawn(heartbeat(conn.clone(), own, seeders));
         }
         Ok(Self {
             swarms,
+            browsers: Arc::new(browsers),
+            browser_messages: std::sync::Mutex::new(Some(browser_messages)),
             conn,
             seeder,
         })

@@ -102,6 +102,8 @@ pub struct Seedbucket {
     browsers: Arc<tracker_ws::BrowserHub>,
     stats: Arc<stats::Stats>,
     options: Arc<S3Options>,
+    /// Browser swarms shared with other gateway nodes (`--redis`); `None`: this node's only.
+    shared_browsers: Option<Arc<dyn seedbucket_tracker::browser::SharedBrowsers>>,
     /// The last count of what is stored, and when it was made.
     usage: Arc<tokio::sync::Mutex<Option<CountedUsage>>>,
 }
@@ -139,6 +141,7 @@ impl Seedbucket {
             stats: Arc::default(),
             options: Arc::new(options),
             usage: Arc::default(),
+            shared_browsers: None,
         };
         app.drop_stale_answers_on_changes();
         app
@@ -146,6 +149,39 @@ impl Seedbucket {
 }
 
 impl Seedbucket {
+    /// Shares the WebSocket tracker's browser swarms with the other nodes through `shared`
+    /// (Redis): offers and answers reach browsers connected to any node. Keeps this node's
+    /// entries registered there while it runs.
+    pub fn with_shared_browsers(
+        mut self,
+        shared: Arc<dyn seedbucket_tracker::browser::SharedBrowsers>,
+    ) -> Self {
+        let (hub, every) = (Arc::downgrade(&self.browsers), shared.refresh_every());
+        let refreshing = shared.clone();
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let mut tick = tokio::time::interval(every);
+                loop {
+                    tick.tick().await;
+                    let Some(hub) = hub.upgrade() else { return };
+                    let entries = hub.entries();
+                    drop(hub);
+                    if !entries.is_empty() {
+                        refreshing.refresh(&entries, tracker_http::unix_now()).await;
+                    }
+                }
+            });
+        }
+        self.shared_browsers = Some(shared);
+        self
+    }
+
+    /// Hands a tracker message another node relayed to the browser `to` of `swarm`, if it is
+    /// connected here.
+    pub fn deliver_browser_message(&self, swarm: [u8; 20], to: [u8; 20], text: String) {
+        self.browsers.deliver(swarm, to, text);
+    }
+
     /// The metrics page (Prometheus text format).
     /// Per-request metrics are read by an installed recorder from now on.
     pub fn enable_request_metrics(&self) {

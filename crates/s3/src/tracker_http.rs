@@ -314,7 +314,7 @@ pub(crate) fn unix_now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-fn unix_now() -> u64 {
+pub(crate) fn unix_now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())

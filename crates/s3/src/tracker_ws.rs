@@ -6,8 +6,10 @@
 //! The rules are the HTTP tracker's: only torrents this server issued, while one of their
 //! objects still serves them; private ones need their token; announces share the per-address
 //! rate limit. Browser swarms are kept apart from the TCP/UDP swarms
-//! ([`seedbucket_tracker::browser`]) and live in this process: an offer reaches browsers
-//! connected to the same node.
+//! ([`seedbucket_tracker::browser`]). This node's sockets and their entries live in this process;
+//! with several gateway nodes (`--redis`) the swarms are also shared
+//! ([`seedbucket_tracker::browser::SharedBrowsers`]): counts and offer targets come from the
+//! shared swarm, and offers and answers for browsers on other nodes are relayed to them.
 //!
 //! Bounds: a message is at most [`MAX_MESSAGE`] bytes (a larger one, or a malformed one, closes
 //! that socket only); at most [`MAX_SOCKETS`] sockets, [`MAX_SOCKETS_PER_ADDRESS`] from one
@@ -92,10 +94,13 @@ impl BrowserHub {
         Some((conn, rx))
     }
 
-    fn close(&self, conn: ConnId, ip: IpAddr) {
-        if let Ok(mut s) = self.swarms.lock() {
-            s.drop_conn(conn);
-        }
+    /// Forgets a closed socket; returns the (swarm, peer id) entries it held.
+    fn close(&self, conn: ConnId, ip: IpAddr) -> Vec<([u8; 20], [u8; 20])> {
+        let gone = self
+            .swarms
+            .lock()
+            .map(|mut s| s.drop_conn(conn))
+            .unwrap_or_default();
         if let Ok(mut sockets) = self.sockets.lock() {
             sockets.remove(&conn);
         }
@@ -106,6 +111,20 @@ impl BrowserHub {
             if *n == 0 {
                 per.remove(&ip);
             }
+        }
+        gone
+    }
+
+    /// This node's browser entries (swarm, peer id, seeding), for the shared swarms.
+    pub fn entries(&self) -> Vec<([u8; 20], [u8; 20], bool)> {
+        self.swarms.lock().map(|s| s.entries()).unwrap_or_default()
+    }
+
+    /// Sends `text` to the socket of the browser `to` of `swarm`, if it is connected here.
+    pub fn deliver(&self, swarm: [u8; 20], to: [u8; 20], text: String) {
+        let conn = self.swarms.lock().ok().and_then(|s| s.conn_of(&swarm, &to));
+        if let Some(conn) = conn {
+            self.send(conn, text);
         }
     }
 
@@ -205,7 +224,12 @@ impl Seedbucket {
                 }
                 Err(e) => tracing::debug!(error = %e, "WebSocket upgrade failed"),
             }
-            app.browsers.close(conn, client.ip());
+            let gone = app.browsers.close(conn, client.ip());
+            if let Some(shared) = &app.shared_browsers
+                && !gone.is_empty()
+            {
+                shared.leave(&gone).await;
+            }
         });
         let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
         let mut r = Response::new(Body::empty());
@@ -415,6 +439,52 @@ impl Seedbucket {
                 .and_then(|ans| swarms.conn_of(&key, &ans.to_peer_id));
             (counts, targets, answer_to, swarms.limits.interval)
         };
+        // With other nodes (Redis): the shared swarm answers the counts and chooses whom the
+        // offers go to, wherever they are connected.
+        let (counts, remote_targets) = match &self.shared_browsers {
+            Some(shared) if !answer_only => {
+                let seeding = a.left == Some(0);
+                let stopped = event == ws::Event::Stopped;
+                match shared
+                    .announce(key, a.peer_id, seeding, stopped, unix_now())
+                    .await
+                {
+                    Ok(view) => {
+                        let mut others: Vec<([u8; 20], String)> = view
+                            .peers
+                            .into_iter()
+                            .filter(|(p, _)| *p != a.peer_id)
+                            .collect();
+                        {
+                            use rand::seq::SliceRandom;
+                            others.shuffle(&mut rand::rng());
+                        }
+                        others.truncate(a.offers.len());
+                        ((view.seeders, view.leechers), Some(others))
+                    }
+                    Err(e) => {
+                        // Not listed anywhere, then: take the local entry back too.
+                        if let Ok(mut swarms) = self.browsers.swarms.lock() {
+                            let _ = swarms.announce(
+                                key,
+                                &BrowserAnnounce {
+                                    stopped: true,
+                                    ..announce
+                                },
+                                unix_now(),
+                            );
+                        }
+                        tracing::warn!(error = %e, "browser announce refused");
+                        return Err(if e.0.contains("in use") {
+                            e.0
+                        } else {
+                            "tracker state unavailable; try again later".to_owned()
+                        });
+                    }
+                }
+            }
+            _ => (counts, None),
+        };
         let finished = event == ws::Event::Completed
             || (event == ws::Event::Stopped
                 && a.left == Some(0)
@@ -422,13 +492,37 @@ impl Seedbucket {
         if finished && !rec.bucket.is_empty() {
             self.count_finished(&rec, key, a.peer_id).await;
         }
-        for (offer, (_, target)) in a.offers.iter().zip(&targets) {
-            self.browsers
-                .send(*target, ws::offer_message(&a.info_hash, &a.peer_id, offer));
+        match (&remote_targets, &self.shared_browsers) {
+            (Some(chosen), Some(shared)) => {
+                for (offer, (peer, node)) in a.offers.iter().zip(chosen) {
+                    let text = ws::offer_message(&a.info_hash, &a.peer_id, offer);
+                    if node == shared.node() {
+                        self.browsers.deliver(key, *peer, text);
+                    } else {
+                        shared.relay(node, key, *peer, &text).await;
+                    }
+                }
+            }
+            _ => {
+                for (offer, (_, target)) in a.offers.iter().zip(&targets) {
+                    self.browsers
+                        .send(*target, ws::offer_message(&a.info_hash, &a.peer_id, offer));
+                }
+            }
         }
-        if let (Some(answer), Some(target)) = (&a.answer, answer_to) {
-            self.browsers
-                .send(target, ws::answer_message(&a.info_hash, &a.peer_id, answer));
+        if let Some(answer) = &a.answer {
+            let text = ws::answer_message(&a.info_hash, &a.peer_id, answer);
+            match (answer_to, &self.shared_browsers) {
+                (Some(target), _) => self.browsers.send(target, text),
+                (None, Some(shared)) => {
+                    if let Ok(Some(node)) = shared.node_of(key, answer.to_peer_id).await
+                        && node != shared.node()
+                    {
+                        shared.relay(&node, key, answer.to_peer_id, &text).await;
+                    }
+                }
+                (None, None) => {}
+            }
         }
         if answer_only {
             return Ok(Vec::new());

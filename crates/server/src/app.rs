@@ -237,7 +237,21 @@ async fn serve_with_keys(
         None => None,
     };
     let s3 = match &cluster {
-        Some(c) => Seedbucket::with_tracker(store, keys.clone(), options, c.swarms.clone()),
+        Some(c) => {
+            let s3 = Seedbucket::with_tracker(store, keys.clone(), options, c.swarms.clone())
+                .with_shared_browsers(c.browsers.clone());
+            // Offers and answers other nodes relay to this node's browsers.
+            let relayed = c.browser_messages.lock().ok().and_then(|mut m| m.take());
+            if let Some(mut relayed) = relayed {
+                let app = s3.clone();
+                tokio::spawn(async move {
+                    while let Some((swarm, to, text)) = relayed.recv().await {
+                        app.deliver_browser_message(swarm, to, text);
+                    }
+                });
+            }
+            s3
+        }
         None => {
             let tracker = Arc::new(seedbucket_tracker::Tracker::new(
                 config.tracker.clone(),

@@ -235,15 +235,37 @@ impl BrowserSwarms {
     }
 
     /// A socket closed: its entries go.
-    pub fn drop_conn(&mut self, conn: ConnId) {
-        for (key, peer_id) in self.by_conn.remove(&conn).unwrap_or_default() {
-            if let Some(swarm) = self.swarms.get_mut(&key) {
-                swarm.peers.remove(&peer_id);
+    /// Removes a closed socket's entries; returns them as (swarm, peer id).
+    pub fn drop_conn(&mut self, conn: ConnId) -> Vec<(Id20, Id20)> {
+        let gone: Vec<(Id20, Id20)> = self
+            .by_conn
+            .remove(&conn)
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
+        for (key, peer_id) in &gone {
+            if let Some(swarm) = self.swarms.get_mut(key) {
+                swarm.peers.remove(peer_id);
                 if swarm.peers.is_empty() {
-                    self.swarms.remove(&key);
+                    self.swarms.remove(key);
                 }
             }
         }
+        gone
+    }
+
+    /// Every entry of this process, as (swarm, peer id, seeding): what a node re-registers in
+    /// the shared browser swarms.
+    pub fn entries(&self) -> Vec<(Id20, Id20, bool)> {
+        self.swarms
+            .iter()
+            .flat_map(|(key, swarm)| {
+                swarm
+                    .peers
+                    .iter()
+                    .map(move |(id, p)| (*key, *id, p.left == Some(0)))
+            })
+            .collect()
     }
 
     /// Drops entries not announced for `peer_ttl` seconds.
@@ -358,4 +380,56 @@ mod tests {
         s.expire(20);
         assert_eq!(s.stats(), (0, 0));
     }
+}
+
+/// A browser swarm as the nodes sharing it see it: its counts, and its peers with the node each
+/// is connected to.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SharedSwarm {
+    pub seeders: u32,
+    pub leechers: u32,
+    /// (peer id, node id) of the live entries.
+    pub peers: Vec<(Id20, String)>,
+}
+
+/// Browser swarms shared by several gateway nodes (Redis, `--redis`): which browser is in which
+/// swarm through which node, and a way to hand a tracker message to a browser connected to
+/// another node. Each node keeps its own sockets (and [`BrowserSwarms`] for them); this is the
+/// directory between nodes.
+#[async_trait::async_trait]
+pub trait SharedBrowsers: Send + Sync {
+    /// This node's id: a message for one of its own peers is delivered without Redis.
+    fn node(&self) -> &str;
+
+    /// How often the node must [`SharedBrowsers::refresh`] its entries.
+    fn refresh_every(&self) -> std::time::Duration;
+
+    /// Records the browser `peer_id` of `swarm` as connected to this node (seeding or not),
+    /// or removes it (`stopped`); answers the swarm as it is now. Refused when the peer id is
+    /// live on another node.
+    async fn announce(
+        &self,
+        swarm: Id20,
+        peer_id: Id20,
+        seeding: bool,
+        stopped: bool,
+        now: u64,
+    ) -> Result<SharedSwarm, crate::Unavailable>;
+
+    /// Removes entries of this node (their sockets closed).
+    async fn leave(&self, entries: &[(Id20, Id20)]);
+
+    /// Re-registers this node's live entries (so that they outlive the shared entries' TTL
+    /// between announces, and an entry of a node that died expires soon).
+    async fn refresh(&self, entries: &[(Id20, Id20, bool)], now: u64);
+
+    /// The node the browser `peer_id` of `swarm` is connected to.
+    async fn node_of(
+        &self,
+        swarm: Id20,
+        peer_id: Id20,
+    ) -> Result<Option<String>, crate::Unavailable>;
+
+    /// Hands `text` to the browser `to` of `swarm`, connected to `node`.
+    async fn relay(&self, node: &str, swarm: Id20, to: Id20, text: &str);
 }
