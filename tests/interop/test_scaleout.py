@@ -689,6 +689,39 @@ def test_browsers_meet_across_nodes_on_the_websocket_tracker(cluster):
         wait_for(alone, 10, "the closed sockets' entries to leave the shared swarm", interval=0.5)
 
 
+def test_browser_tabs_on_two_nodes_share_an_object_over_webrtc(cluster, tmp_path):
+    """WebTorrent in two Chromium tabs whose only trackers are two different nodes (each tab is
+    given the torrent with its own node's WebSocket tracker alone: same info-hash, since the
+    trackers are outside the info dictionary): the second tab still gets bytes from the first,
+    which only the relay between the nodes can have introduced."""
+    from browser import Browser
+    from test_webtorrent import page_url, publish_page, wait_done
+
+    c = cluster
+    publish_page(c.s3, c.bucket)
+    size = 24 << 20
+    data = new_object(c, "webrtc-across.bin", size, public=True)
+    meta = lt.bdecode(torrent_of(c.s3, c.bucket, "webrtc-across.bin", "v1")["Body"].read())
+    for node, name in zip(c.nodes[:2], ("via-a", "via-b")):
+        own = dict(meta)
+        own[b"announce"] = (node.url.replace("http://", "ws://") + "/announce").encode()
+        own[b"announce-list"] = [[own[b"announce"]]]
+        c.s3.put_object(Bucket=c.bucket, Key=f"{name}.torrent", Body=lt.bencode(own),
+                        ACL="public-read", ContentType="application/x-bittorrent")
+    page = f"{c.url}/{c.bucket}/web/index.html"
+    with Browser(tmp_path / "browser") as browser:
+        first = browser.open(page_url(page, f"/{c.bucket}/via-a.torrent", data), name="on-a")
+        first.wait_for("window.seedbucketDownload && window.seedbucketDownload.bytesFromWebseed > 0",
+                       timeout=60, what="the first tab's first webseed bytes")
+        second = browser.open(page_url(page, f"/{c.bucket}/via-b.torrent", data) + "&webconns=1",
+                              name="on-b")
+        statuses = [wait_done(t, timeout=240) for t in (first, second)]
+    for s in statuses:
+        assert s["sha256Ok"] is True, s
+    assert statuses[1]["bytesFromPeers"] > 0, (
+        f"the tab on node B got nothing from the tab on node A: {statuses}")
+
+
 def test_redis_stopped_and_restarted_empty_during_a_swarm(cluster, tmp_path):
     """Two downloads of one object: one from the three seeders (found through the tracker, via
     nginx; no webseed), under way when Redis stops; one of the whole torrent (tracker and
