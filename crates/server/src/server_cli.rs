@@ -159,6 +159,22 @@ fn q(s: &str) -> String {
     crate::console::form_encode(s)
 }
 
+impl Session {
+    /// `POST /api/buckets/<call>?bucket=...&<more>`.
+    async fn bucket_call(
+        &self,
+        call: &str,
+        bucket: &str,
+        more: &[(&str, &str)],
+    ) -> anyhow::Result<()> {
+        let mut path = format!("/api/buckets/{call}?bucket={}", q(bucket));
+        for (k, v) in more {
+            path.push_str(&format!("&{k}={}", q(v)));
+        }
+        self.call(http::Method::POST, &path).await.map(|_| ())
+    }
+}
+
 pub async fn bucket(
     action: BucketAction,
     access: &ServerAccess,
@@ -189,43 +205,21 @@ pub async fn bucket(
             }
         }
         BucketAction::Create { bucket } => {
-            s.call(
-                http::Method::POST,
-                &format!("/api/buckets/create?bucket={}", q(&bucket)),
-            )
-            .await?;
+            s.bucket_call("create", &bucket, &[]).await?;
             println!("bucket {bucket} created");
         }
         BucketAction::Delete { bucket } => {
-            s.call(
-                http::Method::POST,
-                &format!("/api/buckets/delete?bucket={}", q(&bucket)),
-            )
-            .await?;
+            s.bucket_call("delete", &bucket, &[]).await?;
             println!("bucket {bucket} deleted");
         }
         BucketAction::Chown { bucket, owner } => {
-            s.call(
-                http::Method::POST,
-                &format!(
-                    "/api/buckets/chown?bucket={}&owner={}",
-                    q(&bucket),
-                    q(&owner)
-                ),
-            )
-            .await?;
+            s.bucket_call("chown", &bucket, &[("owner", &owner)])
+                .await?;
             println!("bucket {bucket} now belongs to {owner}");
         }
         BucketAction::Public { bucket, state } => {
-            s.call(
-                http::Method::POST,
-                &format!(
-                    "/api/buckets/public?bucket={}&public={}",
-                    q(&bucket),
-                    q(&state)
-                ),
-            )
-            .await?;
+            s.bucket_call("public", &bucket, &[("public", &state)])
+                .await?;
             if state == "on" {
                 println!(
                     "bucket {bucket} is public: anyone may read its objects and their torrents"

@@ -587,28 +587,30 @@ impl Console {
         let (bucket, key) = (field("bucket"), field("key"));
         let objects = format!("/objects?bucket={}", pages::q(bucket));
         match (method, path) {
-            (&Method::POST, "/buckets/create") => {
+            (&Method::POST, "/buckets/create" | "/buckets/delete") => {
                 let bucket = bucket.trim();
-                match ctx.client.create_bucket().bucket(bucket).send().await {
-                    Ok(_) => redirect(&format!("/objects?bucket={}", pages::q(bucket)), None),
-                    Err(e) => {
-                        self.buckets_page(
-                            ctx,
-                            Some(&format!("Could not create {bucket}: {}", s3_message(&e))),
-                        )
-                        .await
-                    }
-                }
-            }
-            (&Method::POST, "/buckets/delete") => {
-                match ctx.client.delete_bucket().bucket(bucket).send().await {
-                    Ok(_) => redirect("/buckets", None),
-                    Err(e) => {
-                        self.buckets_page(
-                            ctx,
-                            Some(&format!("Could not delete {bucket}: {}", s3_message(&e))),
-                        )
-                        .await
+                let c = &ctx.client;
+                let (verb, done, next) = if path == "/buckets/create" {
+                    let made = c.create_bucket().bucket(bucket).send().await;
+                    let objects = format!("/objects?bucket={}", pages::q(bucket));
+                    (
+                        "create",
+                        made.map(drop).map_err(|e| s3_message(&e)),
+                        objects,
+                    )
+                } else {
+                    let gone = c.delete_bucket().bucket(bucket).send().await;
+                    (
+                        "delete",
+                        gone.map(drop).map_err(|e| s3_message(&e)),
+                        "/buckets".to_owned(),
+                    )
+                };
+                match done {
+                    Ok(()) => redirect(&next, None),
+                    Err(why) => {
+                        let flash = format!("Could not {verb} {bucket}: {why}");
+                        self.buckets_page(ctx, Some(&flash)).await
                     }
                 }
             }
@@ -693,49 +695,33 @@ impl Console {
     /// - `POST /api/buckets/chown?bucket=&owner=KEY` (administrators): a new owner.
     async fn bucket_api(&self, ctx: &Ctx<'_>, path: &str) -> Answer {
         let bucket = ctx.arg("bucket");
-        let done = |r: Result<(), String>| match r {
-            Ok(()) => json(StatusCode::OK, &serde_json::json!({ "bucket": bucket })),
-            Err(e) => json(StatusCode::BAD_REQUEST, &serde_json::json!({ "error": e })),
-        };
+        let named = serde_json::json!({ "bucket": bucket });
+        let c = &ctx.client;
         match path {
-            "/api/buckets/create" => done(
-                ctx.client
-                    .create_bucket()
-                    .bucket(bucket)
-                    .send()
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| s3_message(&e)),
-            ),
-            "/api/buckets/delete" => done(
-                ctx.client
-                    .delete_bucket()
-                    .bucket(bucket)
-                    .send()
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| s3_message(&e)),
-            ),
-            "/api/buckets/public" => done(match ctx.arg("public") {
-                "on" => ctx
-                    .client
-                    .put_bucket_policy()
-                    .bucket(bucket)
-                    .policy(public_read_policy(bucket))
-                    .send()
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| s3_message(&e)),
-                "off" => ctx
-                    .client
-                    .delete_bucket_policy()
-                    .bucket(bucket)
-                    .send()
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| s3_message(&e)),
-                _ => Err("public must be on or off".to_owned()),
-            }),
+            "/api/buckets/create" => {
+                json_result(c.create_bucket().bucket(bucket).send().await, |_| {
+                    named.clone()
+                })
+            }
+            "/api/buckets/delete" => {
+                json_result(c.delete_bucket().bucket(bucket).send().await, |_| {
+                    named.clone()
+                })
+            }
+            "/api/buckets/public" => match ctx.arg("public") {
+                "on" => json_result(
+                    c.put_bucket_policy()
+                        .bucket(bucket)
+                        .policy(public_read_policy(bucket))
+                        .send()
+                        .await,
+                    |_| named.clone(),
+                ),
+                "off" => json_result(c.delete_bucket_policy().bucket(bucket).send().await, |_| {
+                    named.clone()
+                }),
+                _ => json_error("public must be on or off".to_owned()),
+            },
             "/api/buckets/chown" => {
                 if !ctx.viewer.admin {
                     return json(
@@ -745,12 +731,15 @@ impl Console {
                 }
                 let owner = ctx.arg("owner");
                 let Some(key) = self.keys.by_id_or_name(owner) else {
-                    return done(Err(format!("no key with name or access key id {owner:?}")));
+                    return json_error(format!("no key with name or access key id {owner:?}"));
                 };
                 if self.app.bucket_owner(bucket).await.is_none() {
-                    return done(Err(format!("NoSuchBucket: no bucket {bucket:?}")));
+                    return json_error(format!("NoSuchBucket: no bucket {bucket:?}"));
                 }
-                done(self.app.set_bucket_owner(bucket, &key.user_id).await)
+                match self.app.set_bucket_owner(bucket, &key.user_id).await {
+                    Ok(()) => json(StatusCode::OK, &named),
+                    Err(e) => json_error(e),
+                }
             }
             _ => plain(StatusCode::NOT_FOUND, "no such bucket call"),
         }
@@ -766,60 +755,43 @@ impl Console {
         let (bucket, key) = (ctx.arg("bucket"), ctx.arg("key"));
         let upload_id = ctx.arg("upload_id");
         let content_type = ctx.query.get("type").filter(|t| !t.is_empty()).cloned();
-        let failed = |e: String| json(StatusCode::BAD_REQUEST, &serde_json::json!({ "error": e }));
+        let etag = |e: Option<&str>| serde_json::json!({ "etag": e.unwrap_or_default() });
+        let c = &ctx.client;
         match path {
-            "/api/upload/object" => match ctx
-                .client
-                .put_object()
-                .bucket(bucket)
-                .key(key)
-                .set_content_type(content_type)
-                .body(ByteStream::from(body))
-                .send()
-                .await
-            {
-                Ok(o) => json(
-                    StatusCode::OK,
-                    &serde_json::json!({ "etag": o.e_tag().unwrap_or_default() }),
-                ),
-                Err(e) => failed(s3_message(&e)),
-            },
-            "/api/upload/create" => match ctx
-                .client
-                .create_multipart_upload()
-                .bucket(bucket)
-                .key(key)
-                .set_content_type(content_type)
-                .send()
-                .await
-            {
-                Ok(o) => json(
-                    StatusCode::OK,
-                    &serde_json::json!({ "upload_id": o.upload_id().unwrap_or_default() }),
-                ),
-                Err(e) => failed(s3_message(&e)),
-            },
-            "/api/upload/part" => {
-                let Ok(part) = ctx.arg("part").parse::<i32>() else {
-                    return failed("part must be a number".to_owned());
-                };
-                match ctx
-                    .client
-                    .upload_part()
+            "/api/upload/object" => json_result(
+                c.put_object()
                     .bucket(bucket)
                     .key(key)
-                    .upload_id(upload_id)
-                    .part_number(part)
+                    .set_content_type(content_type)
                     .body(ByteStream::from(body))
                     .send()
-                    .await
-                {
-                    Ok(o) => json(
-                        StatusCode::OK,
-                        &serde_json::json!({ "etag": o.e_tag().unwrap_or_default() }),
-                    ),
-                    Err(e) => failed(s3_message(&e)),
-                }
+                    .await,
+                |o| etag(o.e_tag()),
+            ),
+            "/api/upload/create" => json_result(
+                c.create_multipart_upload()
+                    .bucket(bucket)
+                    .key(key)
+                    .set_content_type(content_type)
+                    .send()
+                    .await,
+                |o| serde_json::json!({ "upload_id": o.upload_id().unwrap_or_default() }),
+            ),
+            "/api/upload/part" => {
+                let Ok(part) = ctx.arg("part").parse::<i32>() else {
+                    return json_error("part must be a number".to_owned());
+                };
+                json_result(
+                    c.upload_part()
+                        .bucket(bucket)
+                        .key(key)
+                        .upload_id(upload_id)
+                        .part_number(part)
+                        .body(ByteStream::from(body))
+                        .send()
+                        .await,
+                    |o| etag(o.e_tag()),
+                )
             }
             "/api/upload/complete" => {
                 let parts: Vec<CompletedPart> = String::from_utf8_lossy(&body)
@@ -833,41 +805,30 @@ impl Console {
                             .build()
                     })
                     .collect();
-                match ctx
-                    .client
-                    .complete_multipart_upload()
-                    .bucket(bucket)
-                    .key(key)
-                    .upload_id(upload_id)
-                    .multipart_upload(
-                        CompletedMultipartUpload::builder()
-                            .set_parts(Some(parts))
-                            .build(),
-                    )
-                    .send()
-                    .await
-                {
-                    Ok(o) => json(
-                        StatusCode::OK,
-                        &serde_json::json!({ "etag": o.e_tag().unwrap_or_default() }),
-                    ),
-                    Err(e) => failed(s3_message(&e)),
-                }
+                json_result(
+                    c.complete_multipart_upload()
+                        .bucket(bucket)
+                        .key(key)
+                        .upload_id(upload_id)
+                        .multipart_upload(
+                            CompletedMultipartUpload::builder()
+                                .set_parts(Some(parts))
+                                .build(),
+                        )
+                        .send()
+                        .await,
+                    |o| etag(o.e_tag()),
+                )
             }
-            "/api/upload/abort" => {
-                match ctx
-                    .client
-                    .abort_multipart_upload()
+            "/api/upload/abort" => json_result(
+                c.abort_multipart_upload()
                     .bucket(bucket)
                     .key(key)
                     .upload_id(upload_id)
                     .send()
-                    .await
-                {
-                    Ok(_) => json(StatusCode::OK, &serde_json::json!({})),
-                    Err(e) => failed(s3_message(&e)),
-                }
-            }
+                    .await,
+                |_| serde_json::json!({}),
+            ),
             _ => plain(StatusCode::NOT_FOUND, "no such upload call"),
         }
     }
@@ -955,6 +916,27 @@ where
             ),
         },
     }
+}
+
+/// The JSON answer to an S3 call: `ok(output)`, or `{"error"}` with S3's code and message.
+fn json_result<T, E>(
+    r: Result<T, SdkError<E, aws_sdk_s3::config::http::HttpResponse>>,
+    ok: impl FnOnce(T) -> serde_json::Value,
+) -> Answer
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    match r {
+        Ok(out) => json(StatusCode::OK, &ok(out)),
+        Err(e) => json_error(s3_message(&e)),
+    }
+}
+
+fn json_error(message: String) -> Answer {
+    json(
+        StatusCode::BAD_REQUEST,
+        &serde_json::json!({ "error": message }),
+    )
 }
 
 /// A bucket policy that lets anyone read every object of `bucket` and get its torrent.

@@ -376,22 +376,8 @@ pub fn object(d: &ObjectDetail<'_>) -> String {
                 format = esc(&t.format),
                 private = if t.private { ", private" } else { "" },
                 pl = human(t.piece_length),
-                v1 = t
-                    .info_hash_v1
-                    .as_deref()
-                    .map(|h| format!(
-                        r#"<dt>Info-hash (v1)</dt><dd><code id="info-hash-v1">{}</code></dd>"#,
-                        esc(h)
-                    ))
-                    .unwrap_or_default(),
-                v2 = t
-                    .info_hash_v2
-                    .as_deref()
-                    .map(|h| format!(
-                        r#"<dt>Info-hash (v2)</dt><dd><code id="info-hash-v2">{}</code></dd>"#,
-                        esc(h)
-                    ))
-                    .unwrap_or_default(),
+                v1 = info_hash_fact("v1", t.info_hash_v1.as_deref()),
+                v2 = info_hash_fact("v2", t.info_hash_v2.as_deref()),
             );
         }
         Err(why) => {
@@ -422,6 +408,18 @@ pub fn object(d: &ObjectDetail<'_>) -> String {
         p = human(t.peer),
     );
     body
+}
+
+/// The info-hash of one BitTorrent version, as a fact of the object page (nothing when the
+/// torrent has none).
+fn info_hash_fact(version: &str, hash: Option<&str>) -> String {
+    hash.map(|h| {
+        format!(
+            r#"<dt>Info-hash ({version})</dt><dd><code id="info-hash-{version}">{}</code></dd>"#,
+            esc(h)
+        )
+    })
+    .unwrap_or_default()
 }
 
 /// Finished downloads of an object: the tracker's `completed` count, or the downloads this
