@@ -260,6 +260,11 @@ def test_sessions_and_csrf_are_required(console_server):
                              {"Cookie": cookie, "X-CSRF-Token": token})
     assert status == 200
     assert s3.get_object(Bucket="csrf-ok", Key="x")["Body"].read() == b"data"
+    # A body over the console's cap (two parts' worth) is refused, and nothing is written.
+    status, _, _ = c.request("PUT", "/api/upload/object?bucket=csrf-ok&key=big", b"x" * (16 * 1024 * 1024 + 1),
+                             {"Cookie": cookie, "X-CSRF-Token": token})
+    assert status == 413
+    assert s3.list_objects_v2(Bucket="csrf-ok", Prefix="big").get("KeyCount") == 0
     # Pages carry the headers that keep them out of frames and scripts out of them.
     status, h, _ = c.request("GET", "/buckets", headers={"Cookie": cookie})
     assert "script-src 'self'" in h["Content-Security-Policy"]

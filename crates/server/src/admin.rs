@@ -15,6 +15,11 @@ use seedbucket_s3::Seedbucket;
 use seedbucket_seeder::{Seeder, SeederStats};
 use tokio::net::TcpListener;
 
+/// Connections the admin listener keeps open at once.
+const MAX_CONNECTIONS: usize = 256;
+/// Time to send a request's head.
+const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+
 /// Serves `/metrics` (the S3 side's counters, then the seeder's when there is one) and
 /// `/health`.
 pub async fn serve(
@@ -24,9 +29,19 @@ pub async fn serve(
     metrics: Option<crate::telemetry::Metrics>,
     console: Option<std::sync::Arc<crate::console::Console>>,
 ) {
-    let http = ConnBuilder::new(TokioExecutor::new());
+    let mut http = ConnBuilder::new(TokioExecutor::new());
+    // A client that starts a request must finish its head in time (slowloris).
+    http.http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT);
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
         let Ok((socket, remote)) = listener.accept().await else {
+            continue;
+        };
+        // At the cap, a new connection is closed at once.
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            drop(socket);
             continue;
         };
         let app = app.clone();
@@ -60,6 +75,7 @@ pub async fn serve(
             .into_owned();
         tokio::spawn(async move {
             let _ = conn.await;
+            drop(slot);
         });
     }
 }

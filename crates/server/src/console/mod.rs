@@ -64,7 +64,15 @@ pub struct Console {
     history: History,
     /// An S3 client per access key (with the secret it was made with).
     clients: Mutex<HashMap<String, (String, aws_sdk_s3::Client)>>,
+    /// Request bodies the console holds in memory at once (up to [`MAX_BODY`] each).
+    bodies: tokio::sync::Semaphore,
 }
+
+/// Bodies read at once; past it a request waits up to [`BODY_WAIT`], then gets 503.
+const MAX_BODIES: usize = 8;
+const BODY_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+/// Time to send a whole request body (a part is 8 MiB).
+const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
 
 impl Console {
     /// A console for `app`, whose S3 listener is bound to `s3_listen`. Starts sampling the
@@ -88,6 +96,7 @@ impl Console {
             sessions: Sessions::default(),
             history: History::default(),
             clients: Mutex::default(),
+            bodies: tokio::sync::Semaphore::new(MAX_BODIES),
         });
         let sampling = Arc::downgrade(&console);
         tokio::spawn(async move {
@@ -214,9 +223,20 @@ impl Console {
         } else {
             MAX_FORM
         };
-        let body = match Limited::new(req.into_body(), limit).collect().await {
-            Ok(b) => b.to_bytes(),
+        let Ok(Ok(_reading)) = tokio::time::timeout(BODY_WAIT, self.bodies.acquire()).await else {
+            return plain(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the console is busy with other uploads; try again",
+            );
+        };
+        let read =
+            tokio::time::timeout(BODY_TIMEOUT, Limited::new(req.into_body(), limit).collect());
+        let body = match read.await {
+            Ok(Ok(b)) => b.to_bytes(),
             Err(_) => {
+                return plain(StatusCode::REQUEST_TIMEOUT, "request body too slow");
+            }
+            Ok(Err(_)) => {
                 return plain(
                     StatusCode::PAYLOAD_TOO_LARGE,
                     "request body too large or cut short",
