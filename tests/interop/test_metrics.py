@@ -4,6 +4,7 @@ requests by operation and status with latency histograms, body bytes, torrents i
 hashing, tracker announces, webseed bytes, and the process's own figures."""
 
 import os
+import time
 import urllib.request
 
 import libtorrent as lt
@@ -113,5 +114,27 @@ def test_stored_objects_and_bytes(tmp_path):
         assert value(m, "seedbucket_stored_objects") == 3  # a, b, v
         assert value(m, "seedbucket_stored_noncurrent_versions") == 2  # v's first, gone's
         assert value(m, "seedbucket_stored_bytes") == 1000 + 300_000 + 10 + 20 + 5
+    finally:
+        s.stop()
+
+
+def test_webseed_and_get_count_what_was_sent(tmp_path):
+    """A client that hangs up early is counted for what it was sent, not for the whole range
+    (the console's traffic and egress figures depend on it)."""
+    s = Server(tmp_path, admin=True, torrent_max=64 << 20)
+    try:
+        s3 = make_client(s)
+        s3.create_bucket(Bucket="partial")
+        size = 48 << 20
+        s3.put_object(Bucket="partial", Key="big.bin", Body=os.urandom(size), ACL="public-read")
+        meta = lt.bdecode(torrent_of(s3, "partial", "big.bin")["Body"].read())
+        webseed = lt.torrent_info(meta).web_seeds()[0]["url"]
+        for url in (webseed, f"{s.url}/partial/big.bin"):
+            with urllib.request.urlopen(url) as r:
+                assert len(r.read(64 * 1024)) == 64 * 1024
+        time.sleep(1)
+        m = scrape(s)
+        sent_webseed = value(m, "seedbucket_uploaded_bytes_total", via="webseed")
+        assert 64 * 1024 <= sent_webseed < size / 2, sent_webseed
     finally:
         s.stop()

@@ -57,7 +57,7 @@ pub struct Stats {
 /// What one object (`bucket/key`) was served, since the server started.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ObjectTraffic {
-    /// Body bytes of S3 GetObject answers (as declared when the answer starts).
+    /// Body bytes of S3 GetObject answers, as they were sent.
     pub get: u64,
     /// Bytes the webseed sent.
     pub webseed: u64,
@@ -133,10 +133,10 @@ impl Stats {
         self.add(torrent, "webseed", bytes);
     }
 
-    /// Body bytes of a GetObject answer for `bucket`/`key`.
-    pub fn served_get(&self, bucket: &str, key: &str, bytes: u64) {
+    /// Body bytes of a GetObject answer for `object` (`bucket/key`), as they are sent.
+    pub fn served_get(&self, object: &str, bytes: u64) {
         self.get_bytes.fetch_add(bytes, Ordering::Relaxed);
-        self.object(&format!("{bucket}/{key}"), |t| t.get += bytes);
+        self.object(object, |t| t.get += bytes);
     }
 
     /// Whether this is the first time the peer `peer_id` of `swarm` says it finished.

@@ -14,7 +14,7 @@ use s3s::dto::StreamingBlob;
 use seedbucket_store::Which;
 
 use crate::Seedbucket;
-use crate::handlers::object::BodyStream;
+use crate::handlers::object::{BodyStream, CountedStream};
 use crate::torrent_sources::Resolved;
 
 fn plain(status: StatusCode, msg: &str) -> Response<Body> {
@@ -158,10 +158,13 @@ impl Seedbucket {
         let body = if method == Method::HEAD {
             Body::empty()
         } else {
-            self.stats
-                .webseeded(&format!("{}/{}", torrent.bucket, torrent.key), end - start);
-            Body::from(StreamingBlob::wrap(BodyStream(
-                reader.stream_for_torrent(start, end),
+            let (stats, object) = (
+                self.stats.clone(),
+                format!("{}/{}", torrent.bucket, torrent.key),
+            );
+            Body::from(StreamingBlob::wrap(CountedStream::new(
+                BodyStream(reader.stream_for_torrent(start, end)),
+                move |n| stats.webseeded(&object, n),
             )))
         };
         let mut r = Response::new(body);

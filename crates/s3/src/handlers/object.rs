@@ -43,6 +43,34 @@ impl Stream for BodyStream {
     }
 }
 
+/// A body stream whose bytes are counted as they are handed to the connection (the
+/// statistics of GET and the webseed: a client that hangs up early is not counted for bytes it
+/// never got).
+pub(crate) struct CountedStream<S> {
+    inner: S,
+    count: Box<dyn Fn(u64) + Send + Sync>,
+}
+
+impl<S> CountedStream<S> {
+    pub(crate) fn new(inner: S, count: impl Fn(u64) + Send + Sync + 'static) -> Self {
+        Self {
+            inner,
+            count: Box::new(count),
+        }
+    }
+}
+
+impl<S: Stream<Item = std::io::Result<Bytes>> + Unpin> Stream for CountedStream<S> {
+    type Item = std::io::Result<Bytes>;
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let polled = Pin::new(&mut self.inner).poll_next(cx);
+        if let Poll::Ready(Some(Ok(chunk))) = &polled {
+            (self.count)(chunk.len() as u64);
+        }
+        polled
+    }
+}
+
 /// Turns a PUT/CreateMultipartUpload's `If-Match`/`If-None-Match` into a store condition.
 pub(crate) fn write_condition(
     if_match: Option<&ETagCondition>,
@@ -254,15 +282,20 @@ impl Seedbucket {
         let mut out = get_output(out);
         out.version_id = super::version_header(&access.bucket, &reader.record, which);
         let (start, end) = (view.start, view.end);
-        self.stats
-            .served_get(&input.bucket, &input.key, end - start);
         (out.sse_customer_algorithm, out.sse_customer_key_md5) = echo(key.as_ref());
         out.request_charged = super::request_charged(input.request_payer.as_ref());
         let stream = match &key {
             Some(k) => reader.decrypted_stream(k, start, end).map_err(sse_error)?,
             None => reader.stream(start, end),
         };
-        out.body = Some(StreamingBlob::wrap(BodyStream(stream)));
+        let (stats, object) = (
+            self.stats.clone(),
+            format!("{}/{}", input.bucket, input.key),
+        );
+        out.body = Some(StreamingBlob::wrap(CountedStream::new(
+            BodyStream(stream),
+            move |n| stats.served_get(&object, n),
+        )));
         Ok(S3Response::new(out))
     }
 
