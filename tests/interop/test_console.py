@@ -132,6 +132,11 @@ def test_console_end_to_end(console_server, tmp_path):
         # never `completed`, so the tracker's own `completed` count stays 0 and only the
         # server's finished-downloads figure moves.)
         assert field("peer") != "0 B"
+        # The live numbers are the swarm of this object's own info-hash, never another's.
+        stats = lambda ih: tab.page.request.get(console_url(  # noqa: E731
+            srv, f"/api/object-stats?bucket=console-demo&key=weights.bin&ih={ih}")).json()
+        assert stats(envelope["info_hash_v1"])["seeders"] >= 1
+        assert stats("00" * 20)["seeders"] == 0
         tab.screenshot("object")
         if os.environ.get("SEEDBUCKET_UPDATE_SCREENSHOT") == "1":
             (ROOT / "docs" / "images").mkdir(parents=True, exist_ok=True)

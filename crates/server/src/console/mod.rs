@@ -491,9 +491,15 @@ impl Console {
     }
 
     async fn swarm(&self, bucket: &str, key: &str, t: &pages::TorrentInfo) -> pages::SwarmNumbers {
-        let Some(ih) = t.info_hash_v1.as_deref().or(t.info_hash_v2.as_deref()) else {
+        self.swarm_by_hash(bucket, key, t.swarm_hash()).await
+    }
+
+    /// The swarm of the torrent with info-hash `ih` (hex) issued for `bucket`/`key`; zeros for
+    /// any other info-hash.
+    async fn swarm_by_hash(&self, bucket: &str, key: &str, ih: &str) -> pages::SwarmNumbers {
+        if ih.is_empty() {
             return pages::SwarmNumbers::default();
-        };
+        }
         self.app
             .swarm_numbers(bucket, key, ih)
             .await
@@ -508,28 +514,19 @@ impl Console {
     /// `GET /api/object-stats?bucket=&key=`: the object page's live numbers.
     async fn object_stats(&self, ctx: &Ctx<'_>) -> Answer {
         let (bucket, key) = (ctx.arg("bucket"), ctx.arg("key"));
-        let t = match self.torrent_info(ctx, bucket, key).await {
-            Ok(t) => Some(t),
-            Err(why) => {
-                // No torrent (too large, SSE-C): the traffic still counts, if the key may read.
-                if let Err(e) = ctx
-                    .client
-                    .head_object()
-                    .bucket(bucket)
-                    .key(key)
-                    .send()
-                    .await
-                {
-                    return plain(StatusCode::FORBIDDEN, &s3_message(&e));
-                }
-                tracing::debug!(%why, "console: no torrent");
-                None
-            }
-        };
-        let swarm = match &t {
-            Some(t) => self.swarm(bucket, key, t).await,
-            None => pages::SwarmNumbers::default(),
-        };
+        // The key must still read the object; the swarm is the one of the info-hash the page
+        // was rendered with (checked to be this object's), so polling issues no torrent.
+        if let Err(e) = ctx
+            .client
+            .head_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            return plain(StatusCode::FORBIDDEN, &s3_message(&e));
+        }
+        let swarm = self.swarm_by_hash(bucket, key, ctx.arg("ih")).await;
         let traffic = self.app.object_traffic(bucket, key);
         json(
             StatusCode::OK,

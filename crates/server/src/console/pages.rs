@@ -294,6 +294,16 @@ pub struct TorrentInfo {
     pub piece_length: u64,
 }
 
+impl TorrentInfo {
+    /// The info-hash its swarm is known by: v1, or v2 for a v2-only torrent ("" if none).
+    pub fn swarm_hash(&self) -> &str {
+        self.info_hash_v1
+            .as_deref()
+            .or(self.info_hash_v2.as_deref())
+            .unwrap_or("")
+    }
+}
+
 /// A swarm's numbers (our seeders counted among the seeders).
 #[derive(Debug, Clone, Copy, Default, serde::Serialize)]
 pub struct SwarmNumbers {
@@ -388,7 +398,7 @@ pub fn object(d: &ObjectDetail<'_>) -> String {
     let t = &d.traffic;
     let _ = write!(
         body,
-        r#"<section class="card" id="live-stats" data-src="/api/object-stats?bucket={qb}&amp;key={qk}"><h2>Swarm and traffic <small>(live)</small></h2>
+        r#"<section class="card" id="live-stats" data-src="/api/object-stats?bucket={qb}&amp;key={qk}&amp;ih={ih}"><h2>Swarm and traffic <small>(live)</small></h2>
 <div class="tiles">
 <div class="tile"><span class="n" data-field="seeders">{s}</span><span>seeders</span></div>
 <div class="tile"><span class="n" data-field="leechers">{l}</span><span>leechers</span></div>
@@ -400,6 +410,11 @@ pub fn object(d: &ObjectDetail<'_>) -> String {
 <tr><th>Sent over the peer wire</th><td class="num" data-field="peer">{p}</td></tr>
 </tbody></table>
 <p class="hint">Bytes since this server started. Seeders include this server's own seeder. A download counts as finished when its client announces <code>completed</code>, or stops with nothing left to fetch.</p></section>"#,
+        ih = d
+            .torrent
+            .as_ref()
+            .map(|t| q(t.swarm_hash()))
+            .unwrap_or_default(),
         s = d.swarm.seeders,
         l = d.swarm.leechers,
         c = finished(&d.swarm, t),
