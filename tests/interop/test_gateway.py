@@ -7,6 +7,7 @@ tracker suites also run against gateways (scripts/test.sh sets SEEDBUCKET_TEST_B
 - a stopped backend gives clear 503s, loses nothing, and everything resumes when it returns;
 - a Garage cluster with one node killed keeps serving objects and torrents.
 """
+import base64
 import hashlib
 import os
 import tempfile
@@ -295,3 +296,36 @@ def test_copy_object_stays_in_the_backend_and_keeps_the_torrent(backend, gateway
     with urllib.request.urlopen(f"{gateway.url}/{bucket}/dst/model.bin") as r:
         assert r.read() == data
     assert status_of(f"{gateway.url}/{bucket}/src/model.bin") == 403
+
+
+def test_large_puts_take_the_backends_etag_and_keep_their_records(backend, gateway, tmp_path):
+    """From 8 MiB on (and for every part) the gateway leaves MD5 to the backend: the ETag is
+    still the MD5 of the bytes (the backend's), Content-MD5 is still checked, and the object's
+    ACL and piece hashes are in place when the PUT answers."""
+    c = make_client(gateway)
+    bucket = fresh_bucket(c)
+    for size in (8 << 20, (8 << 20) + 12345):
+        data = os.urandom(size)
+        key = f"large-{size}.bin"
+        put = c.put_object(Bucket=bucket, Key=key, Body=data, ACL="public-read")
+        assert put["ETag"].strip('"') == hashlib.md5(data).hexdigest()
+        # Public at once (its ACL record was written before the PUT answered).
+        with urllib.request.urlopen(f"{gateway.url}/{bucket}/{key}") as r:
+            assert sha(r.read()) == sha(data)
+        head = c.head_object(Bucket=bucket, Key=key)
+        assert head["ETag"] == put["ETag"]
+        # The torrent comes from the hashes made during the PUT (no second read: same hashes
+        # as libtorrent's).
+        got = c.get_object_torrent(Bucket=bucket, Key=key)["Body"].read()
+        piece_length = lt.bdecode(got)[b"info"][b"piece length"]
+        ref = reference_hashes(tmp_path, key, data, piece_length, "v1")
+        assert str(info_hashes(got).v1) == str(ref.v1)
+    # A wrong Content-MD5 is refused, and nothing is stored.
+    data = os.urandom(9 << 20)
+    bad = base64.b64encode(hashlib.md5(b"other").digest()).decode()
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        c.put_object(Bucket=bucket, Key="bad-md5.bin", Body=data, ContentMD5=bad)
+    assert e.value.response["Error"]["Code"] == "BadDigest"
+    assert status_of(f"{gateway.url}/{bucket}/bad-md5.bin") in (403, 404)
+    assert c.list_objects_v2(Bucket=bucket, Prefix="bad-md5").get("KeyCount") == 0
+

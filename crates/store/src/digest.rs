@@ -1,5 +1,5 @@
-//! The digests computed over a body while it is written: MD5 (the ETag) always, and the S3
-//! additional checksums the request asks for. Later the BitTorrent piece hashers join here.
+//! The digests computed over a body while it is written: MD5 (the ETag; a gateway leaves it
+//! to its backend where it may), and the S3 additional checksums the request asks for. Later the BitTorrent piece hashers join here.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -10,7 +10,7 @@ use sha2::Sha256;
 
 use crate::records::Checksums;
 
-/// Which S3 checksums to compute besides MD5.
+/// Which S3 checksums to compute besides MD5, and whether MD5 may be left out.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ChecksumSelection {
     pub crc32: bool,
@@ -18,9 +18,22 @@ pub struct ChecksumSelection {
     pub sha1: bool,
     pub sha256: bool,
     pub crc64nvme: bool,
+    /// The request carries Content-MD5: the MD5 must be computed to check it.
+    pub content_md5: bool,
+    /// No MD5 (set by the store, never with `content_md5`): in gateway mode the ETag of a part,
+    /// or of a large object, is the backend's, which computes the MD5 itself.
+    pub skip_md5: bool,
 }
 
 impl ChecksumSelection {
+    /// The same selection with MD5 computed whatever was asked (the embedded store's ETag).
+    pub fn with_md5(self) -> Self {
+        Self {
+            skip_md5: false,
+            ..self
+        }
+    }
+
     /// Turns on the algorithm named as S3 names it (`CRC32`, `crc32c`, `SHA256`, ...).
     /// Returns false for a name it does not know.
     pub fn enable(&mut self, name: &str) -> bool {
@@ -39,7 +52,8 @@ impl ChecksumSelection {
 /// The raw results of [`BodyHasher`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Digests {
-    pub md5: [u8; 16],
+    /// `None` when the selection skipped it.
+    pub md5: Option<[u8; 16]>,
     pub crc32: Option<[u8; 4]>,
     pub crc32c: Option<[u8; 4]>,
     pub sha1: Option<[u8; 20]>,
@@ -48,9 +62,9 @@ pub struct Digests {
 }
 
 impl Digests {
-    /// Hex MD5, the ETag of a single-part object.
-    pub fn md5_hex(&self) -> String {
-        hex::encode(self.md5)
+    /// Hex MD5, the ETag of a single-part object (`None` when skipped).
+    pub fn md5_hex(&self) -> Option<String> {
+        self.md5.map(hex::encode)
     }
 
     /// The S3 checksums, base64 as they appear in headers.
@@ -67,7 +81,7 @@ impl Digests {
 
 /// Incremental hasher for one body.
 pub struct BodyHasher {
-    md5: Md5,
+    md5: Option<Md5>,
     crc32: Option<crc_fast::Digest>,
     crc32c: Option<crc_fast::Digest>,
     sha1: Option<Sha1>,
@@ -78,7 +92,7 @@ pub struct BodyHasher {
 impl BodyHasher {
     pub fn new(sel: ChecksumSelection) -> Self {
         Self {
-            md5: Md5::new(),
+            md5: (!sel.skip_md5 || sel.content_md5).then(Md5::new),
             crc32: sel
                 .crc32
                 .then(|| crc_fast::Digest::new(CrcAlgorithm::Crc32IsoHdlc)),
@@ -94,7 +108,9 @@ impl BodyHasher {
     }
 
     pub fn update(&mut self, data: &[u8]) {
-        self.md5.update(data);
+        if let Some(h) = &mut self.md5 {
+            h.update(data);
+        }
         if let Some(h) = &mut self.crc32 {
             h.update(data);
         }
@@ -119,7 +135,7 @@ impl BodyHasher {
             v.to_be_bytes()
         };
         Digests {
-            md5: self.md5.finalize().into(),
+            md5: self.md5.map(|h| h.finalize().into()),
             crc32: self.crc32.map(crc32_bytes),
             crc32c: self.crc32c.map(crc32_bytes),
             sha1: self.sha1.map(|h| h.finalize().into()),
@@ -179,6 +195,28 @@ mod tests {
     use super::*;
 
     #[test]
+    fn md5_is_skipped_only_without_content_md5() {
+        let digest = |skip_md5, content_md5| {
+            let mut h = BodyHasher::new(ChecksumSelection {
+                skip_md5,
+                content_md5,
+                ..ChecksumSelection::default()
+            });
+            h.update(b"hello world");
+            h.finish().md5_hex()
+        };
+        let md5 = Some("5eb63bbbe01eeed093cb22bb8f5acdc3".to_owned());
+        assert_eq!(digest(false, false), md5);
+        assert_eq!(digest(true, false), None);
+        assert_eq!(digest(true, true), md5);
+        let skipping = ChecksumSelection {
+            skip_md5: true,
+            ..ChecksumSelection::default()
+        };
+        assert!(!skipping.with_md5().skip_md5);
+    }
+
+    #[test]
     fn known_vectors() {
         let mut sel = ChecksumSelection::default();
         for n in ["crc32", "CRC32C", "sha1", "SHA256", "crc64nvme"] {
@@ -189,7 +227,10 @@ mod tests {
         h.update(b"hello ");
         h.update(b"world");
         let d = h.finish();
-        assert_eq!(d.md5_hex(), "5eb63bbbe01eeed093cb22bb8f5acdc3");
+        assert_eq!(
+            d.md5_hex().as_deref(),
+            Some("5eb63bbbe01eeed093cb22bb8f5acdc3")
+        );
         let c = d.checksums();
         // crc32("hello world") = 0x0d4a1185
         assert_eq!(c.crc32.as_deref(), Some("DUoRhQ=="));

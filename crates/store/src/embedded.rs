@@ -258,7 +258,8 @@ impl Embedded {
         let rec = ObjectRecord {
             version: uuid::Uuid::new_v4().simple().to_string(),
             size: staged.plain_size,
-            etag: staged.digests.md5_hex(),
+            // Always computed here (`Store` stages embedded bodies `with_md5`).
+            etag: staged.digests.md5_hex().unwrap_or_default(),
             last_modified_ns: now_ns(),
             attributes,
             checksums,
@@ -485,7 +486,8 @@ impl Embedded {
             part_number,
             blob: staged.id.clone(),
             size: staged.plain_size,
-            etag: staged.digests.md5_hex(),
+            // Always computed here (`Store` stages embedded bodies `with_md5`).
+            etag: staged.digests.md5_hex().unwrap_or_default(),
             last_modified_ns: now_ns(),
             checksums,
             sse: staged.sse.clone(),

@@ -382,8 +382,13 @@ impl Store {
     {
         match &self.backend {
             Backend::Embedded(e) => match target {
-                StageTarget::Object { .. } => e.stage(body, expected_size, checksums).await,
-                StageTarget::Part { .. } => e.stage_part(body, expected_size, checksums).await,
+                StageTarget::Object { .. } => {
+                    e.stage(body, expected_size, checksums.with_md5()).await
+                }
+                StageTarget::Part { .. } => {
+                    e.stage_part(body, expected_size, checksums.with_md5())
+                        .await
+                }
             },
             Backend::Gateway(g) => g.stage(target, body, expected_size, checksums).await,
         }
@@ -408,14 +413,14 @@ impl Store {
         let part = matches!(target, StageTarget::Part { .. });
         match (&self.backend, with) {
             (Backend::Embedded(e), AtRest::Customer(key)) => {
-                e.stage_encrypted(body, expected_plain_size, checksums, key, part)
+                e.stage_encrypted(body, expected_plain_size, checksums.with_md5(), key, part)
                     .await
             }
             (Backend::Embedded(e), AtRest::Server) => {
                 let (id, key) = e.inner.server_keys.current();
                 let (id, key) = (id.to_owned(), key.clone());
                 let (mut staged, digests) = e
-                    .stage_encrypted(body, expected_plain_size, checksums, &key, part)
+                    .stage_encrypted(body, expected_plain_size, checksums.with_md5(), &key, part)
                     .await?;
                 if let Some(params) = staged.sse.as_mut() {
                     params.server_key = Some(id);

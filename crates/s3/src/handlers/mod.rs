@@ -134,7 +134,8 @@ impl Seedbucket {
         trailers: Option<&s3s::TrailingHeaders>,
     ) -> S3Result<(seedbucket_store::Staged, Checksums)> {
         let mut claimed = incoming.claimed;
-        let selection = claimed.selection(incoming.algorithm, headers)?;
+        let mut selection = claimed.selection(incoming.algorithm, headers)?;
+        selection.content_md5 = incoming.content_md5.is_some();
         let body = incoming.body.ok_or_else(|| s3_error!(IncompleteBody))?;
         let expected = incoming.content_length.and_then(|n| u64::try_from(n).ok());
         let (staged, digests) = self
@@ -146,7 +147,7 @@ impl Seedbucket {
                 incoming.encryption,
             )
             .await?;
-        verify_content_md5(incoming.content_md5, &digests.md5)?;
+        verify_content_md5(incoming.content_md5, digests.md5.as_ref())?;
         claimed.add_trailers(trailers);
         let computed = digests.checksums();
         claimed.verify(&computed)?;
@@ -380,10 +381,14 @@ pub(crate) fn sse_s3_header(
 }
 
 /// Checks `Content-MD5` (base64 of the 16-byte digest) against the computed MD5.
-pub(crate) fn verify_content_md5(claimed: Option<&str>, md5: &[u8; 16]) -> S3Result<()> {
+/// Checks Content-MD5 against the body's MD5 (computed whenever Content-MD5 is given).
+pub(crate) fn verify_content_md5(claimed: Option<&str>, md5: Option<&[u8; 16]>) -> S3Result<()> {
     use base64::Engine as _;
     let Some(claimed) = claimed else {
         return Ok(());
+    };
+    let Some(md5) = md5 else {
+        return Err(s3_error!(InternalError, "the body's MD5 was not computed"));
     };
     let decoded = base64::engine::general_purpose::STANDARD
         .decode(claimed.trim())
