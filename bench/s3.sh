@@ -5,6 +5,10 @@
 set -euo pipefail
 # Like the peer tools it is compared with (nginx runs with access_log off), no access log.
 export SEEDBUCKET_ACCESS_LOG=off
+# Nor the admin listener (web console, metrics; on by default at 127.0.0.1:9001): what its
+# per-request recording costs is measured apart (docs/benchmarks.md). A run that reads
+# /metrics gives --admin-listen itself.
+export SEEDBUCKET_ADMIN_LISTEN=off
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 LARGE_MB=${LARGE_MB:-1024}
