@@ -57,3 +57,33 @@ def test_transmission_downloads_from_the_webseed_alone(s3, bucket, tmp_path):
         "rpc-enabled": False, "ratio-limit-enabled": True, "ratio-limit": 0}))
     target = run_transmission([], cfg, tfile, tmp_path, "transmission.bin", len(data))
     assert sha(target.read_bytes()) == sha(data)
+
+
+def test_webseed_rate_limit_caps_the_webseed_only(tmp_path):
+    """--webseed-rate-limit caps what the webseed sends in all (a bucket of one second's worth,
+    then the rate); S3 GETs of the same object are not slowed; the bytes are intact."""
+    from conftest import Server, make_client
+    import urllib.request
+
+    rate = 2_000_000
+    srv = Server(tmp_path, extra=["--webseed-rate-limit", str(rate)])
+    try:
+        s3 = make_client(srv)
+        s3.create_bucket(Bucket="paced")
+        data = os.urandom(6_000_000)
+        s3.put_object(Bucket="paced", Key="paced.bin", Body=data, ACL="public-read")
+        meta = lt.bdecode(torrent_of(s3, "paced", "paced.bin")["Body"].read())
+        url = lt.torrent_info(meta).web_seeds()[0]["url"]
+        started = time.monotonic()
+        with urllib.request.urlopen(url, timeout=60) as r:
+            got = r.read()
+        took = time.monotonic() - started
+        assert sha(got) == sha(data)
+        # One second's worth at once, the other 4 MB at 2 MB/s: at least 2 s.
+        assert took >= 1.8, f"the webseed sent 6 MB in {took:.2f} s under a 2 MB/s limit"
+        started = time.monotonic()
+        with urllib.request.urlopen(f"{srv.url}/paced/paced.bin", timeout=60) as r:
+            assert sha(r.read()) == sha(data)
+        assert time.monotonic() - started < 1.5, "S3 GET was slowed by the webseed's limit"
+    finally:
+        srv.stop()

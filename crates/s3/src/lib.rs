@@ -69,6 +69,8 @@ pub struct S3Options {
     pub access_log: seedbucket_access_log::AccessLog,
     /// List the WebSocket tracker in private torrents too (open ones always list it).
     pub webtorrent: bool,
+    /// Bytes per second the webseed sends in all (0: no limit).
+    pub webseed_rate_limit: u64,
 }
 
 impl Default for S3Options {
@@ -86,6 +88,7 @@ impl Default for S3Options {
             trusted_proxies: Vec::new(),
             access_log: seedbucket_access_log::AccessLog::off(),
             webtorrent: false,
+            webseed_rate_limit: 0,
         }
     }
 }
@@ -102,6 +105,8 @@ pub struct Seedbucket {
     browsers: Arc<tracker_ws::BrowserHub>,
     stats: Arc<stats::Stats>,
     options: Arc<S3Options>,
+    /// The webseed's rate limit (`--webseed-rate-limit`); `None`: none.
+    webseed_limit: Option<Arc<seedbucket_seeder::RateLimiter>>,
     /// Browser swarms shared with other gateway nodes (`--redis`); `None`: this node's only.
     shared_browsers: Option<Arc<dyn seedbucket_tracker::browser::SharedBrowsers>>,
     /// The last count of what is stored, and when it was made.
@@ -132,7 +137,10 @@ impl Seedbucket {
         options: S3Options,
         tracker: Arc<dyn seedbucket_tracker::SwarmStore>,
     ) -> Self {
+        let webseed_limit =
+            seedbucket_seeder::RateLimiter::new(Some(options.webseed_rate_limit)).map(Arc::new);
         let app = Self {
+            webseed_limit,
             store,
             keys,
             tracker,

@@ -162,8 +162,12 @@ impl Seedbucket {
                 self.stats.clone(),
                 format!("{}/{}", torrent.bucket, torrent.key),
             );
+            let mut bytes = reader.stream_for_torrent(start, end);
+            if let Some(limit) = &self.webseed_limit {
+                bytes = paced(bytes, limit.clone());
+            }
             Body::from(StreamingBlob::wrap(CountedStream::new(
-                BodyStream(reader.stream_for_torrent(start, end)),
+                BodyStream(bytes),
                 move |n| stats.webseeded(&object, n),
             )))
         };
@@ -186,6 +190,26 @@ impl Seedbucket {
         }
         r
     }
+}
+
+/// The bytes of `inner`, each buffer let through once `limit` allows it (`--webseed-rate-limit`,
+/// shared by every webseed answer).
+fn paced(
+    mut inner: tokio::sync::mpsc::Receiver<std::io::Result<bytes::Bytes>>,
+    limit: std::sync::Arc<seedbucket_seeder::RateLimiter>,
+) -> tokio::sync::mpsc::Receiver<std::io::Result<bytes::Bytes>> {
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    tokio::spawn(async move {
+        while let Some(item) = inner.recv().await {
+            if let Ok(chunk) = &item {
+                limit.acquire(chunk.len() as u64).await;
+            }
+            if tx.send(item).await.is_err() {
+                return;
+            }
+        }
+    });
+    rx
 }
 
 #[cfg(test)]

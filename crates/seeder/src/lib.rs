@@ -51,6 +51,7 @@ use seedbucket_torrent::{Format, InfoHashes, ParseError, PieceHashes, build_info
 
 pub use listener::{Seeder, SeederStats, serve};
 pub use memory::MemoryLibrary;
+pub use rate::RateLimiter;
 pub use utp::UtpListener;
 
 /// What the seeder serves; implemented by the server over its object store.

@@ -50,15 +50,15 @@ impl TokenBucket {
     }
 }
 
-/// A [`TokenBucket`] shared between tasks.
+/// A [`TokenBucket`] shared between tasks (the seeder's upload limits, and the webseed's).
 #[derive(Debug)]
-pub(crate) struct RateLimiter {
+pub struct RateLimiter {
     bucket: Mutex<TokenBucket>,
 }
 
 impl RateLimiter {
     /// A limiter of `rate` bytes per second, or `None` for no limit (`None` or 0).
-    pub(crate) fn new(rate: Option<u64>) -> Option<Self> {
+    pub fn new(rate: Option<u64>) -> Option<Self> {
         let rate = rate.filter(|r| *r > 0)?;
         Some(Self {
             bucket: Mutex::new(TokenBucket::new(
@@ -70,7 +70,7 @@ impl RateLimiter {
     }
 
     /// Waits until `n` bytes may be sent.
-    pub(crate) async fn acquire(&self, n: u64) {
+    pub async fn acquire(&self, n: u64) {
         let wait = match self.bucket.lock() {
             // Tokio's clock, so tests with paused time see their own time.
             Ok(mut b) => b.reserve(n, tokio::time::Instant::now().into_std()),

@@ -221,6 +221,7 @@ async fn serve_with_keys(
         trusted_proxies: config.trusted_proxies.clone(),
         access_log: access_log.clone(),
         webtorrent: config.webtorrent,
+        webseed_rate_limit: config.webseed_rate_limit,
     };
     let cluster = match &config.redis {
         Some(url) => Some(

@@ -168,6 +168,10 @@ pub struct ServeArgs {
     /// Seeder upload limit in bytes per second, all peers together; 0 = none [default: 0].
     #[arg(long, env = "SEEDBUCKET_SEED_RATE_LIMIT")]
     pub seed_rate_limit: Option<u64>,
+    /// Webseed bytes per second, all answers together; 0 = no limit [default: 0]. With a cap,
+    /// BitTorrent clients take more from each other and from the seeder.
+    #[arg(long, env = "SEEDBUCKET_WEBSEED_RATE_LIMIT")]
+    pub webseed_rate_limit: Option<u64>,
     /// Seeder upload limit in bytes per second for each peer; 0 = none [default: 0].
     #[arg(long, env = "SEEDBUCKET_SEED_PEER_RATE_LIMIT")]
     pub seed_peer_rate_limit: Option<u64>,

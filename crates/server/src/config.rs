@@ -47,6 +47,8 @@ pub struct FileConfig {
     pub seed_slots: usize,
     /// Seeder upload limit, bytes per second for all peers together; 0 = none.
     pub seed_rate_limit: u64,
+    /// Webseed bytes per second, all answers together (0: no limit). Example: 50000000.
+    pub webseed_rate_limit: u64,
     /// Seeder upload limit, bytes per second per peer; 0 = none.
     pub seed_peer_rate_limit: u64,
     /// Most simultaneous seeder connections; at the cap a new one takes the slot of the
@@ -141,6 +143,7 @@ impl Default for FileConfig {
             peer_advertise: None,
             seed_slots: 4,
             seed_rate_limit: 0,
+            webseed_rate_limit: 0,
             seed_peer_rate_limit: 0,
             seed_max_connections: 500,
             seed_max_connections_per_address: 8,
@@ -275,6 +278,7 @@ pub struct Config {
     pub peer_advertise: Option<SocketAddr>,
     pub seed_slots: usize,
     pub seed_rate_limit: u64,
+    pub webseed_rate_limit: u64,
     pub seed_peer_rate_limit: u64,
     pub seed_max_connections: usize,
     pub seed_max_connections_per_address: usize,
@@ -467,6 +471,7 @@ impl Config {
             peer_advertise: args.peer_advertise.or(file.peer_advertise),
             seed_slots: args.seed_slots.unwrap_or(file.seed_slots).max(1),
             seed_rate_limit: args.seed_rate_limit.unwrap_or(file.seed_rate_limit),
+            webseed_rate_limit: args.webseed_rate_limit.unwrap_or(file.webseed_rate_limit),
             seed_peer_rate_limit: args
                 .seed_peer_rate_limit
                 .unwrap_or(file.seed_peer_rate_limit),
