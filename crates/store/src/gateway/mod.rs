@@ -1036,15 +1036,12 @@ impl Gateway {
         cond: WriteCondition,
     ) -> Result<ObjectRecord> {
         let previous = self.check_condition(bucket, key, &cond).await?;
-        let Some(md5) = staged.digests.md5_hex() else {
-            return self
-                .commit_unhashed(staged, bucket, key, attributes, checksums, previous)
-                .await;
-        };
+        // `None`: MD5 left to the backend (a large body); the ETag is known once it answers.
+        let expected = staged.digests.md5_hex();
         let mut rec = ObjectRecord {
-            version: md5.clone(),
+            version: expected.clone().unwrap_or_default(),
             size: staged.plain_size,
-            etag: md5.clone(),
+            etag: expected.clone().unwrap_or_default(),
             last_modified_ns: now_ns(),
             attributes,
             checksums,
@@ -1058,9 +1055,15 @@ impl Gateway {
             hashes,
             created_ns: rec.last_modified_ns,
         });
-        // The records go first: the object never shows without its owner and ACL.
-        self.write_version_records(bucket, key, &md5, &rec, pieces.as_ref())
-            .await?;
+        // With the ETag known, the records go first: the object never shows without its owner
+        // and ACL. Without it they follow the backend write (`settle_version`), as for
+        // CopyObject: until they are written (milliseconds, before the client gets its answer)
+        // a reader finds the object as one written to the cluster directly, the bucket
+        // owner's, private; if writing them fails, it stays so (never more open).
+        if let Some(md5) = &expected {
+            self.write_version_records(bucket, key, md5, &rec, pieces.as_ref())
+                .await?;
+        }
         let request = self.put_request(bucket, key, &rec.attributes);
         let etag = Self::send_staged(staged.into_body(), |data| async move {
             request
@@ -1074,70 +1077,13 @@ impl Gateway {
         self.settle_version(
             bucket,
             key,
-            &md5,
+            expected.as_deref(),
             &etag,
             &mut rec,
             pieces.as_ref(),
             previous,
         )
         .await;
-        Ok(rec)
-    }
-
-    /// [`Gateway::commit_object`] for a body whose MD5 was left to the backend: its ETag is
-    /// known once the backend has the bytes, so the records (owner, ACL, piece hashes) follow
-    /// the write, as for CopyObject. Until they are written (milliseconds, before the client
-    /// gets its answer) a reader finds the object as one written to the cluster directly:
-    /// the bucket owner's, private. If writing them fails, it stays so (never more open).
-    async fn commit_unhashed(
-        &self,
-        staged: Staged,
-        bucket: &str,
-        key: &str,
-        attributes: ObjectAttributes,
-        checksums: Checksums,
-        previous: Option<RemoteHead>,
-    ) -> Result<ObjectRecord> {
-        let size = staged.plain_size;
-        let pieces = staged.pieces.clone();
-        let request = self.put_request(bucket, key, &attributes);
-        let etag = Self::send_staged(staged.into_body(), |data| async move {
-            request
-                .body(ByteStream::from(data))
-                .send()
-                .await
-                .map(|o| unquote(o.e_tag()))
-                .map_err(backend_error)
-        })
-        .await?;
-        let rec = ObjectRecord {
-            version: etag.clone(),
-            size,
-            etag: etag.clone(),
-            last_modified_ns: now_ns(),
-            attributes,
-            checksums,
-            segments: Vec::new(),
-            parts_count: None,
-            completed_upload: None,
-            versioned: false,
-            delete_marker: false,
-        };
-        let pieces = pieces.map(|hashes| StoredPieces {
-            hashes,
-            created_ns: rec.last_modified_ns,
-        });
-        if let Err(e) = self
-            .write_version_records(bucket, key, &etag, &rec, pieces.as_ref())
-            .await
-        {
-            tracing::warn!(error = %e, bucket, key, "could not record a new object's owner and ACL; it stays the bucket owner's, private");
-        }
-        if let Some(p) = previous
-            && p.etag != etag
-        {
-            self.forget_version(bucket, key, &p.etag).await;
-        }
         Ok(rec)
     }
 
@@ -1156,29 +1102,32 @@ impl Gateway {
         Ok(())
     }
 
-    /// After a write: records under the backend's real ETag (if it differs from the one
-    /// expected), and the replaced version's records removed.
+    /// After a write: records under the backend's real ETag if they were written under
+    /// another one (`expected`, then removed) or not yet (`None`), and the replaced version's
+    /// records removed.
     #[allow(clippy::too_many_arguments)]
     async fn settle_version(
         &self,
         bucket: &str,
         key: &str,
-        expected: &str,
+        expected: Option<&str>,
         etag: &str,
         rec: &mut ObjectRecord,
         pieces: Option<&StoredPieces>,
         previous: Option<RemoteHead>,
     ) {
-        if etag != expected {
+        if expected != Some(etag) {
             rec.etag = etag.to_owned();
             rec.version = etag.to_owned();
             if let Err(e) = self
                 .write_version_records(bucket, key, etag, rec, pieces)
                 .await
             {
-                tracing::warn!(error = %e, "could not record an object's owner under its backend ETag");
+                tracing::warn!(error = %e, bucket, key, "could not record an object's owner under its backend ETag");
             }
-            self.forget_version(bucket, key, expected).await;
+            if let Some(expected) = expected {
+                self.forget_version(bucket, key, expected).await;
+            }
         }
         if let Some(p) = previous
             && p.etag != etag
@@ -1454,8 +1403,16 @@ impl Gateway {
                 .map_err(backend_error)
         })
         .await?;
-        self.settle_version(bucket, key, &expected, &etag, &mut rec, None, previous)
-            .await;
+        self.settle_version(
+            bucket,
+            key,
+            Some(&expected),
+            &etag,
+            &mut rec,
+            None,
+            previous,
+        )
+        .await;
         if let Err(e) = self.forget_upload(upload_id).await {
             tracing::debug!(error = %e, "could not remove a completed upload's records");
         }
