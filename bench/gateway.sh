@@ -14,12 +14,7 @@
 # Usage: bench/gateway.sh   (env: SIZE_MB=1024 ROUNDS=3 PIECE_CACHE=256 [gateway --piece-cache, MiB]
 #                            KEEP_WORK=1 keeps the work dir with the logs; needs .venv from ./scripts/test.sh)
 set -euo pipefail
-# Like the peer tools it is compared with (nginx runs with access_log off), no access log.
-export SEEDBUCKET_ACCESS_LOG=off
-# Nor the admin listener (web console, metrics; on by default at 127.0.0.1:9001): what its
-# per-request recording costs is measured apart (docs/benchmarks.md). A run that reads
-# /metrics gives --admin-listen itself.
-export SEEDBUCKET_ADMIN_LISTEN=off
+. "$(dirname "$0")/server_env.sh"
 shopt -s inherit_errexit
 cd "$(dirname "$0")/.."
 ROOT=$PWD

@@ -3,12 +3,7 @@
 # nginx (plain file GET), in one run, on 127.0.0.1. Prints a table with ratios and writes it to
 # bench/out/s3.md. Usage: bench/s3.sh   (env: LARGE_MB=1024 SMALL_SECONDS=10 CONCURRENCY=32 HUGE_MB=5120)
 set -euo pipefail
-# Like the peer tools it is compared with (nginx runs with access_log off), no access log.
-export SEEDBUCKET_ACCESS_LOG=off
-# Nor the admin listener (web console, metrics; on by default at 127.0.0.1:9001): what its
-# per-request recording costs is measured apart (docs/benchmarks.md). A run that reads
-# /metrics gives --admin-listen itself.
-export SEEDBUCKET_ADMIN_LISTEN=off
+. "$(dirname "$0")/server_env.sh"
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 LARGE_MB=${LARGE_MB:-1024}

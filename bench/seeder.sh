@@ -13,12 +13,7 @@
 # torrent of the same bytes made by `seedbucket torrent create`, so only they can serve.
 # Usage: bench/seeder.sh   (env: SIZE_MB=1024 ROUNDS=2)
 set -euo pipefail
-# Like the peer tools it is compared with (nginx runs with access_log off), no access log.
-export SEEDBUCKET_ACCESS_LOG=off
-# Nor the admin listener (web console, metrics; on by default at 127.0.0.1:9001): what its
-# per-request recording costs is measured apart (docs/benchmarks.md). A run that reads
-# /metrics gives --admin-listen itself.
-export SEEDBUCKET_ADMIN_LISTEN=off
+. "$(dirname "$0")/server_env.sh"
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 SIZE_MB=${SIZE_MB:-1024}

@@ -5,12 +5,7 @@
 # (plain HTTP would upload LEECHERS x the object; the goal is under 2.5x) and the time to the last
 # finish; writes bench/out/swarm.md. SLOTS sets --seed-slots (default: the server default, 4 per torrent). Needs .venv (./scripts/test.sh makes it).
 set -euo pipefail
-# Like the peer tools it is compared with (nginx runs with access_log off), no access log.
-export SEEDBUCKET_ACCESS_LOG=off
-# Nor the admin listener (web console, metrics; on by default at 127.0.0.1:9001): what its
-# per-request recording costs is measured apart (docs/benchmarks.md). A run that reads
-# /metrics gives --admin-listen itself.
-export SEEDBUCKET_ADMIN_LISTEN=off
+. "$(dirname "$0")/server_env.sh"
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 SIZE_MB=${SIZE_MB:-256} LEECHERS=${LEECHERS:-8} RATE_MB=${RATE_MB:-20} SLOTS=${SLOTS:-}

@@ -6,12 +6,7 @@
 #     `mktorrent -t 2` (v1), wall time.
 # Usage: bench/torrent.sh   (env: LARGE_MB=1024 HUGE_MB=5120 ROUNDS=3)
 set -euo pipefail
-# Like the peer tools it is compared with (nginx runs with access_log off), no access log.
-export SEEDBUCKET_ACCESS_LOG=off
-# Nor the admin listener (web console, metrics; on by default at 127.0.0.1:9001): what its
-# per-request recording costs is measured apart (docs/benchmarks.md). A run that reads
-# /metrics gives --admin-listen itself.
-export SEEDBUCKET_ADMIN_LISTEN=off
+. "$(dirname "$0")/server_env.sh"
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 LARGE_MB=${LARGE_MB:-1024}

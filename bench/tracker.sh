@@ -21,12 +21,7 @@
 # Usage: bench/tracker.sh   (env: WORKLOAD=swarm|churn SECONDS_PER_RUN=10 CONCURRENCY=64 TORRENTS=8 KEEP_WORK=1
 #                            AQUATIC=0 skips aquatic)
 set -euo pipefail
-# Like the peer tools it is compared with (nginx runs with access_log off), no access log.
-export SEEDBUCKET_ACCESS_LOG=off
-# Nor the admin listener (web console, metrics; on by default at 127.0.0.1:9001): what its
-# per-request recording costs is measured apart (docs/benchmarks.md). A run that reads
-# /metrics gives --admin-listen itself.
-export SEEDBUCKET_ADMIN_LISTEN=off
+. "$(dirname "$0")/server_env.sh"
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 DUR=${SECONDS_PER_RUN:-10}
