@@ -63,7 +63,7 @@ pub struct ObjectTraffic {
     pub webseed: u64,
     /// Bytes the seeder sent over the peer wire.
     pub peer: u64,
-    /// BitTorrent downloads that announced `completed` to this server's tracker.
+    /// BitTorrent downloads this server's trackers saw finish (see [`Totals::delivered`]).
     pub completed: u64,
 }
 
@@ -73,8 +73,9 @@ pub struct Totals {
     pub get: u64,
     pub webseed: u64,
     pub peer: u64,
-    /// Bytes delivered to BitTorrent clients: every `completed` announce counts its object's
-    /// size once (downloads that never finish are not counted).
+    /// Bytes delivered to BitTorrent clients: a download counts its object's size once when it
+    /// finishes, i.e. its client announces `completed`, or `stopped` with nothing left after
+    /// downloading something (downloads that never finish are not counted).
     pub delivered: u64,
 }
 

@@ -488,23 +488,16 @@ impl Seedbucket {
         if !self.stats.first_finish(swarm, peer_id) {
             return;
         }
-        let size = match self.store.head_object_recent(&rec.bucket, &rec.key).await {
-            Ok(o) if o.version == rec.version => o.size,
-            _ => match self
-                .store
-                .head_object_at(
-                    &rec.bucket,
-                    &rec.key,
-                    seedbucket_store::Which::Exact(&rec.version),
-                )
-                .await
-            {
-                Ok(o) => o.size,
-                Err(_) => return,
-            },
-        };
-        self.stats
-            .completed(&format!("{}/{}", rec.bucket, rec.key), size);
+        // The version the torrent was made from, current or not.
+        let which = seedbucket_store::Which::Exact(&rec.version);
+        if let Ok(o) = self
+            .store
+            .head_object_at(&rec.bucket, &rec.key, which)
+            .await
+        {
+            self.stats
+                .completed(&format!("{}/{}", rec.bucket, rec.key), o.size);
+        }
     }
 
     async fn announce(

@@ -432,7 +432,12 @@ impl Seedbucket {
             let counts = swarms
                 .announce(key, &announce, unix_now())
                 .map_err(|r| r.reason().to_owned())?;
-            let targets = swarms.offer_targets(key, &a.peer_id, a.offers.len());
+            // With other nodes the shared swarm picks whom the offers go to (below).
+            let targets = if self.shared_browsers.is_some() {
+                Vec::new()
+            } else {
+                swarms.offer_targets(key, &a.peer_id, a.offers.len())
+            };
             let answer_to = a
                 .answer
                 .as_ref()

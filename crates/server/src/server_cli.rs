@@ -14,6 +14,7 @@ use seedbucket_store::credentials::{KeyFile, ROOT_KEY_NAME};
 
 use crate::cli::{BucketAction, ServerAccess};
 use crate::config::{DEFAULT_ADMIN_LISTEN, FileConfig};
+use crate::console::form_encode as q;
 
 /// A logged-in console session.
 struct Session {
@@ -87,11 +88,7 @@ impl Session {
     async fn open(access: &ServerAccess, file: &FileConfig) -> anyhow::Result<Self> {
         let (base, ak, sk) = target(access, file)?;
         let http = Client::builder(TokioExecutor::new()).build_http();
-        let form = format!(
-            "access_key={}&secret_key={}",
-            crate::console::form_encode(&ak),
-            crate::console::form_encode(&sk)
-        );
+        let form = format!("access_key={}&secret_key={}", q(&ak), q(&sk));
         let req = http::Request::post(format!("{base}/login"))
             .header(
                 http::header::CONTENT_TYPE,
@@ -153,10 +150,6 @@ impl Session {
         }
         Ok((status, value))
     }
-}
-
-fn q(s: &str) -> String {
-    crate::console::form_encode(s)
 }
 
 impl Session {

@@ -14,12 +14,9 @@ mod history;
 mod pages;
 mod session;
 
-pub use self::pages::human;
-
-/// A query or form value, percent-encoded.
-pub fn form_encode(s: &str) -> String {
-    pages::q(s)
-}
+/// Bytes for people, and a query or form value percent-encoded (for the `bucket` and `stats`
+/// commands).
+pub use self::pages::{human, q as form_encode};
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
