@@ -41,6 +41,8 @@ impl Seedbucket {
         use futures::StreamExt as _;
         let mut buf = vec![0u8; MAX_PACKET + 1];
         let mut waiting = futures::stream::FuturesUnordered::new();
+        // One reference count per datagram instead of a clone of every shared part.
+        let app = Arc::new(self);
         loop {
             let received = tokio::select! {
                 biased;
@@ -54,7 +56,7 @@ impl Seedbucket {
                     continue;
                 }
             };
-            let (app, socket, packet) = (self.clone(), socket.clone(), buf[..n].to_vec());
+            let (app, socket, packet) = (app.clone(), socket.clone(), buf[..n].to_vec());
             let mut answer = Box::pin(async move {
                 let started = std::time::Instant::now();
                 let reply = app.udp_datagram(&packet, from).await;

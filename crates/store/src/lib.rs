@@ -149,6 +149,11 @@ struct Hashing {
     enabled: bool,
 }
 
+/// Every `Store` method awaits the gateway's future boxed (`Box::pin(g.call(..)).await`): those
+/// futures hold the S3 client's and run to about 16 KiB, and a future is as large as the
+/// largest one it may await, so unboxed they made every caller that large, embedded mode
+/// included (a UDP announce's future was 22 KiB, allocated and copied per datagram; 2.6 KiB
+/// boxed). One allocation per backend request is nothing beside its round trip.
 #[derive(Clone)]
 enum Backend {
     Embedded(Embedded),
@@ -248,7 +253,7 @@ impl Store {
     pub async fn shared_keys(&self) -> Result<Option<Vec<AccessKey>>> {
         match &self.backend {
             Backend::Embedded(_) => Ok(None),
-            Backend::Gateway(g) => g.load_keys().await.map(Some),
+            Backend::Gateway(g) => Box::pin(g.load_keys()).await.map(Some),
         }
     }
 
@@ -258,7 +263,7 @@ impl Store {
             Backend::Embedded(_) => Err(StoreError::NotSupported(
                 "embedded mode keeps its keys in the data dir".into(),
             )),
-            Backend::Gateway(g) => g.save_keys(keys).await,
+            Backend::Gateway(g) => Box::pin(g.save_keys(keys)).await,
         }
     }
 
@@ -266,7 +271,7 @@ impl Store {
     pub async fn shared_secret(&self) -> Result<Option<Vec<u8>>> {
         match &self.backend {
             Backend::Embedded(_) => Ok(None),
-            Backend::Gateway(g) => g.server_secret().await.map(Some),
+            Backend::Gateway(g) => Box::pin(g.server_secret()).await.map(Some),
         }
     }
 
@@ -283,7 +288,7 @@ impl Store {
         match &self.backend {
             Backend::Embedded(e) => e.create_bucket(name, owner, acl).await,
             Backend::Gateway(g) => {
-                g.create_bucket(BucketRecord {
+                Box::pin(g.create_bucket(BucketRecord {
                     name: name.to_owned(),
                     owner: owner.to_owned(),
                     created_ns: now_ns(),
@@ -293,7 +298,7 @@ impl Store {
                     default_sse_s3: false,
                     versioning: None,
                     lifecycle: Vec::new(),
-                })
+                }))
                 .await
             }
         }
@@ -302,14 +307,14 @@ impl Store {
     pub async fn delete_bucket(&self, name: &str) -> Result<()> {
         match &self.backend {
             Backend::Embedded(e) => e.delete_bucket(name).await,
-            Backend::Gateway(g) => g.delete_bucket(name).await,
+            Backend::Gateway(g) => Box::pin(g.delete_bucket(name)).await,
         }
     }
 
     pub async fn bucket(&self, name: &str) -> Result<BucketRecord> {
         match &self.backend {
             Backend::Embedded(e) => e.bucket(name).await,
-            Backend::Gateway(g) => g.bucket(name).await,
+            Backend::Gateway(g) => Box::pin(g.bucket(name)).await,
         }
     }
 
@@ -321,7 +326,7 @@ impl Store {
     ) -> Result<BucketRecord> {
         match &self.backend {
             Backend::Embedded(e) => e.update_bucket(name, change).await,
-            Backend::Gateway(g) => g.update_bucket(name, change).await,
+            Backend::Gateway(g) => Box::pin(g.update_bucket(name, change)).await,
         }
     }
 
@@ -342,7 +347,7 @@ impl Store {
                 e.update_object(bucket, key, version, current_only, change)
                     .await
             }
-            Backend::Gateway(g) => g.update_object(bucket, key, version, change).await,
+            Backend::Gateway(g) => Box::pin(g.update_object(bucket, key, version, change)).await,
         };
         self.recent_heads.wrote();
         updated
@@ -351,7 +356,7 @@ impl Store {
     pub async fn list_buckets(&self) -> Result<Vec<BucketRecord>> {
         match &self.backend {
             Backend::Embedded(e) => e.list_buckets().await,
-            Backend::Gateway(g) => g.list_buckets().await,
+            Backend::Gateway(g) => Box::pin(g.list_buckets()).await,
         }
     }
 
@@ -390,7 +395,7 @@ impl Store {
                         .await
                 }
             },
-            Backend::Gateway(g) => g.stage(target, body, expected_size, checksums).await,
+            Backend::Gateway(g) => Box::pin(g.stage(target, body, expected_size, checksums)).await,
         }
     }
 
@@ -456,8 +461,7 @@ impl Store {
                     .await
             }
             Backend::Gateway(g) => {
-                g.commit_object(staged, bucket, key, attributes, checksums, cond)
-                    .await
+                Box::pin(g.commit_object(staged, bucket, key, attributes, checksums, cond)).await
             }
         };
         self.recent_heads.wrote();
@@ -478,8 +482,7 @@ impl Store {
         let copied = match &self.backend {
             Backend::Embedded(_) => Ok(None),
             Backend::Gateway(g) => {
-                g.copy_object(source, bucket, key, attributes, checksums)
-                    .await
+                Box::pin(g.copy_object(source, bucket, key, attributes, checksums)).await
             }
         };
         self.recent_heads.wrote();
@@ -489,7 +492,7 @@ impl Store {
     pub async fn head_object(&self, bucket: &str, key: &str) -> Result<ObjectRecord> {
         match &self.backend {
             Backend::Embedded(e) => e.head_object_at(bucket, key, Which::Current).await,
-            Backend::Gateway(g) => g.head_object(bucket, key).await,
+            Backend::Gateway(g) => Box::pin(g.head_object(bucket, key)).await,
         }
     }
 
@@ -557,7 +560,7 @@ impl Store {
         match &self.backend {
             Backend::Embedded(e) => e.open_object_at(bucket, key, which).await,
             Backend::Gateway(g) => {
-                let reader = g.open_object(bucket, key).await?;
+                let reader = Box::pin(g.open_object(bucket, key)).await?;
                 gateway_version(Ok(reader.record.clone()), which)?;
                 Ok(reader)
             }
@@ -569,10 +572,14 @@ impl Store {
     pub async fn delete_object(&self, bucket: &str, key: &str, requester: &str) -> Result<Deleted> {
         let deleted = match &self.backend {
             Backend::Embedded(e) => e.delete_object(bucket, key, requester).await,
-            Backend::Gateway(g) => g.delete_object(bucket, key).await.map(|existed| Deleted {
-                existed,
-                ..Deleted::default()
-            }),
+            Backend::Gateway(g) => {
+                Box::pin(g.delete_object(bucket, key))
+                    .await
+                    .map(|existed| Deleted {
+                        existed,
+                        ..Deleted::default()
+                    })
+            }
         };
         self.recent_heads.wrote();
         deleted
@@ -608,17 +615,16 @@ impl Store {
         match &self.backend {
             Backend::Embedded(e) => e.list_versions(bucket, q).await,
             Backend::Gateway(g) => {
-                let page = g
-                    .list_objects(
-                        bucket,
-                        ListQuery {
-                            prefix: q.prefix,
-                            delimiter: q.delimiter,
-                            after: q.key_marker,
-                            max_keys: q.max_keys,
-                        },
-                    )
-                    .await?;
+                let page = Box::pin(g.list_objects(
+                    bucket,
+                    ListQuery {
+                        prefix: q.prefix,
+                        delimiter: q.delimiter,
+                        after: q.key_marker,
+                        max_keys: q.max_keys,
+                    },
+                ))
+                .await?;
                 let last_is_version = page
                     .objects
                     .last()
@@ -646,7 +652,7 @@ impl Store {
     pub async fn list_objects(&self, bucket: &str, q: ListQuery) -> Result<ListPage> {
         match &self.backend {
             Backend::Embedded(e) => e.list_objects(bucket, q).await,
-            Backend::Gateway(g) => g.list_objects(bucket, q).await,
+            Backend::Gateway(g) => Box::pin(g.list_objects(bucket, q)).await,
         }
     }
 
@@ -661,7 +667,7 @@ impl Store {
     ) -> Result<Option<pieces::StoredPieces>> {
         match &self.backend {
             Backend::Embedded(e) => e.stored_pieces(&rec.version).await,
-            Backend::Gateway(g) => g.stored_pieces(bucket, key, &rec.version).await,
+            Backend::Gateway(g) => Box::pin(g.stored_pieces(bucket, key, &rec.version)).await,
         }
     }
 
@@ -674,7 +680,7 @@ impl Store {
     ) -> Result<()> {
         match &self.backend {
             Backend::Embedded(e) => e.put_pieces(bucket, key, version, stored).await,
-            Backend::Gateway(g) => g.put_pieces(bucket, key, version, stored).await,
+            Backend::Gateway(g) => Box::pin(g.put_pieces(bucket, key, version, stored)).await,
         }
     }
 
@@ -867,7 +873,7 @@ impl Store {
     ) -> Result<()> {
         match &self.backend {
             Backend::Embedded(e) => e.issue_torrent(hashes, rec).await,
-            Backend::Gateway(g) => g.issue_torrent(hashes, rec).await,
+            Backend::Gateway(g) => Box::pin(g.issue_torrent(hashes, rec)).await,
         }
     }
 
@@ -876,7 +882,7 @@ impl Store {
         let h = info_hash.to_ascii_lowercase();
         match &self.backend {
             Backend::Embedded(e) => e.torrent_sources(&h).await,
-            Backend::Gateway(g) => g.torrent_sources(&h).await,
+            Backend::Gateway(g) => Box::pin(g.torrent_sources(&h)).await,
         }
     }
 
@@ -885,7 +891,7 @@ impl Store {
     pub async fn issued_info_hashes(&self) -> Result<Vec<String>> {
         match &self.backend {
             Backend::Embedded(e) => e.issued_info_hashes().await,
-            Backend::Gateway(g) => g.issued_info_hashes().await,
+            Backend::Gateway(g) => Box::pin(g.issued_info_hashes()).await,
         }
     }
 
@@ -912,14 +918,14 @@ impl Store {
         };
         match &self.backend {
             Backend::Embedded(e) => e.create_upload(rec).await,
-            Backend::Gateway(g) => g.create_upload(rec).await,
+            Backend::Gateway(g) => Box::pin(g.create_upload(rec)).await,
         }
     }
 
     pub async fn upload(&self, upload_id: &str) -> Result<UploadRecord> {
         match &self.backend {
             Backend::Embedded(e) => e.upload(upload_id).await,
-            Backend::Gateway(g) => g.upload(upload_id).await,
+            Backend::Gateway(g) => Box::pin(g.upload(upload_id)).await,
         }
     }
 
@@ -936,8 +942,7 @@ impl Store {
                     .await
             }
             Backend::Gateway(g) => {
-                g.commit_part(staged, upload_id, part_number, checksums)
-                    .await
+                Box::pin(g.commit_part(staged, upload_id, part_number, checksums)).await
             }
         }
     }
@@ -945,21 +950,21 @@ impl Store {
     pub async fn list_parts(&self, upload_id: &str) -> Result<Vec<PartRecord>> {
         match &self.backend {
             Backend::Embedded(e) => e.list_parts(upload_id).await,
-            Backend::Gateway(g) => g.list_parts(upload_id).await,
+            Backend::Gateway(g) => Box::pin(g.list_parts(upload_id)).await,
         }
     }
 
     pub async fn list_uploads(&self, bucket: &str) -> Result<Vec<UploadRecord>> {
         match &self.backend {
             Backend::Embedded(e) => e.list_uploads(bucket).await,
-            Backend::Gateway(g) => g.list_uploads(bucket).await,
+            Backend::Gateway(g) => Box::pin(g.list_uploads(bucket)).await,
         }
     }
 
     pub async fn abort_upload(&self, upload_id: &str) -> Result<()> {
         match &self.backend {
             Backend::Embedded(e) => e.abort_upload(upload_id).await,
-            Backend::Gateway(g) => g.abort_upload(upload_id).await,
+            Backend::Gateway(g) => Box::pin(g.abort_upload(upload_id)).await,
         }
     }
 
@@ -972,7 +977,7 @@ impl Store {
     ) -> Result<ObjectRecord> {
         let completed = match &self.backend {
             Backend::Embedded(e) => e.complete_upload(upload_id, requested, cond).await,
-            Backend::Gateway(g) => g.complete_upload(upload_id, requested, cond).await,
+            Backend::Gateway(g) => Box::pin(g.complete_upload(upload_id, requested, cond)).await,
         };
         self.recent_heads.wrote();
         completed
