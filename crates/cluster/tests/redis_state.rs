@@ -379,3 +379,99 @@ async fn concurrent_announces_on_many_swarms_are_each_applied_once() {
         assert_eq!(reply.peers.len(), usize::from(per_swarm), "swarm {s}");
     }
 }
+
+/// One peer's announces queued together land in one script call, where peers already in the
+/// swarm are written after the loop: the last announce must still be the one that counts, a
+/// `stopped` in between must not be undone by an earlier pending write, and a peer evicted in
+/// the batch must stay out.
+#[tokio::test]
+async fn a_peers_announces_in_one_batch_apply_in_order() {
+    let r = redis();
+    let config = TrackerConfig {
+        max_peers_per_address_per_torrent: 2,
+        ..TrackerConfig::default()
+    };
+    let a = swarms(&r.url, config, 0, None).await;
+    let key = [9u8; 20];
+    let x = |left: u64, event: Event| PeerAnnounce {
+        numwant: Some(0),
+        ..peer(1, left, event)
+    };
+    let other = |id: u8| PeerAnnounce {
+        numwant: Some(0),
+        ..peer(id, 10, Event::None)
+    };
+    for (last, expected) in [
+        (x(0, Event::None), (1, 4)),     // ends seeding
+        (x(10, Event::None), (0, 5)),    // ends leeching
+        (x(10, Event::Stopped), (0, 4)), // ends gone
+    ] {
+        // x and four others are in the swarm; then, queued together: x's announces flipping
+        // between seeding, leeching and stopped, the others re-announcing, then x's last one.
+        for id in 1..=5 {
+            a.announce(key, &other(id), 2000).await.unwrap();
+        }
+        let mut batch = Vec::new();
+        for k in 0..24u64 {
+            let event = match k % 3 {
+                0 => Event::None,
+                1 => Event::Stopped,
+                _ => Event::Started,
+            };
+            batch.push(x(if k % 2 == 0 { 0 } else { 10 }, event));
+            batch.push(other(2 + (k % 4) as u8));
+        }
+        batch.push(last);
+        let replies =
+            futures::future::join_all(batch.iter().map(|p| a.announce(key, p, 2001))).await;
+        assert!(replies.iter().all(Result::is_ok));
+        let seen = a.announce(key, &other(6), 2002).await.unwrap();
+        let (complete, incomplete) = expected;
+        assert_eq!(
+            (seen.complete, seen.incomplete),
+            (complete, incomplete + 1),
+            "after {:?}",
+            batch.last().map(|p| (p.left, p.event))
+        );
+        // Back to a known state: x and the sixth peer stop.
+        a.announce(key, &x(10, Event::Stopped), 2003).await.unwrap();
+        let gone = PeerAnnounce {
+            event: Event::Stopped,
+            ..other(6)
+        };
+        a.announce(key, &gone, 2003).await.unwrap();
+    }
+    // A refresh and then a `stopped` of the same peer in one batch: the peer is gone.
+    a.announce(key, &x(0, Event::Started), 2500).await.unwrap();
+    let batch = [x(0, Event::None), other(2), x(10, Event::Stopped)];
+    let replies =
+        futures::future::join_all(batch.iter().map(|p| a.announce(key, p, 2501))).await;
+    assert!(replies.iter().all(Result::is_ok));
+    let seen = a.announce(key, &other(3), 2502).await.unwrap();
+    assert_eq!((seen.complete, seen.incomplete), (0, 4));
+    // Eviction inside a batch: one address's third entry evicts its stalest, counting the
+    // re-announces queued before it (7001's refresh makes 7002 the stalest). The test's
+    // runtime has one thread, so everything queued in one poll of `join_all` is one batch.
+    let from = |port: u16| PeerAnnounce {
+        peer_id: [port as u8; 20],
+        addr: SocketAddr::new(IpAddr::from([10, 9, 9, 9]), port),
+        left: 10,
+        event: Event::None,
+        numwant: Some(0),
+    };
+    a.announce(key, &from(7001), 3000).await.unwrap();
+    a.announce(key, &from(7002), 3001).await.unwrap();
+    let batch = [from(7001), from(7003)];
+    let replies = futures::future::join_all(batch.iter().map(|p| a.announce(key, p, 3002))).await;
+    assert!(replies.iter().all(Result::is_ok));
+    let mut listing = other(7);
+    listing.numwant = Some(200);
+    let seen = a.announce(key, &listing, 3003).await.unwrap();
+    let ports: std::collections::BTreeSet<u16> = seen
+        .peers
+        .iter()
+        .filter(|(addr, _)| addr.ip() == IpAddr::from([10, 9, 9, 9]))
+        .map(|(addr, _)| addr.port())
+        .collect();
+    assert_eq!(ports, [7001, 7003].into(), "{ports:?}");
+}
