@@ -284,31 +284,29 @@ pub(crate) fn parse_announce_reply(
     })
 }
 
-/// Up to `want` peers from `sample` in random order, without the announcing peer itself and,
-/// for a seeder, without other seeders.
+/// Up to `want` peers of `sample` (read from a random place in it), without the announcing peer
+/// itself and, for a seeder, without other seeders.
 fn pick_peers(
     sample: &[SampledPeer],
     me: SocketAddr,
     seeding: bool,
     want: usize,
 ) -> Vec<(SocketAddr, [u8; 20])> {
-    // A shuffle that stops once `want` are found: a swarm's sample holds about three times
-    // what one announce gets, and shuffling all of it was a good part of a node's time.
-    let mut order: Vec<usize> = (0..sample.len()).collect();
-    let mut rng = rand::rng();
-    let mut out = Vec::with_capacity(want.min(sample.len()));
-    for i in 0..order.len() {
-        if out.len() == want {
-            break;
-        }
-        let j = rng.random_range(i..order.len());
-        order.swap(i, j);
-        let p = sample[order[i]];
-        if p.addr != me && !(seeding && p.seeding) {
-            out.push((p.addr, p.id));
-        }
+    // The sample is a random pick of the swarm already: reading it from a random place on
+    // (wrapping around) gives each announce a different slice without shuffling it (shuffling
+    // the whole sample for each announce was a good part of a node's time).
+    let n = sample.len();
+    if n == 0 || want == 0 {
+        return Vec::new();
     }
-    out
+    let start = rand::rng().random_range(0..n);
+    sample[start..]
+        .iter()
+        .chain(&sample[..start])
+        .filter(|p| p.addr != me && !(seeding && p.seeding))
+        .take(want)
+        .map(|p| (p.addr, p.id))
+        .collect()
 }
 
 /// Admissions this node wrote to Redis in the last [`ADMISSION_REWRITE`], so that a peer's
