@@ -444,8 +444,7 @@ async fn a_peers_announces_in_one_batch_apply_in_order() {
     // A refresh and then a `stopped` of the same peer in one batch: the peer is gone.
     a.announce(key, &x(0, Event::Started), 2500).await.unwrap();
     let batch = [x(0, Event::None), other(2), x(10, Event::Stopped)];
-    let replies =
-        futures::future::join_all(batch.iter().map(|p| a.announce(key, p, 2501))).await;
+    let replies = futures::future::join_all(batch.iter().map(|p| a.announce(key, p, 2501))).await;
     assert!(replies.iter().all(Result::is_ok));
     let seen = a.announce(key, &other(3), 2502).await.unwrap();
     assert_eq!((seen.complete, seen.incomplete), (0, 4));

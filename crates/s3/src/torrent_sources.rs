@@ -120,7 +120,7 @@ impl Seedbucket {
             return None;
         }
         let renewed = IssuedTorrent {
-            version: current.version,
+            version: current.version.clone(),
             created_ns: pieces.created_ns,
             ..rec.clone()
         };

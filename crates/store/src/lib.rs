@@ -510,7 +510,7 @@ impl Store {
             // the last second will do, as for the current version.
             Backend::Gateway(_) if matches!(which, Which::Exact(_)) => {
                 let rec = Box::pin(self.head_object_recent(bucket, key)).await;
-                gateway_version(rec, which)
+                gateway_version(rec.map(Arc::unwrap_or_clone), which)
             }
             Backend::Gateway(_) => {
                 let rec = self.head_object(bucket, key).await;
@@ -535,13 +535,15 @@ impl Store {
     /// object was written through this node since: for checks made on every request that can
     /// accept that staleness (the tracker's). In embedded mode every write goes through this
     /// node, so the answer is never stale there; it only spares a database read per announce.
-    pub async fn head_object_recent(&self, bucket: &str, key: &str) -> Result<ObjectRecord> {
+    /// Shared: the same record may answer many announces.
+    pub async fn head_object_recent(&self, bucket: &str, key: &str) -> Result<Arc<ObjectRecord>> {
         if let Some(rec) = self.recent_heads.get(bucket, key) {
             return Ok(rec);
         }
         let generation = self.recent_heads.generation();
-        let rec = self.head_object(bucket, key).await?;
-        self.recent_heads.put(generation, bucket, key, &rec);
+        let rec = Arc::new(self.head_object(bucket, key).await?);
+        self.recent_heads
+            .put(generation, bucket, key, Arc::clone(&rec));
         Ok(rec)
     }
 
