@@ -36,8 +36,42 @@ const UNREGISTERED: &str =
 /// an info-hash (read again at once when they refuse an announce, so a new source counts
 /// immediately) and whether a key may read an object (so revoking a key or an ACL takes
 /// effect quickly).
-/// (access key or empty for anonymous, bucket, key).
-type ReaderKey = (String, String, String);
+/// Cache keys made of several strings, joined so that no two lists give one key: each part but
+/// the last is prefixed by its length. Looked up through [`with_joined`], which joins into a
+/// buffer this thread reuses, so a cache hit allocates nothing (announces look up two such
+/// caches each).
+fn push_joined(out: &mut String, parts: &[&str]) {
+    use std::fmt::Write as _;
+    let last = parts.len().saturating_sub(1);
+    for (i, part) in parts.iter().enumerate() {
+        if i < last {
+            let _ = write!(out, "{}:", part.len());
+        }
+        out.push_str(part);
+    }
+}
+
+fn joined(parts: &[&str]) -> String {
+    let mut out = String::new();
+    push_joined(&mut out, parts);
+    out
+}
+
+/// Runs `f` on `parts` joined (see [`push_joined`]) in this thread's buffer. `f` must not call
+/// it again.
+fn with_joined<R>(parts: &[&str], f: impl FnOnce(&str) -> R) -> R {
+    thread_local! {
+        static JOINED: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+    }
+    JOINED.with(|buf| match buf.try_borrow_mut() {
+        Ok(mut buf) => {
+            buf.clear();
+            push_joined(&mut buf, parts);
+            f(&buf)
+        }
+        Err(_) => f(&joined(parts)),
+    })
+}
 
 /// The sources of an info-hash, and when they were read.
 type CachedSources = (Arc<TorrentSources>, Instant);
@@ -45,11 +79,12 @@ type CachedSources = (Arc<TorrentSources>, Instant);
 #[derive(Default)]
 pub(crate) struct AdmissionCache {
     torrents: Mutex<HashMap<[u8; 20], CachedSources>>,
-    /// (access key, bucket, key) → whether that key may read the object, and when checked.
-    readers: Mutex<HashMap<ReaderKey, (bool, Instant)>>,
-    /// Tokens already verified (token, info-hash) → what they let through: saves an HMAC per
-    /// announce.
-    tokens: Mutex<HashMap<(String, String), TokenGrant>>,
+    /// [access key or "" for anyone, bucket, key, version] joined ([`push_joined`]) → whether
+    /// that key may read that object version, and when checked.
+    readers: Mutex<HashMap<String, (bool, Instant)>>,
+    /// Tokens already verified, [token, info-hash] joined → what they let through: saves an
+    /// HMAC per announce.
+    tokens: Mutex<HashMap<String, TokenGrant>>,
     /// UDP connection ids by client IP: (window, id for that window, id for the one before).
     connection_ids: Mutex<HashMap<std::net::IpAddr, (u64, u64, u64)>>,
 }
@@ -82,16 +117,19 @@ impl AdmissionCache {
         token: &str,
         info_hash: &str,
     ) -> Option<TokenGrant> {
-        let k = (token.to_owned(), info_hash.to_owned());
-        if let Some(grant) = self.tokens.lock().ok()?.get(&k) {
-            return Some(grant.clone());
+        let parts = [token, info_hash];
+        let known = with_joined(&parts, |k| {
+            self.tokens.lock().ok().and_then(|m| m.get(k).cloned())
+        });
+        if known.is_some() {
+            return known;
         }
         let grant = keys.check_tracker_token(token, info_hash)?;
         if let Ok(mut m) = self.tokens.lock() {
             if m.len() >= Self::MAX_ENTRIES {
                 m.clear();
             }
-            m.insert(k, grant.clone());
+            m.insert(joined(&parts), grant.clone());
         }
         Some(grant)
     }
@@ -120,10 +158,12 @@ impl AdmissionCache {
         (cur, prev)
     }
 
-    fn reader(&self, k: &ReaderKey) -> Option<bool> {
-        let m = self.readers.lock().ok()?;
-        let (allowed, at) = m.get(k)?;
-        (at.elapsed() < Self::READER_TTL).then_some(*allowed)
+    fn reader(&self, parts: &[&str]) -> Option<bool> {
+        with_joined(parts, |k| {
+            let m = self.readers.lock().ok()?;
+            let (allowed, at) = m.get(k)?;
+            (at.elapsed() < Self::READER_TTL).then_some(*allowed)
+        })
     }
 
     /// Forgets every remembered answer of who may read what.
@@ -133,12 +173,12 @@ impl AdmissionCache {
         }
     }
 
-    fn remember_reader(&self, k: ReaderKey, allowed: bool) {
+    fn remember_reader(&self, parts: &[&str], allowed: bool) {
         if let Ok(mut m) = self.readers.lock() {
             if m.len() >= Self::MAX_ENTRIES {
                 m.clear();
             }
-            m.insert(k, (allowed, Instant::now()));
+            m.insert(joined(parts), (allowed, Instant::now()));
         }
     }
 }
@@ -179,17 +219,17 @@ impl Seedbucket {
     /// `torrent` was issued for: what a torrent's tracker and webseed URLs are worth. False once
     /// the object changed (a torrent names one version). Cached for a few seconds.
     pub(crate) async fn may_read(&self, access_key: Option<&str>, torrent: &IssuedTorrent) -> bool {
-        let (bucket, key) = (torrent.bucket.as_str(), torrent.key.as_str());
-        let k = (
-            access_key.unwrap_or_default().to_owned(),
-            format!("{bucket}/{key}"),
-            torrent.version.clone(),
-        );
-        if let Some(allowed) = self.admission.reader(&k) {
+        let parts = [
+            access_key.unwrap_or_default(),
+            torrent.bucket.as_str(),
+            torrent.key.as_str(),
+            torrent.version.as_str(),
+        ];
+        if let Some(allowed) = self.admission.reader(&parts) {
             return allowed;
         }
         let allowed = self.may_read_now(access_key, torrent).await;
-        self.admission.remember_reader(k, allowed);
+        self.admission.remember_reader(&parts, allowed);
         allowed
     }
 
@@ -579,6 +619,30 @@ impl Seedbucket {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn joined_cache_keys_are_unambiguous() {
+        let keys = [
+            joined(&["ab", "c", "d"]),
+            joined(&["a", "bc", "d"]),
+            joined(&["a", "b", "cd"]),
+            joined(&["", "abc", "d"]),
+            joined(&["1:a", "b", "c"]),
+            joined(&["1", "a", "bc"]),
+        ];
+        let distinct: std::collections::HashSet<&String> = keys.iter().collect();
+        assert_eq!(distinct.len(), keys.len(), "{keys:?}");
+        // The reused buffer gives the same key, also when asked from inside itself.
+        let parts = ["key", "bucket", "k/ey", "v1"];
+        assert_eq!(with_joined(&parts, str::to_owned), joined(&parts));
+        let nested = with_joined(&parts, |outer| {
+            with_joined(&["x", "y"], |inner| format!("{outer}|{inner}"))
+        });
+        assert_eq!(
+            nested,
+            format!("{}|{}", joined(&parts), joined(&["x", "y"]))
+        );
+    }
 
     #[test]
     fn a_server_seeders_id_is_the_hash_of_its_address_text() {
