@@ -35,7 +35,7 @@ pub fn sse_customer_key(algorithm: &str, key: &str, key_md5: &str) -> Result<boo
 
 /// The private tracker token carried in an announce query.
 pub fn tracker_token(query: &str) -> Option<String> {
-    crate::tracker_http::token_from_query(query)
+    crate::tracker_http::token_from_query(query).map(std::borrow::Cow::into_owned)
 }
 
 /// A policy's `*`/`?` pattern against a resource name (the name comes from the request).

@@ -332,14 +332,11 @@ pub fn is_tracker_request(path: &str, query: &str) -> bool {
         && query.split('&').any(|p| p.starts_with("info_hash="))
 }
 
-pub(crate) fn token_from_query(query: &str) -> Option<String> {
+pub(crate) fn token_from_query(query: &str) -> Option<std::borrow::Cow<'_, str>> {
     query.split('&').find_map(|p| {
         let v = p.strip_prefix(TOKEN_PARAM)?.strip_prefix('=')?;
-        Some(
-            percent_encoding::percent_decode_str(v)
-                .decode_utf8_lossy()
-                .into_owned(),
-        )
+        // Borrowed from `query` unless it had escapes (tokens are URL-safe: it has none).
+        Some(percent_encoding::percent_decode_str(v).decode_utf8_lossy())
     })
 }
 

@@ -205,7 +205,8 @@ impl Seedbucket {
                 "too many WebSocket tracker connections\n",
             );
         };
-        let token = crate::tracker_http::token_from_query(req.uri().query().unwrap_or(""));
+        let token = crate::tracker_http::token_from_query(req.uri().query().unwrap_or(""))
+            .map(std::borrow::Cow::into_owned);
         let upgrade = hyper::upgrade::on(&mut req);
         let app = self.clone();
         tokio::spawn(async move {
