@@ -7,11 +7,18 @@
 //! out at once: a batch grows while the others are out, and an announce on an idle node goes
 //! out at once. In a pipeline, each swarm gets one script call for all its announces (a swarm's
 //! keys share a hash tag, so that is still one shard in a Redis Cluster) and at most one
-//! `HRANDFIELD`, whose peer list all of them pick from. No answer is given before its own write
-//! is in Redis, so a Redis that is down fails exactly the announces that needed it.
+//! `HRANDFIELD`, whose peer list all of them pick from.
+//!
+//! An announce is answered once its own write is in Redis ([`AnnounceBatches::announce`]), so a
+//! Redis that is down fails exactly the announces that needed it; except that an announce the
+//! node can answer from what it already holds (a large swarm's recent sample) may be queued
+//! without waiting ([`AnnounceBatches::announce_later`]) while the last pipeline succeeded
+//! ([`AnnounceBatches::healthy`]). Once a pipeline fails, every announce waits for its own write
+//! again, until one succeeds.
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use redis::Value;
 use redis::aio::ConnectionManager;
@@ -57,6 +64,8 @@ struct Queued {
 /// The queue of announces waiting to be sent; its sender task ends when this is dropped.
 pub(crate) struct AnnounceBatches {
     queue: mpsc::Sender<Queued>,
+    /// Whether the last pipeline's writes all went in (no pipeline yet: assumed so).
+    healthy: Arc<AtomicBool>,
 }
 
 impl AnnounceBatches {
@@ -68,8 +77,14 @@ impl AnnounceBatches {
         limits: SwarmLimits,
     ) -> Self {
         let (queue, waiting) = mpsc::channel(QUEUE);
-        tokio::spawn(send_batches(conn, script, limits, waiting));
-        Self { queue }
+        let healthy = Arc::new(AtomicBool::new(true));
+        tokio::spawn(send_batches(conn, script, limits, waiting, healthy.clone()));
+        Self { queue, healthy }
+    }
+
+    /// Whether the last pipeline's writes all went in.
+    pub(crate) fn healthy(&self) -> bool {
+        self.healthy.load(Ordering::Relaxed)
     }
 
     /// Applies `announce` in the next pipeline; the reply has the swarm's counts after it and
@@ -84,6 +99,18 @@ impl AnnounceBatches {
             .await
             .map_err(|_| Unavailable("redis: the announce batch was lost".into()))?
     }
+
+    /// Queues `announce` for the next pipeline without waiting for it to be written (only
+    /// for its queue place, when the queue is full). Its write is applied in order with the
+    /// announces queued before and after it; if that write fails, the pipeline's failure
+    /// turns [`Self::healthy`] false.
+    pub(crate) async fn announce_later(&self, announce: Announce) -> Result<(), Unavailable> {
+        let (reply, _) = oneshot::channel();
+        self.queue
+            .send(Queued { announce, reply })
+            .await
+            .map_err(|_| Unavailable("redis: the announce queue is closed".into()))
+    }
 }
 
 async fn send_batches(
@@ -91,6 +118,7 @@ async fn send_batches(
     script: redis::Script,
     limits: SwarmLimits,
     mut waiting: mpsc::Receiver<Queued>,
+    healthy: Arc<AtomicBool>,
 ) {
     let slots = Arc::new(Semaphore::new(IN_FLIGHT));
     loop {
@@ -109,9 +137,10 @@ async fn send_batches(
                 Err(_) => break,
             }
         }
-        let (conn, script) = (conn.clone(), script.clone());
+        let (conn, script, healthy) = (conn.clone(), script.clone(), healthy.clone());
         tokio::spawn(async move {
-            send(conn, &script, limits, by_swarm(batch)).await;
+            let written = send(conn, &script, limits, by_swarm(batch)).await;
+            healthy.store(written, Ordering::Relaxed);
             drop(slot);
         });
     }
@@ -166,17 +195,18 @@ fn commands(script: &redis::Script, limits: SwarmLimits, group: &SwarmGroup) -> 
     out
 }
 
-/// Sends one batch and answers each announce. Swarms whose script Redis did not know (a new or
-/// restarted Redis) are sent once more after loading it; their `HRANDFIELD` only read, so
-/// nothing is applied twice.
+/// Sends one batch and answers each announce; true if every swarm's write went in. Swarms whose
+/// script Redis did not know (a new or restarted Redis) are sent once more after loading it;
+/// their `HRANDFIELD` only read, so nothing is applied twice.
 async fn send(
     mut conn: ConnectionManager,
     script: &redis::Script,
     limits: SwarmLimits,
     groups: Vec<SwarmGroup>,
-) {
+) -> bool {
     let mut pending = groups;
     let mut loaded = false;
+    let mut written = true;
     loop {
         let commands: Vec<Vec<redis::Cmd>> = pending
             .iter()
@@ -186,7 +216,7 @@ async fn send(
             Ok(v) => v,
             Err(e) => {
                 answer_all(pending, &e);
-                return;
+                return false;
             }
         };
         let mut values = values.into_iter();
@@ -203,15 +233,18 @@ async fn send(
                         let _ = q.reply.send(Ok(reply.clone()));
                     }
                 }
-                Err(e) => answer_all(vec![group], &e),
+                Err(e) => {
+                    written = false;
+                    answer_all(vec![group], &e);
+                }
             }
         }
         if again.is_empty() {
-            return;
+            return written;
         }
         if let Err(e) = script.load_async(&mut conn).await {
             answer_all(again, &unavailable(e));
-            return;
+            return false;
         }
         loaded = true;
         pending = again;

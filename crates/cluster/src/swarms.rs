@@ -28,9 +28,11 @@
 //!
 //! Picking a peer list is most of an announce's cost in Redis, so in a swarm too large to be
 //! listed whole in one reply a node answers from a random sample of it (three times the peers
-//! asked for) that it fetched at most [`SAMPLE_TTL`] ago ([`PeerSamples`]); a reply from such a
-//! swarm is a random subset anyway. Swarms that fit in one reply are read on every announce,
-//! so a newcomer is listed at once.
+//! asked for) and its counts, fetched at most [`SAMPLE_TTL`] ago ([`PeerSamples`]); a reply from
+//! such a swarm is a random subset anyway. Such an announce is answered at once and its write
+//! queued for the next batch, while the node's last batch went in; after a failed one it waits
+//! for its write like any other. Swarms that fit in one reply are read on every announce, so a
+//! newcomer is listed at once, and their announces always wait for their writes.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -344,19 +346,17 @@ impl RecentAdmissions {
 
 /// This node's recent samples of large swarms' peer lists.
 #[derive(Debug, Default)]
-struct PeerSamples(Mutex<HashMap<[u8; 20], Sample>>);
-
-/// When a swarm's sample was fetched, and the sample.
-type Sample = (Instant, Arc<Vec<SampledPeer>>);
+struct PeerSamples(Mutex<HashMap<[u8; 20], (Instant, ScriptReply)>>);
 
 impl PeerSamples {
-    fn fresh(&self, key: &[u8; 20], now: Instant) -> Option<Arc<Vec<SampledPeer>>> {
+    /// The swarm's sample and its counts, if fetched less than [`SAMPLE_TTL`] before `now`.
+    fn fresh(&self, key: &[u8; 20], now: Instant) -> Option<ScriptReply> {
         let map = self.0.lock().ok()?;
         let (at, sample) = map.get(key)?;
-        (now.duration_since(*at) < SAMPLE_TTL).then(|| Arc::clone(sample))
+        (now.duration_since(*at) < SAMPLE_TTL).then(|| sample.clone())
     }
 
-    fn keep(&self, key: [u8; 20], now: Instant, sample: Arc<Vec<SampledPeer>>) {
+    fn keep(&self, key: [u8; 20], now: Instant, sample: ScriptReply) {
         let Ok(mut map) = self.0.lock() else { return };
         if map.len() >= MAX_SAMPLES {
             map.retain(|_, (at, _)| now.duration_since(*at) < SAMPLE_TTL);
@@ -388,6 +388,22 @@ impl std::fmt::Debug for RedisSwarms {
 }
 
 impl RedisSwarms {
+    fn reply(
+        &self,
+        complete: u32,
+        incomplete: u32,
+        peers: Vec<(SocketAddr, [u8; 20])>,
+    ) -> AnnounceReply {
+        AnnounceReply {
+            interval: self.config.interval,
+            min_interval: self.config.min_interval,
+            complete,
+            incomplete,
+            peers,
+            warning: None,
+        }
+    }
+
     pub(crate) fn new(
         conn: ConnectionManager,
         config: TrackerConfig,
@@ -431,6 +447,25 @@ impl SwarmStore for RedisSwarms {
         let sample = (want > 0 && !stopping)
             .then(|| self.samples.fresh(&key, started))
             .flatten();
+        let announce = Announce {
+            info_hash: key,
+            member: encode_addr(a.addr),
+            entry: encode_entry(seeding, &a.peer_id),
+            event: event_name(a.event),
+            now,
+            ask: 0,
+        };
+        if let Some(sample) = &sample
+            && self.batches.healthy()
+        {
+            // The answer is all here: the write goes in with the next batch.
+            self.batches.announce_later(announce).await?;
+            return Ok(self.reply(
+                sample.complete,
+                sample.incomplete,
+                pick_peers(&sample.peers, a.addr, seeding, want),
+            ));
+        }
         // Read the peer list from Redis unless a fresh sample answers; ask for more than
         // `want` so that the announcing peer and (for a seeder) other seeders can be left out,
         // and so that a sample of a large swarm is worth keeping.
@@ -439,37 +474,20 @@ impl SwarmStore for RedisSwarms {
         } else {
             want * 3 + 1
         };
-        let reply = self
-            .batches
-            .announce(Announce {
-                info_hash: key,
-                member: encode_addr(a.addr),
-                entry: encode_entry(seeding, &a.peer_id),
-                event: event_name(a.event),
-                now,
-                ask,
-            })
-            .await?;
+        let reply = self.batches.announce(Announce { ask, ..announce }).await?;
         let peers = match sample {
-            Some(sample) => pick_peers(&sample, a.addr, seeding, want),
+            Some(sample) => pick_peers(&sample.peers, a.addr, seeding, want),
             // Peers read for another announce of the same swarm are not this one's to give.
             None if ask == 0 => Vec::new(),
             None => {
                 let peers = pick_peers(&reply.peers, a.addr, seeding, want);
                 if (reply.complete + reply.incomplete) as usize > want + 1 {
-                    self.samples.keep(key, started, reply.peers);
+                    self.samples.keep(key, started, reply.clone());
                 }
                 peers
             }
         };
-        Ok(AnnounceReply {
-            interval: self.config.interval,
-            min_interval: self.config.min_interval,
-            complete: reply.complete,
-            incomplete: reply.incomplete,
-            peers,
-            warning: None,
-        })
+        Ok(self.reply(reply.complete, reply.incomplete, peers))
     }
 
     async fn scrape(&self, key: &[u8; 20]) -> Result<ScrapeEntry, Unavailable> {

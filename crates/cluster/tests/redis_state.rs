@@ -474,3 +474,78 @@ async fn a_peers_announces_in_one_batch_apply_in_order() {
         .collect();
     assert_eq!(ports, [7001, 7003].into(), "{ports:?}");
 }
+
+#[tokio::test]
+async fn a_large_swarms_announces_are_answered_from_the_sample_while_redis_takes_writes() {
+    let mut r = redis();
+    let a = swarms(&r.url, TrackerConfig::default(), 0, None).await;
+    let key = [12u8; 20];
+    let t0 = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    // Asking for 2 peers, a swarm of 4 is too large for one reply: its sample is kept.
+    let asking = |id: u8, event: Event| PeerAnnounce {
+        numwant: Some(2),
+        ..peer(id, 10, event)
+    };
+    for id in 1..=4 {
+        a.announce(key, &asking(id, Event::Started), t0)
+            .await
+            .unwrap();
+    }
+    // A fifth peer is answered from the sample (four peers: it is not counted yet, nor listed)
+    // without waiting for its write...
+    let fifth = a
+        .announce(key, &asking(5, Event::Started), t0)
+        .await
+        .unwrap();
+    assert_eq!((fifth.complete, fifth.incomplete), (0, 4));
+    assert_eq!(fifth.peers.len(), 2);
+    assert!(
+        fifth
+            .peers
+            .iter()
+            .all(|(addr, _)| *addr != asking(5, Event::None).addr)
+    );
+    // ... which follows at once, in order: Redis holds the five.
+    let client = redis::Client::open(r.url.as_str()).unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    let peers_key = format!("sb:{{{}}}:peers", hex::encode(key));
+    let mut held = 0;
+    for _ in 0..50 {
+        held = redis::cmd("ZCARD")
+            .arg(&peers_key)
+            .query_async::<u64>(&mut c)
+            .await
+            .unwrap();
+        if held == 5 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(held, 5, "the fifth peer's write reached redis");
+    // Redis gone: once a write has failed, announces wait for their own writes again, and
+    // fail with the tracker's reason, sample or not.
+    let _ = r.child.kill();
+    let _ = r.child.wait();
+    let mut failed = false;
+    for id in 6..50 {
+        if a.announce(key, &asking(id, Event::Started), t0)
+            .await
+            .is_err()
+        {
+            failed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(failed, "announces fail once redis is down");
+    for id in 50..55 {
+        let e = a
+            .announce(key, &asking(id, Event::None), t0)
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("unavailable"), "{e}");
+    }
+}
