@@ -161,9 +161,10 @@ def run_transmission(prefix, cfg, tfile, tmp_path, name, size, timeout=120):
     done = tmp_path / "done.sh"
     done.write_text(f"#!/bin/sh\ntouch {tmp_path}/finished\n")
     done.chmod(0o755)
-    p = subprocess.Popen([*prefix, "transmission-cli", "-g", str(cfg), "-w", str(out), "-f", str(done),
-                          str(tfile)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                         start_new_session=True)
+    log_path = tmp_path / "transmission.log"
+    with open(log_path, "wb") as log:
+        p = subprocess.Popen([*prefix, "transmission-cli", "-g", str(cfg), "-w", str(out), "-f", str(done),
+                              str(tfile)], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     target = out / name
     try:
         deadline = time.time() + timeout
@@ -171,7 +172,10 @@ def run_transmission(prefix, cfg, tfile, tmp_path, name, size, timeout=120):
             if (tmp_path / "finished").exists() and target.exists() and target.stat().st_size == size:
                 return target
             time.sleep(0.2)
-        raise AssertionError(f"transmission did not finish {name} in {timeout}s")
+        # transmission-cli redraws its progress line with carriage returns: show the last ones.
+        said = log_path.read_bytes().decode(errors="replace").replace("\r", "\n").splitlines()
+        raise AssertionError(f"transmission did not finish {name} in {timeout}s; it said last:\n"
+                             + "\n".join(line for line in said if line.strip())[-3000:])
     finally:
         os.killpg(p.pid, signal.SIGTERM)
         p.wait(10)

@@ -204,7 +204,11 @@ def test_transmission_downloads_from_the_seeder_in_a_namespace(netns, tmp_path):
             "port-forwarding-enabled": False, "peer-port": 51413,
             "bind-address-ipv4": netns.inside, "rpc-enabled": False,
             "ratio-limit-enabled": True, "ratio-limit": 0}))
-        target = run_transmission(netns.run_inside([])[0], cfg, tfile, tmp_path, "tr.bin", len(data))
+        try:
+            target = run_transmission(netns.run_inside([])[0], cfg, tfile, tmp_path, "tr.bin", len(data))
+        except AssertionError:
+            print("server log (last lines):\n" + "\n".join(server.logs().splitlines()[-60:]))
+            raise
         assert sha(target.read_bytes()) == sha(data)
     finally:
         server.stop()
