@@ -90,12 +90,8 @@ impl AnnounceBatches {
     /// Applies `announce` in the next pipeline; the reply has the swarm's counts after it and
     /// the peers read for it (shared with the other announces of its swarm in that pipeline).
     pub(crate) async fn announce(&self, announce: Announce) -> Result<ScriptReply, Unavailable> {
-        let (reply, answer) = oneshot::channel();
-        self.queue
-            .send(Queued { announce, reply })
-            .await
-            .map_err(|_| Unavailable("redis: the announce queue is closed".into()))?;
-        answer
+        self.enqueue(announce)
+            .await?
             .await
             .map_err(|_| Unavailable("redis: the announce batch was lost".into()))?
     }
@@ -105,11 +101,20 @@ impl AnnounceBatches {
     /// announces queued before and after it; if that write fails, the pipeline's failure
     /// turns [`Self::healthy`] false.
     pub(crate) async fn announce_later(&self, announce: Announce) -> Result<(), Unavailable> {
-        let (reply, _) = oneshot::channel();
+        self.enqueue(announce).await.map(drop)
+    }
+
+    /// Queues `announce`; the receiver gets its answer once its pipeline is answered.
+    async fn enqueue(
+        &self,
+        announce: Announce,
+    ) -> Result<oneshot::Receiver<Result<ScriptReply, Unavailable>>, Unavailable> {
+        let (reply, answer) = oneshot::channel();
         self.queue
             .send(Queued { announce, reply })
             .await
-            .map_err(|_| Unavailable("redis: the announce queue is closed".into()))
+            .map_err(|_| Unavailable("redis: the announce queue is closed".into()))?;
+        Ok(answer)
     }
 }
 
