@@ -84,50 +84,109 @@ struct Peer {
     last_seen: u64,
 }
 
-/// One torrent's entries: a vector (so a reply is a contiguous run from a rotating start,
-/// O(numwant)) indexed by ip:port, the same entries ordered by age (for expiry and eviction),
-/// and per address (for its cap), with the seeder count kept up to date (no scan per announce).
+/// Where an entry sits: in the seeders' or the leechers' vector, at this position.
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    seeding: bool,
+    at: usize,
+}
+
+/// One torrent's entries: seeders and leechers in two vectors (a reply is a contiguous run of
+/// each from a rotating start, O(numwant), and a seeder's reply, leechers only, never reads past
+/// seeders), indexed by ip:port, the same entries ordered by age (for expiry and eviction), and
+/// per address (for its cap).
 #[derive(Debug, Default)]
 struct Swarm {
-    peers: Vec<Peer>,
-    index: HashMap<SocketAddr, usize>,
+    seeders: Vec<Peer>,
+    leechers: Vec<Peer>,
+    index: HashMap<SocketAddr, Slot>,
     /// (last_seen, ip:port), stalest first.
     by_age: BTreeSet<(u64, SocketAddr)>,
     /// Address key → that address's entries here, stalest first.
     by_address: HashMap<IpAddr, BTreeSet<(u64, SocketAddr)>>,
-    seeders: usize,
     completed: u32,
-    /// Rotates where peer lists start, so every peer gets handed out.
-    cursor: usize,
+    /// Rotate where the runs of seeders and of leechers start, so every peer gets handed out.
+    seeder_cursor: usize,
+    leecher_cursor: usize,
     last_expired: u64,
 }
 
 impl Swarm {
+    fn len(&self) -> usize {
+        self.seeders.len() + self.leechers.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.seeders.is_empty() && self.leechers.is_empty()
+    }
+
     fn counts(&self) -> (u32, u32) {
-        let leechers = self.peers.len() - self.seeders;
         (
-            u32::try_from(self.seeders).unwrap_or(u32::MAX),
-            u32::try_from(leechers).unwrap_or(u32::MAX),
+            u32::try_from(self.seeders.len()).unwrap_or(u32::MAX),
+            u32::try_from(self.leechers.len()).unwrap_or(u32::MAX),
         )
+    }
+
+    fn list_mut(&mut self, seeding: bool) -> &mut Vec<Peer> {
+        if seeding {
+            &mut self.seeders
+        } else {
+            &mut self.leechers
+        }
     }
 
     fn entries_of(&self, address: &IpAddr) -> usize {
         self.by_address.get(address).map_or(0, BTreeSet::len)
     }
 
-    /// Updates the entry of `peer.addr` in place (a new peer id replaces the old one); false if
-    /// there is none.
+    /// Takes the entry at `slot` out of its vector; the entry swapped into its place is
+    /// re-indexed.
+    fn take(&mut self, slot: Slot) -> Option<Peer> {
+        let list = self.list_mut(slot.seeding);
+        if slot.at >= list.len() {
+            return None;
+        }
+        let gone = list.swap_remove(slot.at);
+        let moved = list.get(slot.at).map(|p| p.addr);
+        if let Some(moved) = moved {
+            self.index.insert(moved, slot);
+        }
+        Some(gone)
+    }
+
+    /// Puts `peer` at the end of the vector its `left` calls for and indexes it there.
+    fn place(&mut self, peer: Peer) {
+        let seeding = peer.left == 0;
+        let list = self.list_mut(seeding);
+        let slot = Slot {
+            seeding,
+            at: list.len(),
+        };
+        let addr = peer.addr;
+        list.push(peer);
+        self.index.insert(addr, slot);
+    }
+
+    /// Updates the entry of `peer.addr` (a new peer id replaces the old one; a leecher that
+    /// finished moves to the seeders); false if there is none.
     fn update(&mut self, peer: Peer) -> bool {
-        let Some(&i) = self.index.get(&peer.addr) else {
+        let Some(&slot) = self.index.get(&peer.addr) else {
             return false;
         };
-        let Some(old) = self.peers.get_mut(i) else {
-            return false;
+        let addr = peer.addr;
+        let new_seen = peer.last_seen;
+        let old_seen = if slot.seeding == (peer.left == 0) {
+            let Some(old) = self.list_mut(slot.seeding).get_mut(slot.at) else {
+                return false;
+            };
+            std::mem::replace(old, peer).last_seen
+        } else {
+            let Some(old) = self.take(slot) else {
+                return false;
+            };
+            self.place(peer);
+            old.last_seen
         };
-        let (old_seen, addr) = (old.last_seen, old.addr);
-        self.seeders = self.seeders + usize::from(peer.left == 0) - usize::from(old.left == 0);
-        *old = peer;
-        let new_seen = old.last_seen;
         self.by_age.remove(&(old_seen, addr));
         self.by_age.insert((new_seen, addr));
         if let Some(set) = self.by_address.get_mut(&address_key(addr.ip())) {
@@ -139,24 +198,18 @@ impl Swarm {
 
     /// Adds an entry for an ip:port not listed yet.
     fn insert(&mut self, peer: Peer) {
-        self.seeders += usize::from(peer.left == 0);
-        self.index.insert(peer.addr, self.peers.len());
         self.by_age.insert((peer.last_seen, peer.addr));
         self.by_address
             .entry(address_key(peer.addr.ip()))
             .or_default()
             .insert((peer.last_seen, peer.addr));
-        self.peers.push(peer);
+        self.place(peer);
     }
 
     /// Removes the entry of `addr`, if any.
     fn remove(&mut self, addr: &SocketAddr) -> Option<Peer> {
-        let i = self.index.remove(addr)?;
-        let gone = self.peers.swap_remove(i);
-        self.seeders -= usize::from(gone.left == 0);
-        if let Some(moved) = self.peers.get(i) {
-            self.index.insert(moved.addr, i);
-        }
+        let slot = self.index.remove(addr)?;
+        let gone = self.take(slot)?;
         self.by_age.remove(&(gone.last_seen, gone.addr));
         let key = address_key(gone.addr.ip());
         if let Some(set) = self.by_address.get_mut(&key) {
@@ -166,6 +219,42 @@ impl Swarm {
             }
         }
         Some(gone)
+    }
+
+    /// Up to `want` peers for `a`, never `a` itself (its ip:port or its peer id): leechers
+    /// only for a seeder; for a leecher half seeders, half leechers, either filling in for
+    /// the other when it has too few.
+    fn pick(&mut self, a: &PeerAnnounce, want: usize) -> Vec<(SocketAddr, [u8; 20])> {
+        let mut peers = Vec::with_capacity(want.min(self.len()));
+        let is_other = |p: &Peer| p.addr != a.addr && p.id != a.peer_id;
+        if a.left == 0 {
+            run(
+                &self.leechers,
+                &mut self.leecher_cursor,
+                want,
+                &mut peers,
+                is_other,
+            );
+            return peers;
+        }
+        // The caller is a leecher itself, so one leecher fewer is on offer.
+        let leechers_on_offer = self.leechers.len().saturating_sub(1);
+        let from_seeders = want - (want / 2).min(leechers_on_offer);
+        run(
+            &self.seeders,
+            &mut self.seeder_cursor,
+            from_seeders,
+            &mut peers,
+            is_other,
+        );
+        run(
+            &self.leechers,
+            &mut self.leecher_cursor,
+            want,
+            &mut peers,
+            is_other,
+        );
+        peers
     }
 
     /// The stalest entry of the swarm, or of one address in it.
@@ -196,6 +285,33 @@ impl Swarm {
     }
 }
 
+/// Appends to `out`, until it holds `until` peers, the entries of `list` that `keep` accepts,
+/// reading from the rotating `cursor` on and moving it past what was read.
+fn run(
+    list: &[Peer],
+    cursor: &mut usize,
+    until: usize,
+    out: &mut Vec<(SocketAddr, [u8; 20])>,
+    keep: impl Fn(&Peer) -> bool,
+) {
+    let n = list.len();
+    if n == 0 || out.len() >= until {
+        return;
+    }
+    let start = *cursor % n;
+    let mut read = 0;
+    for p in list[start..].iter().chain(&list[..start]) {
+        if out.len() >= until {
+            break;
+        }
+        read += 1;
+        if keep(p) {
+            out.push((p.addr, p.id));
+        }
+    }
+    *cursor = start.wrapping_add(read);
+}
+
 /// Whether a new ip:port gets into a swarm, and which entry makes room for it.
 enum Admit {
     /// Insert, after removing this entry (if any).
@@ -220,8 +336,7 @@ fn admission(
     if held_by_address >= cfg.max_peers_per_address.max(1) {
         return Admit::Refuse("too many peers from your address; you were not added");
     }
-    if swarm.peers.len() >= cfg.max_peers_per_torrent.max(1) || total >= cfg.max_peers_total.max(1)
-    {
+    if swarm.len() >= cfg.max_peers_per_torrent.max(1) || total >= cfg.max_peers_total.max(1) {
         return match swarm.stalest(None) {
             Some(v) => Admit::Evicting(Some(v)),
             None => Admit::Refuse("the tracker is full; you were not added"),
@@ -317,27 +432,13 @@ impl Swarms {
             .numwant
             .unwrap_or(cfg.default_numwant)
             .min(cfg.max_numwant) as usize;
-        let mut peers = Vec::with_capacity(want.min(swarm.peers.len()));
-        let n = swarm.peers.len();
-        if a.event != Event::Stopped && want > 0 && n > 0 {
-            let start = swarm.cursor % n;
-            swarm.cursor = swarm.cursor.wrapping_add(want);
-            // A seeder needs only leechers.
-            let seeding = a.left == 0;
-            for k in 0..n {
-                if peers.len() == want {
-                    break;
-                }
-                let Some(p) = swarm.peers.get((start + k) % n) else {
-                    break;
-                };
-                if p.addr != a.addr && p.id != a.peer_id && !(seeding && p.left == 0) {
-                    peers.push((p.addr, p.id));
-                }
-            }
-        }
+        let peers = if a.event != Event::Stopped && want > 0 {
+            swarm.pick(a, want)
+        } else {
+            Vec::new()
+        };
         let (complete, incomplete) = swarm.counts();
-        if swarm.peers.is_empty() && swarm.completed == 0 {
+        if swarm.is_empty() && swarm.completed == 0 {
             self.torrents.remove(&key);
         }
         for p in &gone {
@@ -381,7 +482,7 @@ impl Swarms {
             self.forget(p);
         }
         self.torrents
-            .retain(|_, s| !s.peers.is_empty() || s.completed > 0);
+            .retain(|_, s| !s.is_empty() || s.completed > 0);
     }
 
     pub fn stats(&self) -> (usize, usize) {
@@ -744,6 +845,130 @@ mod tests {
         s.expire(&cfg, 10 + cfg.peer_ttl);
         assert_eq!(s.entries_of_address("198.51.100.9".parse().unwrap()), 0);
         assert_eq!(s.stats(), (0, 0));
+    }
+
+    /// Every index entry points at the entry of its ip:port, in the vector its `left` calls
+    /// for, and every entry is indexed, aged and counted for its address once.
+    fn assert_consistent(s: &Swarms) {
+        let mut total = 0;
+        for swarm in s.torrents.values() {
+            assert_eq!(swarm.index.len(), swarm.len());
+            assert_eq!(swarm.by_age.len(), swarm.len());
+            for (seeding, list) in [(true, &swarm.seeders), (false, &swarm.leechers)] {
+                for (at, p) in list.iter().enumerate() {
+                    assert_eq!(p.left == 0, seeding);
+                    let slot = swarm.index[&p.addr];
+                    assert_eq!((slot.seeding, slot.at), (seeding, at));
+                    assert!(swarm.by_age.contains(&(p.last_seen, p.addr)));
+                    assert!(
+                        swarm.by_address[&address_key(p.addr.ip())]
+                            .contains(&(p.last_seen, p.addr))
+                    );
+                }
+            }
+            total += swarm.len();
+        }
+        assert_eq!(s.stats().1, total);
+    }
+
+    #[test]
+    fn seeders_get_leechers_and_leechers_get_both() {
+        let cfg = TrackerConfig::default();
+        let mut s = Swarms::default();
+        let k = [5; 20];
+        // 30 seeders, then 10 leechers.
+        for i in 0..40u8 {
+            let left = if i < 30 { 0 } else { 1 };
+            let a = PeerAnnounce {
+                left,
+                ..from(&format!("10.0.{i}.1:6881"), i)
+            };
+            s.announce(&cfg, k, &a, 1);
+        }
+        assert_eq!(s.scrape(&k).complete, 30);
+        assert_eq!(s.scrape(&k).incomplete, 10);
+        let ask = |id: u8, left: u64, numwant: u32| PeerAnnounce {
+            left,
+            numwant: Some(numwant),
+            ..from(&format!("10.0.{id}.1:6881"), id)
+        };
+        // A seeder gets every leecher, never a seeder, even asking for more.
+        let r = s.announce(&cfg, k, &ask(0, 0, 50), 2);
+        let ids: Vec<u8> = r.peers.iter().map(|(_, id)| id[0]).collect();
+        assert_eq!(ids.len(), 10, "{ids:?}");
+        assert!(ids.iter().all(|&i| i >= 30), "{ids:?}");
+        // A leecher asking for 10 gets 5 of each; asking for 50, all 39 others.
+        let r = s.announce(&cfg, k, &ask(35, 1, 10), 2);
+        let seeds = r.peers.iter().filter(|(_, id)| id[0] < 30).count();
+        assert_eq!((r.peers.len(), seeds), (10, 5));
+        let r = s.announce(&cfg, k, &ask(35, 1, 50), 2);
+        let mut ids: Vec<u8> = r.peers.iter().map(|(_, id)| id[0]).collect();
+        ids.sort_unstable();
+        assert_eq!(ids, (0..40).filter(|&i| i != 35).collect::<Vec<u8>>());
+        // Asking for 4 at a time, a leecher is handed every seeder in turn.
+        let mut seen = std::collections::HashSet::new();
+        for t in 0..15 {
+            for (_, id) in s.announce(&cfg, k, &ask(36, 1, 4), 3 + t).peers {
+                seen.insert(id[0]);
+            }
+        }
+        assert!((0..30).all(|i| seen.contains(&i)), "{seen:?}");
+        // A leecher that finishes moves to the seeders.
+        s.announce(
+            &cfg,
+            k,
+            &PeerAnnounce {
+                event: Event::Completed,
+                ..ask(36, 0, 0)
+            },
+            20,
+        );
+        assert_eq!((s.scrape(&k).complete, s.scrape(&k).incomplete), (31, 9));
+        assert_consistent(&s);
+    }
+
+    proptest::proptest! {
+        /// Any sequence of announces keeps the swarm's vectors, index, age order and address
+        /// counts in step, and no reply lists its caller, a peer twice, or a seeder to a seeder.
+        #[test]
+        fn announces_keep_the_swarm_consistent(
+            ops in proptest::collection::vec((0u8..12, 0u8..3, 0u8..4, 0u32..8), 1..200)
+        ) {
+            let cfg = TrackerConfig {
+                max_peers_per_torrent: 8,
+                max_peers_per_address_per_torrent: 3,
+                ..TrackerConfig::default()
+            };
+            let mut s = Swarms::default();
+            for (t, (who, host, kind, numwant)) in ops.into_iter().enumerate() {
+                let (event, left) = match kind {
+                    0 => (Event::Started, 5),
+                    1 => (Event::None, 0),
+                    2 => (Event::Completed, 0),
+                    _ => (Event::Stopped, 5),
+                };
+                let a = PeerAnnounce {
+                    peer_id: [who; 20],
+                    addr: SocketAddr::new(IpAddr::from([10, 0, 0, host]), 6000 + u16::from(who)),
+                    left,
+                    event,
+                    numwant: Some(numwant),
+                };
+                let r = s.announce(&cfg, [1; 20], &a, t as u64 / 3);
+                let mut addrs: Vec<SocketAddr> = r.peers.iter().map(|(p, _)| *p).collect();
+                proptest::prop_assert!(addrs.len() <= numwant as usize);
+                proptest::prop_assert!(r.peers.iter().all(|(p, id)| *p != a.addr && *id != a.peer_id));
+                addrs.sort();
+                addrs.dedup();
+                proptest::prop_assert_eq!(addrs.len(), r.peers.len());
+                if let Some(swarm) = s.torrents.get(&[1; 20])
+                    && left == 0
+                {
+                    proptest::prop_assert!(r.peers.iter().all(|(p, _)| !swarm.index[p].seeding));
+                }
+                assert_consistent(&s);
+            }
+        }
     }
 
     #[test]
