@@ -2,23 +2,30 @@
 //! and MinIO keep one.
 //!
 //! An [`Entry`] says who asked what and how it ended; [`format_text`] and [`format_json`] turn
-//! it into a line (pure functions, tested alone); an [`AccessLog`] hands lines to a writer thread
-//! through a bounded queue, so a request never waits on the log's file or pipe. When the queue is
-//! full (a disk that stalls), lines are dropped and counted rather than slowing requests down;
-//! the count is written as its own line once the writer catches up.
+//! it into a line (pure functions, tested alone); an [`AccessLog`] appends lines to a bounded
+//! buffer that a writer thread writes out in batches, at least every [`BATCH_WAIT`] (sooner when
+//! [`BATCH_BYTES`] are waiting), so a request never waits on the log's file or pipe and a busy
+//! server makes one write for thousands of lines instead of a wake-up and a write per line. When
+//! the buffer is full (a disk that stalls), lines are dropped and counted rather than slowing
+//! requests down; the count is written as its own line once the writer catches up.
+//! [`AccessLog::flush`] writes out what is waiting (the server calls it when it stops).
 //!
 //! Entries never hold a secret: the access key id is taken from the credential scope, never the
 //! signature, and query strings are not logged (presigned URLs carry signatures there).
 
+use std::fmt::Write as _;
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
-/// Lines queued towards the writer, at most.
-const QUEUE: usize = 65_536;
+/// Bytes of lines waiting for the writer, at most (about 50,000 lines); past that lines are
+/// dropped and counted.
+const MAX_WAITING: usize = 8 << 20;
+/// The writer wakes when this much is waiting...
+pub const BATCH_BYTES: usize = 256 << 10;
+/// ... or when the oldest waiting line is this old.
+pub const BATCH_WAIT: Duration = Duration::from_millis(100);
 
 /// Which part of seedbucket served the request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,56 +103,85 @@ impl Entry {
     }
 }
 
+/// `t` as `2026-12-01T12:42:29.196Z`. The part up to the seconds is formatted once per second
+/// per thread.
 fn rfc3339_millis(t: SystemTime) -> String {
+    thread_local! {
+        static SECOND: std::cell::RefCell<(i64, String)> =
+            const { std::cell::RefCell::new((i64::MIN, String::new())) };
+    }
     let dt = time::OffsetDateTime::from(t);
-    let format = time::macros::format_description!(
-        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
-    );
-    dt.format(&format).unwrap_or_else(|_| "-".to_owned())
+    let second = dt.unix_timestamp();
+    let millis = dt.millisecond();
+    SECOND.with(|cached| {
+        let mut cached = cached.borrow_mut();
+        if cached.0 != second {
+            let format =
+                time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]");
+            cached.1 = dt.format(&format).unwrap_or_else(|_| "-".to_owned());
+            cached.0 = second;
+        }
+        format!("{}.{millis:03}Z", cached.1)
+    })
 }
 
-/// A field for the text form: `-` when absent; spaces, quotes, backslashes and control
-/// characters escaped so that one entry is one line that splits on spaces.
-fn text_field(v: Option<&str>) -> String {
+/// Appends a field of the text form to `out`: `-` when absent; spaces, quotes, backslashes and
+/// control characters escaped so that one entry is one line that splits on spaces.
+fn push_text_field(out: &mut String, v: Option<&str>) {
     let Some(v) = v.filter(|v| !v.is_empty()) else {
-        return "-".to_owned();
+        out.push('-');
+        return;
     };
-    let mut out = String::with_capacity(v.len());
+    // Most fields (addresses, hashes, operation names) need no escape.
+    if v.bytes()
+        .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
+    {
+        out.push_str(v);
+        return;
+    }
     for c in v.chars() {
         match c {
             ' ' => out.push_str("%20"),
             '"' => out.push_str("%22"),
             '\\' => out.push_str("%5C"),
-            c if c.is_control() => out.push_str(&format!("%{:02X}", u32::from(c))),
+            c if c.is_control() => {
+                let _ = write!(out, "%{:02X}", u32::from(c));
+            }
             c => out.push(c),
         }
     }
-    out
 }
 
 /// The text form: time, channel, remote, key, operation, bucket/object or info-hash, status,
 /// bytes out, bytes in, duration in ms, request id; `-` for what is absent.
 pub fn format_text(e: &Entry) -> String {
-    let target = match (&e.bucket, &e.object, &e.info_hash) {
-        (Some(b), Some(o), _) => format!("{b}/{o}"),
-        (Some(b), None, _) => b.clone(),
-        (None, _, Some(h)) => h.clone(),
-        _ => String::new(),
-    };
-    format!(
-        "{} {} {} {} {} {} {} {} {} {:.3} {}",
-        rfc3339_millis(e.time),
-        e.channel.as_str(),
-        text_field(e.remote.as_deref()),
-        text_field(e.key.as_deref()),
-        text_field(Some(&e.operation)),
-        text_field(Some(&target)),
-        text_field(Some(&e.status)),
+    let mut out = String::with_capacity(160);
+    out.push_str(&rfc3339_millis(e.time));
+    out.push(' ');
+    out.push_str(e.channel.as_str());
+    for field in [e.remote.as_deref(), e.key.as_deref(), Some(&e.operation)] {
+        out.push(' ');
+        push_text_field(&mut out, field);
+    }
+    out.push(' ');
+    match (&e.bucket, &e.object, &e.info_hash) {
+        // Allocates for S3 lines only; tracker lines name an info-hash.
+        (Some(b), Some(o), _) => push_text_field(&mut out, Some(&format!("{b}/{o}"))),
+        (Some(b), None, _) => push_text_field(&mut out, Some(b)),
+        (None, _, Some(h)) => push_text_field(&mut out, Some(h)),
+        _ => push_text_field(&mut out, None),
+    }
+    out.push(' ');
+    push_text_field(&mut out, Some(&e.status));
+    let _ = write!(
+        out,
+        " {} {} {:.3} ",
         e.bytes_out,
         e.bytes_in,
-        e.duration.as_secs_f64() * 1000.0,
-        text_field(e.request_id.as_deref()),
-    )
+        e.duration.as_secs_f64() * 1000.0
+    );
+    push_text_field(&mut out, e.request_id.as_deref());
+    out
 }
 
 /// The JSON form (`--log-format json`): one object per line, absent fields left out.
@@ -206,9 +242,63 @@ pub struct AccessLog {
 }
 
 struct Inner {
-    tx: SyncSender<String>,
+    shared: Arc<Shared>,
     json: bool,
-    dropped: Arc<AtomicU64>,
+}
+
+/// What the requests and the writer thread share.
+struct Shared {
+    waiting: Mutex<Waiting>,
+    /// Signalled when lines arrive in an empty buffer, when [`BATCH_BYTES`] are waiting, and
+    /// when the log closes.
+    arrived: Condvar,
+    /// Taken while a batch is written, before the batch is taken, so batches go out in order.
+    out: Mutex<std::io::BufWriter<Box<dyn Write + Send>>>,
+}
+
+#[derive(Default)]
+struct Waiting {
+    lines: Vec<u8>,
+    dropped: u64,
+    closed: bool,
+}
+
+impl Shared {
+    fn waiting(&self) -> MutexGuard<'_, Waiting> {
+        self.waiting
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Writes out what is waiting. Returns false once the log is closed and nothing is left.
+    fn write_batch(&self, spare: &mut Vec<u8>) -> bool {
+        let mut out = self
+            .out
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (lost, open) = {
+            let mut w = self.waiting();
+            spare.clear();
+            std::mem::swap(&mut w.lines, spare);
+            (std::mem::take(&mut w.dropped), !w.closed)
+        };
+        let _ = out.write_all(spare);
+        if lost > 0 {
+            let _ = writeln!(
+                out,
+                "access-log: {lost} lines dropped (the log could not keep up)"
+            );
+        }
+        let _ = out.flush();
+        open || !spare.is_empty()
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.shared.waiting().closed = true;
+        self.shared.arrived.notify_one();
+    }
 }
 
 impl std::fmt::Debug for AccessLog {
@@ -237,14 +327,22 @@ impl AccessLog {
                     .open(path)?,
             ),
         };
-        let (tx, rx) = sync_channel(QUEUE);
-        let dropped = Arc::new(AtomicU64::new(0));
-        let counter = dropped.clone();
+        Self::start(out, json)
+    }
+
+    /// Starts the writer thread on `out`.
+    fn start(out: Box<dyn Write + Send>, json: bool) -> std::io::Result<Self> {
+        let shared = Arc::new(Shared {
+            waiting: Mutex::new(Waiting::default()),
+            arrived: Condvar::new(),
+            out: Mutex::new(std::io::BufWriter::with_capacity(64 << 10, out)),
+        });
+        let writer = shared.clone();
         std::thread::Builder::new()
             .name("access-log".into())
-            .spawn(move || write_lines(rx, out, &counter))?;
+            .spawn(move || write_batches(&writer))?;
         Ok(Self {
-            inner: Some(Arc::new(Inner { tx, json, dropped })),
+            inner: Some(Arc::new(Inner { shared, json })),
         })
     }
 
@@ -252,7 +350,7 @@ impl AccessLog {
         self.inner.is_some()
     }
 
-    /// Queues `entry`'s line; never blocks.
+    /// Adds `entry`'s line to the waiting batch; never blocks on the log's file or pipe.
     pub fn record(&self, entry: &Entry) {
         let Some(inner) = &self.inner else {
             return;
@@ -262,29 +360,58 @@ impl AccessLog {
         } else {
             format_text(entry)
         };
-        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = inner.tx.try_send(line)
-        {
-            inner.dropped.fetch_add(1, Ordering::Relaxed);
+        let mut w = inner.shared.waiting();
+        let before = w.lines.len();
+        if before + line.len() + 1 > MAX_WAITING {
+            w.dropped += 1;
+            return;
+        }
+        w.lines.extend_from_slice(line.as_bytes());
+        w.lines.push(b'\n');
+        let wake = before == 0 || (before < BATCH_BYTES && w.lines.len() >= BATCH_BYTES);
+        drop(w);
+        if wake {
+            inner.shared.arrived.notify_one();
+        }
+    }
+
+    /// Writes out every line recorded so far (the server calls it when it stops).
+    pub fn flush(&self) {
+        if let Some(inner) = &self.inner {
+            inner.shared.write_batch(&mut Vec::new());
         }
     }
 }
 
-fn write_lines(rx: Receiver<String>, out: Box<dyn Write + Send>, dropped: &AtomicU64) {
-    let mut out = std::io::BufWriter::new(out);
-    while let Ok(line) = rx.recv() {
-        let _ = writeln!(out, "{line}");
-        // Write what is queued, then flush once the queue is empty.
-        while let Ok(line) = rx.try_recv() {
-            let _ = writeln!(out, "{line}");
+/// The writer thread: waits for a line, lets a batch gather for up to [`BATCH_WAIT`] (less
+/// when [`BATCH_BYTES`] arrive first), writes it, until the log is closed and written out.
+fn write_batches(shared: &Shared) {
+    let mut spare = Vec::new();
+    loop {
+        {
+            let mut w = shared.waiting();
+            while w.lines.is_empty() && w.dropped == 0 && !w.closed {
+                w = shared
+                    .arrived
+                    .wait(w)
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+            }
+            if !w.closed && w.lines.len() < BATCH_BYTES {
+                drop(
+                    shared
+                        .arrived
+                        .wait_timeout(w, BATCH_WAIT)
+                        .unwrap_or_else(std::sync::PoisonError::into_inner),
+                );
+            }
         }
-        let lost = dropped.swap(0, Ordering::Relaxed);
-        if lost > 0 {
-            let _ = writeln!(
-                out,
-                "access-log: {lost} lines dropped (the log could not keep up)"
-            );
+        if !shared.write_batch(&mut spare) {
+            return;
         }
-        let _ = out.flush();
+        // A batch that grew large keeps its buffer; an ordinary one gives it back.
+        if spare.capacity() > 2 * BATCH_BYTES {
+            spare = Vec::new();
+        }
     }
 }
 
@@ -356,5 +483,127 @@ mod tests {
                 .unwrap()
         );
         let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// A sink the test can hold up, as a stalled disk would.
+    #[derive(Clone)]
+    struct Held {
+        text: Arc<Mutex<Vec<u8>>>,
+        open: Arc<(Mutex<bool>, Condvar)>,
+    }
+
+    impl Held {
+        fn new(open: bool) -> Self {
+            Self {
+                text: Arc::default(),
+                open: Arc::new((Mutex::new(open), Condvar::new())),
+            }
+        }
+
+        fn release(&self) {
+            *self.open.0.lock().unwrap() = true;
+            self.open.1.notify_all();
+        }
+
+        fn lines(&self) -> Vec<String> {
+            String::from_utf8(self.text.lock().unwrap().clone())
+                .unwrap()
+                .lines()
+                .map(str::to_owned)
+                .collect()
+        }
+    }
+
+    impl Write for Held {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            let (open, changed) = &*self.open;
+            let mut open = open.lock().unwrap();
+            while !*open {
+                open = changed.wait(open).unwrap();
+            }
+            self.text.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn numbered(n: usize) -> Entry {
+        let mut e = sample();
+        e.request_id = Some(format!("R{n}"));
+        e
+    }
+
+    #[test]
+    fn lines_from_many_threads_arrive_whole_once_and_in_order() {
+        let sink = Held::new(true);
+        let log = AccessLog::start(Box::new(sink.clone()), false).unwrap();
+        std::thread::scope(|s| {
+            for t in 0..4 {
+                let log = log.clone();
+                s.spawn(move || {
+                    for i in 0..5000 {
+                        log.record(&numbered(t * 10_000 + i));
+                    }
+                });
+            }
+        });
+        // Recorded lines are all out once flush returns.
+        log.flush();
+        let lines = sink.lines();
+        assert_eq!(lines.len(), 20_000);
+        let mut last = [None; 4];
+        for line in &lines {
+            assert_eq!(line.split(' ').count(), 11, "{line}");
+            let n: usize = line.rsplit_once(" R").unwrap().1.parse().unwrap();
+            let (t, i) = (n / 10_000, n % 10_000);
+            assert!(
+                last[t].is_none_or(|prev| prev < i),
+                "thread {t}: {i} after {last:?}"
+            );
+            last[t] = Some(i);
+        }
+        // Dropping the last handle writes out the rest.
+        log.record(&numbered(99));
+        drop(log);
+        for _ in 0..200 {
+            if sink.lines().len() == 20_001 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(sink.lines().len(), 20_001);
+    }
+
+    #[test]
+    fn a_stalled_sink_drops_and_counts_lines_instead_of_blocking() {
+        let sink = Held::new(false);
+        let log = AccessLog::start(Box::new(sink.clone()), false).unwrap();
+        // Lines of the longest kind: the buffer holds at least this many.
+        let line = format_text(&numbered(999_999)).len() + 1;
+        let fits = MAX_WAITING / line;
+        let started = std::time::Instant::now();
+        // The first lines may be in the writer's hands already; the rest fill the buffer.
+        for i in 0..2 * fits {
+            log.record(&numbered(i));
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "recording never waits"
+        );
+        sink.release();
+        log.flush();
+        let lines = sink.lines();
+        let dropped = lines
+            .iter()
+            .find_map(|l| l.strip_prefix("access-log: "))
+            .and_then(|l| l.split(' ').next())
+            .and_then(|n| n.parse::<usize>().ok())
+            .expect("a line counts the dropped ones");
+        // Every line is either written or counted.
+        assert!(dropped > 0);
+        assert_eq!(lines.len() - 1 + dropped, 2 * fits);
     }
 }

@@ -486,6 +486,8 @@ async fn serve_with_keys(
             tracing::warn!("connections still open after 10 s; closing them");
         }
     }
+    // Lines wait up to 100 ms for their batch: out with them before the process ends.
+    access_log.flush();
     Ok(())
 }
 
