@@ -148,3 +148,15 @@ def test_off_writes_nothing(tmp_path):
     finally:
         server.stop()
     assert "ListBuckets" not in server.logs()
+
+
+def test_a_stopping_server_writes_out_waiting_lines(tmp_path):
+    """Lines wait up to 100 ms for their batch; SIGTERM right after a request still logs it."""
+    log = tmp_path / "access.log"
+    server = Server(tmp_path, extra=["--access-log", str(log)])
+    try:
+        make_client(server).list_buckets()
+    finally:
+        server.stop()
+    assert server.proc.returncode == 0
+    assert "ListBuckets" in log.read_text()
