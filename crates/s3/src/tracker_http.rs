@@ -333,10 +333,22 @@ pub fn is_tracker_request(path: &str, query: &str) -> bool {
 }
 
 pub(crate) fn token_from_query(query: &str) -> Option<std::borrow::Cow<'_, str>> {
-    query.split('&').find_map(|p| {
-        let v = p.strip_prefix(TOKEN_PARAM)?.strip_prefix('=')?;
+    token_from_query_bytes(query.as_bytes())
+}
+
+/// [`token_from_query`] of a query as it came (a UDP announce's URL data), not decoded first.
+pub(crate) fn token_from_query_bytes(query: &[u8]) -> Option<std::borrow::Cow<'_, str>> {
+    query.split(|&b| b == b'&').find_map(|p| {
+        let v = p.strip_prefix(TOKEN_PARAM.as_bytes())?.strip_prefix(b"=")?;
         // Borrowed from `query` unless it had escapes (tokens are URL-safe: it has none).
-        Some(percent_encoding::percent_decode_str(v).decode_utf8_lossy())
+        Some(if v.contains(&b'%') {
+            percent_encoding::percent_decode(v)
+                .decode_utf8_lossy()
+                .into_owned()
+                .into()
+        } else {
+            String::from_utf8_lossy(v)
+        })
     })
 }
 
@@ -616,6 +628,28 @@ impl Seedbucket {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_token_is_found_in_a_query_of_bytes() {
+        use std::borrow::Cow;
+        let plain = token_from_query_bytes(b"info_hash=x&sb_token=v1.abc-_DEF&port=1");
+        assert!(
+            matches!(plain, Some(Cow::Borrowed("v1.abc-_DEF"))),
+            "{plain:?}"
+        );
+        assert_eq!(
+            token_from_query_bytes(b"sb_token=a%2Eb").as_deref(),
+            Some("a.b")
+        );
+        assert_eq!(token_from_query_bytes(b"x_sb_token=a&sb_tokens=b"), None);
+        assert_eq!(token_from_query_bytes(b""), None);
+        // Not UTF-8: replaced, never a panic; such a token verifies as nothing.
+        assert_eq!(
+            token_from_query_bytes(b"sb_token=a\xffb").as_deref(),
+            Some("a\u{fffd}b")
+        );
+        assert_eq!(token_from_query("a=1&sb_token=t").as_deref(), Some("t"));
+    }
 
     #[test]
     fn joined_cache_keys_are_unambiguous() {

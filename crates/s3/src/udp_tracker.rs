@@ -122,8 +122,7 @@ impl Seedbucket {
                     return Some(error_reply(a.transaction_id, "rate limited: slow down"));
                 }
                 let query = a.url_data.splitn(2, |&b| b == b'?').nth(1).unwrap_or(&[]);
-                let query = String::from_utf8_lossy(query);
-                let token = crate::tracker_http::token_from_query(&query);
+                let token = crate::tracker_http::token_from_query_bytes(query);
                 let (rec, grant) = match self.admitted(&a.info_hash, token.as_deref()).await {
                     Ok(r) => r,
                     Err(reason) => {

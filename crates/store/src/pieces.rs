@@ -127,12 +127,19 @@ pub struct IssuedTorrent {
 /// bytes of SHA-256 over `bucket`, a NUL and `key`. Private torrents' tokens name it, and the
 /// registry files records under it.
 pub fn object_id(bucket: &str, key: &str) -> String {
+    hex::encode(object_digest(bucket, key))
+}
+
+/// The bytes [`object_id`] is the hex of.
+fn object_digest(bucket: &str, key: &str) -> [u8; 16] {
     use sha2::Digest;
     let mut h = sha2::Sha256::new();
     h.update(bucket.as_bytes());
     h.update([0u8]);
     h.update(key.as_bytes());
-    hex::encode(&h.finalize()[..16])
+    let mut id = [0u8; 16];
+    id.copy_from_slice(&h.finalize()[..16]);
+    id
 }
 
 impl IssuedTorrent {
@@ -187,7 +194,12 @@ impl TorrentSources {
     /// The record of the object with this id (`None`: the legacy record).
     pub fn of_object(&self, id: Option<&str>) -> Option<&IssuedTorrent> {
         let id = id.or(self.legacy.as_deref())?;
-        self.records.iter().find(|r| r.object_id() == id)
+        // Compared as bytes: no hex string per record (asked on every private announce).
+        let mut digest = [0u8; 16];
+        hex::decode_to_slice(id, &mut digest).ok()?;
+        self.records
+            .iter()
+            .find(|r| object_digest(&r.bucket, &r.key) == digest)
     }
 }
 
