@@ -227,19 +227,13 @@ impl Swarm {
     fn pick(&mut self, a: &PeerAnnounce, want: usize) -> Vec<(SocketAddr, [u8; 20])> {
         let mut peers = Vec::with_capacity(want.min(self.len()));
         let is_other = |p: &Peer| p.addr != a.addr && p.id != a.peer_id;
-        if a.left == 0 {
-            run(
-                &self.leechers,
-                &mut self.leecher_cursor,
-                want,
-                &mut peers,
-                is_other,
-            );
-            return peers;
-        }
-        // The caller is a leecher itself, so one leecher fewer is on offer.
-        let leechers_on_offer = self.leechers.len().saturating_sub(1);
-        let from_seeders = want - (want / 2).min(leechers_on_offer);
+        let from_seeders = if a.left == 0 {
+            0
+        } else {
+            // The caller is a leecher itself, so one leecher fewer is on offer.
+            let leechers_on_offer = self.leechers.len().saturating_sub(1);
+            want - (want / 2).min(leechers_on_offer)
+        };
         run(
             &self.seeders,
             &mut self.seeder_cursor,
