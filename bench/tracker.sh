@@ -18,8 +18,10 @@
 # turn. `churn` is the worst case: every announce is a peer never seen before, all from 127.0.0.1
 # on a new port, so each one joins a swarm and, past the per-address cap, evicts another.
 # Prints two tables (figures, ratios) and writes bench/out/tracker.md.
+# Each run starts after SETTLE seconds of quiet (default 2), so that what the previous run left
+# (a Redis node's queued writes, sockets closing) does not land on the next server's figures.
 # Usage: bench/tracker.sh   (env: WORKLOAD=swarm|churn SECONDS_PER_RUN=10 CONCURRENCY=64 TORRENTS=8 KEEP_WORK=1
-#                            AQUATIC=0 skips aquatic)
+#                            AQUATIC=0 skips aquatic, SETTLE=2)
 set -euo pipefail
 . "$(dirname "$0")/server_env.sh"
 cd "$(dirname "$0")/.."
@@ -30,6 +32,7 @@ WORKLOAD=${WORKLOAD:-swarm}
 TORRENTS=${TORRENTS:-8}
 KEEP_WORK=${KEEP_WORK:-0}
 AQUATIC=${AQUATIC:-1}
+SETTLE=${SETTLE:-2}
 OUT=$ROOT/bench/out; mkdir -p "$OUT"
 TOOLS=$ROOT/bench/.tools
 WORK=$(mktemp -d /tmp/seedbucket-trbench.XXXXXX); chmod 755 "$WORK"
@@ -204,6 +207,7 @@ declare -A L   # name.proto -> s3bench result line
 load() { # name proto targets...: one run; a failed run leaves a note instead of a line
   local name=$1 proto=$2 cmd=tracker-load err; shift 2
   [ "$proto" = udp ] && cmd=udp-load
+  sleep "$SETTLE"
   echo "== $name $proto"
   if L[$name.$proto]=$("$BENCH" $cmd "$@" --concurrency "$CONC" --seconds "$DUR" --workload "$WORKLOAD" 2>"$WORK/err-$name-$proto.txt"); then
     echo "${L[$name.$proto]}"
