@@ -103,9 +103,16 @@ impl Entry {
     }
 }
 
-/// `t` as `2026-12-01T12:42:29.196Z`. The part up to the seconds is formatted once per second
-/// per thread.
+/// `t` as `2026-12-01T12:42:29.196Z`.
 fn rfc3339_millis(t: SystemTime) -> String {
+    let mut out = String::with_capacity(24);
+    push_rfc3339_millis(&mut out, t);
+    out
+}
+
+/// Appends `t` as [`rfc3339_millis`] writes it. The part up to the seconds is formatted once
+/// per second per thread.
+fn push_rfc3339_millis(out: &mut String, t: SystemTime) {
     thread_local! {
         static SECOND: std::cell::RefCell<(i64, String)> =
             const { std::cell::RefCell::new((i64::MIN, String::new())) };
@@ -121,8 +128,8 @@ fn rfc3339_millis(t: SystemTime) -> String {
             cached.1 = dt.format(&format).unwrap_or_else(|_| "-".to_owned());
             cached.0 = second;
         }
-        format!("{}.{millis:03}Z", cached.1)
-    })
+        let _ = write!(out, "{}.{millis:03}Z", cached.1);
+    });
 }
 
 /// Appends a field of the text form to `out`: `-` when absent; spaces, quotes, backslashes and
@@ -156,7 +163,7 @@ fn push_text_field(out: &mut String, v: Option<&str>) {
 /// bytes out, bytes in, duration in ms, request id; `-` for what is absent.
 pub fn format_text(e: &Entry) -> String {
     let mut out = String::with_capacity(160);
-    out.push_str(&rfc3339_millis(e.time));
+    push_rfc3339_millis(&mut out, e.time);
     out.push(' ');
     out.push_str(e.channel.as_str());
     for field in [e.remote.as_deref(), e.key.as_deref(), Some(&e.operation)] {
@@ -408,7 +415,8 @@ fn write_batches(shared: &Shared) {
         if !shared.write_batch(&mut spare) {
             return;
         }
-        // A batch that grew large keeps its buffer; an ordinary one gives it back.
+        // The buffer of an ordinary batch is reused for the next; one that grew past twice a
+        // batch (a burst, or a stalled disk) is freed.
         if spare.capacity() > 2 * BATCH_BYTES {
             spare = Vec::new();
         }
