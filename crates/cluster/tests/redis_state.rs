@@ -83,6 +83,14 @@ async fn swarms(
         .clone()
 }
 
+/// The real clock in unix seconds (scrapes count peers seen within the TTL of it).
+fn unix_seconds() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("a clock after 1970")
+        .as_secs()
+}
+
 fn peer(id: u8, left: u64, event: Event) -> PeerAnnounce {
     PeerAnnounce {
         peer_id: [id; 20],
@@ -100,10 +108,7 @@ async fn two_nodes_share_one_swarm() {
     let b = swarms(&r.url, TrackerConfig::default(), 0, None).await;
     let key = [9u8; 20];
     // Scrape counts peers seen within the TTL of the real clock.
-    let t0 = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
+    let t0 = unix_seconds();
     let first = a
         .announce(key, &peer(1, 100, Event::Started), t0)
         .await
@@ -480,10 +485,7 @@ async fn a_large_swarms_announces_are_answered_from_the_sample_while_redis_takes
     let mut r = redis();
     let a = swarms(&r.url, TrackerConfig::default(), 0, None).await;
     let key = [12u8; 20];
-    let t0 = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
+    let t0 = unix_seconds();
     // Asking for 2 peers, a swarm of 4 is too large for one reply: its sample is kept.
     let asking = |id: u8, event: Event| PeerAnnounce {
         numwant: Some(2),
