@@ -52,7 +52,25 @@ pub struct Stats {
     /// Traffic per object (`bucket/key`), for the first [`MAX_PER_TORRENT`] objects served;
     /// those also get labelled byte counters.
     objects: Mutex<HashMap<String, ObjectTraffic>>,
+    /// Per [`Transport`], in its order.
+    tracker_counters: [std::sync::OnceLock<TrackerCounters>; 3],
 }
+
+/// The tracker's counters of one transport.
+struct TrackerCounters {
+    announces: metrics::Counter,
+    scrapes: metrics::Counter,
+    failures: metrics::Counter,
+    rate_limited: metrics::Counter,
+}
+
+/// What the tracker counts into before a recorder is installed: nothing.
+static NO_TRACKER_COUNTERS: TrackerCounters = TrackerCounters {
+    announces: metrics::Counter::noop(),
+    scrapes: metrics::Counter::noop(),
+    failures: metrics::Counter::noop(),
+    rate_limited: metrics::Counter::noop(),
+};
 
 /// What one object (`bucket/key`) was served, since the server started.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -101,25 +119,39 @@ impl Stats {
         self.recording.load(Ordering::Relaxed)
     }
 
+    /// `transport`'s tracker counters, registered with the recorder on first use once one is
+    /// installed: looking a labelled counter up by name was a registry lookup per announce.
+    fn tracker_counters(&self, transport: Transport) -> &TrackerCounters {
+        if !self.recording() {
+            return &NO_TRACKER_COUNTERS;
+        }
+        self.tracker_counters[transport as usize].get_or_init(|| {
+            let t = transport.label();
+            TrackerCounters {
+                announces: counter!("seedbucket_tracker_announces_total", "transport" => t),
+                scrapes: counter!("seedbucket_tracker_scrapes_total", "transport" => t),
+                failures: counter!("seedbucket_tracker_failures_total", "transport" => t),
+                rate_limited: counter!("seedbucket_tracker_rate_limited_total", "transport" => t),
+            }
+        })
+    }
+
     pub fn announce(&self, transport: Transport) {
-        counter!("seedbucket_tracker_announces_total", "transport" => transport.label())
-            .increment(1);
+        self.tracker_counters(transport).announces.increment(1);
     }
 
     pub fn scrape(&self, transport: Transport) {
-        counter!("seedbucket_tracker_scrapes_total", "transport" => transport.label()).increment(1);
+        self.tracker_counters(transport).scrapes.increment(1);
     }
 
     /// An announce or scrape answered with a failure reason (unknown torrent, bad token...).
     pub fn tracker_failure(&self, transport: Transport) {
-        counter!("seedbucket_tracker_failures_total", "transport" => transport.label())
-            .increment(1);
+        self.tracker_counters(transport).failures.increment(1);
     }
 
     /// An announce refused by the per-address rate limit.
     pub fn rate_limited(&self, transport: Transport) {
-        counter!("seedbucket_tracker_rate_limited_total", "transport" => transport.label())
-            .increment(1);
+        self.tracker_counters(transport).rate_limited.increment(1);
     }
 
     /// Bytes the seeder sent over the peer wire for `torrent` (`bucket/key`).

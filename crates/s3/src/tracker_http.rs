@@ -32,10 +32,6 @@ use crate::torrent_sources::Resolved;
 const UNREGISTERED: &str =
     "unregistered torrent: this tracker serves torrents issued by this server";
 
-/// What the tracker looks up on every announce, kept in memory for a few seconds: the sources of
-/// an info-hash (read again at once when they refuse an announce, so a new source counts
-/// immediately) and whether a key may read an object (so revoking a key or an ACL takes
-/// effect quickly).
 /// Cache keys made of several strings, joined so that no two lists give one key: each part but
 /// the last is prefixed by its length. Looked up through [`with_joined`], which joins into a
 /// buffer this thread reuses, so a cache hit allocates nothing (announces look up two such
@@ -76,8 +72,51 @@ fn with_joined<R>(parts: &[&str], f: impl FnOnce(&str) -> R) -> R {
 /// The sources of an info-hash, and when they were read.
 type CachedSources = (Arc<TorrentSources>, Instant);
 
+/// What an announce of one info-hash with one token counts for: the torrent record it is
+/// admitted to, its swarm, and what the token (of a private torrent) lets through.
+#[derive(Debug)]
+pub(crate) struct Admitted {
+    pub(crate) rec: IssuedTorrent,
+    /// The swarm it goes to (`None` if the record's info-hash is malformed).
+    pub(crate) swarm: Option<[u8; 20]>,
+    /// The token's grant as the tracker keeps an admitted address
+    /// ([`TokenGrant::to_admission`]); `None` without a genuine token.
+    pub(crate) admission: Option<String>,
+}
+
+impl Admitted {
+    fn new(rec: IssuedTorrent, grant: Option<&TokenGrant>) -> Self {
+        Self {
+            swarm: rec.swarm_key(),
+            admission: grant.map(TokenGrant::to_admission),
+            rec,
+        }
+    }
+}
+
+/// An answer of [`Seedbucket::admitted`] for one token, reused while its `generation` holds and
+/// for at most [`AdmissionCache::DECISION_TTL`].
+struct Decision {
+    token: Option<Box<str>>,
+    admitted: Arc<Admitted>,
+    at: Instant,
+    generation: Generation,
+}
+
+/// What an answer of [`Seedbucket::admitted`] was worked out from: (times the remembered
+/// readers were forgotten, object writes through this node). Either moving makes it stale.
+type Generation = (u64, u64);
+
+/// What the tracker looks up on every announce, kept in memory for a few seconds: the sources of
+/// an info-hash (read again at once when they refuse an announce, so a new source counts
+/// immediately) and whether a key may read an object (so revoking a key or an ACL takes
+/// effect quickly); and, for a second, the whole answer for an info-hash and token.
 #[derive(Default)]
 pub(crate) struct AdmissionCache {
+    /// Info-hash → the answers for its tokens (at most [`Self::DECISIONS_PER_HASH`]).
+    decisions: Mutex<HashMap<[u8; 20], Vec<Decision>>>,
+    /// Times [`Self::forget_readers`] ran.
+    readers_forgotten: std::sync::atomic::AtomicU64,
     torrents: Mutex<HashMap<[u8; 20], CachedSources>>,
     /// [access key or "" for anyone, bucket, key, version] joined ([`push_joined`]) → whether
     /// that key may read that object version, and when checked.
@@ -92,6 +131,59 @@ pub(crate) struct AdmissionCache {
 impl AdmissionCache {
     const MAX_ENTRIES: usize = 100_000;
     const READER_TTL: Duration = Duration::from_secs(5);
+    /// A whole answer is reused no longer than the object records it was made from are
+    /// (everything else it rests on is kept longer), so caching it adds at most this much to
+    /// how late a change made elsewhere (another gateway node without Redis, or straight to the
+    /// backend) reaches the tracker. A change through this node, or announced to it, makes it
+    /// stale at once (see [`Generation`]).
+    const DECISION_TTL: Duration = seedbucket_store::RECENT_HEADS_REUSED_FOR;
+    /// Tokens whose answers are kept per info-hash (a private torrent has one per key that
+    /// asked for it); past that, the oldest answer makes room.
+    const DECISIONS_PER_HASH: usize = 16;
+
+    fn decision(
+        &self,
+        info_hash: &[u8; 20],
+        token: Option<&str>,
+        generation: Generation,
+    ) -> Option<Arc<Admitted>> {
+        let m = self.decisions.lock().ok()?;
+        let d = m
+            .get(info_hash)?
+            .iter()
+            .find(|d| d.token.as_deref() == token)?;
+        (d.generation == generation && d.at.elapsed() < Self::DECISION_TTL)
+            .then(|| d.admitted.clone())
+    }
+
+    fn remember_decision(
+        &self,
+        info_hash: [u8; 20],
+        token: Option<&str>,
+        generation: Generation,
+        admitted: Arc<Admitted>,
+    ) {
+        let Ok(mut m) = self.decisions.lock() else {
+            return;
+        };
+        if m.len() >= Self::MAX_ENTRIES {
+            m.clear();
+        }
+        let answers = m.entry(info_hash).or_default();
+        let decision = Decision {
+            token: token.map(Box::from),
+            admitted,
+            at: Instant::now(),
+            generation,
+        };
+        if let Some(d) = answers.iter_mut().find(|d| d.token.as_deref() == token) {
+            *d = decision;
+        } else if answers.len() < Self::DECISIONS_PER_HASH {
+            answers.push(decision);
+        } else if let Some(oldest) = answers.iter_mut().min_by_key(|d| d.at) {
+            *oldest = decision;
+        }
+    }
 
     fn sources(&self, h: &[u8; 20]) -> Option<Arc<TorrentSources>> {
         let m = self.torrents.lock().ok()?;
@@ -171,6 +263,8 @@ impl AdmissionCache {
         if let Ok(mut m) = self.readers.lock() {
             m.clear();
         }
+        self.readers_forgotten
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
     }
 
     fn remember_reader(&self, parts: &[&str], allowed: bool) {
@@ -283,6 +377,22 @@ impl Seedbucket {
 /// The peer id handed out for a server seeder: seedbucket's client prefix, then 12 digits of
 /// a hash of the seeder's address, so that several nodes' seeders have different ids.
 fn server_seeder_id(seeder: SocketAddr) -> [u8; 20] {
+    thread_local! {
+        /// The last seeder asked about and its id: every announce asks about the same few.
+        static LAST: std::cell::Cell<Option<(SocketAddr, [u8; 20])>> =
+            const { std::cell::Cell::new(None) };
+    }
+    if let Some((addr, id)) = LAST.get()
+        && addr == seeder
+    {
+        return id;
+    }
+    let id = seeder_id_of(seeder);
+    LAST.set(Some((seeder, id)));
+    id
+}
+
+fn seeder_id_of(seeder: SocketAddr) -> [u8; 20] {
     use std::io::Write as _;
     // FNV-1a of the address as text: stable across processes and nodes. Written to the stack
     // (every announce hands out every node's seeder).
@@ -410,6 +520,31 @@ impl Seedbucket {
         &self,
         info_hash: &[u8; 20],
         token: Option<&str>,
+    ) -> Result<Arc<Admitted>, &'static str> {
+        // Read before the answer is worked out, so that a change meanwhile makes it stale.
+        let generation = (
+            self.admission
+                .readers_forgotten
+                .load(std::sync::atomic::Ordering::Acquire),
+            self.store.object_writes(),
+        );
+        if let Some(known) = self.admission.decision(info_hash, token, generation) {
+            return Ok(known);
+        }
+        // Boxed: the lookups of a first announce would otherwise size every announce's future.
+        let (rec, grant) = Box::pin(self.admitted_afresh(info_hash, token)).await?;
+        let admitted = Arc::new(Admitted::new(rec, grant.as_ref()));
+        self.admission
+            .remember_decision(*info_hash, token, generation, admitted.clone());
+        Ok(admitted)
+    }
+
+    /// [`Seedbucket::admitted`], worked out from the (separately cached) sources, token
+    /// checks, object records and read permissions.
+    async fn admitted_afresh(
+        &self,
+        info_hash: &[u8; 20],
+        token: Option<&str>,
     ) -> Result<(IssuedTorrent, Option<TokenGrant>), &'static str> {
         if let Some(sources) = self.admission.sources(info_hash)
             && let Ok(admitted) = self.admit_to(&sources, token).await
@@ -488,31 +623,39 @@ impl Seedbucket {
     /// valid token may then download it from any node's seeder. `Err`: a failure reason.
     pub(crate) async fn swarm_announce(
         &self,
-        rec: &IssuedTorrent,
-        grant: Option<&TokenGrant>,
+        admitted: &Admitted,
         peer: &PeerAnnounce,
         downloaded: u64,
     ) -> Result<seedbucket_wire::tracker::http::AnnounceReply, String> {
-        let key = rec
-            .swarm_key()
+        let rec = &admitted.rec;
+        let key = admitted
+            .swarm
             .ok_or_else(|| "internal error: bad info-hash record".to_owned())?;
         let unavailable = |e: seedbucket_tracker::Unavailable| {
             tracing::warn!(error = %e, "announce refused");
             "tracker state unavailable; try again later".to_owned()
         };
-        if let Some(grant) = grant
+        let in_process = self.tracker.in_process();
+        if let Some(admission) = &admitted.admission
             && peer.event != seedbucket_wire::tracker::http::Event::Stopped
         {
-            self.tracker
-                .admit(key, peer.addr.ip(), &grant.to_admission())
-                .await
-                .map_err(unavailable)?;
+            match in_process {
+                Some(t) => t.admit_now(key, peer.addr.ip(), admission),
+                None => self
+                    .tracker
+                    .admit(key, peer.addr.ip(), admission)
+                    .await
+                    .map_err(unavailable)?,
+            }
         }
-        let mut reply = self
-            .tracker
-            .announce(key, peer, unix_now())
-            .await
-            .map_err(unavailable)?;
+        let mut reply = match in_process {
+            Some(t) => t.announce_now(key, peer, unix_now()),
+            None => self
+                .tracker
+                .announce(key, peer, unix_now())
+                .await
+                .map_err(unavailable)?,
+        };
         use seedbucket_wire::tracker::http::Event;
         let finished = peer.event == Event::Completed
             || (peer.event == Event::Stopped && peer.left == 0 && downloaded > 0);
@@ -520,16 +663,32 @@ impl Seedbucket {
             self.count_finished(rec, key, peer.peer_id).await;
         }
         if !rec.bucket.is_empty() {
-            for seeder in self.tracker.server_seeders() {
+            let mut list_seeder = |seeder: SocketAddr| {
                 if peer.addr == seeder {
-                    continue;
+                    return;
                 }
                 reply.complete = reply.complete.saturating_add(1);
                 reply.peers.retain(|(a, _)| *a != seeder);
                 reply.peers.insert(0, (seeder, server_seeder_id(seeder)));
+            };
+            match in_process {
+                Some(t) => t.seeder().into_iter().for_each(&mut list_seeder),
+                None => self
+                    .tracker
+                    .server_seeders()
+                    .into_iter()
+                    .for_each(&mut list_seeder),
             }
         }
         Ok(reply)
+    }
+
+    /// Whether `ip` may announce once more now (the per-address rate limit).
+    pub(crate) async fn allow_announce(&self, ip: std::net::IpAddr) -> bool {
+        match self.tracker.in_process() {
+            Some(t) => t.allow_announce_now(ip, unix_now_ms()),
+            None => self.tracker.allow_announce(ip, unix_now_ms()).await,
+        }
     }
 
     /// A download of `rec`'s object finished (the peer announced `completed`, or stopped with
@@ -572,15 +731,11 @@ impl Seedbucket {
         let Some(remote) = remote else {
             return failure("no peer address");
         };
-        if !self
-            .tracker
-            .allow_announce(remote.ip(), unix_now_ms())
-            .await
-        {
+        if !self.allow_announce(remote.ip()).await {
             self.stats.rate_limited(Transport::Http);
             return failure("rate limited: too many announces from your address; slow down");
         }
-        let (rec, grant) = match self.admitted(&a.info_hash, token).await {
+        let admitted = match self.admitted(&a.info_hash, token).await {
             Ok(r) => r,
             Err(reason) => {
                 self.stats.tracker_failure(Transport::Http);
@@ -596,10 +751,7 @@ impl Seedbucket {
             event: a.event,
             numwant: a.numwant,
         };
-        let reply = match self
-            .swarm_announce(&rec, grant.as_ref(), &peer, a.downloaded)
-            .await
-        {
+        let reply = match self.swarm_announce(&admitted, &peer, a.downloaded).await {
             Ok(r) => r,
             Err(reason) => return failure(&reason),
         };
@@ -614,11 +766,11 @@ impl Seedbucket {
         };
         let mut entries = Vec::with_capacity(hashes.len());
         for h in hashes {
-            let Ok((rec, _)) = self.admitted(&h, token).await else {
+            let Ok(admitted) = self.admitted(&h, token).await else {
                 continue;
             };
-            if let Some(key) = rec.swarm_key() {
-                entries.push((h, self.scrape_entry(&rec, &key).await));
+            if let Some(key) = admitted.swarm {
+                entries.push((h, self.scrape_entry(&admitted.rec, &key).await));
             }
         }
         bencoded(encode_scrape(&entries))
@@ -628,6 +780,76 @@ impl Seedbucket {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn admitted(key: &str) -> Arc<Admitted> {
+        let rec = IssuedTorrent {
+            bucket: "b".to_owned(),
+            key: key.to_owned(),
+            version: "v".to_owned(),
+            name: key.to_owned(),
+            format: "v1".to_owned(),
+            private: true,
+            info_hash: "07".repeat(20),
+            created_ns: 0,
+        };
+        let grant = TokenGrant::from_admission("-:AK");
+        Arc::new(Admitted::new(rec, Some(&grant)))
+    }
+
+    #[test]
+    fn an_answer_is_reused_for_its_token_and_generation_only() {
+        let cache = AdmissionCache::default();
+        let h = [7u8; 20];
+        assert!(cache.decision(&h, Some("t1"), (0, 0)).is_none());
+        cache.remember_decision(h, Some("t1"), (0, 0), admitted("one"));
+        let known = cache.decision(&h, Some("t1"), (0, 0)).expect("remembered");
+        assert_eq!(known.rec.key, "one");
+        assert_eq!(known.swarm, Some([7u8; 20]));
+        assert_eq!(known.admission.as_deref(), Some("-:AK"));
+        // Another token, no token, another info-hash: not that answer.
+        assert!(cache.decision(&h, Some("t2"), (0, 0)).is_none());
+        assert!(cache.decision(&h, None, (0, 0)).is_none());
+        assert!(cache.decision(&[8u8; 20], Some("t1"), (0, 0)).is_none());
+        // A write through this node, or forgotten readers (a key, ACL or policy changed):
+        // stale at once.
+        assert!(cache.decision(&h, Some("t1"), (0, 1)).is_none());
+        assert!(cache.decision(&h, Some("t1"), (1, 0)).is_none());
+        // An answer for the same token replaces the one before.
+        cache.remember_decision(h, Some("t1"), (1, 0), admitted("two"));
+        let again = cache.decision(&h, Some("t1"), (1, 0)).expect("replaced");
+        assert_eq!(again.rec.key, "two");
+    }
+
+    #[test]
+    fn answers_per_info_hash_are_bounded() {
+        let cache = AdmissionCache::default();
+        let h = [7u8; 20];
+        let tokens: Vec<String> = (0..AdmissionCache::DECISIONS_PER_HASH + 5)
+            .map(|i| format!("t{i}"))
+            .collect();
+        for t in &tokens {
+            cache.remember_decision(h, Some(t), (0, 0), admitted(t));
+        }
+        let m = cache.decisions.lock().unwrap();
+        assert_eq!(m[&h].len(), AdmissionCache::DECISIONS_PER_HASH);
+        drop(m);
+        // The newest answers are the ones kept.
+        let last = tokens.last().unwrap();
+        assert!(cache.decision(&h, Some(last), (0, 0)).is_some());
+    }
+
+    #[test]
+    fn forgetting_readers_moves_the_generation() {
+        let cache = AdmissionCache::default();
+        let before = cache
+            .readers_forgotten
+            .load(std::sync::atomic::Ordering::Acquire);
+        cache.forget_readers();
+        let after = cache
+            .readers_forgotten
+            .load(std::sync::atomic::Ordering::Acquire);
+        assert_eq!(after, before + 1);
+    }
 
     #[test]
     fn the_token_is_found_in_a_query_of_bytes() {

@@ -356,10 +356,10 @@ impl Seedbucket {
                 self.stats.scrape(Transport::WebSocket);
                 let mut files = Vec::new();
                 for h in hashes {
-                    let Ok((rec, _)) = self.admitted(&h, token).await else {
+                    let Ok(admitted) = self.admitted(&h, token).await else {
                         continue;
                     };
-                    let Some(key) = rec.swarm_key() else {
+                    let Some(key) = admitted.swarm else {
                         continue;
                     };
                     let (complete, incomplete, downloaded) = self
@@ -395,21 +395,17 @@ impl Seedbucket {
         // Answers are part of setting up a connection the tracker already admitted: they do
         // not count against the rate limit, announces do.
         let answer_only = a.answer.is_some() && a.offers.is_empty() && a.left.is_none();
-        if !answer_only
-            && !self
-                .tracker
-                .allow_announce(client.ip(), crate::tracker_http::unix_now_ms())
-                .await
-        {
+        if !answer_only && !self.allow_announce(client.ip()).await {
             self.stats.rate_limited(Transport::WebSocket);
             return Err(format!("{RATE_LIMITED}: announce less often"));
         }
-        let (rec, _grant) = self
+        let admitted = self
             .admitted(&a.info_hash, token)
             .await
             .map_err(str::to_owned)?;
-        let key = rec
-            .swarm_key()
+        let rec = &admitted.rec;
+        let key = admitted
+            .swarm
             .ok_or_else(|| "internal error: bad info-hash record".to_owned())?;
         if !answer_only {
             self.stats.announce(Transport::WebSocket);
@@ -496,7 +492,7 @@ impl Seedbucket {
                 && a.left == Some(0)
                 && a.downloaded.is_some_and(|d| d > 0));
         if finished && !rec.bucket.is_empty() {
-            self.count_finished(&rec, key, a.peer_id).await;
+            self.count_finished(rec, key, a.peer_id).await;
         }
         match (&remote_targets, &self.shared_browsers) {
             (Some(chosen), Some(shared)) => {

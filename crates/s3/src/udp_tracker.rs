@@ -58,13 +58,13 @@ impl Seedbucket {
             };
             let (app, socket, packet) = (app.clone(), socket.clone(), buf[..n].to_vec());
             let mut answer = Box::pin(async move {
-                let started = std::time::Instant::now();
+                let log = &app.options.access_log;
+                let started = log.is_on().then(std::time::Instant::now);
                 let reply = app.udp_datagram(&packet, from).await;
                 if let Some(reply) = &reply {
                     let _ = socket.send_to(reply, from).await;
                 }
-                let log = &app.options.access_log;
-                if log.is_on() {
+                if let Some(started) = started {
                     let mut entry =
                         crate::request_log::udp_entry(&packet, reply.as_deref(), started);
                     entry.remote = Some(from.to_string());
@@ -113,17 +113,13 @@ impl Seedbucket {
                         "invalid or expired connection id",
                     ));
                 }
-                if !self
-                    .tracker
-                    .allow_announce(from.ip(), crate::tracker_http::unix_now_ms())
-                    .await
-                {
+                if !self.allow_announce(from.ip()).await {
                     self.stats.rate_limited(Transport::Udp);
                     return Some(error_reply(a.transaction_id, "rate limited: slow down"));
                 }
                 let query = a.url_data.splitn(2, |&b| b == b'?').nth(1).unwrap_or(&[]);
                 let token = crate::tracker_http::token_from_query_bytes(query);
-                let (rec, grant) = match self.admitted(&a.info_hash, token.as_deref()).await {
+                let admitted = match self.admitted(&a.info_hash, token.as_deref()).await {
                     Ok(r) => r,
                     Err(reason) => {
                         self.stats.tracker_failure(Transport::Udp);
@@ -138,10 +134,7 @@ impl Seedbucket {
                     event: a.event,
                     numwant: a.numwant,
                 };
-                let reply = match self
-                    .swarm_announce(&rec, grant.as_ref(), &peer, a.downloaded)
-                    .await
-                {
+                let reply = match self.swarm_announce(&admitted, &peer, a.downloaded).await {
                     Ok(r) => r,
                     Err(reason) => return Some(error_reply(a.transaction_id, &reason)),
                 };

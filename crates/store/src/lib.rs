@@ -30,6 +30,7 @@ pub mod pieces;
 mod pins;
 mod reader;
 mod recent_heads;
+pub use recent_heads::RECENT as RECENT_HEADS_REUSED_FOR;
 pub mod records;
 pub mod server_keys;
 pub mod sse;
@@ -529,6 +530,13 @@ impl Store {
             Backend::Embedded(e) => e.latest_delete_marker(bucket, key).await,
             Backend::Gateway(_) => Ok(None),
         }
+    }
+
+    /// Object writes through this node so far: an answer worked out from
+    /// [`Store::head_object_recent`] records still holds while this has not moved (and for as
+    /// long as those records are reused).
+    pub fn object_writes(&self) -> u64 {
+        self.recent_heads.generation()
     }
 
     /// [`Store::head_object`], or the same answer if it was read less than 1 s ago and no

@@ -531,6 +531,12 @@ pub trait SwarmStore: Send + Sync + std::fmt::Debug {
     async fn allow_announce(&self, ip: IpAddr, now_ms: u64) -> bool;
     /// The server's own seeders, as peers dial them: this node's, or every live node's.
     fn server_seeders(&self) -> Vec<SocketAddr>;
+    /// The state itself when it lives in this process: callers then answer without awaiting
+    /// (no boxed future per call, which on the UDP tracker's path was a good part of an
+    /// announce's cost). `None` for stores that answer over the network.
+    fn in_process(&self) -> Option<&Tracker> {
+        None
+    }
 }
 
 /// The in-process tracker state.
@@ -555,6 +561,29 @@ impl Tracker {
             seeder,
         }
     }
+
+    /// [`SwarmStore::announce`], answered at once.
+    pub fn announce_now(&self, key: [u8; 20], a: &PeerAnnounce, now: u64) -> AnnounceReply {
+        match self.swarms.lock() {
+            Ok(mut s) => s.announce(&self.config, key, a, now),
+            Err(poisoned) => poisoned.into_inner().announce(&self.config, key, a, now),
+        }
+    }
+
+    /// [`SwarmStore::admit`], at once.
+    pub fn admit_now(&self, key: [u8; 20], ip: IpAddr, access_key: &str) {
+        self.admissions.record(key, ip, access_key);
+    }
+
+    /// [`SwarmStore::allow_announce`], at once.
+    pub fn allow_announce_now(&self, ip: IpAddr, now_ms: u64) -> bool {
+        self.limiter.allow(ip, now_ms)
+    }
+
+    /// This server's seeder, as peers dial it ([`SwarmStore::server_seeders`] without a list).
+    pub fn seeder(&self) -> Option<SocketAddr> {
+        self.seeder
+    }
 }
 
 #[async_trait::async_trait]
@@ -565,10 +594,7 @@ impl SwarmStore for Tracker {
         a: &PeerAnnounce,
         now: u64,
     ) -> Result<AnnounceReply, Unavailable> {
-        Ok(match self.swarms.lock() {
-            Ok(mut s) => s.announce(&self.config, key, a, now),
-            Err(poisoned) => poisoned.into_inner().announce(&self.config, key, a, now),
-        })
+        Ok(self.announce_now(key, a, now))
     }
 
     async fn scrape(&self, key: &[u8; 20]) -> Result<ScrapeEntry, Unavailable> {
@@ -589,7 +615,7 @@ impl SwarmStore for Tracker {
     }
 
     async fn admit(&self, key: [u8; 20], ip: IpAddr, access_key: &str) -> Result<(), Unavailable> {
-        self.admissions.record(key, ip, access_key);
+        self.admit_now(key, ip, access_key);
         Ok(())
     }
 
@@ -598,11 +624,15 @@ impl SwarmStore for Tracker {
     }
 
     async fn allow_announce(&self, ip: IpAddr, now_ms: u64) -> bool {
-        self.limiter.allow(ip, now_ms)
+        self.allow_announce_now(ip, now_ms)
     }
 
     fn server_seeders(&self) -> Vec<SocketAddr> {
         self.seeder.into_iter().collect()
+    }
+
+    fn in_process(&self) -> Option<&Tracker> {
+        Some(self)
     }
 }
 
@@ -616,6 +646,13 @@ struct Admissions(Mutex<HashMap<([u8; 20], IpAddr), Admission>>);
 impl Admissions {
     fn record(&self, info_hash: [u8; 20], ip: IpAddr, access_key: &str) {
         if let Ok(mut m) = self.0.lock() {
+            // A re-announce with the same grant renews it in place (no new String).
+            if let Some((known, at)) = m.get_mut(&(info_hash, ip))
+                && known == access_key
+            {
+                *at = Instant::now();
+                return;
+            }
             if m.len() >= 200_000 {
                 m.retain(|_, (_, at)| at.elapsed() < ADMISSION_WINDOW);
             }
