@@ -187,6 +187,10 @@ impl Swarm {
             self.place(peer);
             old.last_seen
         };
+        if old_seen == new_seen {
+            // Announced again within the same second: its place in the age orders holds.
+            return true;
+        }
         self.by_age.remove(&(old_seen, addr));
         self.by_age.insert((new_seen, addr));
         if let Some(set) = self.by_address.get_mut(&address_key(addr.ip())) {
@@ -225,7 +229,8 @@ impl Swarm {
     /// only for a seeder; for a leecher half seeders, half leechers, either filling in for
     /// the other when it has too few.
     fn pick(&mut self, a: &PeerAnnounce, want: usize) -> Vec<(SocketAddr, [u8; 20])> {
-        let mut peers = Vec::with_capacity(want.min(self.len()));
+        // One more: the server puts its own seeder first in the reply.
+        let mut peers = Vec::with_capacity(want.min(self.len()) + 1);
         let is_other = |p: &Peer| p.addr != a.addr && p.id != a.peer_id;
         let from_seeders = if a.left == 0 {
             0

@@ -215,10 +215,11 @@ pub fn announce_reply(
     interval: u32,
     leechers: u32,
     seeders: u32,
-    peers: &[SocketAddr],
+    peers: impl IntoIterator<Item = SocketAddr>,
     v6: bool,
 ) -> Vec<u8> {
-    let mut out = Vec::with_capacity(20 + peers.len() * 18);
+    let peers = peers.into_iter();
+    let mut out = Vec::with_capacity(20 + peers.size_hint().0 * if v6 { 18 } else { 6 });
     out.extend_from_slice(&ANNOUNCE.to_be_bytes());
     out.extend_from_slice(&transaction_id.to_be_bytes());
     out.extend_from_slice(&interval.to_be_bytes());
@@ -325,8 +326,8 @@ mod tests {
     #[test]
     fn replies() {
         let peers = ["127.0.0.1:1".parse().unwrap(), "[::1]:2".parse().unwrap()];
-        assert_eq!(announce_reply(1, 2, 3, 4, &peers, false).len(), 20 + 6);
-        assert_eq!(announce_reply(1, 2, 3, 4, &peers, true).len(), 20 + 18);
+        assert_eq!(announce_reply(1, 2, 3, 4, peers, false).len(), 20 + 6);
+        assert_eq!(announce_reply(1, 2, 3, 4, peers, true).len(), 20 + 18);
         assert_eq!(connect_reply(1, 2).len(), 16);
         assert_eq!(scrape_reply(1, &[ScrapeEntry::default()]).len(), 20);
     }
