@@ -1,5 +1,4 @@
-//! The tracker's state in Redis ([`RedisSwarms`]): one swarm is four keys, plus one per address
-//! in it, sharing the hash tag
+//! The tracker's state in Redis ([`RedisSwarms`]): one swarm is five keys sharing the hash tag
 //! `{<info-hash>}` (so a Redis Cluster keeps it on one shard), changed only by Lua scripts,
 //! which Redis runs atomically:
 //!
@@ -11,9 +10,11 @@
 //!   same round trip as the script, after it, and answered by Redis directly: handing a long
 //!   reply through Lua cost more than the rest of the announce)
 //! - `sb:{h}:done`: how many completed downloads were announced
-//! - `sb:{h}:addr:<address>`: sorted set, the swarm's entries from one address (IPv4, or the
-//!   IPv6 /64; the raw bytes), same scores: at most `max_peers_per_address_per_torrent`, one
-//!   more evicts the address's stalest (the fifth key passed to the script is this prefix)
+//! - `sb:{h}:byaddr`: sorted set, the same entries ordered by address (IPv4, or the IPv6 /64;
+//!   the raw bytes) and then age (all scored 0; members are length, address, last announce and
+//!   peer address, so one address's entries are one lexicographic range): an address holds at
+//!   most `max_peers_per_address_per_torrent`, one more evicts its stalest. (Until 2026-12 this
+//!   was one sorted set per address, `sb:{h}:addr:<address>`; those expire by themselves.)
 //!
 //! Announces reach Redis in batches (see the `announce_batches` module): one script call per swarm
 //! for all its announces queued together, and one `HRANDFIELD` they share.
@@ -62,43 +63,59 @@ const MAX_SAMPLES: usize = 4096;
 /// pending writes, since the caps it is checked against count entries and evict the stalest:
 /// the result is the same as applying the announces one by one. Redis spent half of each
 /// announce starting commands from Lua when each announce made its own five or six.
+///
+/// The per-address cap counts an address's entries in one sorted set per swarm ordered by
+/// address and age (`ZLEXCOUNT` over the address's range), so refreshing a batch's entries
+/// there is two commands for the whole batch; with one sorted set per address it was two per
+/// address in the batch, most of a batch's commands when every peer has its own address.
 const ANNOUNCE: &str = r"
 local now, ttl = tonumber(ARGV[1]), tonumber(ARGV[2])
 local max, per_address = tonumber(ARGV[3]), tonumber(ARGV[4])
--- The key of the entries of one address in this swarm: IPv4, or the IPv6 /64.
+-- KEYS[5] orders the swarm's entries by address, then age: members
+-- <address length><address><last seen, 11 digits><member>, all scored 0, so one address's
+-- entries are one lexicographic range, stalest first. The address: IPv4, or the IPv6 /64.
 local mapped = string.rep('\0', 10) .. '\255\255'
-local function of_address(m)
+local function prefix(m)
   local a
   if #m == 18 and string.sub(m, 1, 12) == mapped then a = string.sub(m, 13, 16)
   elseif #m == 18 then a = string.sub(m, 1, 8)
   else a = string.sub(m, 1, #m - 2) end
-  return KEYS[5] .. ':' .. a
+  return string.char(#a) .. a
 end
--- member -> true while it is in the swarm; member -> entry still to be written.
-local present, pending = {}, {}
-local function drop(ms)
-  if #ms == 0 then return end
+local function indexed(m, at)
+  return prefix(m) .. string.format('%011d', at) .. m
+end
+-- member -> its score in KEYS[1] while it is in the swarm; member -> entry still to be written.
+local seen, pending = {}, {}
+-- Drops the entries of a flat list of (member, score in KEYS[1]).
+local function drop(list)
+  if #list == 0 then return end
+  local ms, ix = {}, {}
+  for i = 1, #list, 2 do
+    local m = list[i]
+    ms[#ms + 1] = m
+    ix[#ix + 1] = indexed(m, tonumber(list[i + 1]))
+    seen[m], pending[m] = nil, nil
+  end
   redis.call('ZREM', KEYS[1], unpack(ms))
   redis.call('ZREM', KEYS[2], unpack(ms))
   redis.call('HDEL', KEYS[3], unpack(ms))
-  for _, m in ipairs(ms) do
-    redis.call('ZREM', of_address(m), m)
-    present[m], pending[m] = nil, nil
-  end
+  redis.call('ZREM', KEYS[5], unpack(ix))
 end
 local members = {}
 for i = 5, #ARGV - 2, 3 do members[#members + 1] = ARGV[i] end
 if #members > 0 then
   local scores = redis.call('ZMSCORE', KEYS[1], unpack(members))
   for k, m in ipairs(members) do
-    if scores[k] then present[m] = true end
+    if scores[k] then seen[m] = tonumber(scores[k]) end
   end
 end
-drop(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. (now - ttl), 'LIMIT', 0, 1000))
+drop(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. (now - ttl), 'WITHSCORES', 'LIMIT', 0, 1000))
 local order = {}
--- Writes the pending entries, one command per key for all of them.
+-- Writes the pending entries, one command per key for all of them (an entry refreshed within
+-- the second it was last seen keeps its place in KEYS[5]).
 local function flush()
-  local scored, entries, seeders, leeches, by_address = {}, {}, {}, {}, {}
+  local scored, entries, seeders, leeches, unindexed, reindexed = {}, {}, {}, {}, {}, {}
   for _, m in ipairs(order) do
     local entry = pending[m]
     if entry then
@@ -113,11 +130,12 @@ local function flush()
       else
         leeches[#leeches + 1] = m
       end
-      local mine = of_address(m)
-      local list = by_address[mine]
-      if not list then list = {}; by_address[mine] = list end
-      list[#list + 1] = now
-      list[#list + 1] = m
+      if seen[m] ~= now then
+        if seen[m] then unindexed[#unindexed + 1] = indexed(m, seen[m]) end
+        reindexed[#reindexed + 1] = 0
+        reindexed[#reindexed + 1] = indexed(m, now)
+        seen[m] = now
+      end
     end
   end
   order = {}
@@ -126,44 +144,43 @@ local function flush()
   redis.call('HSET', KEYS[3], unpack(entries))
   if #seeders > 0 then redis.call('ZADD', KEYS[2], unpack(seeders)) end
   if #leeches > 0 then redis.call('ZREM', KEYS[2], unpack(leeches)) end
-  for mine, list in pairs(by_address) do
-    redis.call('ZADD', mine, unpack(list))
-    redis.call('EXPIRE', mine, ttl)
-  end
+  if #unindexed > 0 then redis.call('ZREM', KEYS[5], unpack(unindexed)) end
+  if #reindexed > 0 then redis.call('ZADD', KEYS[5], unpack(reindexed)) end
 end
 for i = 5, #ARGV - 2, 3 do
   local member, entry, event = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   if event == 'stopped' then
-    if present[member] then drop({member}) end
+    if seen[member] then drop({member, seen[member]}) end
   else
     if event == 'completed' then redis.call('INCR', KEYS[4]) end
-    if present[member] then
+    if seen[member] then
       if not pending[member] then order[#order + 1] = member end
       pending[member] = entry
     else
       -- The caps below pick the stalest entries: the pending ones count as refreshed.
       flush()
-      local mine = of_address(member)
       -- One more entry than its address may hold here evicts that address's stalest; a full
       -- swarm evicts its stalest entry.
-      if per_address > 0 and redis.call('ZCARD', mine) >= per_address then
-        drop(redis.call('ZRANGE', mine, 0, 0))
+      local p = prefix(member)
+      local from, to = '[' .. p, '[' .. p .. '\255'
+      if per_address > 0 and redis.call('ZLEXCOUNT', KEYS[5], from, to) >= per_address then
+        local stalest = redis.call('ZRANGEBYLEX', KEYS[5], from, to, 'LIMIT', 0, 1)[1]
+        if stalest then drop({string.sub(stalest, #p + 12), string.sub(stalest, #p + 1, #p + 11)}) end
       elseif redis.call('ZCARD', KEYS[1]) >= max then
-        drop(redis.call('ZRANGE', KEYS[1], 0, 0))
+        drop(redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES'))
       end
       redis.call('ZADD', KEYS[1], now, member)
-      redis.call('ZADD', mine, now, member)
+      redis.call('ZADD', KEYS[5], 0, indexed(member, now))
       redis.call('HSET', KEYS[3], member, entry)
       if string.sub(entry, 1, 1) == '1' then redis.call('ZADD', KEYS[2], now, member)
       else redis.call('ZREM', KEYS[2], member) end
-      redis.call('EXPIRE', mine, ttl)
-      present[member] = true
+      seen[member] = now
     end
   end
 end
 flush()
 local total, seeds = redis.call('ZCARD', KEYS[1]), redis.call('ZCARD', KEYS[2])
-for i = 1, 4 do redis.call('EXPIRE', KEYS[i], ttl) end
+for i = 1, 5 do redis.call('EXPIRE', KEYS[i], ttl) end
 return {tostring(seeds), tostring(total - seeds)}
 ";
 
@@ -214,7 +231,7 @@ pub fn decode_addr(b: &[u8]) -> Option<SocketAddr> {
 
 pub(crate) fn swarm_keys(info_hash: &[u8; 20]) -> [String; 5] {
     let h = hex::encode(info_hash);
-    ["peers", "seeds", "addrs", "done", "addr"].map(|k| format!("sb:{{{h}}}:{k}"))
+    ["peers", "seeds", "addrs", "done", "byaddr"].map(|k| format!("sb:{{{h}}}:{k}"))
 }
 
 fn event_name(e: Event) -> &'static str {

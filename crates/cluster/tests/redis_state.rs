@@ -314,6 +314,73 @@ async fn one_address_holds_at_most_sixteen_entries_of_a_swarm() {
     assert_eq!(ports, (7024..7040).collect());
 }
 
+/// The per-address cap evicts the address's stalest entry by its last announce: a refreshed
+/// entry is younger than the ones not heard from, one announced again within the same second
+/// keeps its age, and a stopped entry no longer counts.
+#[tokio::test]
+async fn an_address_gives_up_its_stalest_entry_as_last_announced() {
+    let r = redis();
+    let a = swarms(&r.url, TrackerConfig::default(), 0, None).await;
+    let key = [6u8; 20];
+    let from = |port: u16, event: Event| PeerAnnounce {
+        peer_id: [port as u8; 20],
+        addr: SocketAddr::new(IpAddr::from([10, 0, 0, 2]), port),
+        left: 5,
+        event,
+        numwant: Some(200),
+    };
+    let ports = |r: &seedbucket_wire::tracker::http::AnnounceReply| {
+        r.peers
+            .iter()
+            .map(|(a, _)| a.port())
+            .collect::<std::collections::BTreeSet<u16>>()
+    };
+    // 16 entries, one per second: 7000 is the stalest, 7015 the newest.
+    for port in 0..16u16 {
+        a.announce(
+            key,
+            &from(7000 + port, Event::Started),
+            2000 + u64::from(port),
+        )
+        .await
+        .unwrap();
+    }
+    // 7000 announces again (twice in one second): now it is the newest, 7001 the stalest.
+    a.announce(key, &from(7000, Event::None), 2020)
+        .await
+        .unwrap();
+    a.announce(key, &from(7000, Event::None), 2020)
+        .await
+        .unwrap();
+    let r = a
+        .announce(key, &from(7100, Event::Started), 2021)
+        .await
+        .unwrap();
+    let mut kept: std::collections::BTreeSet<u16> = (7002..7016).collect();
+    kept.extend([7000, 7100]);
+    kept.remove(&7100); // a reply never lists its caller
+    assert_eq!(ports(&r), kept);
+    // 7002 stops: the address holds 15 entries, so the next one evicts nothing.
+    a.announce(key, &from(7002, Event::Stopped), 2022)
+        .await
+        .unwrap();
+    let r = a
+        .announce(key, &from(7101, Event::Started), 2023)
+        .await
+        .unwrap();
+    let mut kept: std::collections::BTreeSet<u16> = (7003..7016).collect();
+    kept.extend([7000, 7100]);
+    assert_eq!(ports(&r), kept);
+    // Full again (16): one more evicts 7003, now the stalest.
+    let r = a
+        .announce(key, &from(7102, Event::Started), 2024)
+        .await
+        .unwrap();
+    let mut kept: std::collections::BTreeSet<u16> = (7004..7016).collect();
+    kept.extend([7000, 7100, 7101]);
+    assert_eq!(ports(&r), kept);
+}
+
 /// Announces that arrive together go to Redis in shared batches (one script call per swarm):
 /// each must still be applied once, counted, and answered from its own swarm, also when Redis
 /// has forgotten the script in between.
