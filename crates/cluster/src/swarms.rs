@@ -270,7 +270,15 @@ pub struct SampledPeer {
 pub(crate) struct ScriptReply {
     pub(crate) complete: u32,
     pub(crate) incomplete: u32,
-    pub(crate) peers: Arc<Vec<SampledPeer>>,
+    pub(crate) peers: Arc<SampledPeers>,
+}
+
+/// Peers read from a swarm, seeders and leechers apart: a seeder's reply is read from the
+/// leechers alone, not filtered out of a list mostly of seeders.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct SampledPeers {
+    pub(crate) seeders: Vec<SampledPeer>,
+    pub(crate) leechers: Vec<SampledPeer>,
 }
 
 /// Parses the announce script's reply (two counts) and the `HRANDFIELD ... WITHVALUES`
@@ -285,17 +293,22 @@ pub(crate) fn parse_announce_reply(
             "short reply from the announce script".to_owned(),
         ));
     }
-    let peers: Vec<SampledPeer> = picked
-        .chunks_exact(2)
-        .filter_map(|pair| {
-            let (flag, id) = pair[1].split_first()?;
-            Some(SampledPeer {
-                addr: decode_addr(&pair[0])?,
-                id: <[u8; 20]>::try_from(id).ok()?,
-                seeding: *flag == b'1',
-            })
-        })
-        .collect();
+    let mut peers = SampledPeers::default();
+    for pair in picked.chunks_exact(2) {
+        let Some((flag, id)) = pair[1].split_first() else {
+            continue;
+        };
+        let (Some(addr), Ok(id)) = (decode_addr(&pair[0]), <[u8; 20]>::try_from(id)) else {
+            continue;
+        };
+        let seeding = *flag == b'1';
+        let list = if seeding {
+            &mut peers.seeders
+        } else {
+            &mut peers.leechers
+        };
+        list.push(SampledPeer { addr, id, seeding });
+    }
     Ok(ScriptReply {
         complete: number(counts.first()),
         incomplete: number(counts.get(1)),
@@ -303,29 +316,50 @@ pub(crate) fn parse_announce_reply(
     })
 }
 
-/// Up to `want` peers of `sample` (read from a random place in it), without the announcing peer
-/// itself and, for a seeder, without other seeders.
+/// Up to `want` peers of `sample`, never the announcing peer itself: leechers only for a
+/// seeder; for a leecher half seeders, half leechers, either filling in for the other when it
+/// has too few (as the in-process tracker answers).
 fn pick_peers(
-    sample: &[SampledPeer],
+    sample: &SampledPeers,
     me: SocketAddr,
     seeding: bool,
     want: usize,
 ) -> Vec<(SocketAddr, [u8; 20])> {
-    // The sample is a random pick of the swarm already: reading it from a random place on
-    // (wrapping around) gives each announce a different slice without shuffling it (shuffling
-    // the whole sample for each announce was a good part of a node's time).
-    let n = sample.len();
-    if n == 0 || want == 0 {
-        return Vec::new();
+    // One more: the server puts its own seeder first in the reply.
+    let mut out = Vec::with_capacity(want.min(sample.seeders.len() + sample.leechers.len()) + 1);
+    let from_seeders = if seeding {
+        0
+    } else {
+        // The caller is a leecher itself, so one leecher fewer is on offer.
+        want - (want / 2).min(sample.leechers.len().saturating_sub(1))
+    };
+    take_peers(&sample.seeders, me, from_seeders, &mut out);
+    take_peers(&sample.leechers, me, want, &mut out);
+    out
+}
+
+/// Appends peers of `list` but `me` to `out` until it holds `until`, reading from a random
+/// place on (wrapping around): the sample is a random pick of the swarm already, so each
+/// announce gets a different slice without shuffling it.
+fn take_peers(
+    list: &[SampledPeer],
+    me: SocketAddr,
+    until: usize,
+    out: &mut Vec<(SocketAddr, [u8; 20])>,
+) {
+    let n = list.len();
+    if n == 0 || out.len() >= until {
+        return;
     }
     let start = rand::rng().random_range(0..n);
-    sample[start..]
-        .iter()
-        .chain(&sample[..start])
-        .filter(|p| p.addr != me && !(seeding && p.seeding))
-        .take(want)
-        .map(|p| (p.addr, p.id))
-        .collect()
+    for p in list[start..].iter().chain(&list[..start]) {
+        if out.len() >= until {
+            break;
+        }
+        if p.addr != me {
+            out.push((p.addr, p.id));
+        }
+    }
 }
 
 /// Admissions this node wrote to Redis in the last [`ADMISSION_REWRITE`], so that a peer's
@@ -617,27 +651,46 @@ mod tests {
         ];
         let r = parse_announce_reply(&counts, &picked).unwrap();
         assert_eq!((r.complete, r.incomplete), (2, 5));
-        assert_eq!(*r.peers, vec![peer(7000, 7, false), peer(7001, 9, true)]);
+        assert_eq!(r.peers.leechers, vec![peer(7000, 7, false)]);
+        assert_eq!(r.peers.seeders, vec![peer(7001, 9, true)]);
         assert!(parse_announce_reply(&[], &picked).is_err());
     }
 
     #[test]
     fn picking_leaves_out_the_announcer_and_seeders_for_a_seeder() {
-        let sample: Vec<SampledPeer> = (0..10u8)
+        let peers: Vec<SampledPeer> = (0..10u8)
             .map(|i| SampledPeer {
                 addr: SocketAddr::from(([127, 0, 0, 1], 7000 + u16::from(i))),
                 id: [i; 20],
                 seeding: i % 2 == 0,
             })
             .collect();
-        let me = sample[1].addr;
+        let me = peers[1].addr;
+        let (seeders, leechers) = peers.iter().partition(|p| p.seeding);
+        let sample = SampledPeers { seeders, leechers };
         let all = pick_peers(&sample, me, false, 100);
         assert_eq!(all.len(), 9);
         assert!(all.iter().all(|(a, _)| *a != me));
         let for_seeder = pick_peers(&sample, me, true, 100);
         assert_eq!(for_seeder.len(), 4);
         assert!(for_seeder.iter().all(|(_, id)| id[0] % 2 == 1));
+        assert!(for_seeder.iter().all(|(a, _)| *a != me));
+        // A leecher asking for 4 gets 2 of each; asking for 3, at least one leecher.
+        let four = pick_peers(&sample, me, false, 4);
+        assert_eq!(four.iter().filter(|(_, id)| id[0] % 2 == 0).count(), 2);
+        assert_eq!(four.iter().filter(|(_, id)| id[0] % 2 == 1).count(), 2);
         assert_eq!(pick_peers(&sample, me, false, 3).len(), 3);
+        // Too few leechers: seeders fill in (and the other way round).
+        let few = SampledPeers {
+            seeders: sample.seeders.clone(),
+            leechers: vec![],
+        };
+        assert_eq!(pick_peers(&few, me, false, 4).len(), 4);
+        let no_seeders = SampledPeers {
+            seeders: vec![],
+            leechers: sample.leechers.clone(),
+        };
+        assert_eq!(pick_peers(&no_seeders, me, false, 4).len(), 4);
     }
 
     #[test]
