@@ -329,56 +329,42 @@ async fn an_address_gives_up_its_stalest_entry_as_last_announced() {
         event,
         numwant: Some(200),
     };
-    let ports = |r: &seedbucket_wire::tracker::http::AnnounceReply| {
+    // The ports the answer to `port`'s announce at `at` lists: the swarm but the caller.
+    let listed = async |port: u16, event: Event, at: u64| {
+        let r = a.announce(key, &from(port, event), at).await.unwrap();
         r.peers
             .iter()
             .map(|(a, _)| a.port())
             .collect::<std::collections::BTreeSet<u16>>()
     };
+    let ports = |range: std::ops::Range<u16>, more: &[u16]| {
+        range
+            .chain(more.iter().copied())
+            .collect::<std::collections::BTreeSet<u16>>()
+    };
     // 16 entries, one per second: 7000 is the stalest, 7015 the newest.
     for port in 0..16u16 {
-        a.announce(
-            key,
-            &from(7000 + port, Event::Started),
-            2000 + u64::from(port),
-        )
-        .await
-        .unwrap();
+        listed(7000 + port, Event::Started, 2000 + u64::from(port)).await;
     }
-    // 7000 announces again (twice in one second): now it is the newest, 7001 the stalest.
-    a.announce(key, &from(7000, Event::None), 2020)
-        .await
-        .unwrap();
-    a.announce(key, &from(7000, Event::None), 2020)
-        .await
-        .unwrap();
-    let r = a
-        .announce(key, &from(7100, Event::Started), 2021)
-        .await
-        .unwrap();
-    let mut kept: std::collections::BTreeSet<u16> = (7002..7016).collect();
-    kept.extend([7000, 7100]);
-    kept.remove(&7100); // a reply never lists its caller
-    assert_eq!(ports(&r), kept);
+    // 7000 announces again (twice in one second): now it is the newest, 7001 the stalest,
+    // which the next newcomer evicts.
+    listed(7000, Event::None, 2020).await;
+    listed(7000, Event::None, 2020).await;
+    assert_eq!(
+        listed(7100, Event::Started, 2021).await,
+        ports(7002..7016, &[7000])
+    );
     // 7002 stops: the address holds 15 entries, so the next one evicts nothing.
-    a.announce(key, &from(7002, Event::Stopped), 2022)
-        .await
-        .unwrap();
-    let r = a
-        .announce(key, &from(7101, Event::Started), 2023)
-        .await
-        .unwrap();
-    let mut kept: std::collections::BTreeSet<u16> = (7003..7016).collect();
-    kept.extend([7000, 7100]);
-    assert_eq!(ports(&r), kept);
+    listed(7002, Event::Stopped, 2022).await;
+    assert_eq!(
+        listed(7101, Event::Started, 2023).await,
+        ports(7003..7016, &[7000, 7100])
+    );
     // Full again (16): one more evicts 7003, now the stalest.
-    let r = a
-        .announce(key, &from(7102, Event::Started), 2024)
-        .await
-        .unwrap();
-    let mut kept: std::collections::BTreeSet<u16> = (7004..7016).collect();
-    kept.extend([7000, 7100, 7101]);
-    assert_eq!(ports(&r), kept);
+    assert_eq!(
+        listed(7102, Event::Started, 2024).await,
+        ports(7004..7016, &[7000, 7100, 7101])
+    );
 }
 
 /// Announces that arrive together go to Redis in shared batches (one script call per swarm):
