@@ -58,7 +58,16 @@ pub(crate) struct SwarmLimits {
 
 struct Queued {
     announce: Announce,
-    reply: oneshot::Sender<Result<ScriptReply, Unavailable>>,
+    /// Where its answer goes; `None` for an announce queued without waiting for one.
+    reply: Option<oneshot::Sender<Result<ScriptReply, Unavailable>>>,
+}
+
+impl Queued {
+    fn answer(self, answer: Result<ScriptReply, Unavailable>) {
+        if let Some(reply) = self.reply {
+            let _ = reply.send(answer);
+        }
+    }
 }
 
 /// The queue of announces waiting to be sent; its sender task ends when this is dropped.
@@ -90,8 +99,9 @@ impl AnnounceBatches {
     /// Applies `announce` in the next pipeline; the reply has the swarm's counts after it and
     /// the peers read for it (shared with the other announces of its swarm in that pipeline).
     pub(crate) async fn announce(&self, announce: Announce) -> Result<ScriptReply, Unavailable> {
-        self.enqueue(announce)
-            .await?
+        let (reply, answer) = oneshot::channel();
+        self.enqueue(announce, Some(reply)).await?;
+        answer
             .await
             .map_err(|_| Unavailable("redis: the announce batch was lost".into()))?
     }
@@ -101,20 +111,19 @@ impl AnnounceBatches {
     /// announces queued before and after it; if that write fails, the pipeline's failure
     /// turns [`Self::healthy`] false.
     pub(crate) async fn announce_later(&self, announce: Announce) -> Result<(), Unavailable> {
-        self.enqueue(announce).await.map(drop)
+        self.enqueue(announce, None).await
     }
 
-    /// Queues `announce`; the receiver gets its answer once its pipeline is answered.
+    /// Queues `announce`; `reply` gets its answer once its pipeline is answered.
     async fn enqueue(
         &self,
         announce: Announce,
-    ) -> Result<oneshot::Receiver<Result<ScriptReply, Unavailable>>, Unavailable> {
-        let (reply, answer) = oneshot::channel();
+        reply: Option<oneshot::Sender<Result<ScriptReply, Unavailable>>>,
+    ) -> Result<(), Unavailable> {
         self.queue
             .send(Queued { announce, reply })
             .await
-            .map_err(|_| Unavailable("redis: the announce queue is closed".into()))?;
-        Ok(answer)
+            .map_err(|_| Unavailable("redis: the announce queue is closed".into()))
     }
 }
 
@@ -217,7 +226,8 @@ async fn send(
             .iter()
             .map(|g| commands(script, limits, g))
             .collect();
-        let values = match query(&mut conn, &commands).await {
+        let counts: Vec<usize> = commands.iter().map(Vec::len).collect();
+        let values = match query(&mut conn, commands).await {
             Ok(v) => v,
             Err(e) => {
                 answer_all(pending, &e);
@@ -226,16 +236,16 @@ async fn send(
         };
         let mut values = values.into_iter();
         let mut again = Vec::new();
-        for (group, cmds) in pending.into_iter().zip(&commands) {
-            let mine: Vec<Value> = values.by_ref().take(cmds.len()).collect();
+        for (group, count) in pending.into_iter().zip(counts) {
+            let mine: Vec<Value> = values.by_ref().take(count).collect();
             if !loaded && mine.first().is_some_and(is_noscript) {
                 again.push(group);
                 continue;
             }
-            match reply_of(mine, cmds.len()) {
+            match reply_of(mine, count) {
                 Ok(reply) => {
                     for q in group {
-                        let _ = q.reply.send(Ok(reply.clone()));
+                        q.answer(Ok(reply.clone()));
                     }
                 }
                 Err(e) => {
@@ -258,7 +268,7 @@ async fn send(
 
 fn answer_all(groups: Vec<SwarmGroup>, e: &Unavailable) {
     for q in groups.into_iter().flatten() {
-        let _ = q.reply.send(Err(e.clone()));
+        q.answer(Err(e.clone()));
     }
 }
 
@@ -284,12 +294,12 @@ fn strings(v: Option<Value>) -> Result<Vec<Vec<u8>>, Unavailable> {
 
 async fn query(
     conn: &mut ConnectionManager,
-    commands: &[Vec<redis::Cmd>],
+    commands: Vec<Vec<redis::Cmd>>,
 ) -> Result<Vec<Value>, Unavailable> {
     let mut pipe = redis::pipe();
     pipe.ignore_errors();
-    for c in commands.iter().flatten() {
-        pipe.add_command(c.clone());
+    for c in commands.into_iter().flatten() {
+        pipe.add_command(c);
     }
     pipe.query_async(conn).await.map_err(unavailable)
 }
@@ -307,7 +317,6 @@ mod tests {
     use super::*;
 
     fn queued(hash: u8, port: u8) -> Queued {
-        let (reply, _) = oneshot::channel();
         Queued {
             announce: Announce {
                 info_hash: [hash; 20],
@@ -317,7 +326,7 @@ mod tests {
                 now: u64::from(port),
                 ask: usize::from(port) * 10,
             },
-            reply,
+            reply: None,
         }
     }
 
