@@ -11,7 +11,11 @@
 #     against plain TCP.
 # Peer seeders 2 and 3 use a second seedbucket as a plain open tracker (its own seeder off) and a
 # torrent of the same bytes made by `seedbucket torrent create`, so only they can serve.
-# Usage: bench/seeder.sh   (env: SIZE_MB=1024 ROUNDS=2)
+# LINK (for example LINK=1gbit) runs it all in a network namespace made for the run, whose
+# loopback is shaped to that rate (tc tbf), as if the leecher and the seeders were hosts on such a
+# link: on plain loopback every figure is bound by the two cores the leecher and the seeder share.
+# Needs root (ip netns, tc); writes bench/out/seeder-<LINK>.md.
+# Usage: bench/seeder.sh   (env: SIZE_MB=1024 ROUNDS=2 LINK=)
 set -euo pipefail
 . "$(dirname "$0")/server_env.sh"
 cd "$(dirname "$0")/.."
@@ -36,6 +40,16 @@ HAVE_QBT=1; install qbittorrent-nox qbittorrent-nox || HAVE_QBT=0
 PY=$ROOT/.venv/bin/python
 
 cargo build --release -q -p seedbucket --bin seedbucket
+if [ -n "${LINK:-}" ] && [ -z "${SEEDBUCKET_BENCH_NETNS:-}" ]; then
+  NS=sbseed$$
+  ip netns add "$NS" || { echo "LINK needs root (ip netns add)"; exit 1; }
+  trap 'ip netns del "$NS" 2>/dev/null || true; rm -rf "$WORK"' EXIT
+  ip netns exec "$NS" ip link set lo up
+  ip netns exec "$NS" tc qdisc add dev lo root tbf rate "$LINK" burst 256kb latency 50ms
+  echo "== in network namespace $NS, loopback shaped to $LINK"
+  rc=0; SEEDBUCKET_BENCH_NETNS=$NS ip netns exec "$NS" "$ROOT/bench/seeder.sh" || rc=$?
+  exit "$rc"
+fi
 SB=$ROOT/target/release/seedbucket
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_port() { for _ in $(seq 200); do (echo > /dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened"; exit 1; }
@@ -163,7 +177,7 @@ echo "$TRANSPORTS" >&2
 tget() { python3 -c "import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])" "$TRANSPORTS" "$1"; }
 
 {
-  echo "# Seeder benchmark ($(date -u +%F), ${SIZE_MB} MiB, aria2c leecher, best of $ROUNDS)"
+  echo "# Seeder benchmark ($(date -u +%F), ${SIZE_MB} MiB, aria2c leecher, best of $ROUNDS${LINK:+, loopback shaped to $LINK})"
   echo
   echo "| source | MB/s | seedbucket / it |"
   echo "|---|---|---|"
@@ -184,4 +198,4 @@ tget() { python3 -c "import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]]
   echo "| libtorrent seeding instead: RC4-encrypted TCP, MB/s | $(tget libtorrent_rc4_tcp_mb_s) | $(tget libtorrent_tcp_mb_s) plain TCP | $(ratio "$(tget libtorrent_rc4_tcp_mb_s)" "$(tget libtorrent_tcp_mb_s)") |"
   echo "| seedbucket / libtorrent seeding, uTP | $(tget utp_mb_s) | $(tget libtorrent_utp_mb_s) | $(ratio "$(tget utp_mb_s)" "$(tget libtorrent_utp_mb_s)") |"
   echo "| seedbucket / libtorrent seeding, RC4 TCP | $(tget rc4_tcp_mb_s) | $(tget libtorrent_rc4_tcp_mb_s) | $(ratio "$(tget rc4_tcp_mb_s)" "$(tget libtorrent_rc4_tcp_mb_s)") |"
-} | tee "$OUT/seeder.md"
+} | tee "$OUT/seeder${LINK:+-$LINK}.md"
