@@ -148,10 +148,12 @@ impl AdmissionCache {
         generation: Generation,
     ) -> Option<Arc<Admitted>> {
         let m = self.decisions.lock().ok()?;
+        // An open torrent's answer is kept without a token (see `remember_decision`) and holds
+        // for any.
         let d = m
             .get(info_hash)?
             .iter()
-            .find(|d| d.token.as_deref() == token)?;
+            .find(|d| d.token.is_none() || d.token.as_deref() == token)?;
         (d.generation == generation && d.at.elapsed() < Self::DECISION_TTL)
             .then(|| d.admitted.clone())
     }
@@ -169,6 +171,10 @@ impl AdmissionCache {
         if m.len() >= Self::MAX_ENTRIES {
             m.clear();
         }
+        // A token only matters to a private torrent: an open one's answer is kept once, not
+        // once per token (any text passes for a token there, so a client could otherwise fill
+        // the cache with made-up ones).
+        let token = token.filter(|_| admitted.rec.private);
         let answers = m.entry(info_hash).or_default();
         let decision = Decision {
             token: token.map(Box::from),
@@ -818,6 +824,30 @@ mod tests {
         cache.remember_decision(h, Some("t1"), (1, 0), admitted("two"));
         let again = cache.decision(&h, Some("t1"), (1, 0)).expect("replaced");
         assert_eq!(again.rec.key, "two");
+    }
+
+    #[test]
+    fn an_open_torrents_answer_is_kept_once_for_any_token() {
+        let cache = AdmissionCache::default();
+        let h = [9u8; 20];
+        let mut open = IssuedTorrent {
+            private: false,
+            ..admitted("open").rec.clone()
+        };
+        open.key = "open".to_owned();
+        for t in ["made-up-1", "made-up-2", "made-up-3"] {
+            cache.remember_decision(
+                h,
+                Some(t),
+                (0, 0),
+                Arc::new(Admitted::new(open.clone(), None)),
+            );
+        }
+        assert_eq!(cache.decisions.lock().unwrap()[&h].len(), 1);
+        for t in [Some("another"), None] {
+            let known = cache.decision(&h, t, (0, 0)).expect("open answer");
+            assert_eq!(known.rec.key, "open");
+        }
     }
 
     #[test]
