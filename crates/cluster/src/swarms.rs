@@ -327,12 +327,7 @@ fn pick_peers(
 ) -> Vec<(SocketAddr, [u8; 20])> {
     // One more: the server puts its own seeder first in the reply.
     let mut out = Vec::with_capacity(want.min(sample.seeders.len() + sample.leechers.len()) + 1);
-    let from_seeders = if seeding {
-        0
-    } else {
-        // The caller is a leecher itself, so one leecher fewer is on offer.
-        want - (want / 2).min(sample.leechers.len().saturating_sub(1))
-    };
+    let from_seeders = seedbucket_tracker::seeders_wanted(want, sample.leechers.len(), seeding);
     take_peers(&sample.seeders, me, from_seeders, &mut out);
     take_peers(&sample.leechers, me, want, &mut out);
     out

@@ -232,17 +232,10 @@ impl Swarm {
         // One more: the server puts its own seeder first in the reply.
         let mut peers = Vec::with_capacity(want.min(self.len()) + 1);
         let is_other = |p: &Peer| p.addr != a.addr && p.id != a.peer_id;
-        let from_seeders = if a.left == 0 {
-            0
-        } else {
-            // The caller is a leecher itself, so one leecher fewer is on offer.
-            let leechers_on_offer = self.leechers.len().saturating_sub(1);
-            want - (want / 2).min(leechers_on_offer)
-        };
         run(
             &self.seeders,
             &mut self.seeder_cursor,
-            from_seeders,
+            seeders_wanted(want, self.leechers.len(), a.left == 0),
             &mut peers,
             is_other,
         );
@@ -282,6 +275,18 @@ impl Swarm {
         }
         gone
     }
+}
+
+/// How many of the `want` peers of a reply are taken from the swarm's seeders (the leechers
+/// then fill the rest): none for a seeder, which is handed leechers only; for a leecher half,
+/// or more when the swarm has too few other leechers (the caller, a leecher itself, is one of
+/// `leechers`). The in-process and the Redis trackers pick by this one rule.
+pub fn seeders_wanted(want: usize, leechers: usize, caller_seeding: bool) -> usize {
+    if caller_seeding {
+        return 0;
+    }
+    let leechers_on_offer = leechers.saturating_sub(1);
+    want - (want / 2).min(leechers_on_offer)
 }
 
 /// Appends to `out`, until it holds `until` peers, the entries of `list` that `keep` accepts,
