@@ -256,12 +256,12 @@ pub fn encode_entry(seeding: bool, peer_id: &[u8; 20]) -> Vec<u8> {
     out
 }
 
-/// One peer of a swarm as a node read it from Redis.
+/// One peer of a swarm as a node read it from Redis (whether it seeds is which list of
+/// [`SampledPeers`] holds it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SampledPeer {
     pub addr: SocketAddr,
     pub id: [u8; 20],
-    pub seeding: bool,
 }
 
 /// What an announce found: the swarm's counts and the peers read from it (shared by the
@@ -301,13 +301,12 @@ pub(crate) fn parse_announce_reply(
         let (Some(addr), Ok(id)) = (decode_addr(&pair[0]), <[u8; 20]>::try_from(id)) else {
             continue;
         };
-        let seeding = *flag == b'1';
-        let list = if seeding {
+        let list = if *flag == b'1' {
             &mut peers.seeders
         } else {
             &mut peers.leechers
         };
-        list.push(SampledPeer { addr, id, seeding });
+        list.push(SampledPeer { addr, id });
     }
     Ok(ScriptReply {
         complete: number(counts.first()),
@@ -630,38 +629,37 @@ mod tests {
 
     #[test]
     fn announce_reply() {
-        let peer = |port: u16, id: u8, seeding: bool| SampledPeer {
+        let peer = |port: u16, id: u8| SampledPeer {
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
             id: [id; 20],
-            seeding,
         };
         let counts = vec![b"2".to_vec(), b"5".to_vec()];
         let picked = vec![
-            encode_addr(peer(7000, 7, false).addr),
+            encode_addr(peer(7000, 7).addr),
             encode_entry(false, &[7; 20]),
             vec![8; 3], // an address that does not parse is skipped
             encode_entry(true, &[8; 20]),
-            encode_addr(peer(7001, 9, true).addr),
+            encode_addr(peer(7001, 9).addr),
             encode_entry(true, &[9; 20]),
         ];
         let r = parse_announce_reply(&counts, &picked).unwrap();
         assert_eq!((r.complete, r.incomplete), (2, 5));
-        assert_eq!(r.peers.leechers, vec![peer(7000, 7, false)]);
-        assert_eq!(r.peers.seeders, vec![peer(7001, 9, true)]);
+        assert_eq!(r.peers.leechers, vec![peer(7000, 7)]);
+        assert_eq!(r.peers.seeders, vec![peer(7001, 9)]);
         assert!(parse_announce_reply(&[], &picked).is_err());
     }
 
     #[test]
     fn picking_leaves_out_the_announcer_and_seeders_for_a_seeder() {
+        // Even ids seed.
         let peers: Vec<SampledPeer> = (0..10u8)
             .map(|i| SampledPeer {
                 addr: SocketAddr::from(([127, 0, 0, 1], 7000 + u16::from(i))),
                 id: [i; 20],
-                seeding: i % 2 == 0,
             })
             .collect();
         let me = peers[1].addr;
-        let (seeders, leechers) = peers.iter().partition(|p| p.seeding);
+        let (seeders, leechers) = peers.iter().partition(|p| p.id[0] % 2 == 0);
         let sample = SampledPeers { seeders, leechers };
         let all = pick_peers(&sample, me, false, 100);
         assert_eq!(all.len(), 9);

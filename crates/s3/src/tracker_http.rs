@@ -830,11 +830,10 @@ mod tests {
     fn an_open_torrents_answer_is_kept_once_for_any_token() {
         let cache = AdmissionCache::default();
         let h = [9u8; 20];
-        let mut open = IssuedTorrent {
+        let open = IssuedTorrent {
             private: false,
             ..admitted("open").rec.clone()
         };
-        open.key = "open".to_owned();
         for t in ["made-up-1", "made-up-2", "made-up-3"] {
             cache.remember_decision(
                 h,
