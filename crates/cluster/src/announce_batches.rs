@@ -18,7 +18,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use redis::Value;
 use redis::aio::ConnectionManager;
@@ -75,6 +75,8 @@ pub(crate) struct AnnounceBatches {
     queue: mpsc::Sender<Queued>,
     /// Whether the last pipeline's writes all went in (no pipeline yet: assumed so).
     healthy: Arc<AtomicBool>,
+    /// Pipelines that failed so far.
+    failures: Arc<AtomicU64>,
 }
 
 impl AnnounceBatches {
@@ -87,13 +89,24 @@ impl AnnounceBatches {
     ) -> Self {
         let (queue, waiting) = mpsc::channel(QUEUE);
         let healthy = Arc::new(AtomicBool::new(true));
-        tokio::spawn(send_batches(conn, script, limits, waiting, healthy.clone()));
-        Self { queue, healthy }
+        let failures = Arc::new(AtomicU64::new(0));
+        let state = (healthy.clone(), failures.clone());
+        tokio::spawn(send_batches(conn, script, limits, waiting, state));
+        Self {
+            queue,
+            healthy,
+            failures,
+        }
     }
 
     /// Whether the last pipeline's writes all went in.
     pub(crate) fn healthy(&self) -> bool {
         self.healthy.load(Ordering::Relaxed)
+    }
+
+    /// How many pipelines failed so far: a write queued before this number moved may be lost.
+    pub(crate) fn failures(&self) -> u64 {
+        self.failures.load(Ordering::Relaxed)
     }
 
     /// Applies `announce` in the next pipeline; the reply has the swarm's counts after it and
@@ -132,7 +145,7 @@ async fn send_batches(
     script: redis::Script,
     limits: SwarmLimits,
     mut waiting: mpsc::Receiver<Queued>,
-    healthy: Arc<AtomicBool>,
+    (healthy, failures): (Arc<AtomicBool>, Arc<AtomicU64>),
 ) {
     let slots = Arc::new(Semaphore::new(IN_FLIGHT));
     loop {
@@ -151,9 +164,13 @@ async fn send_batches(
                 Err(_) => break,
             }
         }
-        let (conn, script, healthy) = (conn.clone(), script.clone(), healthy.clone());
+        let (conn, script) = (conn.clone(), script.clone());
+        let (healthy, failures) = (healthy.clone(), failures.clone());
         tokio::spawn(async move {
             let written = send(conn, &script, limits, by_swarm(batch)).await;
+            if !written {
+                failures.fetch_add(1, Ordering::Relaxed);
+            }
             healthy.store(written, Ordering::Relaxed);
             drop(slot);
         });

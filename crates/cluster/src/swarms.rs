@@ -389,6 +389,66 @@ impl RecentAdmissions {
     }
 }
 
+/// The peers whose announce this node queued for Redis within the current second (unix
+/// seconds, the swarm's score): a peer announcing again within that second with nothing
+/// changed (same peer id, same seeding state, no event) would rewrite exactly what is there
+/// (the same score, the same entry, the keys' expiry to the same moment), so its write is left
+/// out. Cleared when the second changes or a pipeline fails (what it noted may not be in
+/// Redis), so it holds at most one second's peers.
+#[derive(Debug, Default)]
+struct WrittenThisSecond(Mutex<WrittenIn>);
+
+/// The second and the count of failed pipelines the writes were noted under, and the writes.
+#[derive(Debug, Default)]
+struct WrittenIn {
+    second: u64,
+    failures: u64,
+    peers: HashMap<([u8; 20], SocketAddr), Entry>,
+}
+
+/// A peer's entry as written: seeding, peer id.
+type Entry = (bool, [u8; 20]);
+
+/// Peers remembered per second at most; past that, announces are all written.
+const MAX_WRITTEN_THIS_SECOND: usize = 262_144;
+
+impl WrittenThisSecond {
+    /// Whether `entry` was queued for `peer` of swarm `key` in second `now`, with `failures`
+    /// failed pipelines then and now.
+    fn already(
+        &self,
+        key: [u8; 20],
+        peer: SocketAddr,
+        entry: Entry,
+        now: u64,
+        failures: u64,
+    ) -> bool {
+        self.0.lock().is_ok_and(|w| {
+            w.second == now && w.failures == failures && w.peers.get(&(key, peer)) == Some(&entry)
+        })
+    }
+
+    /// Notes that `entry` (`None`: the peer left) was queued for `peer` of swarm `key` in
+    /// second `now`, `failures` pipelines having failed before.
+    fn note(&self, key: [u8; 20], peer: SocketAddr, entry: Option<Entry>, now: u64, failures: u64) {
+        let Ok(mut w) = self.0.lock() else { return };
+        if w.second != now || w.failures != failures {
+            w.second = now;
+            w.failures = failures;
+            w.peers.clear();
+        }
+        match entry {
+            None => {
+                w.peers.remove(&(key, peer));
+            }
+            Some(entry) if w.peers.len() < MAX_WRITTEN_THIS_SECOND => {
+                w.peers.insert((key, peer), entry);
+            }
+            Some(_) => {}
+        }
+    }
+}
+
 /// This node's recent samples of large swarms' peer lists.
 #[derive(Debug, Default)]
 struct PeerSamples(Mutex<HashMap<[u8; 20], (Instant, ScriptReply)>>);
@@ -422,6 +482,7 @@ pub struct RedisSwarms {
     rate: redis::Script,
     samples: PeerSamples,
     admitted: RecentAdmissions,
+    written: WrittenThisSecond,
     /// Every live node's seeder, this one's first; kept by the heartbeat ([`crate::Cluster`]).
     pub(crate) seeders: Arc<RwLock<Vec<SocketAddr>>>,
 }
@@ -433,6 +494,12 @@ impl std::fmt::Debug for RedisSwarms {
 }
 
 impl RedisSwarms {
+    /// Notes what an announce queued: the peer's entry, or that it left.
+    fn note_written(&self, key: [u8; 20], a: &PeerAnnounce, entry: Entry, now: u64, failures: u64) {
+        let entry = (a.event != Event::Stopped).then_some(entry);
+        self.written.note(key, a.addr, entry, now, failures);
+    }
+
     fn reply(
         &self,
         complete: u32,
@@ -469,6 +536,7 @@ impl RedisSwarms {
             rate: redis::Script::new(RATE),
             samples: PeerSamples::default(),
             admitted: RecentAdmissions::default(),
+            written: WrittenThisSecond::default(),
             seeders,
         }
     }
@@ -500,11 +568,17 @@ impl SwarmStore for RedisSwarms {
             now,
             ask: 0,
         };
+        let entry = (seeding, a.peer_id);
         if let Some(sample) = &sample
             && self.batches.healthy()
         {
-            // The answer is all here: the write goes in with the next batch.
-            self.batches.announce_later(announce).await?;
+            // The answer is all here: the write goes in with the next batch, unless this node
+            // queued the very same one within this second.
+            let failures = self.batches.failures();
+            if a.event != Event::None || !self.written.already(key, a.addr, entry, now, failures) {
+                self.batches.announce_later(announce).await?;
+                self.note_written(key, a, entry, now, failures);
+            }
             return Ok(self.reply(
                 sample.complete,
                 sample.incomplete,
@@ -519,7 +593,9 @@ impl SwarmStore for RedisSwarms {
         } else {
             want * 3 + 1
         };
+        let failures = self.batches.failures();
         let reply = self.batches.announce(Announce { ask, ..announce }).await?;
+        self.note_written(key, a, entry, now, failures);
         let peers = match sample {
             Some(sample) => pick_peers(&sample.peers, a.addr, seeding, want),
             // Peers read for another announce of the same swarm are not this one's to give.
@@ -684,6 +760,28 @@ mod tests {
             leechers: sample.leechers.clone(),
         };
         assert_eq!(pick_peers(&no_seeders, me, false, 4).len(), 4);
+    }
+
+    #[test]
+    fn a_write_is_remembered_within_its_second_and_until_a_pipeline_fails() {
+        let w = WrittenThisSecond::default();
+        let (key, peer) = ([1u8; 20], SocketAddr::from(([127, 0, 0, 2], 6881)));
+        let leeching = (false, [7u8; 20]);
+        assert!(!w.already(key, peer, leeching, 100, 0));
+        w.note(key, peer, Some(leeching), 100, 0);
+        assert!(w.already(key, peer, leeching, 100, 0));
+        // Another entry, swarm, second or failure count is not the same write.
+        assert!(!w.already(key, peer, (true, [7u8; 20]), 100, 0));
+        assert!(!w.already([2u8; 20], peer, leeching, 100, 0));
+        assert!(!w.already(key, peer, leeching, 101, 0));
+        assert!(!w.already(key, peer, leeching, 100, 1));
+        // A peer that left is forgotten; a new second starts empty.
+        w.note(key, peer, None, 100, 0);
+        assert!(!w.already(key, peer, leeching, 100, 0));
+        w.note(key, peer, Some(leeching), 100, 0);
+        w.note([2u8; 20], peer, Some(leeching), 101, 0);
+        assert!(!w.already(key, peer, leeching, 101, 0));
+        assert!(w.already([2u8; 20], peer, leeching, 101, 0));
     }
 
     #[test]

@@ -604,3 +604,102 @@ async fn a_large_swarms_announces_are_answered_from_the_sample_while_redis_takes
         assert!(e.to_string().contains("unavailable"), "{e}");
     }
 }
+
+#[tokio::test]
+async fn a_repeated_announce_within_its_second_is_not_rewritten_but_a_change_is() {
+    let r = redis();
+    let a = swarms(&r.url, TrackerConfig::default(), 0, None).await;
+    let key = [13u8; 20];
+    let t0 = unix_seconds();
+    let asking = |id: u8, left: u64, event: Event| PeerAnnounce {
+        numwant: Some(2),
+        ..peer(id, left, event)
+    };
+    // A swarm of four is too large for a reply of two: its sample answers from here on.
+    for id in 1..=4 {
+        a.announce(key, &asking(id, 10, Event::Started), t0)
+            .await
+            .unwrap();
+    }
+    let client = redis::Client::open(r.url.as_str()).unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    let h = hex::encode(key);
+    let (peers_key, addrs_key) = (format!("sb:{{{h}}}:peers"), format!("sb:{{{h}}}:addrs"));
+    let member = seedbucket_cluster::swarms::encode_addr(asking(5, 0, Event::None).addr);
+    let entry_of_5 = async |c: &mut redis::aio::MultiplexedConnection| {
+        let mut entry: Option<Vec<u8>> = None;
+        for _ in 0..50 {
+            entry = redis::cmd("HGET")
+                .arg(&addrs_key)
+                .arg(&member)
+                .query_async(c)
+                .await
+                .unwrap();
+            if entry.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        entry
+    };
+    a.announce(key, &asking(5, 10, Event::Started), t0)
+        .await
+        .unwrap();
+    assert_eq!(
+        entry_of_5(&mut c).await,
+        Some(seedbucket_cluster::swarms::encode_entry(false, &[5; 20]))
+    );
+    // Mark the entry in Redis: a plain re-announce within the same second, with nothing
+    // changed, leaves it as it is (it would write the same entry and score again)...
+    let _: () = redis::cmd("HSET")
+        .arg(&addrs_key)
+        .arg(&member)
+        .arg("marked")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    a.announce(key, &asking(5, 10, Event::None), t0)
+        .await
+        .unwrap();
+    // (a write queued before this peer's own next one would land first: wait for an announce
+    // that is answered only once written)
+    a.announce(key, &asking(6, 10, Event::Started), t0)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(entry_of_5(&mut c).await, Some(b"marked".to_vec()));
+    // ... but one that changes something is written: finished, it is a seeder.
+    a.announce(key, &asking(5, 0, Event::None), t0)
+        .await
+        .unwrap();
+    let mut seeding = None;
+    for _ in 0..50 {
+        seeding = entry_of_5(&mut c).await;
+        if seeding != Some(b"marked".to_vec()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        seeding,
+        Some(seedbucket_cluster::swarms::encode_entry(true, &[5; 20]))
+    );
+    // The next second, the same announce is written again (its score moves on).
+    a.announce(key, &asking(5, 0, Event::None), t0 + 1)
+        .await
+        .unwrap();
+    let mut score = 0;
+    for _ in 0..50 {
+        score = redis::cmd("ZSCORE")
+            .arg(&peers_key)
+            .arg(&member)
+            .query_async::<u64>(&mut c)
+            .await
+            .unwrap();
+        if score == t0 + 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(score, t0 + 1);
+}
