@@ -26,6 +26,7 @@ pub mod tokens;
 mod torrent_sources;
 pub mod tracker_http;
 mod tracker_ws;
+mod udp_inbox;
 mod udp_tracker;
 mod webseed;
 

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use http::{HeaderValue, Response, header};
 use s3s::Body;
 use seedbucket_store::pieces::{IssuedTorrent, TorrentSources};
-use seedbucket_tracker::PeerAnnounce;
+use seedbucket_tracker::{PeerAnnounce, PeerSink};
 use seedbucket_wire::tracker::http::{encode_failure, encode_scrape, parse_announce, parse_scrape};
 
 use crate::Seedbucket;
@@ -103,6 +103,10 @@ struct Decision {
     generation: Generation,
 }
 
+/// A map consulted on every announce, keyed by what clients send (info-hash, address): a
+/// per-map random seed like std's default hasher, at a fraction of SipHash's cost.
+type AnnounceMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 /// What an answer of [`Seedbucket::admitted`] was worked out from: (times the remembered
 /// readers were forgotten, object writes through this node). Either moving makes it stale.
 type Generation = (u64, u64);
@@ -114,7 +118,7 @@ type Generation = (u64, u64);
 #[derive(Default)]
 pub(crate) struct AdmissionCache {
     /// Info-hash → the answers for its tokens (at most [`Self::DECISIONS_PER_HASH`]).
-    decisions: Mutex<HashMap<[u8; 20], Vec<Decision>>>,
+    decisions: Mutex<AnnounceMap<[u8; 20], Vec<Decision>>>,
     /// Times [`Self::forget_readers`] ran.
     readers_forgotten: std::sync::atomic::AtomicU64,
     torrents: Mutex<HashMap<[u8; 20], CachedSources>>,
@@ -125,7 +129,7 @@ pub(crate) struct AdmissionCache {
     /// HMAC per announce.
     tokens: Mutex<HashMap<String, TokenGrant>>,
     /// UDP connection ids by client IP: (window, id for that window, id for the one before).
-    connection_ids: Mutex<HashMap<std::net::IpAddr, (u64, u64, u64)>>,
+    connection_ids: Mutex<AnnounceMap<std::net::IpAddr, (u64, u64, u64)>>,
 }
 
 impl AdmissionCache {
@@ -463,7 +467,9 @@ pub(crate) fn token_from_query_bytes(query: &[u8]) -> Option<std::borrow::Cow<'_
                 .into_owned()
                 .into()
         } else {
-            String::from_utf8_lossy(v)
+            // A token is ASCII: checked as such first (the lossy decoder is several times
+            // slower on the way to the same answer).
+            std::str::from_utf8(v).map_or_else(|_| String::from_utf8_lossy(v), Into::into)
         })
     })
 }
@@ -477,6 +483,28 @@ fn bencoded(body: Vec<u8>) -> Response<Body> {
 
 fn failure(reason: &str) -> Response<Body> {
     bencoded(encode_failure(reason))
+}
+
+/// A reply's peers after the server's own seeders: the swarm's picks, leaving those seeders
+/// out (they are listed already) and not counting them against the peers asked for.
+struct ServerSeedersFirst<'a, S> {
+    peers: &'a mut S,
+    /// The server's seeders.
+    seeders: &'a [SocketAddr],
+    /// How many of them were listed (all but the announcing peer itself).
+    listed: usize,
+}
+
+impl<S: PeerSink> PeerSink for ServerSeedersFirst<'_, S> {
+    fn taken(&self) -> usize {
+        self.peers.taken().saturating_sub(self.listed)
+    }
+
+    fn take(&mut self, addr: SocketAddr, id: &[u8; 20]) {
+        if !self.seeders.contains(&addr) {
+            self.peers.take(addr, id);
+        }
+    }
 }
 
 pub(crate) fn unix_now_ms() -> u64 {
@@ -633,6 +661,24 @@ impl Seedbucket {
         peer: &PeerAnnounce,
         downloaded: u64,
     ) -> Result<seedbucket_wire::tracker::http::AnnounceReply, String> {
+        let mut peers = Vec::new();
+        let mut reply = self
+            .swarm_announce_into(admitted, peer, downloaded, &mut peers)
+            .await?;
+        reply.peers = peers;
+        Ok(reply)
+    }
+
+    /// [`Self::swarm_announce`], the reply's peers given to `peers` as they are picked (the
+    /// server's seeders first), its list left empty: the UDP tracker writes them straight into
+    /// its datagram.
+    pub(crate) async fn swarm_announce_into(
+        &self,
+        admitted: &Admitted,
+        peer: &PeerAnnounce,
+        downloaded: u64,
+        peers: &mut impl PeerSink,
+    ) -> Result<seedbucket_wire::tracker::http::AnnounceReply, String> {
         let rec = &admitted.rec;
         let key = admitted
             .swarm
@@ -654,37 +700,50 @@ impl Seedbucket {
                     .map_err(unavailable)?,
             }
         }
-        let mut reply = match in_process {
-            Some(t) => t.announce_now(key, peer, unix_now()),
-            None => self
-                .tracker
-                .announce(key, peer, unix_now())
-                .await
-                .map_err(unavailable)?,
+        // The server's seeders go first (not to a seeder itself), and not again among the
+        // swarm's peers. Not for a torrent of no object.
+        let (own, nodes);
+        let seeders: &[SocketAddr] = match in_process {
+            _ if rec.bucket.is_empty() => &[],
+            Some(t) => {
+                own = t.seeder();
+                own.as_slice()
+            }
+            None => {
+                nodes = self.tracker.server_seeders();
+                &nodes
+            }
         };
+        let mut listed = ServerSeedersFirst {
+            peers,
+            seeders,
+            listed: 0,
+        };
+        for &seeder in seeders.iter().filter(|s| **s != peer.addr) {
+            listed.peers.take(seeder, &server_seeder_id(seeder));
+            listed.listed += 1;
+        }
+        let mut reply = match in_process {
+            Some(t) => t.announce_now_into(key, peer, unix_now(), &mut listed),
+            None => {
+                let mut reply = self
+                    .tracker
+                    .announce(key, peer, unix_now())
+                    .await
+                    .map_err(unavailable)?;
+                for (addr, id) in std::mem::take(&mut reply.peers) {
+                    listed.take(addr, &id);
+                }
+                reply
+            }
+        };
+        let listed_seeders = u32::try_from(listed.listed).unwrap_or(u32::MAX);
+        reply.complete = reply.complete.saturating_add(listed_seeders);
         use seedbucket_wire::tracker::http::Event;
         let finished = peer.event == Event::Completed
             || (peer.event == Event::Stopped && peer.left == 0 && downloaded > 0);
         if finished && !rec.bucket.is_empty() {
             self.count_finished(rec, key, peer.peer_id).await;
-        }
-        if !rec.bucket.is_empty() {
-            let mut list_seeder = |seeder: SocketAddr| {
-                if peer.addr == seeder {
-                    return;
-                }
-                reply.complete = reply.complete.saturating_add(1);
-                reply.peers.retain(|(a, _)| *a != seeder);
-                reply.peers.insert(0, (seeder, server_seeder_id(seeder)));
-            };
-            match in_process {
-                Some(t) => t.seeder().into_iter().for_each(&mut list_seeder),
-                None => self
-                    .tracker
-                    .server_seeders()
-                    .into_iter()
-                    .for_each(&mut list_seeder),
-            }
         }
         Ok(reply)
     }

@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use seedbucket_tracker::PeerAnnounce;
 use seedbucket_wire::tracker::udp::{
-    MAX_PACKET, Request, announce_reply, connect_reply, error_reply, parse_request, scrape_reply,
-    transaction_id,
+    CompactAnnounceReply, MAX_PACKET, Request, connect_reply, error_reply, parse_request,
+    scrape_reply, transaction_id,
 };
 use tokio::net::UdpSocket;
 
@@ -31,51 +31,53 @@ fn now() -> u64 {
 }
 
 impl Seedbucket {
-    /// Answers datagrams on `socket` until the task is dropped. A datagram whose answer is
-    /// ready at once (tracker state in this process) is answered in the receive loop; one that
-    /// waits (Redis) waits in the same task, beside the next datagrams, at most
-    /// [`UDP_IN_FLIGHT`] at a time per loop (past that, datagrams are dropped, as a busy UDP
-    /// server does; clients retry). Keeping them in the loop's task, not a task each, spares a
-    /// task and a cross-thread wake-up per datagram.
+    /// Answers datagrams on `socket` until the task is dropped. Datagrams are taken several at
+    /// a time ([`crate::udp_inbox`]). A datagram whose answer is ready at once (tracker state
+    /// in this process) is answered in the receive loop; one that waits (Redis) waits in the
+    /// same task, beside the next datagrams, at most [`UDP_IN_FLIGHT`] at a time per loop (past
+    /// that, datagrams are dropped, as a busy UDP server does; clients retry). Keeping them in
+    /// the loop's task, not a task each, spares a task and a cross-thread wake-up per datagram.
     pub async fn serve_udp_tracker(self, socket: Arc<UdpSocket>) {
         use futures::StreamExt as _;
-        let mut buf = vec![0u8; MAX_PACKET + 1];
+        let mut inbox = crate::udp_inbox::Inbox::new(MAX_PACKET + 1);
         let mut waiting = futures::stream::FuturesUnordered::new();
         // One reference count per datagram instead of a clone of every shared part.
         let app = Arc::new(self);
         loop {
-            let received = tokio::select! {
+            let ready = tokio::select! {
                 biased;
                 Some(()) = waiting.next(), if !waiting.is_empty() => continue,
-                r = socket.recv_from(&mut buf) => r,
+                r = socket.readable() => r,
             };
-            let (n, from) = match received {
-                Ok(x) => x,
-                Err(e) => {
+            let received = ready.and_then(|()| inbox.receive(&socket));
+            if let Err(e) = received {
+                if e.kind() != std::io::ErrorKind::WouldBlock {
                     tracing::debug!(error = %e, "udp tracker receive failed");
-                    continue;
                 }
-            };
-            let (app, socket, packet) = (app.clone(), socket.clone(), buf[..n].to_vec());
-            let mut answer = Box::pin(async move {
-                let log = &app.options.access_log;
-                let started = log.is_on().then(std::time::Instant::now);
-                let reply = app.udp_datagram(&packet, from).await;
-                if let Some(reply) = &reply {
-                    let _ = socket.send_to(reply, from).await;
-                }
-                if let Some(started) = started {
-                    let mut entry =
-                        crate::request_log::udp_entry(&packet, reply.as_deref(), started);
-                    entry.remote = Some(from.to_string());
-                    log.record(&entry);
-                }
-            });
-            if futures::poll!(answer.as_mut()).is_pending() {
-                if waiting.len() < UDP_IN_FLIGHT {
-                    waiting.push(answer);
-                } else {
-                    tracing::debug!("udp tracker busy; datagram dropped");
+                continue;
+            }
+            for (packet, from) in inbox.datagrams() {
+                let (app, socket, packet) = (app.clone(), socket.clone(), packet.to_vec());
+                let mut answer = Box::pin(async move {
+                    let log = &app.options.access_log;
+                    let started = log.is_on().then(std::time::Instant::now);
+                    let reply = app.udp_datagram(&packet, from).await;
+                    if let Some(reply) = &reply {
+                        let _ = socket.send_to(reply, from).await;
+                    }
+                    if let Some(started) = started {
+                        let mut entry =
+                            crate::request_log::udp_entry(&packet, reply.as_deref(), started);
+                        entry.remote = Some(from.to_string());
+                        log.record(&entry);
+                    }
+                });
+                if futures::poll!(answer.as_mut()).is_pending() {
+                    if waiting.len() < UDP_IN_FLIGHT {
+                        waiting.push(answer);
+                    } else {
+                        tracing::debug!("udp tracker busy; datagram dropped");
+                    }
                 }
             }
         }
@@ -134,18 +136,17 @@ impl Seedbucket {
                     event: a.event,
                     numwant: a.numwant,
                 };
-                let reply = match self.swarm_announce(&admitted, &peer, a.downloaded).await {
+                // The peers go straight into the datagram as they are picked.
+                let room = a.numwant.map_or(50, |n| n.min(200)) as usize + 1;
+                let mut out = CompactAnnounceReply::new(a.transaction_id, from.is_ipv6(), room);
+                let reply = match self
+                    .swarm_announce_into(&admitted, &peer, a.downloaded, &mut out)
+                    .await
+                {
                     Ok(r) => r,
                     Err(reason) => return Some(error_reply(a.transaction_id, &reason)),
                 };
-                Some(announce_reply(
-                    a.transaction_id,
-                    reply.interval,
-                    reply.incomplete,
-                    reply.complete,
-                    reply.peers.iter().map(|(addr, _)| *addr),
-                    from.is_ipv6(),
-                ))
+                Some(out.finish(reply.interval, reply.incomplete, reply.complete))
             }
             Request::Scrape {
                 connection_id,

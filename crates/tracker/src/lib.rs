@@ -27,7 +27,11 @@
 
 pub mod browser;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
+
+/// The tracker's maps: keyed by what peers send (info-hashes, addresses), hashed with a
+/// per-map random seed like std's default, but several times cheaper than SipHash.
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -228,25 +232,22 @@ impl Swarm {
     /// Up to `want` peers for `a`, never `a` itself (its ip:port or its peer id): leechers
     /// only for a seeder; for a leecher half seeders, half leechers, either filling in for
     /// the other when it has too few.
-    fn pick(&mut self, a: &PeerAnnounce, want: usize) -> Vec<(SocketAddr, [u8; 20])> {
-        // One more: the server puts its own seeder first in the reply.
-        let mut peers = Vec::with_capacity(want.min(self.len()) + 1);
+    fn pick(&mut self, a: &PeerAnnounce, want: usize, peers: &mut impl PeerSink) {
         let is_other = |p: &Peer| p.addr != a.addr && p.id != a.peer_id;
         run(
             &self.seeders,
             &mut self.seeder_cursor,
             seeders_wanted(want, self.leechers.len(), a.left == 0),
-            &mut peers,
+            peers,
             is_other,
         );
         run(
             &self.leechers,
             &mut self.leecher_cursor,
             want,
-            &mut peers,
+            peers,
             is_other,
         );
-        peers
     }
 
     /// The stalest entry of the swarm, or of one address in it.
@@ -289,31 +290,67 @@ pub fn seeders_wanted(want: usize, leechers: usize, caller_seeding: bool) -> usi
     want - (want / 2).min(leechers_on_offer)
 }
 
-/// Appends to `out`, until it holds `until` peers, the entries of `list` that `keep` accepts,
+/// Where a reply's peers go as they are picked: a list, or straight into a reply's bytes.
+pub trait PeerSink {
+    /// Peers taken so far.
+    fn taken(&self) -> usize;
+    /// Takes one more peer (a sink may leave it out, e.g. of another address family: then
+    /// `taken` does not grow).
+    fn take(&mut self, addr: SocketAddr, id: &[u8; 20]);
+}
+
+impl PeerSink for Vec<(SocketAddr, [u8; 20])> {
+    fn taken(&self) -> usize {
+        self.len()
+    }
+
+    fn take(&mut self, addr: SocketAddr, id: &[u8; 20]) {
+        self.push((addr, *id));
+    }
+}
+
+impl PeerSink for seedbucket_wire::tracker::udp::CompactAnnounceReply {
+    fn taken(&self) -> usize {
+        self.peers()
+    }
+
+    fn take(&mut self, addr: SocketAddr, _id: &[u8; 20]) {
+        self.push(addr);
+    }
+}
+
+/// Gives `out`, until it has taken `until` peers, the entries of `list` that `keep` accepts,
 /// reading from the rotating `cursor` on and moving it past what was read.
 fn run(
     list: &[Peer],
     cursor: &mut usize,
     until: usize,
-    out: &mut Vec<(SocketAddr, [u8; 20])>,
+    out: &mut impl PeerSink,
     keep: impl Fn(&Peer) -> bool,
 ) {
     let n = list.len();
-    if n == 0 || out.len() >= until {
+    if n == 0 || out.taken() >= until {
         return;
     }
     let start = *cursor % n;
     let mut read = 0;
     for p in list[start..].iter().chain(&list[..start]) {
-        if out.len() >= until {
+        if out.taken() >= until {
             break;
         }
         read += 1;
         if keep(p) {
-            out.push((p.addr, p.id));
+            out.take(p.addr, &p.id);
         }
     }
     *cursor = start.wrapping_add(read);
+}
+
+/// Peers an announce asks for, within the configured bounds.
+fn numwant(cfg: &TrackerConfig, a: &PeerAnnounce) -> usize {
+    a.numwant
+        .unwrap_or(cfg.default_numwant)
+        .min(cfg.max_numwant) as usize
 }
 
 /// Whether a new ip:port gets into a swarm, and which entry makes room for it.
@@ -392,6 +429,28 @@ impl Swarms {
         a: &PeerAnnounce,
         now: u64,
     ) -> AnnounceReply {
+        // One more: the server puts its own seeder first in the reply.
+        let want = numwant(cfg, a);
+        let mut peers = Vec::with_capacity(want.min(self.swarm_len(&key)) + 1);
+        let mut reply = self.announce_into(cfg, key, a, now, &mut peers);
+        reply.peers = peers;
+        reply
+    }
+
+    fn swarm_len(&self, key: &[u8; 20]) -> usize {
+        self.torrents.get(key).map_or(0, Swarm::len)
+    }
+
+    /// [`Self::announce`], its peers given to `peers` as they are picked (the reply's list
+    /// stays empty).
+    pub fn announce_into(
+        &mut self,
+        cfg: &TrackerConfig,
+        key: [u8; 20],
+        a: &PeerAnnounce,
+        now: u64,
+        peers: &mut impl PeerSink,
+    ) -> AnnounceReply {
         let mut gone = Vec::new();
         let swarm = self.torrents.entry(key).or_default();
         if now.saturating_sub(swarm.last_expired) >= EXPIRE_EVERY {
@@ -432,15 +491,10 @@ impl Swarms {
                 }
             }
         }
-        let want = a
-            .numwant
-            .unwrap_or(cfg.default_numwant)
-            .min(cfg.max_numwant) as usize;
-        let peers = if a.event != Event::Stopped && want > 0 {
-            swarm.pick(a, want)
-        } else {
-            Vec::new()
-        };
+        let want = numwant(cfg, a);
+        if a.event != Event::Stopped && want > 0 {
+            swarm.pick(a, want, peers);
+        }
         let (complete, incomplete) = swarm.counts();
         if swarm.is_empty() && swarm.completed == 0 {
             self.torrents.remove(&key);
@@ -457,7 +511,7 @@ impl Swarms {
             min_interval: cfg.min_interval,
             complete,
             incomplete,
-            peers,
+            peers: Vec::new(),
             warning,
         }
     }
@@ -577,6 +631,23 @@ impl Tracker {
         match self.swarms.lock() {
             Ok(mut s) => s.announce(&self.config, key, a, now),
             Err(poisoned) => poisoned.into_inner().announce(&self.config, key, a, now),
+        }
+    }
+
+    /// [`Self::announce_now`], its peers given to `peers` as they are picked (the reply's
+    /// list stays empty).
+    pub fn announce_now_into(
+        &self,
+        key: [u8; 20],
+        a: &PeerAnnounce,
+        now: u64,
+        peers: &mut impl PeerSink,
+    ) -> AnnounceReply {
+        match self.swarms.lock() {
+            Ok(mut s) => s.announce_into(&self.config, key, a, now, peers),
+            Err(poisoned) => poisoned
+                .into_inner()
+                .announce_into(&self.config, key, a, now, peers),
         }
     }
 
@@ -1058,7 +1129,7 @@ impl RateLimiter {
     pub fn new(rate: u32) -> Self {
         Self {
             rate,
-            buckets: Mutex::new(HashMap::new()),
+            buckets: Mutex::new(HashMap::default()),
         }
     }
 

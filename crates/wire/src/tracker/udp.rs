@@ -219,21 +219,57 @@ pub fn announce_reply(
     v6: bool,
 ) -> Vec<u8> {
     let peers = peers.into_iter();
-    let mut out = Vec::with_capacity(20 + peers.size_hint().0 * if v6 { 18 } else { 6 });
-    out.extend_from_slice(&ANNOUNCE.to_be_bytes());
-    out.extend_from_slice(&transaction_id.to_be_bytes());
-    out.extend_from_slice(&interval.to_be_bytes());
-    out.extend_from_slice(&leechers.to_be_bytes());
-    out.extend_from_slice(&seeders.to_be_bytes());
+    let mut reply = CompactAnnounceReply::new(transaction_id, v6, peers.size_hint().0);
     for p in peers {
-        match (p.ip(), v6) {
-            (IpAddr::V4(ip), false) => out.extend_from_slice(&ip.octets()),
-            (IpAddr::V6(ip), true) => out.extend_from_slice(&ip.octets()),
-            _ => continue,
-        }
-        out.extend_from_slice(&p.port().to_be_bytes());
+        reply.push(p);
     }
-    out
+    reply.finish(interval, leechers, seeders)
+}
+
+/// An announce reply written as its peers are picked (no list of them in between): the peers
+/// go in as they come, the counts once known.
+#[derive(Debug)]
+pub struct CompactAnnounceReply {
+    out: Vec<u8>,
+    v6: bool,
+    peers: usize,
+}
+
+impl CompactAnnounceReply {
+    /// Room for `capacity` peers of the requester's family (`v6`).
+    pub fn new(transaction_id: u32, v6: bool, capacity: usize) -> Self {
+        let mut out = Vec::with_capacity(20 + capacity * if v6 { 18 } else { 6 });
+        out.extend_from_slice(&ANNOUNCE.to_be_bytes());
+        out.extend_from_slice(&transaction_id.to_be_bytes());
+        // interval, leechers, seeders: filled in by `finish`
+        out.extend_from_slice(&[0; 12]);
+        Self { out, v6, peers: 0 }
+    }
+
+    /// Adds `peer` if it is of the requester's address family; false if left out.
+    pub fn push(&mut self, peer: SocketAddr) -> bool {
+        match (peer.ip(), self.v6) {
+            (IpAddr::V4(ip), false) => self.out.extend_from_slice(&ip.octets()),
+            (IpAddr::V6(ip), true) => self.out.extend_from_slice(&ip.octets()),
+            _ => return false,
+        }
+        self.out.extend_from_slice(&peer.port().to_be_bytes());
+        self.peers += 1;
+        true
+    }
+
+    /// Peers added so far.
+    pub fn peers(&self) -> usize {
+        self.peers
+    }
+
+    /// The datagram.
+    pub fn finish(mut self, interval: u32, leechers: u32, seeders: u32) -> Vec<u8> {
+        self.out[8..12].copy_from_slice(&interval.to_be_bytes());
+        self.out[12..16].copy_from_slice(&leechers.to_be_bytes());
+        self.out[16..20].copy_from_slice(&seeders.to_be_bytes());
+        self.out
+    }
 }
 
 pub fn scrape_reply(transaction_id: u32, entries: &[ScrapeEntry]) -> Vec<u8> {
