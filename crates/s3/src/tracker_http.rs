@@ -663,20 +663,21 @@ impl Seedbucket {
     ) -> Result<seedbucket_wire::tracker::http::AnnounceReply, String> {
         let mut peers = Vec::new();
         let mut reply = self
-            .swarm_announce_into(admitted, peer, downloaded, &mut peers)
+            .swarm_announce_into(admitted, peer, downloaded, unix_now(), &mut peers)
             .await?;
         reply.peers = peers;
         Ok(reply)
     }
 
-    /// [`Self::swarm_announce`], the reply's peers given to `peers` as they are picked (the
-    /// server's seeders first), its list left empty: the UDP tracker writes them straight into
-    /// its datagram.
+    /// [`Self::swarm_announce`] at `now` (unix seconds), the reply's peers given to `peers` as
+    /// they are picked (the server's seeders first), its list left empty: the UDP tracker
+    /// writes them straight into its datagram.
     pub(crate) async fn swarm_announce_into(
         &self,
         admitted: &Admitted,
         peer: &PeerAnnounce,
         downloaded: u64,
+        now: u64,
         peers: &mut impl PeerSink,
     ) -> Result<seedbucket_wire::tracker::http::AnnounceReply, String> {
         let rec = &admitted.rec;
@@ -724,11 +725,11 @@ impl Seedbucket {
             listed.listed += 1;
         }
         let mut reply = match in_process {
-            Some(t) => t.announce_now_into(key, peer, unix_now(), &mut listed),
+            Some(t) => t.announce_now_into(key, peer, now, &mut listed),
             None => {
                 let mut reply = self
                     .tracker
-                    .announce(key, peer, unix_now())
+                    .announce(key, peer, now)
                     .await
                     .map_err(unavailable)?;
                 for (addr, id) in std::mem::take(&mut reply.peers) {
@@ -751,7 +752,7 @@ impl Seedbucket {
     /// Whether `ip` may announce once more now (the per-address rate limit).
     pub(crate) async fn allow_announce(&self, ip: std::net::IpAddr) -> bool {
         match self.tracker.in_process() {
-            Some(t) => t.allow_announce_now(ip, unix_now_ms()),
+            Some(t) => !t.limits_announces() || t.allow_announce_now(ip, unix_now_ms()),
             None => self.tracker.allow_announce(ip, unix_now_ms()).await,
         }
     }

@@ -83,10 +83,12 @@ impl Seedbucket {
         }
     }
 
-    fn valid_connection(&self, id: u64, from: &SocketAddr) -> bool {
+    /// Whether `id` is a connection id this server gave `from` at `now` (unix seconds) or in
+    /// the window before.
+    fn valid_connection(&self, id: u64, from: &SocketAddr, now: u64) -> bool {
         let (cur, prev) =
             self.admission
-                .connection_ids(&self.options.token_key, from.ip(), now() / WINDOW_SECS);
+                .connection_ids(&self.options.token_key, from.ip(), now / WINDOW_SECS);
         id == cur || id == prev
     }
 
@@ -109,7 +111,9 @@ impl Seedbucket {
                 Some(connect_reply(transaction_id, id))
             }
             Request::Announce(a) => {
-                if !self.valid_connection(a.connection_id, &from) {
+                // One clock read for the connection id and the swarm.
+                let now = now();
+                if !self.valid_connection(a.connection_id, &from, now) {
                     return Some(error_reply(
                         a.transaction_id,
                         "invalid or expired connection id",
@@ -140,7 +144,7 @@ impl Seedbucket {
                 let room = a.numwant.map_or(50, |n| n.min(200)) as usize + 1;
                 let mut out = CompactAnnounceReply::new(a.transaction_id, from.is_ipv6(), room);
                 let reply = match self
-                    .swarm_announce_into(&admitted, &peer, a.downloaded, &mut out)
+                    .swarm_announce_into(&admitted, &peer, a.downloaded, now, &mut out)
                     .await
                 {
                     Ok(r) => r,
@@ -153,7 +157,7 @@ impl Seedbucket {
                 transaction_id,
                 info_hashes,
             } => {
-                if !self.valid_connection(connection_id, &from) {
+                if !self.valid_connection(connection_id, &from, now()) {
                     return Some(error_reply(
                         transaction_id,
                         "invalid or expired connection id",

@@ -233,7 +233,15 @@ impl Swarm {
     /// only for a seeder; for a leecher half seeders, half leechers, either filling in for
     /// the other when it has too few.
     fn pick(&mut self, a: &PeerAnnounce, want: usize, peers: &mut impl PeerSink) {
-        let is_other = |p: &Peer| p.addr != a.addr && p.id != a.peer_id;
+        // Peer ids compared by their last 8 bytes first (a client's prefix fills the first
+        // eight), the whole id only when those match.
+        let tail = |id: &[u8; 20]| {
+            u64::from_ne_bytes([
+                id[12], id[13], id[14], id[15], id[16], id[17], id[18], id[19],
+            ])
+        };
+        let my_tail = tail(&a.peer_id);
+        let is_other = |p: &Peer| p.addr != a.addr && (tail(&p.id) != my_tail || p.id != a.peer_id);
         run(
             &self.seeders,
             &mut self.seeder_cursor,
@@ -334,13 +342,17 @@ fn run(
     }
     let start = *cursor % n;
     let mut read = 0;
-    for p in list[start..].iter().chain(&list[..start]) {
-        if out.taken() >= until {
-            break;
-        }
-        read += 1;
-        if keep(p) {
-            out.take(p.addr, &p.id);
+    // From the cursor to the end, then from the start: two plain loops (a chained iterator
+    // cost a branch per entry).
+    'lists: for part in [&list[start..], &list[..start]] {
+        for p in part {
+            if out.taken() >= until {
+                break 'lists;
+            }
+            read += 1;
+            if keep(p) {
+                out.take(p.addr, &p.id);
+            }
         }
     }
     *cursor = start.wrapping_add(read);
@@ -654,6 +666,12 @@ impl Tracker {
     /// [`SwarmStore::admit`], at once.
     pub fn admit_now(&self, key: [u8; 20], ip: IpAddr, access_key: &str) {
         self.admissions.record(key, ip, access_key);
+    }
+
+    /// Whether announces are rate-limited at all (when not, there is no need to read the
+    /// clock for [`Self::allow_announce_now`]).
+    pub fn limits_announces(&self) -> bool {
+        self.limiter.rate != 0
     }
 
     /// [`SwarmStore::allow_announce`], at once.

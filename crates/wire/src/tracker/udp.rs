@@ -248,12 +248,18 @@ impl CompactAnnounceReply {
 
     /// Adds `peer` if it is of the requester's address family; false if left out.
     pub fn push(&mut self, peer: SocketAddr) -> bool {
+        let [hi, lo] = peer.port().to_be_bytes();
         match (peer.ip(), self.v6) {
-            (IpAddr::V4(ip), false) => self.out.extend_from_slice(&ip.octets()),
-            (IpAddr::V6(ip), true) => self.out.extend_from_slice(&ip.octets()),
+            (IpAddr::V4(ip), false) => {
+                let [a, b, c, d] = ip.octets();
+                self.out.extend_from_slice(&[a, b, c, d, hi, lo]);
+            }
+            (IpAddr::V6(ip), true) => {
+                self.out.extend_from_slice(&ip.octets());
+                self.out.extend_from_slice(&[hi, lo]);
+            }
             _ => return false,
         }
-        self.out.extend_from_slice(&peer.port().to_be_bytes());
         self.peers += 1;
         true
     }
