@@ -34,6 +34,10 @@
 //! queued for the next batch, while the node's last batch went in; after a failed one it waits
 //! for its write like any other. Swarms that fit in one reply are read on every announce, so a
 //! newcomer is listed at once, and their announces always wait for their writes.
+//!
+//! A plain re-announce answered from a sample is not queued at all when this node queued the
+//! same entry for the same peer within the same second ([`WrittenThisSecond`]): it would write
+//! the same score and entry again.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
