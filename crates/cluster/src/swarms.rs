@@ -554,10 +554,7 @@ impl SwarmStore for RedisSwarms {
         a: &PeerAnnounce,
         now: u64,
     ) -> Result<AnnounceReply, Unavailable> {
-        let want = a
-            .numwant
-            .unwrap_or(self.config.default_numwant)
-            .min(self.config.max_numwant) as usize;
+        let want = self.config.numwant(a);
         let seeding = a.left == 0;
         let stopping = a.event == Event::Stopped;
         let started = Instant::now();

@@ -141,7 +141,12 @@ impl Seedbucket {
                     numwant: a.numwant,
                 };
                 // The peers go straight into the datagram as they are picked.
-                let room = a.numwant.map_or(50, |n| n.min(200)) as usize + 1;
+                // Room for the peers asked for and the server's seeder (the Redis store's
+                // bounds are not known here: the defaults serve as the hint).
+                let room = match self.tracker.in_process() {
+                    Some(t) => t.config.numwant(&peer),
+                    None => seedbucket_tracker::TrackerConfig::default().numwant(&peer),
+                } + 1;
                 let mut out = CompactAnnounceReply::new(a.transaction_id, from.is_ipv6(), room);
                 let reply = match self
                     .swarm_announce_into(&admitted, &peer, a.downloaded, now, &mut out)

@@ -28,15 +28,15 @@
 pub mod browser;
 
 use std::collections::BTreeSet;
-
-/// The tracker's maps: keyed by what peers send (info-hashes, addresses), hashed with a
-/// per-map random seed like std's default, but several times cheaper than SipHash.
-type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use seedbucket_wire::tracker::http::{AnnounceReply, Event, ScrapeEntry};
+
+/// The tracker's maps: keyed by what peers send (info-hashes, addresses), hashed with a
+/// per-map random seed like std's default, but several times cheaper than SipHash.
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 /// Tracker settings.
 #[derive(Debug, Clone)]
@@ -60,6 +60,16 @@ pub struct TrackerConfig {
     pub max_peers_per_address: usize,
     pub default_numwant: u32,
     pub max_numwant: u32,
+}
+
+impl TrackerConfig {
+    /// Peers announce `a` is answered with at most: what it asks for (or the default), within
+    /// the configured bound.
+    pub fn numwant(&self, a: &PeerAnnounce) -> usize {
+        a.numwant
+            .unwrap_or(self.default_numwant)
+            .min(self.max_numwant) as usize
+    }
 }
 
 impl Default for TrackerConfig {
@@ -358,13 +368,6 @@ fn run(
     *cursor = start.wrapping_add(read);
 }
 
-/// Peers an announce asks for, within the configured bounds.
-fn numwant(cfg: &TrackerConfig, a: &PeerAnnounce) -> usize {
-    a.numwant
-        .unwrap_or(cfg.default_numwant)
-        .min(cfg.max_numwant) as usize
-}
-
 /// Whether a new ip:port gets into a swarm, and which entry makes room for it.
 enum Admit {
     /// Insert, after removing this entry (if any).
@@ -442,7 +445,7 @@ impl Swarms {
         now: u64,
     ) -> AnnounceReply {
         // One more: the server puts its own seeder first in the reply.
-        let want = numwant(cfg, a);
+        let want = cfg.numwant(a);
         let mut peers = Vec::with_capacity(want.min(self.swarm_len(&key)) + 1);
         let mut reply = self.announce_into(cfg, key, a, now, &mut peers);
         reply.peers = peers;
@@ -503,7 +506,7 @@ impl Swarms {
                 }
             }
         }
-        let want = numwant(cfg, a);
+        let want = cfg.numwant(a);
         if a.event != Event::Stopped && want > 0 {
             swarm.pick(a, want, peers);
         }
